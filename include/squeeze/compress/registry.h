@@ -1,0 +1,57 @@
+// The compression methods, registered by name in one explicit, ordered file
+// (src/compress/registry.cpp). A method is a pass: options read from Params (never YAML),
+// validated when the pass is made, and a function Graph -> Graph plus a summary.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "squeeze/data/dataset.h"
+#include "squeeze/ir/graph.h"
+#include "squeeze/train/trainer.h"
+
+namespace squeeze {
+class Params;
+}
+
+namespace squeeze::compress {
+
+// What a pass may use besides the graph: data for calibration or gradient-based criteria.
+struct PassContext {
+  const data::Splits* data = nullptr;  // null when the workflow has no data
+  int64_t batch_size = 128;
+  uint64_t seed = 0;
+};
+
+struct PassResult {
+  ir::Graph graph;
+  std::string summary;   // one line: what changed ("pruned 50.0% of 421,642 weights globally")
+  bool changed = true;
+};
+
+class Pass {
+ public:
+  virtual ~Pass() = default;
+  virtual std::string name() const = 0;
+  // Does the pass find anything to do? A pass with nothing to do returns the graph unchanged.
+  virtual PassResult run(const ir::Graph& graph, PassContext& ctx) = 0;
+  // A hook run after every fine-tuning step (gradual pruning); null if none.
+  virtual train::StepHook finetune_hook() { return nullptr; }
+};
+
+struct MethodInfo {
+  std::string name;                   // canonical, e.g. "prune"
+  std::vector<std::string> aliases;   // e.g. {"pruning"}
+  std::string description;
+  // Builds the pass from its params; reads every key it accepts and calls params.finish(), so
+  // unknown keys and bad values throw ConfigError.
+  std::function<std::unique_ptr<Pass>(Params& params)> make;
+};
+
+const std::vector<MethodInfo>& methods();
+const MethodInfo* find_method(const std::string& name_or_alias);  // nullptr if unknown
+std::vector<std::string> method_names();
+
+}  // namespace squeeze::compress

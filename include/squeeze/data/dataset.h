@@ -1,0 +1,101 @@
+// Data sets as in-memory tensors: IDX (MNIST, Fashion-MNIST), CSV, NPY, HDF5 and a synthetic jet
+// data set; deterministic splits, normalization, shuffled batching.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace squeeze {
+class Params;
+}
+
+namespace squeeze::data {
+
+struct DataOptions {
+  // fashion-mnist | mnist-idx | csv | npy | hdf5 | synthetic-jets
+  std::string dataset = "fashion-mnist";
+  std::string path;                        // IDX folder; CSV or HDF5 file
+  std::string features;                    // npy: features file; hdf5: dataset name
+  std::string labels;                      // npy: labels file;   hdf5: dataset name
+  std::string label_column = "label";      // csv
+  std::vector<std::string> feature_columns;  // csv; empty = all columns but the label
+  std::string test_path;                   // csv/npy/hdf5: optional separate test file(s)
+  std::string test_features, test_labels;  // npy test split files
+  int64_t samples = 100000;                // synthetic-jets
+  double rare_fraction = 0.02;             // synthetic-jets
+  int64_t batch_size = 128;
+  double val_fraction = 0.1;               // carved from train with the seed
+  double test_fraction = 0.2;              // carved first when the data set has no test split
+  int64_t limit_train = -1, limit_val = -1, limit_test = -1;  // -1: all
+  std::string normalize = "standard";      // standard | minmax | none (statistics from train)
+
+  // Reads the `data:` block; throws ConfigError on unknown keys and bad values.
+  static DataOptions from_params(Params& p);
+};
+
+struct Dataset {
+  at::Tensor x;  // float32, N x sample_shape
+  at::Tensor y;  // int64, N
+  int64_t size() const { return x.defined() ? x.size(0) : 0; }
+  Dataset subset(const at::Tensor& indices) const;  // int64 indices
+  Dataset head(int64_t n) const;                    // first n (all if n < 0 or n >= size)
+};
+
+struct Splits {
+  Dataset train, val, test;
+  std::vector<int64_t> sample_shape;  // without the batch dimension, e.g. {1, 28, 28}
+  int64_t num_classes = 0;
+  std::vector<std::string> class_names;  // may be empty
+  std::string description;               // "fashion-mnist (train 54000, val 6000, test 10000)"
+  at::Tensor mean, std;                  // the normalization applied (per feature / channel)
+};
+
+// Loads, splits (seeded), normalizes (statistics from the train split only) and applies limits.
+// Throws InputError naming the file and what is wrong (missing, truncated, non-numeric cell at
+// row R column C, label out of range...).
+Splits load(const DataOptions& options, uint64_t seed);
+
+// Individual readers (used by load and by tests).
+at::Tensor read_idx(const std::string& path);  // gzip or raw; uint8 -> uint8 tensor, shape from header
+// CSV with a header row. Returns features (float32 N x F) and labels (int64 N). Labels may be
+// integers or strings (then mapped to 0..K-1 in sorted order, names in class_names).
+void read_csv(const std::string& path, const std::string& label_column,
+              const std::vector<std::string>& feature_columns, at::Tensor& x, at::Tensor& y,
+              std::vector<std::string>* class_names);
+at::Tensor read_npy(const std::string& path);              // float32/float64/int64/int32/uint8/bool
+void write_npy(const std::string& path, const at::Tensor& t);  // atomic; float32/float64/int64
+// HDF5 file with a features data set (any rank; float, double or integer; returned as float32
+// N x ...) and a labels data set (N integer labels, or N x K one-hot / probabilities -> argmax;
+// returned as int64 N). Data set names may be paths ("group/x"). Throws InputError for a missing
+// file or data set (listing the data sets present), UnsupportedError if built without HDF5.
+void read_hdf5(const std::string& path, const std::string& features, const std::string& labels,
+               at::Tensor& x, at::Tensor& y);
+// Class indices (int64 N) from a label array: N integers (or integral floats) as they are, N x 1
+// squeezed, N x K (K > 1) one-hot or probabilities -> argmax over K. `source` names the file for
+// errors; throws InputError for other shapes, non-integral or negative labels.
+at::Tensor to_class_indices(const at::Tensor& labels, const std::string& source);
+// 16 features, 5 classes, class 4 rare with the given fraction; deterministic for a seed.
+Dataset make_synthetic_jets(int64_t samples, double rare_fraction, uint64_t seed);
+
+// Iterates shuffled (or ordered) batches over a data set. The permutation for epoch e is
+// seeded with seed + e, so runs are reproducible.
+class BatchIterator {
+ public:
+  BatchIterator(const Dataset& data, int64_t batch_size, bool shuffle, uint64_t seed);
+  int64_t num_batches() const;
+  void start_epoch(int64_t epoch);
+  bool next(at::Tensor& x, at::Tensor& y);  // false at the end of the epoch
+
+ private:
+  const Dataset& data_;
+  int64_t batch_size_;
+  bool shuffle_;
+  uint64_t seed_;
+  at::Tensor order_;
+  int64_t pos_ = 0;
+};
+
+}  // namespace squeeze::data

@@ -1,0 +1,30 @@
+// Runs a workflow (DESIGN.md section 4): baseline, experiments of ordered stages each from the
+// baseline, evaluation, measured latency, checkpoints, exports and the report.
+#pragma once
+
+#include <string>
+
+#include "squeeze/data/dataset.h"
+#include "squeeze/ir/graph.h"
+#include "squeeze/pipeline/config.h"
+#include "squeeze/report/report.h"
+
+namespace squeeze::pipeline {
+
+struct RunOptions {
+  std::string out_dir;                 // overrides output.dir when not empty
+  std::vector<std::string> overrides;  // the --set assignments (recorded with the config)
+};
+
+// Everything is validated (stage parameters, exports, model, data) before any training starts.
+// Throws ConfigError / InputError / UnsupportedError for user errors, Error for failures.
+report::Report run_workflow(const WorkflowConfig& config, const RunOptions& options = {});
+
+// The model a config describes: a zoo model (missing num_classes / input shape filled in from
+// the data when given), an ONNX file or a checkpoint.
+ir::Graph build_model(const ModelSpec& spec, const data::Splits* data, uint64_t seed);
+
+// params, non-zero params, stored size and FLOPs of a graph (no evaluation).
+report::ModelStats static_stats(const ir::Graph& graph);
+
+}  // namespace squeeze::pipeline

@@ -1,0 +1,77 @@
+// Fine-tuning and evaluation of IR graphs on in-memory data sets.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "squeeze/data/dataset.h"
+#include "squeeze/ir/graph.h"
+
+namespace squeeze {
+class Params;
+}
+
+namespace squeeze::train {
+
+struct TrainOptions {
+  int64_t epochs = 1;
+  std::string optimizer = "adam";   // sgd | adam | adamw
+  double lr = 1e-3;
+  double momentum = 0.9;            // sgd
+  bool nesterov = false;            // sgd
+  double weight_decay = 0.0;
+  std::string schedule = "constant";  // constant | step | cosine
+  int64_t step_size = 1;            // step: epochs between decays
+  double gamma = 0.1;               // step: decay factor
+  int64_t warmup_steps = 0;         // linear warm-up from 0 to lr
+  int64_t max_steps = -1;           // stop after this many optimizer steps (-1: no limit)
+  bool keep_best = true;            // restore the parameters with the best validation accuracy
+  int64_t early_stopping = 0;       // stop after N epochs without improvement (0: off)
+  double label_smoothing = 0.0;
+
+  static TrainOptions from_params(Params& p);  // validates ranges, names bad keys
+  void validate() const;                       // throws ConfigError
+};
+
+struct Metrics {
+  double accuracy = 0.0;  // fraction in [0, 1]
+  double loss = 0.0;      // mean cross entropy
+  int64_t samples = 0;
+  std::vector<double> per_class_accuracy;  // = recall of each class
+  std::vector<double> per_class_precision;
+  std::vector<std::vector<int64_t>> confusion;  // [true][predicted]
+};
+
+struct EpochRecord {
+  int64_t epoch = 0;
+  double train_loss = 0.0, train_accuracy = 0.0;
+  double val_loss = 0.0, val_accuracy = 0.0;
+  double lr = 0.0, seconds = 0.0, samples_per_s = 0.0;
+};
+
+struct TrainResult {
+  std::vector<EpochRecord> epochs;
+  int64_t best_epoch = -1;
+  double best_val_accuracy = 0.0;
+  int64_t steps = 0;
+  double seconds = 0.0;
+};
+
+// Called after every optimizer step with the global step count; passes use it for gradual
+// pruning (update masks) and QAT observers. May modify the graph's masks.
+using StepHook = std::function<void(ir::Graph&, int64_t step, int64_t total_steps)>;
+
+// Trains the graph in place on splits.train, validating on splits.val after each epoch.
+// Masked parameters stay zero. Shows progress (see util/progress.h).
+TrainResult fit(ir::Graph& graph, const data::Splits& splits, const TrainOptions& options,
+                int64_t batch_size, uint64_t seed, const StepHook& hook = nullptr);
+
+// Evaluates in eval mode over a data set.
+Metrics evaluate(ir::Graph& graph, const data::Dataset& data, int64_t batch_size,
+                 int64_t num_classes);
+
+}  // namespace squeeze::train

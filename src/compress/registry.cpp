@@ -1,0 +1,38 @@
+// The compression methods, in the order they are listed to users. Ordering constraints between
+// methods live in the workflow (stages run in the order the user gives).
+#include "squeeze/compress/registry.h"
+
+#include <algorithm>
+
+#include "squeeze/compress/prune/magnitude_prune.h"
+#include "squeeze/util/params.h"
+
+namespace squeeze::compress {
+
+const std::vector<MethodInfo>& methods() {
+  static const std::vector<MethodInfo> all = {
+      {"prune",
+       {"pruning"},
+       "magnitude pruning to a target sparsity (kind: unstructured), global or per layer, one-shot or gradual",
+       [](Params& p) -> std::unique_ptr<Pass> {
+         return std::make_unique<MagnitudePrune>(MagnitudePruneOptions::from_params(p));
+       }},
+  };
+  return all;
+}
+
+const MethodInfo* find_method(const std::string& name_or_alias) {
+  for (const auto& m : methods())
+    if (m.name == name_or_alias ||
+        std::find(m.aliases.begin(), m.aliases.end(), name_or_alias) != m.aliases.end())
+      return &m;
+  return nullptr;
+}
+
+std::vector<std::string> method_names() {
+  std::vector<std::string> names;
+  for (const auto& m : methods()) names.push_back(m.name);
+  return names;
+}
+
+}  // namespace squeeze::compress

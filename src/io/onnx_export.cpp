@@ -1,0 +1,503 @@
+// IR -> ONNX (opset 13, float). Every IR op maps to one ONNX op or a short standard decomposition
+// (LayerNorm, Gelu, Silu, HardSwish, Mish and Relu6 have no opset-13 op of their own). Parameters
+// become initializers with their masks applied; quantized parameters are written dequantized.
+// The batch dimension of inputs and outputs is symbolic ("batch"). The file is checked with the
+// ONNX checker before it is written, and written atomically.
+#include <ATen/ATen.h>
+#include <onnx/checker.h>
+
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <set>
+
+#include <unistd.h>
+
+#include "onnx_internal.h"
+#include "squeeze/io/onnx.h"
+#include "squeeze/util/error.h"
+
+namespace squeeze::io {
+
+namespace {
+
+using namespace onnx_detail;
+using onnx::NodeProto;
+using onnx::TensorProto;
+
+// The float value a parameter stands for: masked, and dequantized if stored as integers.
+at::Tensor effective(const ir::Param& p) {
+  at::Tensor v = p.value.detach();
+  if (!v.is_floating_point() && p.qspec && p.qspec->scale.defined()) {
+    at::Tensor scale = p.qspec->scale.to(at::kFloat), zp = p.qspec->zero_point.defined()
+                                                             ? p.qspec->zero_point.to(at::kFloat)
+                                                             : at::zeros_like(scale);
+    if (p.qspec->axis >= 0 && scale.numel() > 1) {
+      std::vector<int64_t> s(v.dim(), 1);
+      s[p.qspec->axis] = scale.numel();
+      scale = scale.reshape(s);
+      zp = zp.reshape(s);
+    }
+    v = (v.to(at::kFloat) - zp) * scale;
+  }
+  if (p.mask) v = v * p.mask->to(v.scalar_type());
+  return v.contiguous();
+}
+
+class Exporter {
+ public:
+  explicit Exporter(const ir::Graph& graph) : g_(graph) {
+    g_.shapes.clear();
+    ir::infer_shapes(g_);
+  }
+
+  onnx::ModelProto build();
+
+ private:
+  std::string fresh(const std::string& base) {
+    std::string c = base;
+    for (int i = 1; used_.count(c); ++i) c = base + "_" + std::to_string(i);
+    used_.insert(c);
+    return c;
+  }
+  std::string init(const at::Tensor& t, const std::string& base) {
+    std::string name = fresh(base);
+    TensorProto* p = gp_->add_initializer();
+    tensor_to_proto(t, p);
+    p->set_name(name);
+    return name;
+  }
+  std::string ints(const std::vector<int64_t>& v, const std::string& base) {
+    return init(at::tensor(v, at::kLong), base);
+  }
+  std::string scalar(double v, const std::string& base) { return init(at::scalar_tensor(v, at::kFloat), base); }
+  NodeProto* add(const std::string& op, const std::vector<std::string>& in, const std::vector<std::string>& out,
+                 const std::string& name) {
+    NodeProto* n = gp_->add_node();
+    n->set_op_type(op);
+    n->set_name(name);
+    for (const auto& i : in) n->add_input(i);
+    for (const auto& o : out) n->add_output(o);
+    return n;
+  }
+  // A helper node inside the decomposition of IR node `n`: returns its (fresh) output.
+  std::string step(const ir::Node& n, const std::string& op, const std::vector<std::string>& in,
+                   const std::string& tag) {
+    std::string out = fresh(n.name + "/" + tag);
+    add(op, in, {out}, n.name + "/" + tag);
+    return out;
+  }
+  static void set_i(NodeProto* n, const std::string& k, int64_t v) {
+    auto* a = n->add_attribute();
+    a->set_name(k);
+    a->set_type(onnx::AttributeProto::INT);
+    a->set_i(v);
+  }
+  static void set_f(NodeProto* n, const std::string& k, double v) {
+    auto* a = n->add_attribute();
+    a->set_name(k);
+    a->set_type(onnx::AttributeProto::FLOAT);
+    a->set_f(static_cast<float>(v));
+  }
+  static void set_s(NodeProto* n, const std::string& k, const std::string& v) {
+    auto* a = n->add_attribute();
+    a->set_name(k);
+    a->set_type(onnx::AttributeProto::STRING);
+    a->set_s(v);
+  }
+  static void set_ints(NodeProto* n, const std::string& k, const std::vector<int64_t>& v) {
+    auto* a = n->add_attribute();
+    a->set_name(k);
+    a->set_type(onnx::AttributeProto::INTS);
+    for (auto x : v) a->add_ints(x);
+  }
+  // Copies the listed IR attributes that are present.
+  static void copy_attrs(const ir::Node& src, NodeProto* dst, const std::vector<std::string>& keys) {
+    for (const auto& k : keys) {
+      auto it = src.attrs.find(k);
+      if (it == src.attrs.end()) continue;
+      if (auto* i = std::get_if<int64_t>(&it->second)) set_i(dst, k, *i);
+      else if (auto* d = std::get_if<double>(&it->second)) set_f(dst, k, *d);
+      else if (auto* s = std::get_if<std::string>(&it->second)) set_s(dst, k, *s);
+      else if (auto* v = std::get_if<std::vector<int64_t>>(&it->second)) set_ints(dst, k, *v);
+    }
+  }
+  size_t rank(const std::string& v) const { return g_.shape_of(v).size(); }
+  void export_node(const ir::Node& n);
+  void value_info(onnx::ValueInfoProto* vi, const std::string& name, const ir::Shape& shape, at::ScalarType type);
+
+  ir::Graph g_;
+  onnx::GraphProto* gp_ = nullptr;
+  std::set<std::string> used_;
+  std::map<std::string, at::ScalarType> dtype_;
+};
+
+void Exporter::value_info(onnx::ValueInfoProto* vi, const std::string& name, const ir::Shape& shape, at::ScalarType type) {
+  vi->set_name(name);
+  auto* tt = vi->mutable_type()->mutable_tensor_type();
+  tt->set_elem_type(onnx_type_from_scalar(type));
+  auto* sh = tt->mutable_shape();
+  for (size_t d = 0; d < shape.size(); ++d) {
+    auto* dim = sh->add_dim();
+    if (shape[d] == ir::kDynamic)
+      dim->set_dim_param(d == 0 ? "batch" : name + "_dim" + std::to_string(d));
+    else
+      dim->set_dim_value(shape[d]);
+  }
+}
+
+void Exporter::export_node(const ir::Node& n) {
+  const std::string& op = n.op;
+  const auto& in = n.inputs;
+  const auto& out = n.outputs;
+  auto param = [&](const std::string& key) { return init(effective(n.param(key)), n.name + "." + key); };
+  auto one = [&](const std::string& onnx_op, std::vector<std::string> inputs) {
+    return add(onnx_op, inputs, out, n.name);
+  };
+  at::ScalarType t0 = in.empty() ? at::kFloat : dtype_[in[0]];
+  for (const auto& o : out) dtype_[o] = t0;
+
+  if (op == "Constant") {
+    at::Tensor v = effective(n.param("value"));
+    dtype_[out[0]] = v.scalar_type();
+    NodeProto* c = one("Constant", {});
+    auto* a = c->add_attribute();
+    a->set_name("value");
+    a->set_type(onnx::AttributeProto::TENSOR);
+    tensor_to_proto(v, a->mutable_t());
+    return;
+  }
+  if (op == "Conv" || op == "ConvTranspose") {
+    std::vector<std::string> ins{in[0], param("weight")};
+    if (n.has_param("bias")) ins.push_back(param("bias"));
+    NodeProto* c = one(op, ins);
+    const at::Tensor& w = n.param("weight").value;
+    set_ints(c, "kernel_shape", std::vector<int64_t>(w.sizes().begin() + 2, w.sizes().end()));
+    copy_attrs(n, c, {"strides", "pads", "dilations", "group", "output_padding"});
+    return;
+  }
+  if (op == "Linear") {
+    if (rank(in[0]) == 2) {
+      std::vector<std::string> ins{in[0], param("weight")};
+      if (n.has_param("bias")) ins.push_back(param("bias"));
+      set_i(one("Gemm", ins), "transB", 1);
+      return;
+    }
+    std::string wt = init(effective(n.param("weight")).t().contiguous(), n.name + ".weight_t");
+    if (!n.has_param("bias")) {
+      one("MatMul", {in[0], wt});
+      return;
+    }
+    std::string mm = step(n, "MatMul", {in[0], wt}, "matmul");
+    one("Add", {mm, param("bias")});
+    return;
+  }
+  if (op == "BatchNorm") {
+    NodeProto* c = one("BatchNormalization",
+                       {in[0], param("weight"), param("bias"), param("running_mean"), param("running_var")});
+    set_f(c, "epsilon", n.attr_float("epsilon", 1e-5));
+    set_f(c, "momentum", 1.0 - n.attr_float("momentum", 0.1));  // ONNX counts momentum the other way
+    return;
+  }
+  if (op == "InstanceNorm") {
+    set_f(one("InstanceNormalization", {in[0], param("weight"), param("bias")}), "epsilon", n.attr_float("epsilon", 1e-5));
+    return;
+  }
+  if (op == "LayerNorm") {
+    int64_t r = static_cast<int64_t>(rank(in[0]));
+    int64_t axis = n.attr_int("axis", -1);
+    if (axis < 0) axis += r;
+    std::vector<int64_t> axes;
+    for (int64_t a = axis; a < r; ++a) axes.push_back(a);
+    const ir::Shape& xs = g_.shape_of(in[0]);
+    std::vector<int64_t> norm(xs.begin() + axis, xs.end());
+    auto reduce = [&](const std::string& x, const std::string& tag) {
+      std::string o = fresh(n.name + "/" + tag);
+      NodeProto* c = add("ReduceMean", {x}, {o}, n.name + "/" + tag);
+      set_ints(c, "axes", axes);
+      set_i(c, "keepdims", 1);
+      return o;
+    };
+    std::string mean = reduce(in[0], "mean");
+    std::string d = step(n, "Sub", {in[0], mean}, "centered");
+    std::string var = reduce(step(n, "Mul", {d, d}, "squared"), "var");
+    std::string sd = step(n, "Sqrt", {step(n, "Add", {var, scalar(n.attr_float("epsilon", 1e-5), n.name + ".epsilon")}, "var_eps")}, "std");
+    bool w = n.has_param("weight"), b = n.has_param("bias");
+    if (!w && !b) {
+      one("Div", {d, sd});
+      return;
+    }
+    std::string y = step(n, "Div", {d, sd}, "normalized");
+    if (w) {
+      std::string wn = init(effective(n.param("weight")).reshape(norm), n.name + ".weight");
+      if (!b) {
+        one("Mul", {y, wn});
+        return;
+      }
+      y = step(n, "Mul", {y, wn}, "scaled");
+    }
+    one("Add", {y, init(effective(n.param("bias")).reshape(norm), n.name + ".bias")});
+    return;
+  }
+  static const std::set<std::string> same = {
+      "Relu", "Sigmoid", "Tanh", "Softplus", "Softsign", "Exp", "Log", "Sqrt", "Abs", "Neg", "Reciprocal", "Erf", "Sign",
+      "Floor", "Ceil", "Add", "Sub", "Mul", "Div", "Pow", "Max", "Min", "MatMul", "Identity", "Sin", "Cos", "Tan",
+      "Asin", "Acos", "Atan", "Sinh", "Cosh", "Round", "Where"};
+  if (same.count(op)) {
+    if (op == "Where") dtype_[out[0]] = dtype_[in[1]];
+    one(op, in);
+    return;
+  }
+  static const std::set<std::string> logic = {"Equal", "Less", "Greater", "LessOrEqual", "GreaterOrEqual",
+                                              "And", "Or", "Xor", "Not", "IsNaN"};
+  if (logic.count(op)) {
+    dtype_[out[0]] = at::kBool;
+    one(op, in);
+    return;
+  }
+  if (op == "Mod") {
+    copy_attrs(n, one("Mod", in), {"fmod"});
+    return;
+  }
+  if (op == "LeakyRelu" || op == "Elu" || op == "Selu" || op == "HardSigmoid" || op == "Shrink" || op == "Celu" ||
+      op == "ThresholdedRelu") {
+    copy_attrs(n, one(op, in), {"alpha", "gamma", "beta", "lambd", "bias"});
+    return;
+  }
+  if (op == "Dropout") {
+    one("Identity", in);
+    return;
+  }
+  if (op == "Relu6" || op == "Clip") {
+    std::string lo = op == "Relu6" ? scalar(0.0, n.name + ".min") : n.has_attr("min") ? scalar(n.attr_float("min", 0), n.name + ".min") : "";
+    std::string hi = op == "Relu6" ? scalar(6.0, n.name + ".max") : n.has_attr("max") ? scalar(n.attr_float("max", 0), n.name + ".max") : "";
+    std::vector<std::string> ins{in[0], lo};
+    if (!hi.empty()) ins.push_back(hi);
+    if (lo.empty() && hi.empty()) ins.resize(1);
+    one("Clip", ins);
+    return;
+  }
+  if (op == "Gelu") {
+    if (n.attr_str("approximate", "none") == "tanh") {
+      // 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
+      std::string x3 = step(n, "Mul", {in[0], step(n, "Mul", {in[0], in[0]}, "x2")}, "x3");
+      std::string inner = step(n, "Add", {in[0], step(n, "Mul", {x3, scalar(0.044715, n.name + ".c")}, "cx3")}, "inner");
+      std::string th = step(n, "Tanh", {step(n, "Mul", {inner, scalar(std::sqrt(2.0 / M_PI), n.name + ".k")}, "scaled")}, "tanh");
+      std::string p1 = step(n, "Add", {th, scalar(1.0, n.name + ".one")}, "plus1");
+      one("Mul", {step(n, "Mul", {in[0], scalar(0.5, n.name + ".half")}, "half_x"), p1});
+      return;
+    }
+    std::string e = step(n, "Erf", {step(n, "Div", {in[0], scalar(std::sqrt(2.0), n.name + ".sqrt2")}, "scaled")}, "erf");
+    std::string p1 = step(n, "Add", {e, scalar(1.0, n.name + ".one")}, "plus1");
+    one("Mul", {step(n, "Mul", {in[0], p1}, "x_plus"), scalar(0.5, n.name + ".half")});
+    return;
+  }
+  if (op == "Silu") {
+    one("Mul", {in[0], step(n, "Sigmoid", {in[0]}, "sigmoid")});
+    return;
+  }
+  if (op == "HardSwish") {
+    std::string h = fresh(n.name + "/hardsigmoid");
+    NodeProto* c = add("HardSigmoid", {in[0]}, {h}, n.name + "/hardsigmoid");
+    set_f(c, "alpha", 1.0 / 6.0);
+    set_f(c, "beta", 0.5);
+    one("Mul", {in[0], h});
+    return;
+  }
+  if (op == "Mish") {
+    one("Mul", {in[0], step(n, "Tanh", {step(n, "Softplus", {in[0]}, "softplus")}, "tanh")});
+    return;
+  }
+  if (op == "PRelu") {
+    one("PRelu", {in[0], param("slope")});
+    return;
+  }
+  if (op == "Softmax" || op == "LogSoftmax") {
+    set_i(one(op, in), "axis", n.attr_int("axis", -1));
+    return;
+  }
+  if (op == "MaxPool" || op == "AvgPool") {
+    NodeProto* c = one(op == "MaxPool" ? "MaxPool" : "AveragePool", in);
+    copy_attrs(n, c, {"kernel_shape", "strides", "pads", "ceil_mode"});
+    if (op == "MaxPool") {
+      copy_attrs(n, c, {"dilations"});
+    } else {
+      auto dil = n.attr_ints("dilations", {});
+      if (std::any_of(dil.begin(), dil.end(), [](int64_t d) { return d != 1; }))
+        throw UnsupportedError(msg("node '", n.name, "' (AvgPool): dilation has no ONNX opset-13 equivalent"));
+      copy_attrs(n, c, {"count_include_pad"});
+    }
+    return;
+  }
+  if (op == "LRN") {
+    copy_attrs(n, one("LRN", in), {"size", "alpha", "beta", "bias"});
+    return;
+  }
+  if (op == "GlobalAvgPool" || op == "GlobalMaxPool") {
+    one(op == "GlobalAvgPool" ? "GlobalAveragePool" : "GlobalMaxPool", in);
+    return;
+  }
+  if (op == "Concat" || op == "Flatten" || op == "Gather" || op == "DepthToSpace" || op == "SpaceToDepth") {
+    copy_attrs(n, one(op, in), {"axis", "blocksize", "mode"});
+    return;
+  }
+  if (op == "Transpose") {
+    copy_attrs(n, one(op, in), {"perm"});
+    return;
+  }
+  if (op == "Split") {
+    std::vector<std::string> ins = in;
+    if (n.has_attr("split")) ins.push_back(ints(n.attr_ints("split"), n.name + ".split"));
+    copy_attrs(n, one("Split", ins), {"axis"});
+    return;
+  }
+  if (op == "Slice") {
+    std::vector<std::string> ins{in[0], ints(n.attr_ints("starts"), n.name + ".starts"),
+                                 ints(n.attr_ints("ends"), n.name + ".ends")};
+    if (n.has_attr("axes") || n.has_attr("steps")) {
+      auto axes = n.attr_ints("axes", {});
+      if (axes.empty())
+        for (size_t i = 0; i < n.attr_ints("starts").size(); ++i) axes.push_back(static_cast<int64_t>(i));
+      ins.push_back(ints(axes, n.name + ".axes"));
+    }
+    if (n.has_attr("steps")) ins.push_back(ints(n.attr_ints("steps"), n.name + ".steps"));
+    one("Slice", ins);
+    return;
+  }
+  if (op == "Reshape") {
+    if (n.attr_int("allowzero", 0))
+      throw UnsupportedError(msg("node '", n.name, "' (Reshape): allowzero=1 needs opset 14"));
+    one("Reshape", {in[0], ints(n.attr_ints("shape"), n.name + ".shape")});
+    return;
+  }
+  if (op == "Squeeze" || op == "Unsqueeze") {
+    std::vector<std::string> ins = in;
+    if (n.has_attr("axes")) ins.push_back(ints(n.attr_ints("axes"), n.name + ".axes"));
+    one(op, ins);
+    return;
+  }
+  if (op == "ReduceSum") {
+    std::vector<std::string> ins = in;
+    if (n.has_attr("axes")) ins.push_back(ints(n.attr_ints("axes"), n.name + ".axes"));
+    copy_attrs(n, one(op, ins), {"keepdims"});
+    return;
+  }
+  if (op.rfind("Reduce", 0) == 0) {
+    copy_attrs(n, one(op, in), {"axes", "keepdims"});
+    return;
+  }
+  if (op == "ArgMax" || op == "ArgMin") {
+    dtype_[out[0]] = at::kLong;
+    copy_attrs(n, one(op, in), {"axis", "keepdims", "select_last_index"});
+    return;
+  }
+  if (op == "Pad") {
+    std::string mode = n.attr_str("mode", "constant");
+    std::vector<std::string> ins{in[0], ints(n.attr_ints("pads"), n.name + ".pads")};
+    if (mode == "constant")
+      ins.push_back(init(at::scalar_tensor(n.attr_float("value", 0.0), at::TensorOptions().dtype(t0)), n.name + ".value"));
+    set_s(one("Pad", ins), "mode", mode);
+    return;
+  }
+  if (op == "Expand") {
+    std::vector<std::string> ins = in;
+    if (in.size() == 1) ins.push_back(ints(n.attr_ints("shape"), n.name + ".shape"));
+    one("Expand", ins);
+    return;
+  }
+  if (op == "Tile") {
+    one("Tile", {in[0], ints(n.attr_ints("repeats"), n.name + ".repeats")});
+    return;
+  }
+  if (op == "Cast") {
+    int32_t to = onnx_type_from_cast_name(n.attr_str("to", "float"));
+    dtype_[out[0]] = scalar_type_from_onnx(to, n.name);
+    set_i(one("Cast", in), "to", to);
+    return;
+  }
+  if (op == "Shape") {
+    dtype_[out[0]] = at::kLong;
+    if (!n.has_attr("start") && !n.has_attr("end")) {
+      one("Shape", in);
+      return;
+    }
+    int64_t r = static_cast<int64_t>(rank(in[0]));
+    std::string s = step(n, "Shape", in, "shape");
+    one("Slice", {s, ints({n.attr_int("start", 0)}, n.name + ".start"), ints({n.attr_int("end", r)}, n.name + ".end")});
+    return;
+  }
+  throw UnsupportedError(msg("node '", n.name, "': IR op '", op, "' has no ONNX export"));
+}
+
+onnx::ModelProto Exporter::build() {
+  onnx::ModelProto m;
+  m.set_ir_version(7);  // opset 13 pairs with IR version 7
+  m.set_producer_name("squeeze");
+  m.set_producer_version(SQUEEZE_VERSION);
+  auto* opset = m.add_opset_import();
+  opset->set_domain("");
+  opset->set_version(13);
+  gp_ = m.mutable_graph();
+  gp_->set_name(g_.name.empty() ? "model" : g_.name);
+  for (const auto& i : g_.inputs) used_.insert(i.name);
+  for (const auto& n : g_.nodes)
+    for (const auto& o : n.outputs) used_.insert(o);
+  for (const auto& i : g_.inputs) {
+    value_info(gp_->add_input(), i.name, i.shape, i.dtype);
+    dtype_[i.name] = i.dtype;
+  }
+  for (const auto& n : g_.nodes) export_node(n);
+  std::set<std::string> inputs;
+  for (const auto& i : g_.inputs) inputs.insert(i.name);
+  std::set<std::string> done;
+  for (const auto& o : g_.outputs) {
+    std::string name = o;
+    // ONNX wants each graph output produced by a node, once.
+    if (inputs.count(o) || done.count(o)) {
+      name = fresh(o + "_out");
+      add("Identity", {o}, {name}, name);
+    }
+    done.insert(name);
+    value_info(gp_->add_output(), name, g_.shape_of(o), dtype_.count(o) ? dtype_[o] : at::kFloat);
+  }
+  for (const auto& [k, v] : g_.metadata) {
+    auto* p = m.add_metadata_props();
+    p->set_key(k);
+    p->set_value(v);
+  }
+  return m;
+}
+
+}  // namespace
+
+void export_onnx(const ir::Graph& graph, const std::string& path, const OnnxExportOptions& options) {
+  if (options.opset != 13)
+    throw UnsupportedError(msg("ONNX export writes opset 13; opset ", options.opset, " was requested"));
+  Exporter exporter(graph);
+  onnx::ModelProto model = exporter.build();
+  try {
+    onnx::checker::check_model(model);
+  } catch (const std::exception& e) {
+    throw InternalError(msg("the exported ONNX model fails the ONNX checker: ", e.what()));
+  }
+  std::string bytes;
+  if (!model.SerializeToString(&bytes))
+    throw Error(msg("cannot serialize the ONNX model for '", path, "' (larger than 2 GB?)"));
+  std::string tmp = path + ".tmp." + std::to_string(::getpid());
+  {
+    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
+    if (!f) throw Error(msg("cannot write '", tmp, "'"));
+    f.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    f.flush();
+    if (!f) {
+      std::remove(tmp.c_str());
+      throw Error(msg("cannot write '", tmp, "' (disk full?)"));
+    }
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    std::remove(tmp.c_str());
+    throw Error(msg("cannot move '", tmp, "' to '", path, "'"));
+  }
+}
+
+}  // namespace squeeze::io

@@ -1,0 +1,524 @@
+// The only translation unit that sees YAML: text -> Params -> typed structs. Each section reads
+// every key it accepts and then calls finish(), so an unknown key anywhere is reported with the
+// valid keys of that section.
+#include "squeeze/pipeline/config.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include "squeeze/compress/registry.h"
+#include "squeeze/util/error.h"
+
+namespace squeeze {
+
+namespace {
+
+const std::vector<std::string> kDatasets = {"fashion-mnist", "mnist-idx", "csv",
+                                            "npy",           "hdf5",      "synthetic-jets"};
+const std::vector<std::string> kOptimizers = {"sgd", "adam", "adamw"};
+const std::vector<std::string> kSchedules = {"constant", "step", "cosine"};
+const std::vector<std::string> kNormalize = {"standard", "minmax", "none"};
+const std::vector<std::string> kExports = {"onnx", "qonnx", "torchscript", "cpp"};
+const std::vector<std::string> kPipelines = {"progressive", "validation", "autotune", "hep-trigger",
+                                             "hep-jet"};
+
+std::string join(const std::vector<std::string>& items) {
+  std::string out;
+  for (size_t i = 0; i < items.size(); ++i) out += (i ? ", " : "") + items[i];
+  return out;
+}
+
+std::string where(const Params& p) { return p.path().empty() ? "the top level" : p.path(); }
+
+// A number with open or closed bounds (the Params getters only know closed ones). The message
+// has the same shape as the getters': "<key path>: expected <range>, got '<value>'".
+double get_bounded(Params& p, const std::string& key, double fallback, double lo, bool lo_open,
+                   double hi, bool hi_open) {
+  std::ostringstream range;
+  range.precision(10);
+  if (hi >= 1e300)
+    range << "a number " << (lo_open ? "> " : ">= ") << lo;
+  else
+    range << "a number in " << (lo_open ? "(" : "[") << lo << ", " << hi << (hi_open ? ")" : "]");
+  const Value* raw = p.raw(key);
+  auto fail = [&]() {
+    std::string got =
+        raw->kind() == Value::Kind::kScalar ? "'" + raw->text() + "'" : raw->describe();
+    throw ConfigError(msg(p.key_path(key), ": expected ", range.str(), ", got ", got));
+  };
+  double v = fallback;
+  try {
+    v = p.get_double(key, fallback);
+  } catch (const ConfigError&) {
+    fail();
+  }
+  if (!((lo_open ? v > lo : v >= lo) && (hi_open ? v < hi : v <= hi))) fail();
+  return v;
+}
+
+// One of two spellings of the same key ("finetune" / "finetuning"); both at once is an error.
+std::string pick_spelling(const Params& p, const std::string& a, const std::string& b) {
+  bool has_a = p.has(a), has_b = p.has(b);
+  if (has_a && has_b)
+    throw ConfigError(msg("both '", a, "' and '", b, "' given in ", where(p),
+                          "; they are the same key, keep one"));
+  return has_b ? b : a;
+}
+
+void need(const Params& p, const std::string& key, const std::string& why) {
+  if (!p.has(key))
+    throw ConfigError(msg("missing required key '", key, "' in ", where(p), ": ", why));
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// Option structs declared elsewhere, read here so their key names sit next to the schema.
+
+namespace data {
+
+DataOptions DataOptions::from_params(Params& p) {
+  DataOptions o;
+  o.dataset = p.get_choice("dataset", o.dataset, kDatasets);
+  const std::string& ds = o.dataset;
+
+  // Which source keys a data set takes; any other source key is unknown for it.
+  if (ds == "fashion-mnist") {
+    // Debian's dataset-fashion-mnist installs here.
+    o.path = p.get_string("path", "/usr/share/datasets/fashion-mnist");
+  } else if (ds == "mnist-idx") {
+    need(p, "path", "dataset " + ds + " needs the folder holding its IDX files");
+    o.path = p.get_string("path", "");
+  } else if (ds == "csv") {
+    need(p, "path", "dataset csv needs the CSV file");
+    o.path = p.get_string("path", "");
+    std::string label_key = pick_spelling(p, "label", "label_column");
+    o.label_column = p.get_string(label_key, o.label_column);
+    o.feature_columns = p.get_strings("features");
+    o.test_path = p.get_string("test_path", "");
+  } else if (ds == "npy") {
+    if (!p.has("features") || !p.has("labels"))
+      need(p, p.has("features") ? "labels" : "features",
+           "dataset npy needs features (an N x ... .npy file) and labels (an N .npy file)");
+    o.features = p.get_string("features", "");
+    o.labels = p.get_string("labels", "");
+    o.test_features = p.get_string("test_features", "");
+    o.test_labels = p.get_string("test_labels", "");
+    if (o.test_features.empty() != o.test_labels.empty())
+      throw ConfigError(msg("in ", where(p),
+                            ": test_features and test_labels go together; got only ",
+                            o.test_features.empty() ? "test_labels" : "test_features"));
+    o.test_path = p.get_string("test_path", "");
+  } else if (ds == "hdf5") {
+    need(p, "path", "dataset hdf5 needs the HDF5 file");
+    o.path = p.get_string("path", "");
+    o.features = p.get_string("features", "");
+    o.labels = p.get_string("labels", "");
+    o.test_path = p.get_string("test_path", "");
+  } else if (ds == "synthetic-jets") {
+    o.samples = p.get_int("samples", o.samples, 1);
+    o.rare_fraction = get_bounded(p, "rare_fraction", o.rare_fraction, 0, true, 1, true);
+  }
+
+  o.batch_size = p.get_int("batch_size", o.batch_size, 1);
+  if (auto split = p.get_map("split")) {
+    o.val_fraction = get_bounded(*split, "val", o.val_fraction, 0, false, 1, true);
+    o.test_fraction = get_bounded(*split, "test", o.test_fraction, 0, false, 1, true);
+    split->finish();
+    if (o.val_fraction + o.test_fraction >= 1.0)
+      throw ConfigError(msg(split->path(),
+                            ": val + test must be < 1 so that training data remains,"
+                            " got val ",
+                            o.val_fraction, " + test ", o.test_fraction));
+  }
+  if (auto limit = p.get_map("limit")) {
+    o.limit_train = limit->get_int("train", o.limit_train, 1);
+    o.limit_val = limit->get_int("val", o.limit_val, 1);
+    o.limit_test = limit->get_int("test", o.limit_test, 1);
+    limit->finish();
+  }
+  o.normalize = p.get_choice("normalize", o.normalize, kNormalize);
+  p.finish();
+  return o;
+}
+
+}  // namespace data
+
+namespace train {
+
+TrainOptions TrainOptions::from_params(Params& p) {
+  TrainOptions o;
+  o.epochs = p.get_int("epochs", o.epochs, 0);
+  o.optimizer = p.get_choice("optimizer", o.optimizer, kOptimizers);
+  o.lr = get_bounded(p, "lr", o.lr, 0, true, 1e300, false);
+  o.momentum = get_bounded(p, "momentum", o.momentum, 0, false, 1, true);
+  o.nesterov = p.get_bool("nesterov", o.nesterov);
+  if (o.nesterov && o.optimizer != "sgd")
+    throw ConfigError(msg(p.key_path("nesterov"), ": nesterov momentum needs optimizer: sgd, got ",
+                          "optimizer: ", o.optimizer));
+  o.weight_decay = p.get_double("weight_decay", o.weight_decay, 0.0);
+  o.schedule = p.get_choice("schedule", o.schedule, kSchedules);
+  o.step_size = p.get_int("step_size", o.step_size, 1);
+  o.gamma = get_bounded(p, "gamma", o.gamma, 0, true, 1, false);
+  o.warmup_steps = p.get_int("warmup_steps", o.warmup_steps, 0);
+  o.max_steps = p.get_int("max_steps", o.max_steps, -1);
+  o.keep_best = p.get_bool("keep_best", o.keep_best);
+  o.early_stopping = p.get_int("early_stopping", o.early_stopping, 0);
+  o.label_smoothing = get_bounded(p, "label_smoothing", o.label_smoothing, 0, false, 1, true);
+  p.finish();
+  o.validate();
+  return o;
+}
+
+void TrainOptions::validate() const {
+  auto bad = [](const char* field, const auto& value, const std::string& expected) {
+    throw ConfigError(
+        msg("invalid training option ", field, " = ", value, ": expected ", expected));
+  };
+  auto one_of = [](const std::string& v, const std::vector<std::string>& choices) {
+    return std::find(choices.begin(), choices.end(), v) != choices.end();
+  };
+  if (epochs < 0) bad("epochs", epochs, "an integer >= 0");
+  if (!one_of(optimizer, kOptimizers)) bad("optimizer", optimizer, "one of: " + join(kOptimizers));
+  if (!(lr > 0) || lr > 1e300) bad("lr", lr, "a number > 0");
+  if (!(momentum >= 0 && momentum < 1)) bad("momentum", momentum, "a number in [0, 1)");
+  if (nesterov && optimizer != "sgd") bad("nesterov", "true", "false unless optimizer is sgd");
+  if (!(weight_decay >= 0)) bad("weight_decay", weight_decay, "a number >= 0");
+  if (!one_of(schedule, kSchedules)) bad("schedule", schedule, "one of: " + join(kSchedules));
+  if (step_size < 1) bad("step_size", step_size, "an integer >= 1");
+  if (!(gamma > 0 && gamma <= 1)) bad("gamma", gamma, "a number in (0, 1]");
+  if (warmup_steps < 0) bad("warmup_steps", warmup_steps, "an integer >= 0");
+  if (max_steps < -1) bad("max_steps", max_steps, "-1 (no limit) or an integer >= 0");
+  if (early_stopping < 0) bad("early_stopping", early_stopping, "an integer >= 0");
+  if (!(label_smoothing >= 0 && label_smoothing < 1))
+    bad("label_smoothing", label_smoothing, "a number in [0, 1)");
+}
+
+}  // namespace train
+
+// ---------------------------------------------------------------------------------------------
+
+namespace pipeline {
+
+namespace {
+
+Value to_value(const YAML::Node& node, const std::string& source);
+
+std::string location(const std::string& source, const YAML::Mark& mark) {
+  return msg(source, ":", mark.line + 1, ":", mark.column + 1);
+}
+
+std::shared_ptr<Params> to_params(const YAML::Node& node, const std::string& source) {
+  auto p = std::make_shared<Params>();
+  for (const auto& kv : node) {
+    if (!kv.first.IsScalar())
+      throw InputError(msg(location(source, kv.first.Mark()),
+                           ": a map key must be a plain name, not a list or map"));
+    const std::string key = kv.first.Scalar();
+    // yaml-cpp keeps the last of two equal keys; a silent override hides typos.
+    for (const std::string& k : p->keys())
+      if (k == key)
+        throw InputError(msg(location(source, kv.first.Mark()), ": duplicate key '", key, "'"));
+    p->set(key, to_value(kv.second, source));
+  }
+  return p;
+}
+
+Value to_value(const YAML::Node& node, const std::string& source) {
+  switch (node.Type()) {
+    case YAML::NodeType::Undefined:
+    case YAML::NodeType::Null:
+      return Value();
+    case YAML::NodeType::Scalar:
+      // yaml-cpp tags quoted scalars "!" and plain ones "?".
+      return Value::scalar(node.Scalar(),
+                           node.Tag() == "!" || node.Tag() == "tag:yaml.org,2002:str");
+    case YAML::NodeType::Sequence: {
+      std::vector<Value> items;
+      for (const auto& item : node) items.push_back(to_value(item, source));
+      return Value::list(std::move(items));
+    }
+    case YAML::NodeType::Map:
+      return Value::map(to_params(node, source));
+  }
+  return Value();
+}
+
+// The stage's params with the short-form spellings rewritten to the method's own keys.
+std::shared_ptr<Params> normalize_stage_params(const Params& given, const std::string& method) {
+  // Built from a copy so that the stage owns its maps and the tree stays as written.
+  std::shared_ptr<Params> copy = given.clone();
+  const Params& src = *copy;
+  auto out = std::make_shared<Params>(src.path());
+  const bool prune = method == "prune", quantize = method == "quantize";
+  if (prune && src.has("sparsity") && src.has("ratio"))
+    throw ConfigError(msg("both 'sparsity' and 'ratio' given in ", src.path(),
+                          "; sparsity is another name for ratio, keep one"));
+  if (quantize && src.has("dtype")) {
+    const Value* dtype = src.raw("dtype");
+    if (dtype->kind() != Value::Kind::kScalar ||
+        (dtype->text() != "qint8" && dtype->text() != "int8"))
+      throw ConfigError(msg(src.key_path("dtype"),
+                            ": expected qint8 (= mode: dynamic, weight_bits: 8), got ",
+                            dtype->describe(), "; for other settings use mode and weight_bits"));
+    if (src.has("mode") || src.has("weight_bits"))
+      throw ConfigError(msg(src.key_path("dtype"),
+                            ": dtype: qint8 means mode: dynamic, weight_bits: 8; do not combine it "
+                            "with mode or weight_bits"));
+  }
+  for (const std::string& key : src.keys()) {
+    const Value* v = src.raw(key);
+    if (prune && key == "sparsity") {
+      out->set("ratio", *v);
+    } else if (quantize && key == "dtype") {
+      out->set("mode", Value::scalar("dynamic"));
+      out->set("weight_bits", Value::scalar("8"));
+    } else {
+      out->set(key, *v);
+    }
+  }
+  return out;
+}
+
+std::string resolve_method(Params& stage) {
+  stage.require("method");
+  const std::string name = stage.get_string("method", "");
+  if (compress::find_method(name)) return canonical_method(name);
+  std::vector<std::string> candidates = compress::method_names();
+  for (const auto& m : compress::methods())
+    candidates.insert(candidates.end(), m.aliases.begin(), m.aliases.end());
+  std::string near = did_you_mean(name, candidates);
+  throw ConfigError(msg(stage.key_path("method"), ": unknown method '", name,
+                        "' (valid: ", join(compress::method_names()), ")",
+                        near.empty() ? "" : "; did you mean '" + near + "'?"));
+}
+
+StageSpec parse_stage(Params& stage, bool allow_name) {
+  StageSpec s;
+  s.method = resolve_method(stage);
+  if (auto params = stage.get_map("params"))
+    s.params = normalize_stage_params(*params, s.method);
+  else
+    s.params = std::make_shared<Params>(stage.key_path("params"));
+  std::string ft = pick_spelling(stage, "finetune", "finetuning");
+  if (auto finetune = stage.get_map(ft)) s.finetune = train::TrainOptions::from_params(*finetune);
+  // stage params are checked by the method when the pass is made, not here
+  stage.finish(allow_name ? std::vector<std::string>{"name"} : std::vector<std::string>{});
+  return s;
+}
+
+void check_name(const std::string& name, const std::string& key_path) {
+  if (name.empty() || name == "." || name == ".." || name.find('/') != std::string::npos ||
+      name.find('\\') != std::string::npos)
+    throw ConfigError(
+        msg(key_path, ": expected a name usable as a folder (no '/'), got '", name, "'"));
+}
+
+ModelSpec parse_model(Params& root) {
+  ModelSpec m;
+  const Value* raw = root.raw("model");
+  if (raw && raw->kind() == Value::Kind::kScalar) {
+    // The CLI's MODEL spelling: zoo:NAME, x.onnx or x.sqz.
+    const std::string t = raw->text();
+    auto ends = [&](const std::string& suffix) {
+      return t.size() > suffix.size() &&
+             t.compare(t.size() - suffix.size(), suffix.size(), suffix) == 0;
+    };
+    if (t.rfind("zoo:", 0) == 0 && t.size() > 4)
+      m.zoo = t.substr(4);
+    else if (ends(".onnx"))
+      m.onnx = t;
+    else if (ends(".sqz"))
+      m.checkpoint = t;
+    else
+      throw ConfigError(
+          msg("model: expected {zoo: NAME}, {onnx: PATH}, {checkpoint: PATH}, "
+              "zoo:NAME, a .onnx or a .sqz path, got '",
+              t, "'"));
+    return m;
+  }
+  auto p = root.get_map("model");
+  if (!p) {
+    throw ConfigError(
+        "missing required key 'model' at the top level: give {zoo: NAME}, "
+        "{onnx: PATH} or {checkpoint: PATH}");
+  }
+  if (p->has("zoo") && p->has("type"))
+    throw ConfigError("model: both 'zoo' and 'type' given; they are the same key, keep one");
+  std::string zoo_key = p->has("type") ? "type" : "zoo";
+  m.zoo = p->get_string(zoo_key, "");
+  m.onnx = p->get_string("onnx", "");
+  m.checkpoint = p->get_string("checkpoint", "");
+  std::vector<std::string> given;
+  if (!m.zoo.empty()) given.push_back(zoo_key);
+  if (!m.onnx.empty()) given.push_back("onnx");
+  if (!m.checkpoint.empty()) given.push_back("checkpoint");
+  if (given.size() != 1)
+    throw ConfigError(msg("model: expected exactly one of zoo (or type), onnx, checkpoint; got ",
+                          given.empty() ? std::string("none") : join(given)));
+  if (p->has("params")) {
+    if (m.zoo.empty())
+      throw ConfigError("model.params: parameters apply to zoo models only (zoo: NAME)");
+    m.params = p->get_string_map("params");
+  }
+  p->finish({zoo_key == "zoo" ? "type" : "zoo"});
+  return m;
+}
+
+}  // namespace
+
+std::shared_ptr<Params> yaml_to_params(const std::string& yaml_text,
+                                       const std::string& source_name) {
+  YAML::Node doc;
+  try {
+    doc = YAML::Load(yaml_text);
+  } catch (const YAML::ParserException& e) {
+    throw InputError(msg(location(source_name, e.mark), ": YAML syntax error: ", e.msg));
+  } catch (const YAML::Exception& e) {
+    throw InputError(msg(source_name, ": cannot parse YAML: ", e.what()));
+  }
+  if (doc.IsNull() || !doc.IsDefined()) return std::make_shared<Params>();
+  if (!doc.IsMap())
+    throw InputError(msg(location(source_name, doc.Mark()),
+                         ": expected a map of settings (key: value) at the top level"));
+  return to_params(doc, source_name);
+}
+
+std::string canonical_method(const std::string& name) {
+  const compress::MethodInfo* info = compress::find_method(name);
+  return info ? info->name : name;
+}
+
+WorkflowConfig parse_config(const std::string& yaml_text, const std::vector<std::string>& overrides,
+                            const std::string& source_name) {
+  WorkflowConfig cfg;
+  cfg.source_text = yaml_text;
+  if (source_name != "<string>") cfg.source_path = source_name;
+  cfg.tree = yaml_to_params(yaml_text, source_name);
+  Params& root = *cfg.tree;
+  try {
+    for (const std::string& o : overrides) root.apply_override(o);
+
+    cfg.seed = static_cast<uint64_t>(root.get_int("seed", 0, 0));
+    cfg.threads = root.get_int("threads", 0, 0);
+
+    if (auto pipeline = root.get_map("pipeline")) {
+      cfg.pipeline = pipeline->clone();
+      cfg.pipeline->require("type");
+      cfg.pipeline->get_choice("type", "", kPipelines);
+    }
+
+    // A pipeline may build its own model; a workflow needs one.
+    if (root.has("model") || !cfg.pipeline) cfg.model = parse_model(root);
+
+    if (auto data = root.get_map("data")) cfg.data = data::DataOptions::from_params(*data);
+
+    if (auto baseline = root.get_map("baseline")) {
+      if (auto train = baseline->get_map("train"))
+        cfg.baseline_train = train::TrainOptions::from_params(*train);
+      baseline->finish();
+    }
+
+    std::set<std::string> names;
+    auto experiments = root.get_map_list("experiments");
+    for (size_t i = 0; i < experiments.size(); ++i) {
+      Params& e = *experiments[i];
+      ExperimentSpec spec;
+      spec.name = e.get_string("name", msg("exp", i));
+      check_name(spec.name, e.key_path("name"));
+      if (!names.insert(spec.name).second)
+        throw ConfigError(msg(e.key_path("name"), ": duplicate experiment name '", spec.name,
+                              "'; names must be unique (they name the output folders)"));
+      if (!e.has("stages"))
+        throw ConfigError(msg("missing required key 'stages' in ", e.path(),
+                              ": an experiment is a list of stages ({method, params, finetune})"));
+      for (auto& stage : e.get_map_list("stages"))
+        spec.stages.push_back(parse_stage(*stage, false));
+      if (spec.stages.empty())
+        throw ConfigError(msg(e.key_path("stages"), ": expected at least one stage"));
+      e.finish();
+      cfg.experiments.push_back(std::move(spec));
+    }
+
+    // The short form: each entry is a one-stage experiment named after its method.
+    auto compression = root.get_map_list("compression");
+    std::vector<ExperimentSpec> short_form;
+    for (auto& entry : compression) {
+      ExperimentSpec spec;
+      spec.stages.push_back(parse_stage(*entry, true));
+      if (entry->has("name")) {
+        spec.name = entry->get_string("name", "");
+        check_name(spec.name, entry->key_path("name"));
+        if (!names.insert(spec.name).second)
+          throw ConfigError(msg(entry->key_path("name"), ": duplicate experiment name '", spec.name,
+                                "'; names must be unique (they name the output folders)"));
+      }
+      short_form.push_back(std::move(spec));
+    }
+    // Generated names come after explicit ones so that they never take a name the user chose.
+    for (ExperimentSpec& spec : short_form) {
+      if (spec.name.empty()) {
+        const std::string base = spec.stages[0].method;
+        spec.name = base;
+        for (int k = 2; names.count(spec.name); ++k) spec.name = msg(base, "-", k);
+        names.insert(spec.name);
+      }
+      cfg.experiments.push_back(std::move(spec));
+    }
+
+    namespace fs = std::filesystem;
+    std::string stem = fs::path(source_name).stem().string();
+    if (source_name == "<string>" || stem.empty()) stem = "default";
+    cfg.output.dir = "runs/" + stem;
+    if (auto out = root.get_map("output")) {
+      cfg.output.dir = out->get_string("dir", cfg.output.dir);
+      if (cfg.output.dir.empty()) throw ConfigError("output.dir: expected a folder path, got ''");
+      std::vector<std::string> exports = out->get_strings("export");
+      for (size_t i = 0; i < exports.size(); ++i) {
+        if (std::find(kExports.begin(), kExports.end(), exports[i]) == kExports.end()) {
+          std::string near = did_you_mean(exports[i], kExports);
+          throw ConfigError(msg(out->key_path("export"), "[", i,
+                                "]: expected one of: ", join(kExports), ", got '", exports[i], "'",
+                                near.empty() ? "" : "; did you mean '" + near + "'?"));
+        }
+        if (std::find(cfg.output.exports.begin(), cfg.output.exports.end(), exports[i]) ==
+            cfg.output.exports.end())
+          cfg.output.exports.push_back(exports[i]);
+      }
+      cfg.output.latency = out->get_bool("latency", cfg.output.latency);
+      cfg.output.latency_batches = out->get_ints("latency_batches", cfg.output.latency_batches);
+      for (size_t i = 0; i < cfg.output.latency_batches.size(); ++i)
+        if (cfg.output.latency_batches[i] < 1)
+          throw ConfigError(msg(out->key_path("latency_batches"), "[", i,
+                                "]: expected an integer >= 1, got '", cfg.output.latency_batches[i],
+                                "'"));
+      out->finish();
+    }
+
+    root.finish();
+  } catch (const ConfigError& e) {
+    if (source_name == "<string>") throw;
+    throw ConfigError(msg(source_name, ": ", e.what()));
+  }
+  return cfg;
+}
+
+WorkflowConfig load_config(const std::string& path, const std::vector<std::string>& overrides) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw InputError(msg("cannot read config file '", path, "': ", std::strerror(errno)));
+  std::ostringstream text;
+  text << in.rdbuf();
+  if (in.bad()) throw InputError(msg("cannot read config file '", path, "': read error"));
+  return parse_config(text.str(), overrides, path);
+}
+
+}  // namespace pipeline
+
+}  // namespace squeeze

@@ -1,0 +1,969 @@
+// report.json (the contract of DESIGN.md section 5), report.md, report.html and the terminal
+// comparison table.
+//
+// Values that were not measured are null in the JSON and "-" in the tables: accuracy and loss
+// when a model was not evaluated (no data), accuracy_drop when either the baseline or the
+// experiment was not evaluated.
+#include "squeeze/report/report.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <set>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "squeeze/util/error.h"
+#include "squeeze/util/params.h"
+
+namespace squeeze::report {
+namespace {
+
+using Json = nlohmann::ordered_json;
+namespace fs = std::filesystem;
+
+// ---------------------------------------------------------------------------------------------
+// Files
+
+std::string random_suffix() {
+  static std::mt19937_64 rng(
+      std::random_device{}() ^
+      static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count()));
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(rng()));
+  return buf;
+}
+
+// Temporary file in the same folder, fsync, rename: a reader sees the old report or the new one.
+void write_atomic(const std::string& path, const std::string& text) {
+  const std::string tmp = path + ".tmp-" + std::to_string(::getpid()) + "-" + random_suffix();
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+  if (fd < 0) throw Error(msg("cannot write ", path, ": ", std::strerror(errno)));
+  auto fail = [&](const char* what) {
+    const int err = errno;
+    if (fd >= 0) ::close(fd);
+    ::unlink(tmp.c_str());
+    throw Error(msg("cannot write ", path, ": ", what, ": ", std::strerror(err)));
+  };
+  size_t done = 0;
+  while (done < text.size()) {
+    const ssize_t w = ::write(fd, text.data() + done, text.size() - done);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      fail("write failed");
+    }
+    done += static_cast<size_t>(w);
+  }
+  if (::fsync(fd) != 0) fail("fsync failed");
+  const int rc = ::close(fd);
+  fd = -1;
+  if (rc != 0) fail("close failed");
+  if (::rename(tmp.c_str(), path.c_str()) != 0) fail("rename failed");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Numbers as text
+
+bool finite(double v) { return std::isfinite(v); }
+
+std::string fixed(double v, int digits) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.*f", digits, v);
+  return buf;
+}
+
+std::string with_commas(int64_t n) {
+  std::string digits = std::to_string(n < 0 ? -(n + 1) + uint64_t(1) : uint64_t(n));
+  std::string out;
+  for (size_t i = 0; i < digits.size(); ++i) {
+    if (i > 0 && (digits.size() - i) % 3 == 0) out += ',';
+    out += digits[i];
+  }
+  return n < 0 ? "-" + out : out;
+}
+
+// Three significant digits with a unit: "843 kB", "1.61 MB".
+std::string scaled(double v, const char* const* units, int n_units, double step) {
+  int u = 0;
+  while (std::fabs(v) >= step && u < n_units - 1) {
+    v /= step;
+    ++u;
+  }
+  const int digits = u == 0 ? 0 : (std::fabs(v) < 10 ? 2 : std::fabs(v) < 100 ? 1 : 0);
+  return fixed(v, digits) + units[u];
+}
+
+std::string fmt_bytes(int64_t b) {
+  static const char* const kUnits[] = {" B", " kB", " MB", " GB", " TB"};
+  return scaled(static_cast<double>(b), kUnits, 5, 1000.0);
+}
+
+std::string fmt_flops(int64_t f) {
+  static const char* const kUnits[] = {"", " k", " M", " G", " T"};
+  return scaled(static_cast<double>(f), kUnits, 5, 1000.0);
+}
+
+std::string fmt_pct(double fraction) {
+  return finite(fraction) ? fixed(100.0 * fraction, 2) + "%" : "-";
+}
+
+// Accuracy drop in percentage points; negative when the compressed model is better.
+std::string fmt_pp(double drop) {
+  if (!finite(drop)) return "-";
+  std::string s = fixed(100.0 * drop, 2);
+  if (s == "-0.00") s = "0.00";
+  return s + " pp";
+}
+
+std::string fmt_ratio(double r) {
+  if (!finite(r) || r <= 0) return "-";
+  return fixed(r, r < 10 ? 2 : 1) + "x";
+}
+
+std::string fmt_seconds(double s) {
+  if (!finite(s)) return "-";
+  if (s < 60) return fixed(s, 1) + " s";
+  if (s < 3600) return fixed(s / 60, 1) + " min";
+  return fixed(s / 3600, 2) + " h";
+}
+
+std::string fmt_us(double us) {
+  if (!finite(us) || us <= 0) return "-";
+  if (us < 1000) return fixed(us, 1) + " us";
+  if (us < 1e6) return fixed(us / 1000, 2) + " ms";
+  return fixed(us / 1e6, 2) + " s";
+}
+
+// "batch64" -> 64, for ordering and for the short column title "b64".
+int64_t batch_of(const std::string& key) {
+  if (key.rfind("batch", 0) != 0) return INT64_MAX;
+  const std::string rest = key.substr(5);
+  if (rest.empty() || rest.find_first_not_of("0123456789") != std::string::npos) return INT64_MAX;
+  return std::strtoll(rest.c_str(), nullptr, 10);
+}
+
+std::string batch_label(const std::string& key) {
+  return batch_of(key) == INT64_MAX ? key : "b" + key.substr(5);
+}
+
+// Every latency/speedup key in the report, smallest batch first.
+std::vector<std::string> batch_keys(const Report& r) {
+  std::set<std::string> keys;
+  for (const auto& [k, v] : r.baseline.latency_us) keys.insert(k);
+  for (const auto& res : r.results) {
+    for (const auto& [k, v] : res.speedup) keys.insert(k);
+    for (const auto& [k, v] : res.stats.latency_us) keys.insert(k);
+  }
+  std::vector<std::string> out(keys.begin(), keys.end());
+  std::stable_sort(out.begin(), out.end(), [](const std::string& a, const std::string& b) {
+    return batch_of(a) != batch_of(b) ? batch_of(a) < batch_of(b) : a < b;
+  });
+  return out;
+}
+
+bool drop_known(const Report& r, const ExperimentResult& res) {
+  return r.baseline.evaluated && res.stats.evaluated;
+}
+
+// ---------------------------------------------------------------------------------------------
+// JSON
+
+bool matches_int(const std::string& s) {
+  size_t i = (!s.empty() && (s[0] == '-' || s[0] == '+')) ? 1 : 0;
+  if (i == s.size()) return false;
+  for (; i < s.size(); ++i)
+    if (!std::isdigit(static_cast<unsigned char>(s[i]))) return false;
+  return true;
+}
+
+// [-+]? (digits [. digits?] | . digits) ([eE] [-+]? digits)?
+bool matches_float(const std::string& s) {
+  size_t i = 0;
+  if (i < s.size() && (s[i] == '-' || s[i] == '+')) ++i;
+  size_t int_digits = 0, frac_digits = 0;
+  while (i < s.size() && std::isdigit(static_cast<unsigned char>(s[i]))) ++i, ++int_digits;
+  if (i < s.size() && s[i] == '.') {
+    ++i;
+    while (i < s.size() && std::isdigit(static_cast<unsigned char>(s[i]))) ++i, ++frac_digits;
+  }
+  if (int_digits + frac_digits == 0) return false;
+  if (i < s.size() && (s[i] == 'e' || s[i] == 'E')) {
+    ++i;
+    if (i < s.size() && (s[i] == '-' || s[i] == '+')) ++i;
+    size_t exp_digits = 0;
+    while (i < s.size() && std::isdigit(static_cast<unsigned char>(s[i]))) ++i, ++exp_digits;
+    if (exp_digits == 0) return false;
+  }
+  return i == s.size();
+}
+
+// A YAML scalar as JSON: numbers and booleans typed, unless the YAML quoted them.
+Json scalar_json(const std::string& text, bool quoted) {
+  if (quoted) return text;
+  if (text == "true" || text == "True" || text == "TRUE") return true;
+  if (text == "false" || text == "False" || text == "FALSE") return false;
+  if (text.empty() || text == "~" || text == "null" || text == "Null" || text == "NULL")
+    return nullptr;
+  if (matches_int(text)) {
+    errno = 0;
+    const long long v = std::strtoll(text.c_str(), nullptr, 10);
+    if (errno != ERANGE) return static_cast<int64_t>(v);
+  }
+  if (matches_float(text)) {
+    const double d = std::strtod(text.c_str(), nullptr);
+    if (finite(d)) return d;
+  }
+  return text;
+}
+
+Json value_json(const Value& v);
+
+Json params_json(const Params& p) {
+  // raw() marks keys as read; read a copy so writing a report never changes the config.
+  const std::shared_ptr<Params> copy = p.clone();
+  Json j = Json::object();
+  for (const auto& key : copy->keys()) {
+    const Value* v = copy->raw(key);
+    j[key] = v ? value_json(*v) : Json(nullptr);
+  }
+  return j;
+}
+
+Json value_json(const Value& v) {
+  switch (v.kind()) {
+    case Value::Kind::kNull:
+      return nullptr;
+    case Value::Kind::kScalar:
+      return scalar_json(v.text(), v.quoted());
+    case Value::Kind::kList: {
+      Json a = Json::array();
+      for (const auto& item : v.items()) a.push_back(value_json(item));
+      return a;
+    }
+    case Value::Kind::kMap:
+      return v.params() ? params_json(*v.params()) : Json::object();
+  }
+  return nullptr;
+}
+
+Json number_or_null(bool known, double v) { return known && finite(v) ? Json(v) : Json(nullptr); }
+
+Json map_json(const std::map<std::string, double>& m) {
+  Json j = Json::object();
+  for (const auto& [k, v] : m) j[k] = v;
+  return j;
+}
+
+Json string_map_json(const std::map<std::string, std::string>& m) {
+  Json j = Json::object();
+  for (const auto& [k, v] : m) j[k] = v;
+  return j;
+}
+
+Json per_class_json(const std::vector<ClassStats>& classes) {
+  Json a = Json::array();
+  for (const auto& c : classes)
+    a.push_back({{"class", c.cls},
+                 {"name", c.name},
+                 {"accuracy", c.accuracy},
+                 {"recall", c.recall},
+                 {"precision", c.precision}});
+  return a;
+}
+
+// Fields shared by the baseline and each result, in the contract's order.
+void add_stats(Json& j, const ModelStats& s) {
+  j["accuracy"] = number_or_null(s.evaluated, s.accuracy);
+  j["loss"] = number_or_null(s.evaluated, s.loss);
+  j["params"] = s.params;
+  j["nonzero_params"] = s.nonzero_params;
+  j["size_bytes"] = s.size_bytes;
+  j["flops"] = s.flops;
+}
+
+Json report_json(const Report& r) {
+  Json j = Json::object();
+  j["squeeze_version"] = r.squeeze_version;
+  j["config"] = r.config ? params_json(*r.config) : Json(nullptr);
+  j["config_hash"] = r.config_hash;
+  Json env = Json::object();
+  for (const auto& [k, v] : r.environment) {
+    // "threads": 2 is a number; versions such as "1.13.1" stay text.
+    if (matches_int(v) || matches_float(v))
+      env[k] = scalar_json(v, false);
+    else
+      env[k] = v;
+  }
+  j["environment"] = env;
+  j["model"] = r.model_name;
+  j["data"] = r.data_description;
+
+  Json base = Json::object();
+  add_stats(base, r.baseline);
+  base["latency_us"] = map_json(r.baseline.latency_us);
+  base["per_class"] = per_class_json(r.baseline.per_class);
+  base["artifacts"] = string_map_json(r.baseline_artifacts);
+  j["baseline"] = base;
+
+  Json results = Json::array();
+  for (const auto& res : r.results) {
+    Json e = Json::object();
+    e["name"] = res.name;
+    e["stages"] = res.stages;
+    e["accuracy"] = number_or_null(res.stats.evaluated, res.stats.accuracy);
+    e["accuracy_drop"] = number_or_null(drop_known(r, res), res.accuracy_drop);
+    e["loss"] = number_or_null(res.stats.evaluated, res.stats.loss);
+    e["params"] = res.stats.params;
+    e["nonzero_params"] = res.stats.nonzero_params;
+    e["size_bytes"] = res.stats.size_bytes;
+    e["compression_ratio"] = res.compression_ratio;
+    e["param_ratio"] = res.param_ratio;
+    e["flops"] = res.stats.flops;
+    e["flops_ratio"] = res.flops_ratio;
+    e["latency_us"] = map_json(res.stats.latency_us);
+    e["speedup"] = map_json(res.speedup);
+    e["per_class"] = per_class_json(res.stats.per_class);
+    Json history = Json::array();
+    for (const auto& h : res.history)
+      history.push_back({{"stage", h.stage},
+                         {"summary", h.summary},
+                         {"accuracy", number_or_null(h.evaluated, h.accuracy)},
+                         {"params", h.params},
+                         {"nonzero_params", h.nonzero_params},
+                         {"size_bytes", h.size_bytes},
+                         {"flops", h.flops},
+                         {"seconds", h.seconds}});
+    e["history"] = history;
+    e["artifacts"] = string_map_json(res.artifacts);
+    e["seconds"] = res.seconds;
+    results.push_back(e);
+  }
+  j["results"] = results;
+  j["seconds"] = r.seconds;
+  return j;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tables shared by the three text forms
+
+struct Table {
+  std::vector<std::string> header;
+  std::vector<bool> right;  // right-aligned (numbers)
+  std::vector<std::vector<std::string>> rows;
+};
+
+// One row per model, baseline first. `compact` drops the columns a terminal has no room for.
+Table comparison(const Report& r, bool compact) {
+  const std::vector<std::string> keys = batch_keys(r);
+  Table t;
+  auto col = [&](const std::string& name, bool right) {
+    t.header.push_back(name);
+    t.right.push_back(right);
+  };
+  col("model", false);
+  if (!compact) col("stages", false);
+  col("accuracy", true);
+  col("drop", true);
+  col("size", true);
+  col("compression", true);
+  col("nonzero params", true);
+  if (!compact) col("params ratio", true);
+  if (!compact) col("FLOPs", true);
+  col("FLOPs ratio", true);
+  for (const auto& k : keys) col("speedup " + batch_label(k), true);
+
+  std::vector<std::string> base{"baseline"};
+  if (!compact) base.push_back("-");
+  base.push_back(r.baseline.evaluated ? fmt_pct(r.baseline.accuracy) : "-");
+  base.push_back("-");
+  base.push_back(fmt_bytes(r.baseline.size_bytes));
+  base.push_back(fmt_ratio(1.0));
+  base.push_back(with_commas(r.baseline.nonzero_params));
+  if (!compact) base.push_back(fmt_ratio(1.0));
+  if (!compact) base.push_back(fmt_flops(r.baseline.flops));
+  base.push_back(fmt_ratio(1.0));
+  for (const auto& k : keys) base.push_back(r.baseline.latency_us.count(k) ? fmt_ratio(1.0) : "-");
+  t.rows.push_back(base);
+
+  for (const auto& res : r.results) {
+    std::vector<std::string> row{res.name};
+    if (!compact) {
+      std::string stages;
+      for (const auto& s : res.stages) stages += (stages.empty() ? "" : " > ") + s;
+      row.push_back(stages.empty() ? "-" : stages);
+    }
+    row.push_back(res.stats.evaluated ? fmt_pct(res.stats.accuracy) : "-");
+    row.push_back(drop_known(r, res) ? fmt_pp(res.accuracy_drop) : "-");
+    row.push_back(fmt_bytes(res.stats.size_bytes));
+    row.push_back(fmt_ratio(res.compression_ratio));
+    row.push_back(with_commas(res.stats.nonzero_params));
+    if (!compact) row.push_back(fmt_ratio(res.param_ratio));
+    if (!compact) row.push_back(fmt_flops(res.stats.flops));
+    row.push_back(fmt_ratio(res.flops_ratio));
+    for (const auto& k : keys) {
+      auto it = res.speedup.find(k);
+      row.push_back(it == res.speedup.end() ? "-" : fmt_ratio(it->second));
+    }
+    t.rows.push_back(row);
+  }
+  return t;
+}
+
+Table baseline_table(const Report& r) {
+  Table t{{"metric", "value"}, {false, true}, {}};
+  const ModelStats& b = r.baseline;
+  t.rows.push_back({"accuracy", b.evaluated ? fmt_pct(b.accuracy) : "-"});
+  t.rows.push_back({"loss", b.evaluated && finite(b.loss) ? fixed(b.loss, 4) : "-"});
+  t.rows.push_back({"parameters", with_commas(b.params)});
+  t.rows.push_back({"non-zero parameters", with_commas(b.nonzero_params)});
+  t.rows.push_back(
+      {"size (stored)", fmt_bytes(b.size_bytes) + " (" + with_commas(b.size_bytes) + " B)"});
+  t.rows.push_back({"FLOPs per sample", fmt_flops(b.flops)});
+  for (const auto& k : batch_keys(r)) {
+    auto it = b.latency_us.find(k);
+    if (it != b.latency_us.end())
+      t.rows.push_back({"latency " + batch_label(k), fmt_us(it->second)});
+  }
+  return t;
+}
+
+Table history_table(const ExperimentResult& res) {
+  Table t{{"#", "stage", "summary", "accuracy", "nonzero params", "size", "FLOPs", "time"},
+          {true, false, false, true, true, true, true, true},
+          {}};
+  for (size_t i = 0; i < res.history.size(); ++i) {
+    const StageRecord& h = res.history[i];
+    t.rows.push_back({std::to_string(i + 1), h.stage, h.summary.empty() ? "-" : h.summary,
+                      h.evaluated ? fmt_pct(h.accuracy) : "-", with_commas(h.nonzero_params),
+                      fmt_bytes(h.size_bytes), fmt_flops(h.flops), fmt_seconds(h.seconds)});
+  }
+  return t;
+}
+
+bool any_per_class(const Report& r) {
+  if (!r.baseline.per_class.empty()) return true;
+  for (const auto& res : r.results)
+    if (!res.stats.per_class.empty()) return true;
+  return false;
+}
+
+// Accuracy (recall) of each class: rows are classes, columns the baseline and each experiment.
+Table per_class_table(const Report& r) {
+  std::map<int64_t, std::string> names;
+  auto collect = [&](const std::vector<ClassStats>& cs) {
+    for (const auto& c : cs)
+      if (!names.count(c.cls) || names[c.cls].empty()) names[c.cls] = c.name;
+  };
+  collect(r.baseline.per_class);
+  for (const auto& res : r.results) collect(res.stats.per_class);
+
+  Table t;
+  t.header = {"class", "baseline"};
+  t.right = {false, true};
+  for (const auto& res : r.results) {
+    t.header.push_back(res.name);
+    t.right.push_back(true);
+  }
+  auto find = [](const std::vector<ClassStats>& cs, int64_t cls) -> const ClassStats* {
+    for (const auto& c : cs)
+      if (c.cls == cls) return &c;
+    return nullptr;
+  };
+  for (const auto& [cls, name] : names) {
+    std::vector<std::string> row{name.empty() ? std::to_string(cls)
+                                              : std::to_string(cls) + " " + name};
+    const ClassStats* b = find(r.baseline.per_class, cls);
+    row.push_back(b ? fmt_pct(b->accuracy) : "-");
+    for (const auto& res : r.results) {
+      const ClassStats* c = find(res.stats.per_class, cls);
+      std::string cell = c ? fmt_pct(c->accuracy) : "-";
+      if (c && b) cell += " (" + fmt_pp(b->accuracy - c->accuracy) + ")";
+      row.push_back(cell);
+    }
+    t.rows.push_back(row);
+  }
+  return t;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Plain text
+
+size_t display_width(const std::string& s) {
+  size_t n = 0;
+  for (unsigned char c : s)
+    if ((c & 0xC0) != 0x80) ++n;  // count UTF-8 code points, not bytes
+  return n;
+}
+
+// The first n code points of a UTF-8 string.
+std::string truncated(const std::string& s, size_t n) {
+  size_t points = 0;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if ((static_cast<unsigned char>(s[i]) & 0xC0) != 0x80 && points++ == n) return s.substr(0, i);
+  }
+  return s;
+}
+
+std::string pad(const std::string& s, size_t width, bool right) {
+  const size_t w = display_width(s);
+  if (w >= width) return s;
+  return right ? std::string(width - w, ' ') + s : s + std::string(width - w, ' ');
+}
+
+std::string text_table(const Table& t) {
+  std::vector<size_t> width(t.header.size(), 0);
+  for (size_t c = 0; c < t.header.size(); ++c) width[c] = display_width(t.header[c]);
+  for (const auto& row : t.rows)
+    for (size_t c = 0; c < row.size() && c < width.size(); ++c)
+      width[c] = std::max(width[c], display_width(row[c]));
+  std::ostringstream os;
+  auto line = [&](const std::vector<std::string>& cells) {
+    std::string s;
+    for (size_t c = 0; c < width.size(); ++c) {
+      if (c) s += "  ";
+      s += pad(c < cells.size() ? cells[c] : "", width[c], t.right[c]);
+    }
+    while (!s.empty() && s.back() == ' ') s.pop_back();
+    os << s << "\n";
+  };
+  line(t.header);
+  std::vector<std::string> rule;
+  for (size_t w : width) rule.push_back(std::string(w, '-'));
+  line(rule);
+  for (const auto& row : t.rows) line(row);
+  return os.str();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Markdown
+
+std::string md_cell(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    if (c == '|')
+      out += "\\|";
+    else if (c == '<')
+      out += "\\<";  // no raw HTML from names
+    else if (c == '\n' || c == '\r')
+      out += ' ';
+    else
+      out += c;
+  }
+  return out;
+}
+
+std::string md_table(const Table& t) {
+  std::ostringstream os;
+  os << "|";
+  for (const auto& h : t.header) os << " " << md_cell(h) << " |";
+  os << "\n|";
+  for (bool r : t.right) os << (r ? " ---: |" : " --- |");
+  os << "\n";
+  for (const auto& row : t.rows) {
+    os << "|";
+    for (const auto& cell : row) os << " " << md_cell(cell) << " |";
+    os << "\n";
+  }
+  return os.str();
+}
+
+std::string title_of(const Report& r) {
+  return "squeeze report: " + (r.model_name.empty() ? std::string("model") : r.model_name);
+}
+
+std::string artifact_list(const std::map<std::string, std::string>& a) {
+  std::string out;
+  for (const auto& [k, v] : a) out += (out.empty() ? "" : ", ") + k + ": " + v;
+  return out.empty() ? "-" : out;
+}
+
+std::string report_md(const Report& r) {
+  std::ostringstream os;
+  os << "# " << title_of(r) << "\n\n";
+  os << "- squeeze version: " << (r.squeeze_version.empty() ? "-" : r.squeeze_version) << "\n";
+  os << "- model: " << (r.model_name.empty() ? "-" : r.model_name) << "\n";
+  os << "- data: " << (r.data_description.empty() ? "-" : r.data_description) << "\n";
+  os << "- config hash: `" << (r.config_hash.empty() ? "-" : r.config_hash) << "`\n";
+  os << "- total time: " << fmt_seconds(r.seconds) << "\n";
+  if (!r.baseline.evaluated)
+    os << "\nNo data was given, so accuracy was not measured (shown as `-`).\n";
+
+  os << "\n## Environment\n\n";
+  Table env{{"key", "value"}, {false, false}, {}};
+  for (const auto& [k, v] : r.environment) env.rows.push_back({k, v});
+  os << (env.rows.empty() ? std::string("-\n") : md_table(env));
+
+  os << "\n## Baseline\n\n" << md_table(baseline_table(r));
+  os << "\nArtifacts: " << artifact_list(r.baseline_artifacts) << "\n";
+
+  os << "\n## Comparison\n\n";
+  os << "Drop is baseline accuracy minus compressed accuracy, in percentage points. Compression "
+        "is stored size relative to the baseline; speedups are measured latencies.\n\n";
+  os << md_table(comparison(r, false));
+
+  if (!r.results.empty()) {
+    os << "\n## Stage history\n";
+    for (const auto& res : r.results) {
+      os << "\n### " << md_cell(res.name) << "\n\n";
+      os << md_table(history_table(res));
+      os << "\nTime: " << fmt_seconds(res.seconds)
+         << ". Artifacts: " << artifact_list(res.artifacts) << "\n";
+    }
+  }
+  if (any_per_class(r)) {
+    os << "\n## Per-class accuracy\n\n";
+    os << "Each experiment's cell shows its accuracy and, in brackets, the drop from the "
+          "baseline.\n\n";
+    os << md_table(per_class_table(r));
+  }
+  if (!r.config_text.empty()) {
+    os << "\n## Configuration\n\n```yaml\n" << r.config_text;
+    if (r.config_text.back() != '\n') os << "\n";
+    os << "```\n";
+  }
+  return os.str();
+}
+
+// ---------------------------------------------------------------------------------------------
+// HTML
+
+std::string esc(const std::string& s) {
+  std::string out;
+  out.reserve(s.size());
+  for (char c : s) {
+    switch (c) {
+      case '&':
+        out += "&amp;";
+        break;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '"':
+        out += "&quot;";
+        break;
+      case '\'':
+        out += "&#39;";
+        break;
+      default:
+        out += c;
+    }
+  }
+  return out;
+}
+
+std::string html_table(const Table& t) {
+  std::ostringstream os;
+  os << "<table>\n<thead><tr>";
+  for (size_t c = 0; c < t.header.size(); ++c)
+    os << "<th" << (t.right[c] ? " class=\"num\"" : "") << ">" << esc(t.header[c]) << "</th>";
+  os << "</tr></thead>\n<tbody>\n";
+  for (const auto& row : t.rows) {
+    os << "<tr>";
+    for (size_t c = 0; c < row.size(); ++c)
+      os << "<td" << (c < t.right.size() && t.right[c] ? " class=\"num\"" : "") << ">"
+         << esc(row[c]) << "</td>";
+    os << "</tr>\n";
+  }
+  os << "</tbody>\n</table>\n";
+  return os.str();
+}
+
+std::string num(double v) { return fixed(v, 1); }
+
+const char* const kPalette[] = {"#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
+                                "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f"};
+
+std::string color_of(size_t i) { return kPalette[i % (sizeof kPalette / sizeof kPalette[0])]; }
+
+// "Nice" tick values covering [lo, hi].
+std::vector<double> ticks(double lo, double hi, int target) {
+  const double span = hi - lo;
+  if (!(span > 0)) return {lo};
+  const double raw = span / target;
+  const double mag = std::pow(10.0, std::floor(std::log10(raw)));
+  double step = mag;
+  for (double m : {1.0, 2.0, 2.5, 5.0, 10.0})
+    if (m * mag >= raw) {
+      step = m * mag;
+      break;
+    }
+  std::vector<double> out;
+  for (double v = std::ceil(lo / step) * step; v <= hi + step * 1e-9; v += step) out.push_back(v);
+  return out;
+}
+
+std::string svg_message(const std::string& title, const std::string& message) {
+  std::ostringstream os;
+  os << "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"640\" height=\"80\" role=\"img\" "
+        "aria-label=\""
+     << esc(title) << "\"><text x=\"20\" y=\"45\" class=\"note\">" << esc(message)
+     << "</text></svg>\n";
+  return os.str();
+}
+
+struct Point {
+  std::string label;
+  double size;
+  double accuracy;
+  bool baseline;
+  std::string color;
+};
+
+// Accuracy against stored size; the baseline is a black diamond.
+std::string scatter_svg(const Report& r) {
+  std::vector<Point> pts;
+  if (r.baseline.evaluated && r.baseline.size_bytes > 0)
+    pts.push_back({"baseline", double(r.baseline.size_bytes), r.baseline.accuracy, true, "#000"});
+  for (size_t i = 0; i < r.results.size(); ++i) {
+    const auto& res = r.results[i];
+    if (res.stats.evaluated && res.stats.size_bytes > 0)
+      pts.push_back(
+          {res.name, double(res.stats.size_bytes), res.stats.accuracy, false, color_of(i)});
+  }
+  pts.erase(std::remove_if(pts.begin(), pts.end(),
+                           [](const Point& p) { return !finite(p.accuracy) || !finite(p.size); }),
+            pts.end());
+  const std::string title = "Accuracy against stored size";
+  if (pts.empty())
+    return svg_message(title, "No accuracy was measured (no data), so there is nothing to plot.");
+
+  const double W = 680, H = 400, left = 70, right = 30, top = 30, bottom = 55;
+  const double pw = W - left - right, ph = H - top - bottom;
+  double xmin = pts[0].size, xmax = xmin, ymin = pts[0].accuracy, ymax = ymin;
+  for (const auto& p : pts) {
+    xmin = std::min(xmin, p.size);
+    xmax = std::max(xmax, p.size);
+    ymin = std::min(ymin, p.accuracy);
+    ymax = std::max(ymax, p.accuracy);
+  }
+  // Sizes spanning more than a decade read better on a log axis.
+  const bool logx = xmax / xmin > 10;
+  auto tx = [&](double v) { return logx ? std::log10(v) : v; };
+  double x0 = tx(xmin), x1 = tx(xmax);
+  const double xpad = x1 > x0 ? 0.08 * (x1 - x0) : (logx ? 0.5 : 0.1 * x0 + 1);
+  x0 -= xpad;
+  x1 += xpad;
+  if (!logx) x0 = std::max(0.0, x0);
+  const double ypad = ymax > ymin ? 0.1 * (ymax - ymin) : 0.01;
+  double y0 = std::max(0.0, ymin - ypad), y1 = std::min(1.0, ymax + ypad);
+  if (y1 <= y0) y1 = y0 + 0.01;
+  auto px = [&](double v) { return left + (tx(v) - x0) / (x1 - x0) * pw; };
+  auto py = [&](double a) { return top + (1 - (a - y0) / (y1 - y0)) * ph; };
+
+  std::ostringstream os;
+  os << "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" << W << "\" height=\"" << H
+     << "\" viewBox=\"0 0 " << W << " " << H << "\" role=\"img\" aria-label=\"" << esc(title)
+     << "\">\n<title>" << esc(title) << "</title>\n";
+  os << "<rect x=\"" << left << "\" y=\"" << top << "\" width=\"" << pw << "\" height=\"" << ph
+     << "\" class=\"plot\"/>\n";
+  for (double v : ticks(y0, y1, 5)) {
+    os << "<line x1=\"" << left << "\" x2=\"" << left + pw << "\" y1=\"" << num(py(v)) << "\" y2=\""
+       << num(py(v)) << "\" class=\"grid\"/>";
+    os << "<text x=\"" << left - 6 << "\" y=\"" << num(py(v) + 4) << "\" class=\"tick\" "
+       << "text-anchor=\"end\">" << esc(fmt_pct(v)) << "</text>\n";
+  }
+  std::vector<double> xt;
+  if (logx) {
+    for (double e = std::ceil(x0); e <= x1; e += 1) xt.push_back(std::pow(10.0, e));
+    if (xt.size() < 3)  // fewer than three decades: add 2x and 5x ticks
+      for (double e = std::floor(x0); e <= x1; e += 1)
+        for (double m : {2.0, 5.0})
+          if (std::log10(m) + e >= x0 && std::log10(m) + e <= x1)
+            xt.push_back(m * std::pow(10.0, e));
+    std::sort(xt.begin(), xt.end());
+  } else {
+    xt = ticks(x0, x1, 5);
+  }
+  for (double v : xt) {
+    if (v <= 0) continue;
+    os << "<line y1=\"" << top << "\" y2=\"" << top + ph << "\" x1=\"" << num(px(v)) << "\" x2=\""
+       << num(px(v)) << "\" class=\"grid\"/>";
+    os << "<text x=\"" << num(px(v)) << "\" y=\"" << top + ph + 16 << "\" class=\"tick\" "
+       << "text-anchor=\"middle\">" << esc(fmt_bytes(static_cast<int64_t>(std::llround(v))))
+       << "</text>\n";
+  }
+  os << "<text x=\"" << left + pw / 2 << "\" y=\"" << H - 12 << "\" class=\"axis\" "
+     << "text-anchor=\"middle\">stored size" << (logx ? " (log scale)" : "") << "</text>\n";
+  os << "<text transform=\"translate(16," << top + ph / 2 << ") rotate(-90)\" class=\"axis\" "
+     << "text-anchor=\"middle\">test accuracy</text>\n";
+  for (const auto& p : pts) {
+    const double x = px(p.size), y = py(p.accuracy);
+    os << "<g><title>" << esc(p.label) << ": " << esc(fmt_pct(p.accuracy)) << ", "
+       << esc(fmt_bytes(static_cast<int64_t>(p.size))) << "</title>";
+    if (p.baseline)
+      os << "<path d=\"M" << num(x) << " " << num(y - 8) << " L" << num(x + 8) << " " << num(y)
+         << " L" << num(x) << " " << num(y + 8) << " L" << num(x - 8) << " " << num(y)
+         << " Z\" fill=\"#000\"/>";
+    else
+      os << "<circle cx=\"" << num(x) << "\" cy=\"" << num(y) << "\" r=\"6\" fill=\"" << p.color
+         << "\"/>";
+    const bool flip = x > left + pw * 0.75;
+    os << "<text x=\"" << num(flip ? x - 10 : x + 10) << "\" y=\"" << num(y - 8)
+       << "\" class=\"label\"" << (flip ? " text-anchor=\"end\"" : "") << ">" << esc(p.label)
+       << "</text></g>\n";
+  }
+  os << "</svg>\n";
+  return os.str();
+}
+
+// Horizontal bars of test accuracy on a 0..100% axis, baseline first and marked by a line.
+std::string bars_svg(const Report& r) {
+  struct Bar {
+    std::string label;
+    double accuracy;
+    std::string color;
+  };
+  std::vector<Bar> bars;
+  if (r.baseline.evaluated && finite(r.baseline.accuracy))
+    bars.push_back({"baseline", r.baseline.accuracy, "#444"});
+  for (size_t i = 0; i < r.results.size(); ++i)
+    if (r.results[i].stats.evaluated && finite(r.results[i].stats.accuracy))
+      bars.push_back({r.results[i].name, r.results[i].stats.accuracy, color_of(i)});
+  const std::string title = "Test accuracy per experiment";
+  if (bars.empty()) return svg_message(title, "No accuracy was measured (no data).");
+
+  size_t longest = 8;
+  for (const auto& b : bars)
+    longest = std::max(longest, std::min<size_t>(display_width(b.label), 32));
+  const double left = 14 + 7.0 * static_cast<double>(longest), right = 70, top = 20, row = 26;
+  const double W = std::max(680.0, left + 400 + right), pw = W - left - right;
+  const double H = top + row * static_cast<double>(bars.size()) + 40;
+  auto px = [&](double a) { return left + std::clamp(a, 0.0, 1.0) * pw; };
+
+  std::ostringstream os;
+  os << "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" << W << "\" height=\"" << H
+     << "\" viewBox=\"0 0 " << W << " " << H << "\" role=\"img\" aria-label=\"" << esc(title)
+     << "\">\n<title>" << esc(title) << "</title>\n";
+  const double bottom = top + row * static_cast<double>(bars.size());
+  for (double v : ticks(0, 1, 5)) {
+    os << "<line x1=\"" << num(px(v)) << "\" x2=\"" << num(px(v)) << "\" y1=\"" << top << "\" y2=\""
+       << bottom << "\" class=\"grid\"/>";
+    os << "<text x=\"" << num(px(v)) << "\" y=\"" << bottom + 16 << "\" class=\"tick\" "
+       << "text-anchor=\"middle\">" << fixed(100 * v, 0) << "%</text>\n";
+  }
+  for (size_t i = 0; i < bars.size(); ++i) {
+    const Bar& b = bars[i];
+    const double y = top + row * static_cast<double>(i);
+    std::string label = b.label;
+    if (display_width(label) > 32) label = truncated(label, 31) + "…";
+    os << "<g><title>" << esc(b.label) << ": " << esc(fmt_pct(b.accuracy)) << "</title>";
+    os << "<text x=\"" << left - 8 << "\" y=\"" << num(y + row / 2 + 4) << "\" class=\"label\" "
+       << "text-anchor=\"end\">" << esc(label) << "</text>";
+    os << "<rect x=\"" << left << "\" y=\"" << num(y + 4) << "\" width=\""
+       << num(px(b.accuracy) - left) << "\" height=\"" << row - 8 << "\" fill=\"" << b.color
+       << "\"/>";
+    // Values in their own column right of 100%, clear of the bars and the baseline line.
+    os << "<text x=\"" << num(left + pw + 8) << "\" y=\"" << num(y + row / 2 + 4)
+       << "\" class=\"label\">" << esc(fmt_pct(b.accuracy)) << "</text></g>\n";
+  }
+  if (r.baseline.evaluated && finite(r.baseline.accuracy))
+    os << "<line x1=\"" << num(px(r.baseline.accuracy)) << "\" x2=\""
+       << num(px(r.baseline.accuracy)) << "\" y1=\"" << top - 6 << "\" y2=\"" << bottom + 2
+       << "\" class=\"base\"/>\n";
+  os << "</svg>\n";
+  return os.str();
+}
+
+const char* kCss = R"(body{font-family:-apple-system,"Segoe UI",Helvetica,Arial,sans-serif;
+margin:2em auto;max-width:1100px;padding:0 1em;color:#222;line-height:1.4}
+h1{font-size:1.6em;margin-bottom:.2em}h2{margin-top:1.6em;border-bottom:1px solid #ddd}
+h3{margin-bottom:.3em}.meta{color:#555}.meta code{background:#f3f3f3;padding:0 .3em}
+table{border-collapse:collapse;margin:.5em 0;font-size:.92em}
+th,td{border:1px solid #ddd;padding:.3em .6em;text-align:left;vertical-align:top}
+th{background:#f5f5f5}td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}
+tbody tr:nth-child(even){background:#fafafa}
+figure{margin:1em 0}figcaption{color:#555;font-size:.9em}
+svg{font-family:inherit;max-width:100%;height:auto}
+svg .plot{fill:#fff;stroke:#bbb}svg .grid{stroke:#e6e6e6}svg .tick{font-size:11px;fill:#555}
+svg .axis{font-size:12px;fill:#333}svg .label{font-size:12px;fill:#222}
+svg .note{font-size:13px;fill:#777}svg .base{stroke:#000;stroke-dasharray:4 3}
+pre{background:#f6f6f6;padding:.8em;overflow:auto}.note{color:#666})";
+
+std::string report_html(const Report& r) {
+  std::ostringstream os;
+  os << "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+     << "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
+     << "<title>" << esc(title_of(r)) << "</title>\n<style>\n"
+     << kCss << "\n</style>\n</head>\n<body>\n";
+  os << "<h1>" << esc(title_of(r)) << "</h1>\n";
+  os << "<p class=\"meta\">squeeze " << esc(r.squeeze_version.empty() ? "-" : r.squeeze_version)
+     << " &middot; data: " << esc(r.data_description.empty() ? "-" : r.data_description)
+     << " &middot; config hash <code>" << esc(r.config_hash.empty() ? "-" : r.config_hash)
+     << "</code> &middot; total time " << esc(fmt_seconds(r.seconds)) << "</p>\n";
+  if (!r.baseline.evaluated)
+    os << "<p class=\"note\">No data was given, so accuracy was not measured (shown as -).</p>\n";
+
+  os << "<h2>Comparison</h2>\n<p class=\"note\">Drop is baseline accuracy minus compressed "
+        "accuracy, in percentage points. Compression is stored size relative to the baseline; "
+        "speedups are measured latencies.</p>\n";
+  os << html_table(comparison(r, false));
+
+  os << "<h2>Charts</h2>\n";
+  os << "<figure>\n"
+     << scatter_svg(r)
+     << "<figcaption>Test accuracy against stored model size; the baseline is the black "
+        "diamond.</figcaption>\n</figure>\n";
+  os << "<figure>\n"
+     << bars_svg(r)
+     << "<figcaption>Test accuracy per experiment; the dashed line is the baseline."
+        "</figcaption>\n</figure>\n";
+
+  os << "<h2>Baseline</h2>\n" << html_table(baseline_table(r));
+  os << "<p>Artifacts: " << esc(artifact_list(r.baseline_artifacts)) << "</p>\n";
+
+  if (!r.results.empty()) {
+    os << "<h2>Stage history</h2>\n";
+    for (const auto& res : r.results) {
+      os << "<h3>" << esc(res.name) << "</h3>\n" << html_table(history_table(res));
+      os << "<p>Time: " << esc(fmt_seconds(res.seconds))
+         << ". Artifacts: " << esc(artifact_list(res.artifacts)) << "</p>\n";
+    }
+  }
+  if (any_per_class(r)) {
+    os << "<h2>Per-class accuracy</h2>\n<p class=\"note\">Each experiment's cell shows its "
+          "accuracy and, in brackets, the drop from the baseline.</p>\n"
+       << html_table(per_class_table(r));
+  }
+  os << "<h2>Environment</h2>\n";
+  Table env{{"key", "value"}, {false, false}, {}};
+  for (const auto& [k, v] : r.environment) env.rows.push_back({k, v});
+  os << (env.rows.empty() ? std::string("<p>-</p>\n") : html_table(env));
+  if (!r.config_text.empty())
+    os << "<details><summary>Configuration</summary>\n<pre>" << esc(r.config_text)
+       << "</pre>\n</details>\n";
+  os << "</body>\n</html>\n";
+  return os.str();
+}
+
+}  // namespace
+
+void write_report(const Report& report, const std::string& dir) {
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) throw Error(msg("cannot create report folder ", dir, ": ", ec.message()));
+  if (!fs::is_directory(dir)) throw Error(msg("cannot write report: ", dir, " is not a folder"));
+  const fs::path base(dir);
+  // Names may hold bytes that are not UTF-8 (file names): replace them instead of failing.
+  write_atomic((base / "report.json").string(),
+               report_json(report).dump(2, ' ', false, Json::error_handler_t::replace) + "\n");
+  write_atomic((base / "report.md").string(), report_md(report));
+  write_atomic((base / "report.html").string(), report_html(report));
+}
+
+std::string comparison_table(const Report& report) { return text_table(comparison(report, true)); }
+
+}  // namespace squeeze::report

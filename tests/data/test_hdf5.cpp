@@ -1,0 +1,139 @@
+// HDF5 reader and the hdf5 data source. The files are written here with the HDF5 C++ API, so
+// these tests need SQUEEZE_HAVE_HDF5 (and the HDF5 include path and libraries) for the test
+// target as well as for the library.
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+#include <stdlib.h>
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "squeeze/data/dataset.h"
+#include "squeeze/util/error.h"
+
+#ifdef SQUEEZE_HAVE_HDF5
+#include <H5Cpp.h>
+#endif
+
+namespace fs = std::filesystem;
+using namespace squeeze;
+using namespace squeeze::data;
+
+#ifdef SQUEEZE_HAVE_HDF5
+
+namespace {
+
+struct TempDir {
+  std::string path;
+  TempDir() {
+    std::string tmpl = fs::temp_directory_path().string() + "/squeeze_h5_XXXXXX";
+    path = mkdtemp(tmpl.data());
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+  std::string file(const std::string& name) const { return path + "/" + name; }
+};
+
+template <typename T>
+void write_dataset(H5::H5File& f, const std::string& name, const at::Tensor& t,
+                   const H5::PredType& type) {
+  std::vector<hsize_t> dims(t.sizes().begin(), t.sizes().end());
+  H5::DataSpace space(static_cast<int>(dims.size()), dims.data());
+  H5::DataSet ds = f.createDataSet(name, type, space);
+  const at::Tensor c = t.contiguous();
+  ds.write(c.data_ptr<T>(), type);
+}
+
+// 12 jets x 3 x 2 features (double), integer labels 0..2 and the same labels one-hot (float).
+void write_jets(const std::string& path) {
+  H5::H5File f(path, H5F_ACC_TRUNC);
+  f.createGroup("jets");
+  const at::Tensor x = at::arange(72, at::kDouble).reshape({12, 3, 2});
+  const at::Tensor y = at::arange(12, at::kLong).remainder(3);
+  write_dataset<double>(f, "jets/x", x, H5::PredType::NATIVE_DOUBLE);
+  write_dataset<int64_t>(f, "labels", y, H5::PredType::NATIVE_INT64);
+  write_dataset<float>(f, "onehot", at::eye(3, at::kFloat).index_select(0, y),
+                       H5::PredType::NATIVE_FLOAT);
+  write_dataset<int32_t>(f, "ints", at::arange(24, at::kInt).reshape({12, 2}),
+                         H5::PredType::NATIVE_INT32);
+}
+
+template <typename Fn>
+std::string error_of(Fn fn) {
+  try {
+    fn();
+  } catch (const InputError& e) {
+    return e.what();
+  }
+  return "<no InputError>";
+}
+
+}  // namespace
+
+TEST(DataHdf5, RoundTripWithIntegerAndOneHotLabels) {
+  TempDir dir;
+  const std::string p = dir.file("jets.h5");
+  write_jets(p);
+  const at::Tensor expected_y = at::arange(12, at::kLong).remainder(3);
+  for (const char* labels : {"labels", "onehot", "/onehot"}) {
+    at::Tensor x, y;
+    read_hdf5(p, "jets/x", labels, x, y);
+    EXPECT_EQ(x.scalar_type(), at::kFloat) << labels;
+    EXPECT_TRUE(x.equal(at::arange(72, at::kFloat).reshape({12, 3, 2}))) << labels;
+    EXPECT_EQ(y.scalar_type(), at::kLong) << labels;
+    EXPECT_TRUE(y.equal(expected_y)) << labels;
+  }
+  at::Tensor x, y;
+  read_hdf5(p, "ints", "labels", x, y);  // integer features become float32
+  EXPECT_EQ(x.scalar_type(), at::kFloat);
+  EXPECT_EQ(x[11][1].item<float>(), 23.f);
+}
+
+TEST(DataHdf5, MissingDataSetListsWhatIsThere) {
+  TempDir dir;
+  const std::string p = dir.file("jets.h5");
+  write_jets(p);
+  at::Tensor x, y;
+  const std::string e = error_of([&] { read_hdf5(p, "jetFeatures", "labels", x, y); });
+  EXPECT_NE(e.find(p), std::string::npos) << e;
+  EXPECT_NE(e.find("no data set 'jetFeatures'"), std::string::npos) << e;
+  EXPECT_NE(e.find("jets/x (12 x 3 x 2)"), std::string::npos) << e;
+  EXPECT_NE(e.find("onehot (12 x 3)"), std::string::npos) << e;
+
+  const std::string e2 = error_of([&] { read_hdf5(dir.file("none.h5"), "x", "y", x, y); });
+  EXPECT_NE(e2.find("none.h5"), std::string::npos) << e2;
+
+  EXPECT_THROW(read_hdf5(p, "", "labels", x, y), ConfigError);
+}
+
+TEST(DataHdf5, LoadSplitsAndNormalizes) {
+  TempDir dir;
+  const std::string p = dir.file("jets.h5");
+  write_jets(p);
+  DataOptions o;
+  o.dataset = "hdf5";
+  o.path = p;
+  o.features = "jets/x";
+  o.labels = "onehot";
+  o.test_fraction = 0.25;
+  o.val_fraction = 0.0;
+  const Splits s = load(o, 5);
+  EXPECT_EQ(s.train.size(), 9);
+  EXPECT_EQ(s.test.size(), 3);
+  EXPECT_EQ(s.num_classes, 3);
+  EXPECT_EQ(s.sample_shape, (std::vector<int64_t>{3, 2}));
+  EXPECT_EQ(s.mean.sizes(), (std::vector<int64_t>{3}));  // per index along dimension 1
+}
+
+#else  // !SQUEEZE_HAVE_HDF5
+
+TEST(DataHdf5, UnsupportedWithoutHdf5) {
+  at::Tensor x, y;
+  // UnsupportedError from a build without HDF5; InputError (missing file) if the library has it.
+  EXPECT_THROW(read_hdf5("/nonexistent/jets.h5", "x", "y", x, y), UserError);
+}
+
+#endif

@@ -1,0 +1,116 @@
+// TorchScript export: the .pt file loads in libtorch and in PyTorch (Debian's /usr/bin/python3,
+// when it has torch) and reproduces squeeze's outputs.
+#include "squeeze/deploy/torchscript.h"
+
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+#include <torch/csrc/jit/serialization/import.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
+#include <unistd.h>
+
+#include "squeeze/exec/executor.h"
+#include "squeeze/io/onnx.h"
+#include "squeeze/models/zoo.h"
+
+namespace squeeze {
+namespace {
+
+namespace fs = std::filesystem;
+constexpr double kRtol = 1e-4, kAtol = 1e-5;
+const char* kPython = "/usr/bin/python3";
+
+std::string tmp_path(const std::string& name) {
+  fs::path dir = fs::temp_directory_path() / ("squeeze_ts_test_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  return (dir / name).string();
+}
+
+bool python_has_torch() {
+  static const bool ok = fs::exists(kPython) &&
+                         std::system((std::string(kPython) + " -c 'import torch, numpy' >/dev/null 2>&1").c_str()) == 0;
+  return ok;
+}
+
+at::Tensor run_in_python(const std::string& pt, const at::Tensor& x) {
+  std::string in = pt + ".in.f32", out = pt + ".out.f32";
+  at::Tensor c = x.contiguous().to(at::kFloat);
+  {
+    std::ofstream f(in, std::ios::binary);
+    f.write(static_cast<const char*>(c.data_ptr()), c.numel() * 4);
+  }
+  std::string shape;
+  for (auto d : c.sizes()) shape += (shape.empty() ? "" : ",") + std::to_string(d);
+  std::string cmd = std::string(kPython) + " " + SQUEEZE_SOURCE_DIR + "/tests/scripts/run_torchscript.py " + pt + " " +
+                    shape + " " + in + " " + out;
+  int rc = std::system(cmd.c_str());
+  EXPECT_EQ(rc, 0) << cmd;
+  std::ifstream f(out, std::ios::binary);
+  std::vector<char> bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  at::Tensor y = at::empty({static_cast<int64_t>(bytes.size() / 4)}, at::kFloat);
+  std::memcpy(y.data_ptr(), bytes.data(), bytes.size());
+  return y;
+}
+
+at::Tensor sample(const ir::Graph& g, int64_t batch) {
+  std::vector<int64_t> s;
+  for (auto d : g.inputs.at(0).shape) s.push_back(d == ir::kDynamic ? batch : d);
+  return at::randn(s);
+}
+
+class TorchScriptZoo : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(TorchScriptZoo, LibtorchAndPyTorchReproduceSqueeze) {
+  std::map<std::string, std::string> params;
+  if (GetParam() == "resnet18") params["input_size"] = "32";
+  ir::Graph g = models::build(GetParam(), params, 5);
+  std::string pt = tmp_path(GetParam() + ".pt");
+  deploy::export_torchscript(g, pt);
+  at::manual_seed(2);
+  at::Tensor x = sample(g, 3);
+  at::Tensor want = exec::Executor(g).forward(x);
+  torch::jit::Module m = torch::jit::load(pt);
+  at::Tensor got = m.forward({x}).toTensor();
+  EXPECT_TRUE(at::allclose(got, want, kRtol, kAtol)) << "libtorch: max diff " << (got - want).abs().max().item<double>();
+  if (!python_has_torch()) GTEST_SKIP() << kPython << " has no torch: PyTorch check skipped";
+  at::Tensor py = run_in_python(pt, x).reshape(want.sizes());
+  EXPECT_TRUE(at::allclose(py, want, kRtol, kAtol)) << "PyTorch: max diff " << (py - want).abs().max().item<double>();
+}
+
+INSTANTIATE_TEST_SUITE_P(Zoo, TorchScriptZoo,
+                         ::testing::Values("small_cnn", "lenet5", "mlp", "jet_tagger", "resnet8", "mobilenet_v2_tiny",
+                                           "resnet18"));
+
+TEST(TorchScript, ImportedOnnxModelExports) {
+  std::string model = std::string(SQUEEZE_SHARED_DIR) + "/conformance/onnx/light/light_squeezenet.onnx";
+  if (!fs::exists(model)) GTEST_SKIP() << "no " << model;
+  ir::Graph g = io::import_onnx(model);
+  std::string pt = tmp_path("squeezenet.pt");
+  deploy::export_torchscript(g, pt);
+  at::Tensor x = at::rand({1, 3, 224, 224});
+  at::Tensor want = exec::Executor(g).forward(x);
+  at::Tensor got = torch::jit::load(pt).forward({x}).toTensor();
+  EXPECT_TRUE(at::allclose(got, want, kRtol, 1e-7));
+}
+
+TEST(TorchScript, MaskedWeightsAreZeroInTheFile) {
+  ir::Graph g = models::build("mlp", {}, 1);
+  for (auto& n : g.nodes)
+    if (n.op == "Linear") {
+      ir::Param& w = n.param("weight");
+      w.mask = (at::rand(w.value.sizes()) > 0.5).to(at::kFloat);
+      break;
+    }
+  std::string pt = tmp_path("masked.pt");
+  deploy::export_torchscript(g, pt);
+  at::Tensor x = sample(g, 2);
+  exec::apply_masks(g);
+  at::Tensor want = exec::Executor(g).forward(x);
+  EXPECT_TRUE(at::allclose(torch::jit::load(pt).forward({x}).toTensor(), want, kRtol, kAtol));
+}
+
+}  // namespace
+}  // namespace squeeze

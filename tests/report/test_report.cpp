@@ -1,0 +1,331 @@
+// report.json follows the contract of DESIGN.md section 5; report.md and report.html carry the
+// same tables; the terminal table is aligned.
+#include <gtest/gtest.h>
+#include <stdlib.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "squeeze/report/report.h"
+#include "squeeze/util/error.h"
+#include "squeeze/util/params.h"
+
+namespace squeeze::report {
+namespace {
+
+namespace fs = std::filesystem;
+using Json = nlohmann::json;
+
+class TempDir {
+ public:
+  TempDir() {
+    std::string tmpl = (fs::temp_directory_path() / "report_test_XXXXXX").string();
+    path_ = ::mkdtemp(tmpl.data());
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path_, ec);
+  }
+  std::string file(const std::string& name) const { return (fs::path(path_) / name).string(); }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+std::string read(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+size_t count(const std::string& text, const std::string& needle) {
+  size_t n = 0;
+  for (size_t at = text.find(needle); at != std::string::npos; at = text.find(needle, at + 1)) ++n;
+  return n;
+}
+
+std::shared_ptr<Params> make_config() {
+  auto root = std::make_shared<Params>();
+  root->set("seed", Value::scalar("0"));
+  auto model_params = std::make_shared<Params>();
+  model_params->set("num_classes", Value::scalar("10"));
+  auto model = std::make_shared<Params>();
+  model->set("zoo", Value::scalar("small_cnn"));
+  model->set("params", Value::map(model_params));
+  root->set("model", Value::map(model));
+  auto split = std::make_shared<Params>();
+  split->set("val", Value::scalar("0.1"));
+  auto data = std::make_shared<Params>();
+  data->set("path", Value::scalar("/usr/share/datasets/fashion-mnist"));
+  data->set("batch_size", Value::scalar("128"));
+  data->set("split", Value::map(split));
+  data->set("tag", Value::scalar("007", /*quoted=*/true));
+  data->set("shuffle", Value::scalar("true"));
+  data->set("lr", Value::scalar("1.0e-3"));
+  root->set("data", Value::map(data));
+  auto stage = std::make_shared<Params>();
+  stage->set("method", Value::scalar("prune"));
+  auto exp = std::make_shared<Params>();
+  exp->set("name", Value::scalar("prune50-int8"));
+  exp->set("stages", Value::list({Value::map(stage)}));
+  root->set("experiments", Value::list({Value::map(exp)}));
+  root->set("pipeline", Value());
+  return root;
+}
+
+Report make_report() {
+  Report r;
+  r.squeeze_version = "0.1.0";
+  r.config = make_config();
+  r.config_text = "seed: 0\nmodel: {zoo: small_cnn}\n";
+  r.config_hash = "cbf29ce484222325";
+  r.environment = {{"threads", "2"}, {"blas", "openblas"}, {"libtorch", "1.13.1"}};
+  r.model_name = "small_cnn";
+  r.data_description = "fashion-mnist: 54000 train, 6000 val, 10000 test";
+  r.baseline.evaluated = true;
+  r.baseline.accuracy = 0.912;
+  r.baseline.loss = 0.25;
+  r.baseline.params = 421642;
+  r.baseline.nonzero_params = 421642;
+  r.baseline.size_bytes = 1686568;
+  r.baseline.flops = 12345678;
+  r.baseline.latency_us = {{"batch1", 210.0}, {"batch64", 3100.0}};
+  r.baseline.per_class = {{0, "T-shirt/top", 0.88, 0.88, 0.86}, {1, "Trouser", 0.97, 0.97, 0.99}};
+  r.baseline_artifacts = {{"checkpoint", "models/baseline.sqz"}};
+
+  ExperimentResult a;
+  a.name = "prune50-int8";
+  a.stages = {"prune", "quantize"};
+  a.stats.evaluated = true;
+  a.stats.accuracy = 0.905;
+  a.stats.loss = 0.27;
+  a.stats.params = 210000;
+  a.stats.nonzero_params = 210000;
+  a.stats.size_bytes = 220000;
+  a.stats.flops = 6000000;
+  a.stats.latency_us = {{"batch1", 110.0}, {"batch64", 1190.0}};
+  a.stats.per_class = {{0, "T-shirt/top", 0.87, 0.87, 0.85}, {1, "Trouser", 0.96, 0.96, 0.98}};
+  a.accuracy_drop = 0.007;
+  a.compression_ratio = 7.66;
+  a.param_ratio = 2.0;
+  a.flops_ratio = 2.05;
+  a.speedup = {{"batch1", 1.9}, {"batch64", 2.6}};
+  a.history = {
+      {"prune", "pruned 50% of channels", true, 0.90, 421642, 210000, 843000, 6000000, 12.3},
+      {"quantize", "int8 weights", true, 0.905, 210000, 210000, 220000, 6000000, 3.2}};
+  a.artifacts = {{"checkpoint", "models/prune50-int8.sqz"}, {"onnx", "models/prune50-int8.onnx"}};
+  a.seconds = 15.5;
+  r.results.push_back(a);
+
+  ExperimentResult b;
+  b.name = "lowrank <b>&'x'";
+  b.stages = {"lowrank"};
+  b.stats.evaluated = true;
+  b.stats.accuracy = 0.93;  // better than the baseline: a negative drop
+  b.stats.params = 300000;
+  b.stats.nonzero_params = 300000;
+  b.stats.size_bytes = 1200000;
+  b.stats.flops = 9000000;
+  b.accuracy_drop = -0.018;
+  b.compression_ratio = 1686568.0 / 1200000.0;
+  b.param_ratio = 421642.0 / 300000.0;
+  b.flops_ratio = 12345678.0 / 9000000.0;
+  b.speedup = {{"batch1", 1.2}, {"batch64", 1.3}};
+  b.history = {{"lowrank", "energy 0.9", true, 0.93, 300000, 300000, 1200000, 9000000, 4.0}};
+  b.artifacts = {{"checkpoint", "models/lowrank.sqz"}};
+  r.results.push_back(b);
+  r.seconds = 42.0;
+  return r;
+}
+
+TEST(ReportWriter, JsonFollowsTheContract) {
+  TempDir dir;
+  const std::string out = dir.file("runs/quickstart");  // created on demand
+  write_report(make_report(), out);
+  const Json j = Json::parse(read(out + "/report.json"));
+
+  for (const char* key : {"squeeze_version", "config", "config_hash", "environment", "model",
+                          "data", "baseline", "results", "seconds"})
+    EXPECT_TRUE(j.contains(key)) << key;
+  EXPECT_EQ(j["squeeze_version"], "0.1.0");
+  EXPECT_EQ(j["environment"]["threads"], 2);
+  EXPECT_EQ(j["environment"]["blas"], "openblas");
+  EXPECT_EQ(j["environment"]["libtorch"], "1.13.1");
+
+  // The config tree, with YAML scalars typed.
+  const Json& c = j["config"];
+  EXPECT_EQ(c["seed"], 0);
+  EXPECT_EQ(c["model"]["params"]["num_classes"], 10);
+  EXPECT_EQ(c["model"]["zoo"], "small_cnn");
+  EXPECT_DOUBLE_EQ(c["data"]["split"]["val"].get<double>(), 0.1);
+  EXPECT_DOUBLE_EQ(c["data"]["lr"].get<double>(), 1.0e-3);
+  EXPECT_EQ(c["data"]["tag"], "007");
+  EXPECT_EQ(c["data"]["shuffle"], true);
+  EXPECT_EQ(c["experiments"][0]["stages"][0]["method"], "prune");
+  EXPECT_TRUE(c["pipeline"].is_null());
+
+  const Json& b = j["baseline"];
+  for (const char* key : {"accuracy", "loss", "params", "nonzero_params", "size_bytes", "flops",
+                          "latency_us", "per_class", "artifacts"})
+    EXPECT_TRUE(b.contains(key)) << "baseline." << key;
+  EXPECT_DOUBLE_EQ(b["accuracy"].get<double>(), 0.912);
+  EXPECT_EQ(b["params"], 421642);
+  EXPECT_EQ(b["size_bytes"], 1686568);
+  EXPECT_DOUBLE_EQ(b["latency_us"]["batch64"].get<double>(), 3100.0);
+  EXPECT_EQ(b["per_class"][1]["class"], 1);
+  EXPECT_EQ(b["per_class"][1]["name"], "Trouser");
+  EXPECT_DOUBLE_EQ(b["per_class"][0]["precision"].get<double>(), 0.86);
+  EXPECT_EQ(b["artifacts"]["checkpoint"], "models/baseline.sqz");
+
+  ASSERT_EQ(j["results"].size(), 2u);
+  const Json& r = j["results"][0];
+  for (const char* key : {"name", "stages", "accuracy", "accuracy_drop", "params", "nonzero_params",
+                          "size_bytes", "compression_ratio", "param_ratio", "flops", "flops_ratio",
+                          "latency_us", "speedup", "history", "artifacts", "seconds"})
+    EXPECT_TRUE(r.contains(key)) << "results[0]." << key;
+  EXPECT_EQ(r["name"], "prune50-int8");
+  EXPECT_EQ(r["stages"], Json::array({"prune", "quantize"}));
+  EXPECT_DOUBLE_EQ(r["accuracy_drop"].get<double>(), 0.007);
+  EXPECT_DOUBLE_EQ(r["compression_ratio"].get<double>(), 7.66);
+  EXPECT_DOUBLE_EQ(r["speedup"]["batch1"].get<double>(), 1.9);
+  EXPECT_EQ(r["history"][0]["stage"], "prune");
+  EXPECT_EQ(r["history"][0]["size_bytes"], 843000);
+  EXPECT_DOUBLE_EQ(r["history"][0]["seconds"].get<double>(), 12.3);
+  EXPECT_EQ(r["artifacts"]["onnx"], "models/prune50-int8.onnx");
+  EXPECT_EQ(j["results"][1]["name"], "lowrank <b>&'x'");
+
+  // Each file written atomically: no temporary files left next to them.
+  std::vector<std::string> names;
+  for (const auto& e : fs::directory_iterator(out)) names.push_back(e.path().filename());
+  std::sort(names.begin(), names.end());
+  EXPECT_EQ(names, (std::vector<std::string>{"report.html", "report.json", "report.md"}));
+}
+
+TEST(ReportWriter, UnevaluatedAccuracyIsNull) {
+  TempDir dir;
+  Report r = make_report();
+  r.baseline.evaluated = false;
+  r.baseline.per_class.clear();
+  for (auto& res : r.results) {
+    res.stats.evaluated = false;
+    res.stats.per_class.clear();
+    for (auto& h : res.history) h.evaluated = false;
+  }
+  write_report(r, dir.file("out"));
+  const Json j = Json::parse(read(dir.file("out/report.json")));
+  EXPECT_TRUE(j["baseline"]["accuracy"].is_null());
+  EXPECT_TRUE(j["baseline"]["loss"].is_null());
+  EXPECT_TRUE(j["results"][0]["accuracy"].is_null());
+  EXPECT_TRUE(j["results"][0]["accuracy_drop"].is_null());
+  EXPECT_TRUE(j["results"][0]["history"][0]["accuracy"].is_null());
+  EXPECT_EQ(j["results"][0]["size_bytes"], 220000);  // sizes are still known
+  const std::string html = read(dir.file("out/report.html"));
+  EXPECT_NE(html.find("No accuracy was measured"), std::string::npos);
+  EXPECT_EQ(read(dir.file("out/report.md")).find("Per-class"), std::string::npos);
+  // Only the drop is unknown when the baseline alone was not evaluated.
+  r.results[0].stats.evaluated = true;
+  write_report(r, dir.file("out"));
+  const Json k = Json::parse(read(dir.file("out/report.json")));
+  EXPECT_DOUBLE_EQ(k["results"][0]["accuracy"].get<double>(), 0.905);
+  EXPECT_TRUE(k["results"][0]["accuracy_drop"].is_null());
+}
+
+TEST(ReportWriter, MarkdownHasTheTables) {
+  TempDir dir;
+  write_report(make_report(), dir.path());
+  const std::string md = read(dir.file("report.md"));
+  EXPECT_EQ(md.rfind("# squeeze report: small_cnn", 0), 0u);
+  for (const char* s : {"## Environment",
+                        "## Baseline",
+                        "## Comparison",
+                        "## Stage history",
+                        "## Per-class accuracy",
+                        "### prune50-int8",
+                        "prune50-int8",
+                        "lowrank \\<b>&'x'",
+                        "7.66x",
+                        "-1.80 pp",
+                        "0.70 pp",
+                        "speedup b1",
+                        "speedup b64",
+                        "2.60x",
+                        "91.20%",
+                        "0 T-shirt/top",
+                        "87.00% (1.00 pp)",
+                        "pruned 50% of channels",
+                        "models/prune50-int8.onnx",
+                        "openblas"})
+    EXPECT_NE(md.find(s), std::string::npos) << s;
+}
+
+TEST(ReportWriter, HtmlIsSelfContainedWithCharts) {
+  TempDir dir;
+  write_report(make_report(), dir.path());
+  const std::string html = read(dir.file("report.html"));
+  EXPECT_EQ(html.rfind("<!DOCTYPE html>", 0), 0u);
+  EXPECT_NE(html.find("</html>"), std::string::npos);
+  EXPECT_EQ(count(html, "<svg"), 2u);
+  EXPECT_EQ(count(html, "<svg"), count(html, "</svg>"));
+  EXPECT_EQ(count(html, "<table>"), count(html, "</table>"));
+  EXPECT_EQ(count(html, "<tr>"), count(html, "</tr>"));
+  EXPECT_EQ(count(html, "<figure>"), count(html, "</figure>"));
+  EXPECT_EQ(html.find("<script"), std::string::npos);
+  EXPECT_EQ(html.find("http://www.w3.org/2000/svg\" width"), html.find("http://"));  // no fetches
+  EXPECT_NE(html.find("<style>"), std::string::npos);
+  EXPECT_NE(html.find("prune50-int8"), std::string::npos);
+  EXPECT_NE(html.find("lowrank &lt;b&gt;&amp;&#39;x&#39;"), std::string::npos);
+  EXPECT_EQ(html.find("<b>&"), std::string::npos);
+  EXPECT_NE(html.find("<circle"), std::string::npos);  // scatter points
+  EXPECT_NE(html.find("<path"), std::string::npos);    // the baseline marker
+}
+
+TEST(ReportWriter, ComparisonTableIsAligned) {
+  const std::string t = comparison_table(make_report());
+  std::vector<std::string> lines;
+  std::istringstream in(t);
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  ASSERT_EQ(lines.size(), 5u);  // header, rule, baseline, two experiments
+  EXPECT_NE(lines[0].find("model"), std::string::npos);
+  EXPECT_NE(lines[0].find("speedup b64"), std::string::npos);
+  EXPECT_EQ(lines[2].rfind("baseline", 0), 0u);
+  EXPECT_EQ(lines[3].rfind("prune50-int8", 0), 0u);
+  EXPECT_NE(lines[3].find("7.66x"), std::string::npos);
+  // The last column is right-aligned, so every line ends at the same column.
+  for (const auto& line : lines) EXPECT_EQ(line.size(), lines[0].size()) << line;
+  // Columns line up: "accuracy" ends where every accuracy value ends.
+  const size_t acc_end = lines[0].find("accuracy") + std::string("accuracy").size();
+  EXPECT_EQ(lines[2].substr(acc_end - 6, 6), "91.20%");
+  EXPECT_EQ(lines[3].substr(acc_end - 6, 6), "90.50%");
+}
+
+TEST(ReportWriter, NoExperimentsStillWrites) {
+  TempDir dir;
+  Report r = make_report();
+  r.results.clear();
+  r.config = nullptr;
+  write_report(r, dir.path());
+  const Json j = Json::parse(read(dir.file("report.json")));
+  EXPECT_TRUE(j["results"].is_array());
+  EXPECT_TRUE(j["config"].is_null());
+  EXPECT_EQ(count(read(dir.file("report.html")), "<svg"), 2u);
+  EXPECT_EQ(comparison_table(r).find("prune50"), std::string::npos);
+}
+
+TEST(ReportWriter, UnwritableFolderThrows) {
+  TempDir dir;
+  { std::ofstream(dir.file("a_file")) << "x"; }
+  EXPECT_THROW(write_report(make_report(), dir.file("a_file")), Error);
+  EXPECT_THROW(write_report(make_report(), dir.file("a_file/sub")), Error);
+  EXPECT_EQ(read(dir.file("a_file")), "x");
+}
+
+}  // namespace
+}  // namespace squeeze::report

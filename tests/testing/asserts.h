@@ -1,0 +1,64 @@
+// Tensor assertions with named tolerances, and small paths shared by the tests.
+#pragma once
+
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <string>
+
+namespace squeeze::testing {
+
+// float32 ops reordered (e.g. our conv vs a reference conv): a few ulps of the magnitudes.
+constexpr double kFloatRtol = 1e-5;
+constexpr double kFloatAtol = 1e-5;
+
+inline ::testing::AssertionResult tensors_close(const at::Tensor& actual, const at::Tensor& expected,
+                                                double rtol = kFloatRtol, double atol = kFloatAtol) {
+  if (!actual.sizes().equals(expected.sizes()))
+    return ::testing::AssertionFailure() << "shape " << actual.sizes() << " != expected " << expected.sizes();
+  at::Tensor a = actual.detach().to(at::kDouble), e = expected.detach().to(at::kDouble);
+  at::Tensor err = (a - e).abs();
+  at::Tensor bound = atol + rtol * e.abs();
+  if (err.le(bound).all().item<bool>()) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure() << "max abs error " << err.max().item<double>() << " (rtol " << rtol
+                                       << ", atol " << atol << "), max |expected| " << e.abs().max().item<double>();
+}
+
+inline std::string shared_dir() {
+  if (const char* env = std::getenv("SQUEEZE_SHARED_DIR")) return env;
+#ifdef SQUEEZE_SHARED_DIR
+  return SQUEEZE_SHARED_DIR;
+#else
+  return "../shared";
+#endif
+}
+
+inline std::string source_dir() {
+#ifdef SQUEEZE_SOURCE_DIR
+  return SQUEEZE_SOURCE_DIR;
+#else
+  return ".";
+#endif
+}
+
+// A fresh temporary folder, removed when the object goes away.
+class TempDir {
+ public:
+  TempDir() {
+    std::string tmpl = (std::filesystem::temp_directory_path() / "squeeze-test-XXXXXX").string();
+    path_ = mkdtemp(tmpl.data());
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  std::string file(const std::string& name) const { return (std::filesystem::path(path_) / name).string(); }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+}  // namespace squeeze::testing

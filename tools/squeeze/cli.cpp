@@ -1,0 +1,346 @@
+// The squeeze command line (DESIGN.md section 3): parses arguments, calls the library, maps
+// errors to exit codes. The only user of CLI11.
+#include "cli.h"
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <torch/csrc/autograd/grad_mode.h>
+
+#include <CLI/CLI.hpp>
+#include <iomanip>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "squeeze/compress/registry.h"
+#include "squeeze/data/dataset.h"
+#include "squeeze/deploy/export.h"
+#include "squeeze/deploy/latency.h"
+#include "squeeze/exec/executor.h"
+#include "squeeze/io/model_io.h"
+#include "squeeze/io/sqz.h"
+#include "squeeze/ir/ops.h"
+#include "squeeze/models/zoo.h"
+#include "squeeze/pipeline/config.h"
+#include "squeeze/pipeline/workflow.h"
+#include "squeeze/train/trainer.h"
+#include "squeeze/util/env.h"
+#include "squeeze/util/error.h"
+#include "squeeze/util/fs.h"
+#include "squeeze/util/log.h"
+#include "squeeze/util/strings.h"
+
+namespace squeeze::cli {
+
+namespace {
+
+using nlohmann::json;
+
+struct Globals {
+  bool quiet = false;
+  std::string log_level = "info";
+  int threads = 0;
+  uint64_t seed = 0;
+};
+
+// Weight bits of a node: the quantization spec of its weight, 32 for float, 0 without weights.
+int weight_bits(const ir::Node& n) {
+  if (!n.has_param("weight")) return 0;
+  const auto& p = n.param("weight");
+  return p.qspec ? p.qspec->bits : 32;
+}
+
+int64_t count_nonzero(const ir::Node& n) {
+  int64_t nz = 0;
+  for (const auto& [k, p] : n.params) nz += p.value.ne(0).sum().item<int64_t>();
+  return nz;
+}
+
+std::string first_shape(const ir::Graph& g, const std::vector<std::string>& values) {
+  return values.empty() ? "-" : ir::shape_str(g.shape_of(values[0]));
+}
+
+json shape_json(const ir::Shape& s) {
+  json a = json::array();
+  for (auto d : s) a.push_back(d == ir::kDynamic ? json(nullptr) : json(d));
+  return a;
+}
+
+int cmd_inspect(const std::string& model, bool as_json, const Globals& g, std::ostream& out) {
+  ir::Graph graph = io::load_model(model, g.seed);
+  ir::verify(graph);
+  json layers = json::array();
+  int64_t total_params = 0, total_nz = 0, total_flops = 0;
+  for (const auto& n : graph.nodes) {
+    int64_t params = 0;
+    for (const auto& [k, p] : n.params) params += p.value.numel();
+    int64_t nz = count_nonzero(n);
+    int64_t flops = ir::node_flops(graph, n);
+    total_params += params;
+    total_nz += nz;
+    total_flops += flops;
+    json l;
+    l["name"] = n.name;
+    l["op"] = n.op;
+    l["input_shape"] = n.inputs.empty() ? json(nullptr) : shape_json(graph.shape_of(n.inputs[0]));
+    l["output_shape"] = shape_json(graph.shape_of(n.outputs[0]));
+    l["params"] = params;
+    l["nonzero_params"] = nz;
+    l["flops"] = flops;
+    l["weight_bits"] = weight_bits(n);
+    layers.push_back(l);
+  }
+  int64_t size = io::stored_size_bytes(graph);
+  if (as_json) {
+    json j;
+    j["model"] = model;
+    j["layers"] = layers;
+    j["total"] = {{"params", total_params}, {"nonzero_params", total_nz}, {"flops", total_flops}, {"size_bytes", size}};
+    out << j.dump(2) << "\n";
+    return 0;
+  }
+  out << "model: " << model << " (" << graph.name << ")\n";
+  for (const auto& in : graph.inputs) out << "input: " << in.name << " " << ir::shape_str(in.shape) << "\n";
+  out << std::left << std::setw(24) << "layer" << std::setw(14) << "op" << std::setw(20) << "input" << std::setw(20)
+      << "output" << std::right << std::setw(12) << "params" << std::setw(12) << "nonzero" << std::setw(14) << "FLOPs"
+      << std::setw(6) << "bits" << "\n";
+  for (const auto& n : graph.nodes) {
+    int64_t params = 0;
+    for (const auto& [k, p] : n.params) params += p.value.numel();
+    std::string name = n.name.size() > 23 ? n.name.substr(0, 20) + "..." : n.name;
+    out << std::left << std::setw(24) << name << std::setw(14) << n.op << std::setw(20)
+        << (n.inputs.empty() ? "-" : first_shape(graph, n.inputs)) << std::setw(20) << first_shape(graph, n.outputs)
+        << std::right << std::setw(12) << with_commas(params) << std::setw(12) << with_commas(count_nonzero(n))
+        << std::setw(14) << with_commas(ir::node_flops(graph, n)) << std::setw(6)
+        << (weight_bits(n) ? std::to_string(weight_bits(n)) : "-") << "\n";
+  }
+  out << "total: " << with_commas(total_params) << " params, " << with_commas(total_nz) << " non-zero, "
+      << with_commas(total_flops) << " FLOPs per sample, " << human_bytes(double(size)) << " stored\n";
+  return 0;
+}
+
+data::Splits load_data_file(const std::string& path, uint64_t seed) {
+  auto root = pipeline::yaml_to_params(read_text(path), path);
+  std::shared_ptr<Params> block = root->has("data") ? root->get_map("data") : root;
+  if (block != root) root->finish({"data"});
+  data::DataOptions opts = data::DataOptions::from_params(*block);
+  return data::load(opts, seed);
+}
+
+int cmd_eval(const std::string& model, const std::string& data_yaml, bool as_json, const Globals& g,
+             std::ostream& out) {
+  data::Splits splits = load_data_file(data_yaml, g.seed);
+  ir::Graph graph = io::load_model(model, g.seed);
+  ir::verify(graph);
+  train::Metrics m = train::evaluate(graph, splits.test, 256, splits.num_classes);
+  if (as_json) {
+    json j;
+    j["model"] = model;
+    j["data"] = splits.description;
+    j["samples"] = m.samples;
+    j["accuracy"] = m.accuracy;
+    j["loss"] = m.loss;
+    json pc = json::array();
+    for (size_t c = 0; c < m.per_class_accuracy.size(); ++c)
+      pc.push_back({{"class", c},
+                    {"name", c < splits.class_names.size() ? splits.class_names[c] : ""},
+                    {"accuracy", m.per_class_accuracy[c]},
+                    {"recall", m.per_class_accuracy[c]},
+                    {"precision", m.per_class_precision[c]}});
+    j["per_class"] = pc;
+    j["confusion"] = m.confusion;
+    out << j.dump(2) << "\n";
+    return 0;
+  }
+  out << "model: " << model << "\ndata: " << splits.description << " (evaluated on the test split)\n";
+  out << std::fixed << std::setprecision(4) << "accuracy: " << m.accuracy << "\nloss: " << m.loss << "\n";
+  out << "class  name                  accuracy  precision\n";
+  for (size_t c = 0; c < m.per_class_accuracy.size(); ++c)
+    out << std::setw(5) << c << "  " << std::left << std::setw(20)
+        << (c < splits.class_names.size() ? splits.class_names[c] : "") << std::right << std::setw(10)
+        << m.per_class_accuracy[c] << std::setw(11) << m.per_class_precision[c] << "\n";
+  return 0;
+}
+
+int cmd_infer(const std::string& model, const std::string& input, const std::string& output, int64_t batch,
+              const Globals& g, std::ostream& out) {
+  ir::Graph graph = io::load_model(model, g.seed);
+  ir::verify(graph);
+  at::Tensor x = data::read_npy(input);
+  if (!x.is_floating_point()) x = x.to(at::kFloat);
+  x = x.to(at::kFloat);
+  if (graph.inputs.size() != 1)
+    throw UnsupportedError(msg("infer: the model has ", graph.inputs.size(), " inputs; only single-input models are supported"));
+  const auto& shape = graph.inputs[0].shape;
+  // A single sample without the batch dimension is accepted too.
+  if (x.dim() == static_cast<int64_t>(shape.size()) - 1) x = x.unsqueeze(0);
+  at::NoGradGuard no_grad;
+  exec::Executor ex(graph);
+  std::vector<at::Tensor> outs;
+  for (int64_t start = 0; start < x.size(0); start += batch)
+    outs.push_back(ex.forward(x.narrow(0, start, std::min(batch, x.size(0) - start))));
+  at::Tensor y = at::cat(outs, 0);
+  data::write_npy(output, y);
+  out << "wrote " << output << " " << y.sizes() << "\n";
+  return 0;
+}
+
+int cmd_bench(const std::string& model, std::vector<int64_t> batches, bool as_json, const Globals& g,
+              std::ostream& out) {
+  ir::Graph graph = io::load_model(model, g.seed);
+  ir::verify(graph);
+  if (batches.empty()) batches = {1, 64};
+  json results = json::array();
+  deploy::LatencyOptions lo;
+  lo.budget_s = 3.0;
+  lo.warmup = 5;
+  std::vector<deploy::LatencyStats> all;
+  for (int64_t b : batches) all.push_back(deploy::measure_latency({&graph}, b, lo)[0]);
+  if (as_json) {
+    for (const auto& s : all)
+      results.push_back({{"batch", s.batch},
+                         {"latency_us", {{"median", s.median_us}, {"min", s.min_us}, {"max", s.max_us}}},
+                         {"samples_per_s", s.samples_per_s},
+                         {"runs", s.runs}});
+    json j;
+    j["model"] = model;
+    j["threads"] = at::get_num_threads();
+    j["results"] = results;
+    out << j.dump(2) << "\n";
+    return 0;
+  }
+  out << "model: " << model << ", threads: " << at::get_num_threads() << ", blas: " << env::blas_name() << "\n";
+  out << " batch   median us      min us      max us   samples/s   runs\n";
+  for (const auto& s : all)
+    out << std::setw(6) << s.batch << std::fixed << std::setprecision(1) << std::setw(12) << s.median_us
+        << std::setw(12) << s.min_us << std::setw(12) << s.max_us << std::setw(12) << s.samples_per_s << std::setw(7)
+        << s.runs << "\n";
+  return 0;
+}
+
+int cmd_export(const std::string& model, const std::string& format, const std::string& path, const Globals& g,
+               std::ostream& out) {
+  deploy::check_export_format(format, "--to");
+  ir::Graph graph = io::load_model(model, g.seed);
+  ir::verify(graph);
+  deploy::export_model(graph, format, path);
+  out << "wrote " << path << "\n";
+  return 0;
+}
+
+int cmd_run(const std::string& config_path, const std::string& out_dir, const std::vector<std::string>& sets,
+            const Globals& g, std::ostream& out) {
+  pipeline::WorkflowConfig cfg = pipeline::load_config(config_path, sets);
+  if (g.threads > 0) cfg.threads = g.threads;
+  pipeline::RunOptions ro;
+  ro.out_dir = out_dir;
+  ro.overrides = sets;
+  report::Report rep = pipeline::run_workflow(cfg, ro);
+  out << report::comparison_table(rep);
+  out << "report: " << (out_dir.empty() ? cfg.output.dir : out_dir) << "/report.json\n";
+  return 0;
+}
+
+int cmd_zoo(std::ostream& out) {
+  for (const auto& e : models::zoo()) out << std::left << std::setw(20) << e.name << e.description << "\n";
+  out << "\ncompression methods:\n";
+  for (const auto& m : compress::methods()) out << "  " << std::left << std::setw(18) << m.name << m.description << "\n";
+  return 0;
+}
+
+}  // namespace
+
+int run_cli(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
+  CLI::App app{"squeeze: compress trained neural networks (prune, quantize, factorize, distill)", "squeeze"};
+  app.require_subcommand(1);
+  app.fallthrough();  // global options may follow the subcommand
+  app.set_version_flag("--version", std::string("squeeze ") + SQUEEZE_VERSION);
+  Globals g;
+  app.add_flag("-q,--quiet", g.quiet, "Print only results and errors");
+  app.add_option("--log-level", g.log_level, "debug, info, warn, error or quiet")->capture_default_str();
+  app.add_option("--threads", g.threads, "Intra-op threads (0: all cores)")->check(CLI::NonNegativeNumber);
+  app.add_option("--seed", g.seed, "Seed for zoo: models and data splits");
+
+  std::string model, config, out_dir, data_yaml, input, output, format;
+  std::vector<std::string> sets;
+  std::vector<int64_t> batches;
+  int64_t infer_batch = 256;
+  bool as_json = false;
+
+  auto* run = app.add_subcommand("run", "Run a workflow or pipeline from a YAML file");
+  run->add_option("config", config, "Workflow YAML")->required();
+  run->add_option("--out", out_dir, "Output folder (default: output.dir of the config)");
+  run->add_option("--set", sets, "Override a config value: key.path=value (repeatable)");
+
+  auto* inspect = app.add_subcommand("inspect", "Per-layer table: op, shapes, params, non-zeros, FLOPs, bits");
+  inspect->add_option("model", model, "MODEL: .onnx, .sqz or zoo:NAME")->required();
+  inspect->add_flag("--json", as_json, "JSON output");
+
+  auto* eval = app.add_subcommand("eval", "Accuracy, loss and per-class metrics on a data set's test split");
+  eval->add_option("model", model, "MODEL: .onnx, .sqz or zoo:NAME")->required();
+  eval->add_option("--data", data_yaml, "YAML file with a data: block")->required();
+  eval->add_flag("--json", as_json, "JSON output");
+
+  auto* infer = app.add_subcommand("infer", "Run a model on an NPY array");
+  infer->add_option("model", model, "MODEL: .onnx, .sqz or zoo:NAME")->required();
+  infer->add_option("--input", input, "Input .npy (N x sample shape)")->required();
+  infer->add_option("--output", output, "Output .npy")->required();
+  infer->add_option("--batch", infer_batch, "Batch size")->check(CLI::PositiveNumber);
+
+  auto* bench = app.add_subcommand("bench", "Measure latency and throughput");
+  bench->add_option("model", model, "MODEL: .onnx, .sqz or zoo:NAME")->required();
+  bench->add_option("--batch", batches, "Batch size (repeatable; default 1 and 64)")->check(CLI::PositiveNumber);
+  bench->add_flag("--json", as_json, "JSON output");
+
+  auto* exp = app.add_subcommand("export", "Export a model");
+  exp->add_option("model", model, "MODEL: .onnx, .sqz or zoo:NAME")->required();
+  exp->add_option("--to", format, "onnx, qonnx, torchscript or cpp")->required();
+  exp->add_option("--out", output, "Output path")->required();
+
+  auto* zoo = app.add_subcommand("zoo", "List the zoo models and compression methods");
+
+  std::vector<std::string> rev(args.rbegin(), args.rend());
+  try {
+    app.parse(rev);
+  } catch (const CLI::CallForHelp&) {
+    out << app.help();
+    return 0;
+  } catch (const CLI::CallForAllHelp&) {
+    out << app.help("", CLI::AppFormatMode::All);
+    return 0;
+  } catch (const CLI::CallForVersion& e) {
+    out << e.what() << "\n";
+    return 0;
+  } catch (const CLI::ParseError& e) {
+    err << "error: " << e.what() << "\n";
+    err << "run 'squeeze --help' for usage\n";
+    return 2;
+  }
+
+  try {
+    log::set_level(g.quiet ? log::Level::kWarn : log::parse_level(g.log_level));
+    env::set_threads(g.threads);
+    env::check_blas();
+    if (run->parsed()) return cmd_run(config, out_dir, sets, g, out);
+    if (inspect->parsed()) return cmd_inspect(model, as_json, g, out);
+    if (eval->parsed()) return cmd_eval(model, data_yaml, as_json, g, out);
+    if (infer->parsed()) return cmd_infer(model, input, output, infer_batch, g, out);
+    if (bench->parsed()) return cmd_bench(model, batches, as_json, g, out);
+    if (exp->parsed()) return cmd_export(model, format, output, g, out);
+    if (zoo->parsed()) return cmd_zoo(out);
+  } catch (const UserError& e) {
+    err << "error: " << e.what() << "\n";
+    return 2;
+  } catch (const Error& e) {
+    err << "error: " << e.what() << "\n";
+    return 1;
+  } catch (const c10::Error& e) {
+    err << "error: " << e.what_without_backtrace() << "\n";
+    return 1;
+  } catch (const std::exception& e) {
+    err << "error: " << e.what() << "\n";
+    return 1;
+  }
+  return 2;
+}
+
+}  // namespace squeeze::cli
