@@ -5,6 +5,8 @@
 #include <algorithm>
 
 #include "squeeze/compress/prune/magnitude_prune.h"
+#include "squeeze/compress/quantize/quantize.h"
+#include "squeeze/compress/prune/structured_prune.h"
 #include "squeeze/util/params.h"
 
 namespace squeeze::compress {
@@ -13,9 +15,19 @@ const std::vector<MethodInfo>& methods() {
   static const std::vector<MethodInfo> all = {
       {"prune",
        {"pruning"},
-       "magnitude pruning to a target sparsity (kind: unstructured), global or per layer, one-shot or gradual",
+       "magnitude pruning to a target sparsity (kind: unstructured), global or per layer, one-shot or gradual; "
+       "structured pruning of channels, layers or attention heads into a smaller dense model (kind: structured)",
        [](Params& p) -> std::unique_ptr<Pass> {
+         // `kind` picks the pass; each options reader reads it again, so it counts as a valid key.
+         std::string kind = p.get_choice("kind", "unstructured", {"unstructured", "structured"});
+         if (kind == "structured") return make_structured_pass(StructuredPruneOptions::from_params(p));
          return std::make_unique<MagnitudePrune>(MagnitudePruneOptions::from_params(p));
+       }},
+      {"quantize",
+       {"quantization"},
+       "quantization to 2-8 bits: post-training (mode: ptq), dynamic int8 (dynamic) or quantization-aware (qat)",
+       [](Params& p) -> std::unique_ptr<Pass> {
+         return std::make_unique<Quantize>(QuantizeOptions::from_params(p));
        }},
   };
   return all;

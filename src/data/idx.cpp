@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <memory>
 #include <string>
@@ -15,6 +16,9 @@
 
 #include "squeeze/data/dataset.h"
 #include "squeeze/util/error.h"
+
+static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
+              "read_idx converts big-endian IDX data for a little-endian host");
 
 namespace squeeze::data {
 namespace {

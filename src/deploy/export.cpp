@@ -2,6 +2,7 @@
 
 #include "squeeze/deploy/torchscript.h"
 #include "squeeze/io/onnx.h"
+#include "squeeze/io/qonnx.h"
 #include "squeeze/util/error.h"
 #include "squeeze/util/strings.h"
 
@@ -11,7 +12,7 @@ namespace {
 const std::vector<std::string> kAllFormats = {"onnx", "qonnx", "torchscript", "cpp"};
 }
 
-std::vector<std::string> export_formats() { return {"onnx", "torchscript"}; }
+std::vector<std::string> export_formats() { return {"onnx", "qonnx", "torchscript"}; }
 
 void check_export_format(const std::string& format, const std::string& where) {
   if (std::find(kAllFormats.begin(), kAllFormats.end(), format) == kAllFormats.end())
@@ -33,6 +34,7 @@ std::string export_extension(const std::string& format) {
 void export_model(const ir::Graph& graph, const std::string& format, const std::string& path) {
   check_export_format(format, "export");
   if (format == "onnx") return io::export_onnx(graph, path);
+  if (format == "qonnx") return io::export_qonnx(graph, path);
   if (format == "torchscript") return export_torchscript(graph, path);
 }
 

@@ -5,14 +5,21 @@
 
 #include <map>
 
+#include "squeeze/compress/quantize/int8_exec.h"
+#include "squeeze/compress/quantize/quant_math.h"
 #include "squeeze/util/error.h"
 
 namespace squeeze::exec {
 
 at::Tensor param_tensor(const ir::Node& node, const std::string& key, const KernelContext& ctx) {
   const ir::Param& p = node.param(key);
-  if (ctx.training && p.mask) return p.value * *p.mask;
-  return p.value;
+  at::Tensor v = ctx.training && p.mask ? p.value * *p.mask : p.value;
+  // Quantized parameters are stored on their grid; while they train (QAT) they are a float shadow
+  // that is fake-quantized here with a straight-through estimator.
+  if (p.qspec && v.is_floating_point() && (ctx.training || p.value.requires_grad() ||
+                                           (p.qspec->scale.defined() && p.qspec->scale.requires_grad())))
+    return quant::fake_quantize(v, *p.qspec);
+  return v;
 }
 
 at::Tensor optional_param(const ir::Node& node, const std::string& key, const KernelContext& ctx) {
@@ -78,6 +85,12 @@ std::vector<at::Tensor> Executor::run(const std::vector<at::Tensor>& inputs, Mod
   for (const auto& step : steps_) {
     args.clear();
     for (int s : step.in_slots) args.push_back(slots[s]);
+    // Quantized (quint8) values flow only into ops that take them; see quantize/int8_exec.h.
+    bool any_quantized = false;
+    for (const auto& a : args) any_quantized |= a.defined() && a.is_quantized();
+    if (any_quantized && !quant::accepts_quantized(*step.node, args))
+      for (auto& a : args)
+        if (a.defined() && a.is_quantized()) a = a.dequantize();
     std::vector<at::Tensor> outs;
     try {
       outs = (*step.kernel)(*step.node, args, ctx);
@@ -90,13 +103,15 @@ std::vector<at::Tensor> Executor::run(const std::vector<at::Tensor>& inputs, Mod
                       e.what_without_backtrace()));
     }
     SQZ_ASSERT(outs.size() == step.out_slots.size(), "kernel ", step.node->op, " output count");
+    if (step.node->out_qspec && !outs.empty()) outs[0] = quant::apply_out_qspec(*step.node, outs[0], ctx);
     for (size_t i = 0; i < outs.size(); ++i) slots[step.out_slots[i]] = std::move(outs[i]);
     if (!ctx.training)
       for (int s : step.release) slots[s].reset();
   }
   std::vector<at::Tensor> out;
   out.reserve(output_slots_.size());
-  for (int s : output_slots_) out.push_back(slots[s]);
+  for (int s : output_slots_)
+    out.push_back(slots[s].defined() && slots[s].is_quantized() ? slots[s].dequantize() : slots[s]);
   return out;
 }
 
@@ -106,9 +121,14 @@ std::vector<at::Tensor> trainable_parameters(ir::Graph& graph) {
   std::vector<at::Tensor> params;
   for (auto& node : graph.nodes)
     for (auto& [key, p] : node.params)
-      if (p.trainable && p.value.is_floating_point() && !p.qspec) {
+      if (p.trainable && p.value.is_floating_point()) {
+        // A quantized parameter trains as a float shadow (fake-quantized in param_tensor); the
+        // quantization pass snaps it back to its grid after fine-tuning. A scale that already
+        // requires grad is learned (LSQ).
         p.value.requires_grad_(true);
         params.push_back(p.value);
+        if (p.qspec && p.qspec->scale.defined() && p.qspec->scale.requires_grad())
+          params.push_back(p.qspec->scale);
       }
   return params;
 }

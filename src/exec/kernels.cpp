@@ -8,6 +8,7 @@
 #include <map>
 
 #include "kernels_internal.h"
+#include "squeeze/compress/quantize/int8_exec.h"
 #include "squeeze/exec/executor.h"
 #include "squeeze/util/error.h"
 
@@ -38,6 +39,7 @@ std::vector<int64_t> ints_or(const ir::Node& n, const char* key, size_t nd, int6
 }
 
 Tensors conv(const ir::Node& n, const Tensors& in, const KernelContext& ctx) {
+  if (at::Tensor q = quant::quantized_forward(n, in[0], ctx); q.defined()) return {q};
   at::Tensor w = param_tensor(n, "weight", ctx);
   at::Tensor b = optional_param(n, "bias", ctx);
   size_t nd = w.dim() - 2;
@@ -70,6 +72,7 @@ Tensors conv_transpose(const ir::Node& n, const Tensors& in, const KernelContext
 }
 
 Tensors linear(const ir::Node& n, const Tensors& in, const KernelContext& ctx) {
+  if (at::Tensor q = quant::quantized_forward(n, in[0], ctx); q.defined()) return {q};
   at::Tensor w = param_tensor(n, "weight", ctx);
   at::Tensor b = optional_param(n, "bias", ctx);
   const at::Tensor& x = in[0];

@@ -3,6 +3,15 @@
 // become initializers with their masks applied; quantized parameters are written dequantized.
 // The batch dimension of inputs and outputs is symbolic ("batch"). The file is checked with the
 // ONNX checker before it is written, and written atomically.
+//
+// Quantized graphs (compress/quantize): with OnnxExportOptions::qdq, every quantized weight is an
+// int8/uint8 initializer followed by DequantizeLinear (per-channel: 1-D scale and axis), and every
+// out_qspec becomes QuantizeLinear + DequantizeLinear after its value (widths below 8 bits are
+// clipped to their own range first with Clip, since QuantizeLinear saturates at 8 bits), the QDQ
+// format ONNX Runtime reads. export_qonnx writes QONNX Quant nodes instead (domain
+// qonnx.custom_op.general; inputs x, scale, zero_point, bit_width; attributes signed, narrow,
+// rounding_mode), any width 2..8, the format hls4ml and FINN read. Both re-import into squeeze
+// (onnx_import.cpp) as the same quantized graph.
 #include <ATen/ATen.h>
 #include <onnx/checker.h>
 
@@ -14,7 +23,9 @@
 #include <unistd.h>
 
 #include "onnx_internal.h"
+#include "squeeze/compress/quantize/quant_math.h"
 #include "squeeze/io/onnx.h"
+#include "squeeze/io/qonnx.h"
 #include "squeeze/util/error.h"
 
 namespace squeeze::io {
@@ -44,9 +55,15 @@ at::Tensor effective(const ir::Param& p) {
   return v.contiguous();
 }
 
+enum class QuantFormat { kFloat, kQdq, kQonnx };
+
+bool quantized_param(const ir::Param& p) {
+  return p.qspec && p.qspec->scale.defined() && p.value.is_floating_point() && p.qspec->bits <= 8;
+}
+
 class Exporter {
  public:
-  explicit Exporter(const ir::Graph& graph) : g_(graph) {
+  explicit Exporter(const ir::Graph& graph, QuantFormat format = QuantFormat::kFloat) : g_(graph), format_(format) {
     g_.shapes.clear();
     ir::infer_shapes(g_);
   }
@@ -124,13 +141,105 @@ class Exporter {
   }
   size_t rank(const std::string& v) const { return g_.shape_of(v).size(); }
   void export_node(const ir::Node& n);
+  void export_quantized_node(const ir::Node& n);
+  // A parameter as an initializer, or (quantized formats) its integers and a dequantizing node.
+  std::string param_value(const ir::Node& n, const std::string& key, bool transpose = false);
+  // QuantizeLinear/DequantizeLinear (or Quant) from value `x` to value `out` for a spec.
+  void quantize_value(const ir::QuantSpec& spec, const std::string& x, const std::string& out, const std::string& name,
+                      int64_t rank = 0);
   void value_info(onnx::ValueInfoProto* vi, const std::string& name, const ir::Shape& shape, at::ScalarType type);
 
   ir::Graph g_;
   onnx::GraphProto* gp_ = nullptr;
   std::set<std::string> used_;
   std::map<std::string, at::ScalarType> dtype_;
+  QuantFormat format_ = QuantFormat::kFloat;
 };
+
+std::string Exporter::param_value(const ir::Node& n, const std::string& key, bool transpose) {
+  const ir::Param& p = n.param(key);
+  if (format_ == QuantFormat::kFloat || !quantized_param(p)) {
+    at::Tensor v = effective(p);
+    return init(transpose ? v.t().contiguous() : v, n.name + "." + key + (transpose ? "_t" : ""));
+  }
+  ir::QuantSpec spec = *p.qspec;
+  at::Tensor v = effective(p);
+  std::string out = fresh(n.name + "." + key + (transpose ? "_t" : ""));
+  if (transpose) {
+    v = v.t().contiguous();
+    if (spec.axis >= 0 && spec.scale.numel() > 1) spec.axis = 1 - spec.axis;
+  }
+  if (format_ == QuantFormat::kQonnx) {
+    quantize_value(spec, init(v, n.name + "." + key + "_float"), out, n.name + "/" + key + "_quant", v.dim());
+    return out;
+  }
+  at::Tensor q = quant::quantize(v, spec).to(spec.is_signed ? at::kChar : at::kByte);
+  bool per_channel = spec.axis >= 0 && spec.scale.numel() > 1;
+  at::Tensor scale = per_channel ? spec.scale.to(at::kFloat).reshape({-1}) : spec.scale.to(at::kFloat).reshape({});
+  at::Tensor zp = spec.zero_point.defined() ? spec.zero_point.to(at::kLong) : at::zeros_like(scale, at::kLong);
+  zp = (per_channel ? zp.reshape({-1}) : zp.reshape({})).to(q.scalar_type());
+  NodeProto* dq = add("DequantizeLinear",
+                      {init(q, n.name + "." + key + "_quantized"), init(scale, n.name + "." + key + "_scale"),
+                       init(zp, n.name + "." + key + "_zero_point")},
+                      {out}, n.name + "/" + key + "_dequantize");
+  if (per_channel) set_i(dq, "axis", spec.axis);
+  return out;
+}
+
+void Exporter::quantize_value(const ir::QuantSpec& spec, const std::string& x, const std::string& out,
+                              const std::string& name, int64_t rank) {
+  bool per_channel = spec.axis >= 0 && spec.scale.numel() > 1;
+  if (format_ == QuantFormat::kQonnx) {
+    // Scale and zero point broadcast against x (QONNX has no axis attribute).
+    at::Tensor scale = quant::broadcast_scale(spec, per_channel ? rank : 0).contiguous();
+    at::Tensor zp = quant::broadcast_zero_point(spec, per_channel ? rank : 0).to(at::kFloat).contiguous();
+    NodeProto* q = add("Quant",
+                       {x, init(scale, name + "_scale"), init(zp, name + "_zero_point"),
+                        scalar(static_cast<double>(spec.bits), name + "_bit_width")},
+                       {out}, name);
+    q->set_domain("qonnx.custom_op.general");
+    set_i(q, "signed", spec.is_signed ? 1 : 0);
+    set_i(q, "narrow", spec.narrow_range ? 1 : 0);
+    set_s(q, "rounding_mode", spec.rounding == "half_up" ? "HALF_UP" : "ROUND");
+    return;
+  }
+  SQZ_ASSERT(!per_channel, "QDQ export of per-channel activations");
+  std::string in = x;
+  quant::QRange r = quant::qrange(spec);
+  double s = spec.scale.to(at::kFloat).item<double>();
+  int64_t z = spec.zero_point.defined() ? spec.zero_point.item<int64_t>() : 0;
+  bool narrower = spec.is_signed ? (r.qmin > -128 || r.qmax < 127) : (r.qmin > 0 || r.qmax < 255);
+  if (narrower) {
+    // QuantizeLinear saturates at the 8-bit range: clip to this width's range first.
+    std::string clipped = fresh(name + "_clip");
+    add("Clip",
+        {in, scalar(static_cast<double>(static_cast<float>(r.qmin - z) * static_cast<float>(s)), name + "_lo"),
+         scalar(static_cast<double>(static_cast<float>(r.qmax - z) * static_cast<float>(s)), name + "_hi")},
+        {clipped}, name + "_clip");
+    in = clipped;
+  }
+  at::ScalarType t = spec.is_signed ? at::kChar : at::kByte;
+  std::string sc = scalar(s, name + "_scale");
+  std::string zp = init(at::scalar_tensor(z, at::kLong).to(t), name + "_zero_point");
+  std::string q = fresh(name + "_quantized");
+  add("QuantizeLinear", {in, sc, zp}, {q}, name + "_quantize");
+  add("DequantizeLinear", {q, sc, zp}, {out}, name + "_dequantize");
+}
+
+void Exporter::export_quantized_node(const ir::Node& n) {
+  if (format_ == QuantFormat::kFloat || !n.out_qspec || !n.out_qspec->scale.defined() || n.outputs.empty()) {
+    export_node(n);
+    return;
+  }
+  ir::Node copy = n;
+  std::string out = n.outputs[0];
+  copy.outputs[0] = fresh(out + "_float");
+  copy.out_qspec.reset();
+  g_.shapes[copy.outputs[0]] = g_.shape_of(out);
+  export_node(copy);
+  dtype_[out] = dtype_[copy.outputs[0]];
+  quantize_value(*n.out_qspec, copy.outputs[0], out, n.name + "/output_quant");
+}
 
 void Exporter::value_info(onnx::ValueInfoProto* vi, const std::string& name, const ir::Shape& shape, at::ScalarType type) {
   vi->set_name(name);
@@ -150,7 +259,7 @@ void Exporter::export_node(const ir::Node& n) {
   const std::string& op = n.op;
   const auto& in = n.inputs;
   const auto& out = n.outputs;
-  auto param = [&](const std::string& key) { return init(effective(n.param(key)), n.name + "." + key); };
+  auto param = [&](const std::string& key) { return param_value(n, key); };
   auto one = [&](const std::string& onnx_op, std::vector<std::string> inputs) {
     return add(onnx_op, inputs, out, n.name);
   };
@@ -183,7 +292,7 @@ void Exporter::export_node(const ir::Node& n) {
       set_i(one("Gemm", ins), "transB", 1);
       return;
     }
-    std::string wt = init(effective(n.param("weight")).t().contiguous(), n.name + ".weight_t");
+    std::string wt = param_value(n, "weight", /*transpose=*/true);
     if (!n.has_param("bias")) {
       one("MatMul", {in[0], wt});
       return;
@@ -437,6 +546,11 @@ onnx::ModelProto Exporter::build() {
   auto* opset = m.add_opset_import();
   opset->set_domain("");
   opset->set_version(13);
+  if (format_ == QuantFormat::kQonnx) {
+    auto* q = m.add_opset_import();
+    q->set_domain("qonnx.custom_op.general");
+    q->set_version(1);
+  }
   gp_ = m.mutable_graph();
   gp_->set_name(g_.name.empty() ? "model" : g_.name);
   for (const auto& i : g_.inputs) used_.insert(i.name);
@@ -446,7 +560,7 @@ onnx::ModelProto Exporter::build() {
     value_info(gp_->add_input(), i.name, i.shape, i.dtype);
     dtype_[i.name] = i.dtype;
   }
-  for (const auto& n : g_.nodes) export_node(n);
+  for (const auto& n : g_.nodes) export_quantized_node(n);
   std::set<std::string> inputs;
   for (const auto& i : g_.inputs) inputs.insert(i.name);
   std::set<std::string> done;
@@ -470,11 +584,24 @@ onnx::ModelProto Exporter::build() {
 
 }  // namespace
 
+namespace {
+void write_model(const onnx::ModelProto& model, const std::string& path);
+}
+
 void export_onnx(const ir::Graph& graph, const std::string& path, const OnnxExportOptions& options) {
   if (options.opset != 13)
     throw UnsupportedError(msg("ONNX export writes opset 13; opset ", options.opset, " was requested"));
-  Exporter exporter(graph);
-  onnx::ModelProto model = exporter.build();
+  Exporter exporter(graph, options.qdq ? QuantFormat::kQdq : QuantFormat::kFloat);
+  write_model(exporter.build(), path);
+}
+
+void export_qonnx(const ir::Graph& graph, const std::string& path) {
+  Exporter exporter(graph, QuantFormat::kQonnx);
+  write_model(exporter.build(), path);
+}
+
+namespace {
+void write_model(const onnx::ModelProto& model, const std::string& path) {
   try {
     onnx::checker::check_model(model);
   } catch (const std::exception& e) {
@@ -499,5 +626,7 @@ void export_onnx(const ir::Graph& graph, const std::string& path, const OnnxExpo
     throw Error(msg("cannot move '", tmp, "' to '", path, "'"));
   }
 }
+
+}  // namespace
 
 }  // namespace squeeze::io

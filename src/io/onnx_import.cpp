@@ -29,6 +29,7 @@
 #include <sstream>
 
 #include "onnx_internal.h"
+#include "squeeze/compress/quantize/quant_math.h"
 #include "squeeze/exec/executor.h"
 #include "squeeze/io/onnx.h"
 #include "squeeze/ir/ops.h"
@@ -193,6 +194,14 @@ class Importer {
   void op_where(const NodeProto& n);
   void op_depth_space(const NodeProto& n);
   void op_sequence(const NodeProto& n);
+  // Quantization: QDQ pairs and QONNX Quant become weight qspecs (on constants) or Identity nodes
+  // carrying an out_qspec (on graph values).
+  void op_quantize_linear(const NodeProto& n);
+  void op_dequantize_linear(const NodeProto& n);
+  void op_qonnx_quant(const NodeProto& n);
+  ir::QuantSpec qdq_spec(const NodeProto& n, const at::Tensor& scale, const at::Tensor& zp, int64_t rank);
+  Ref quantized_identity(const NodeProto& n, const Ref& x, const ir::QuantSpec& spec);
+  std::optional<ir::QuantSpec> weight_qspec(const NodeProto& n, int i) const;
 
   // --- after conversion ---
   void bind_outputs();
@@ -218,6 +227,8 @@ class Importer {
   std::string node_name_, node_op_;
   int node_index_ = 0, sub_index_ = 0;
   std::map<std::string, std::vector<size_t>> symbolic_dims_;  // graph input -> its symbolic dims
+  std::set<std::string> q_values_;  // outputs of QuantizeLinear on graph values
+  std::map<std::string, ir::QuantSpec> const_qspecs_;  // dequantized constants -> their spec
 };
 
 // ------------------------------------------------------------------------------------------
@@ -272,6 +283,9 @@ const std::map<std::string, Importer::Handler>& Importer::handlers() {
     t["PRelu"] = &Importer::op_prelu;
     t["Where"] = &Importer::op_where;
     t["DepthToSpace"] = t["SpaceToDepth"] = &Importer::op_depth_space;
+    t["QuantizeLinear"] = &Importer::op_quantize_linear;
+    t["DequantizeLinear"] = &Importer::op_dequantize_linear;
+    t["Quant"] = &Importer::op_qonnx_quant;  // QONNX, domain qonnx.custom_op.general
     for (const char* op : {"SequenceEmpty", "SequenceConstruct", "SequenceInsert", "SequenceErase", "SequenceAt",
                            "SequenceLength", "ConcatFromSequence", "SplitToSequence"})
       t[op] = &Importer::op_sequence;
@@ -774,6 +788,7 @@ void Importer::op_conv(const NodeProto& n) {
   a["group"] = attr_i(n, "group", 1);
   std::map<std::string, ir::Param> p;
   p["weight"].value = w.to(at::kFloat);
+  if (auto q = weight_qspec(n, 1); q && (q->axis <= 0)) p["weight"].qspec = *q;
   if (has_input(n, 2)) p["bias"].value = const_in(n, 2, "bias").to(at::kFloat).reshape({-1});
   out_hint_emit(n, "Conv", {x}, a, p);
 }
@@ -828,6 +843,10 @@ void Importer::op_gemm(const NodeProto& n) {
     if (alpha != 1.0) w = w * alpha;
     std::map<std::string, ir::Param> p;
     p["weight"].value = w;
+    if (auto q = weight_qspec(n, 1); q && alpha == 1.0) {
+      if (!tb && q->axis >= 0) q->axis = 1 - q->axis;
+      if (q->axis <= 0) p["weight"].qspec = *q;
+    }
     int64_t N = w.size(0);
     bool c_as_bias = false;
     if (C && C->is_const() && beta != 0.0) {
@@ -1209,6 +1228,117 @@ void Importer::op_prelu(const NodeProto& n) {
   std::map<std::string, ir::Param> p;
   p["slope"].value = slope.contiguous();
   out_hint_emit(n, "PRelu", {x}, {}, p);
+}
+
+std::optional<ir::QuantSpec> Importer::weight_qspec(const NodeProto& n, int i) const {
+  if (!has_input(n, i)) return std::nullopt;
+  auto it = const_qspecs_.find(n.input(i));
+  if (it == const_qspecs_.end()) return std::nullopt;
+  return it->second;
+}
+
+ir::QuantSpec Importer::qdq_spec(const NodeProto& n, const at::Tensor& scale, const at::Tensor& zp, int64_t rank) {
+  ir::QuantSpec s;
+  s.bits = 8;
+  s.is_signed = zp.defined() && zp.scalar_type() == at::kChar;
+  s.scale = scale.to(at::kFloat).contiguous();
+  s.zero_point = zp.defined() ? zp.to(at::kLong).contiguous() : at::zeros_like(s.scale, at::kLong);
+  if (s.scale.numel() > 1) {
+    int64_t axis = attr_i(n, "axis", 1);
+    s.axis = axis < 0 ? axis + rank : axis;
+    s.scale = s.scale.reshape({-1});
+    s.zero_point = s.zero_point.reshape({-1});
+  } else {
+    s.scale = s.scale.reshape({});
+    s.zero_point = s.zero_point.reshape({});
+  }
+  s.symmetric = s.is_signed && s.zero_point.eq(0).all().item<bool>();
+  return s;
+}
+
+Ref Importer::quantized_identity(const NodeProto& n, const Ref& x, const ir::QuantSpec& spec) {
+  Ref r = out_hint_emit(n, "Identity", {x});
+  g_.nodes.back().out_qspec = spec;
+  return r;
+}
+
+void Importer::op_quantize_linear(const NodeProto& n) {
+  Ref x = in(n, 0);
+  at::Tensor scale = const_in(n, 1, "scale");
+  at::Tensor zp = has_input(n, 2) ? const_in(n, 2, "zero point") : at::Tensor();
+  if (zp.defined() && zp.scalar_type() != at::kChar && zp.scalar_type() != at::kByte)
+    throw UnsupportedError(msg(where(), ": zero point of type ", zp.scalar_type(), " (supported: int8, uint8)"));
+  ir::QuantSpec s = qdq_spec(n, scale, zp, static_cast<int64_t>(shape(x).size()));
+  if (x.is_const()) {
+    bind(n.output(0), Ref{quant::quantize(x.c.to(at::kFloat), s).to(s.is_signed ? at::kChar : at::kByte), "", ""});
+    return;
+  }
+  if (s.axis >= 0) throw UnsupportedError(msg(where(), ": per-axis quantization of a graph value is not supported"));
+  // Followed by DequantizeLinear (checked there): together they are a fake quantization.
+  quantized_identity(n, x, s);
+  q_values_.insert(n.output(0));
+}
+
+void Importer::op_dequantize_linear(const NodeProto& n) {
+  Ref x = in(n, 0);
+  if (!x.is_const()) {
+    if (!q_values_.count(n.input(0)))
+      throw UnsupportedError(msg(where(), ": DequantizeLinear of '", n.input(0),
+                                 "', which is neither a constant nor the output of a QuantizeLinear"));
+    bind(n.output(0), x);
+    return;
+  }
+  at::Tensor scale = const_in(n, 1, "scale");
+  at::Tensor zp = has_input(n, 2) ? const_in(n, 2, "zero point") : at::zeros({}, x.c.scalar_type());
+  ir::QuantSpec s = qdq_spec(n, scale, zp, x.c.dim());
+  s.is_signed = x.c.scalar_type() == at::kChar;
+  s.symmetric = s.is_signed && s.zero_point.eq(0).all().item<bool>();
+  if (x.c.scalar_type() == at::kInt) s.bits = 32;
+  at::Tensor v = quant::dequantize(x.c, s);
+  bind(n.output(0), Ref{v, "", ""});
+  if (s.bits <= 8) const_qspecs_[n.output(0)] = s;
+}
+
+void Importer::op_qonnx_quant(const NodeProto& n) {
+  Ref x = in(n, 0);
+  at::Tensor scale = const_in(n, 1, "scale"), zp = const_in(n, 2, "zero point");
+  at::Tensor bw = const_in(n, 3, "bit width");
+  double bits = bw.to(at::kDouble).reshape(-1)[0].item<double>();
+  if (bits != std::floor(bits) || bits < 2 || bits > 16)
+    throw UnsupportedError(msg(where(), ": bit width ", bits, " (supported: integers 2..16)"));
+  ir::QuantSpec s;
+  s.bits = static_cast<int>(bits);
+  s.is_signed = attr_i(n, "signed", 1) != 0;
+  s.narrow_range = attr_i(n, "narrow", 0) != 0;
+  std::string rm = attr_s(n, "rounding_mode", "ROUND");
+  if (rm == "ROUND")
+    s.rounding = "half_even";
+  else if (rm == "HALF_UP" || rm == "ROUND_HALF_UP")
+    s.rounding = "half_up";
+  else
+    throw UnsupportedError(msg(where(), ": rounding_mode '", rm, "' (supported: ROUND, HALF_UP)"));
+  at::Tensor sc = scale.to(at::kFloat), z = zp.to(at::kFloat);
+  if (!at::equal(z, at::round(z))) throw UnsupportedError(msg(where(), ": non-integer zero point"));
+  if (sc.numel() > 1) {
+    int64_t axis = -1;
+    for (int64_t d = 0; d < sc.dim(); ++d)
+      if (sc.size(d) > 1) axis = axis < 0 ? d : -2;
+    if (axis < 0) throw UnsupportedError(msg(where(), ": scale of shape ", sc.sizes(), " (one axis at most)"));
+    s.axis = axis;
+    s.scale = sc.reshape({-1}).contiguous();
+    s.zero_point = (z.numel() > 1 ? z.reshape({-1}) : z.reshape({}).expand({sc.numel()})).to(at::kLong).contiguous();
+  } else {
+    s.scale = sc.reshape({});
+    s.zero_point = z.reshape({-1})[0].to(at::kLong);
+  }
+  s.symmetric = s.zero_point.eq(0).all().item<bool>();
+  if (x.is_const()) {
+    bind(n.output(0), Ref{quant::fake_quantize(x.c.to(at::kFloat), s), "", ""});
+    const_qspecs_[n.output(0)] = s;
+    return;
+  }
+  if (s.axis >= 0) throw UnsupportedError(msg(where(), ": per-channel quantization of a graph value is not supported"));
+  quantized_identity(n, x, s);
 }
 
 void Importer::op_where(const NodeProto& n) { out_hint_emit(n, "Where", {in(n, 0), in(n, 1), in(n, 2)}); }
@@ -1688,7 +1818,8 @@ ir::Graph Importer::convert() {
     node_op_ = n.op_type();
     node_index_ = static_cast<int>(i);
     sub_index_ = 0;
-    if (!n.domain().empty() && n.domain() != "ai.onnx")
+    bool qonnx = n.op_type() == "Quant" && (n.domain() == "qonnx.custom_op.general" || n.domain() == "finn.custom_op.general");
+    if (!n.domain().empty() && n.domain() != "ai.onnx" && !qonnx)
       throw UnsupportedError(msg(where(), ": op domain '", n.domain(),
                                  "' is not supported (squeeze imports the default ONNX domain); supported ONNX ops: ",
                                  supported_list()));

@@ -7,6 +7,7 @@
 #include "squeeze/ir/builder.h"
 #include "squeeze/util/error.h"
 #include "squeeze/util/params.h"
+#include "vit.h"
 
 namespace squeeze::models {
 
@@ -214,6 +215,22 @@ const std::vector<Entry>& entries() {
        [](Args& a, uint64_t s) { return cifar_resnet(a, s, 3, "resnet20"); }},
       {{"resnet18", "ResNet-18, torchvision layout", image}, resnet18},
       {{"mobilenet_v2_tiny", "a small MobileNetV2 (inverted residuals, depthwise convs)", image}, mobilenet_v2_tiny},
+      {{"vit_tiny", "a tiny Vision Transformer (patch embedding, multi-head attention, MLP, LayerNorm, mean pooling)",
+        {"num_classes", "in_channels", "input_size", "height", "width", "patch", "dim", "depth", "heads", "mlp_dim",
+         "pos_embed"}},
+       [](Args& a, uint64_t s) {
+         VitConfig c;
+         auto shape = image_shape(a, 3, 32);
+         c.in_channels = shape[0], c.height = shape[1], c.width = shape[2];
+         c.num_classes = a.get("num_classes", c.num_classes);
+         c.patch = a.get("patch", c.patch);
+         c.dim = a.get("dim", c.dim);
+         c.depth = a.get("depth", c.depth);
+         c.heads = a.get("heads", c.heads);
+         c.mlp_dim = a.get("mlp_dim", c.mlp_dim);
+         c.pos_embed = a.get("pos_embed", 0, 0) != 0;
+         return vit_tiny(c, s);
+       }},
   };
   return all;
 }

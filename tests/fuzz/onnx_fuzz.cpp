@@ -35,7 +35,8 @@
 //     # corpus entries go to a scratch folder in the build tree).
 //     file(MAKE_DIRECTORY ${CMAKE_BINARY_DIR}/onnx_fuzz_corpus)
 //     add_test(NAME onnx_fuzz
-//              COMMAND onnx_fuzz -runs=20000 -seed=1 -max_len=65536 -rss_limit_mb=4096 -timeout=30
+//              COMMAND onnx_fuzz -runs=20000 -seed=1 -keep_seed=1 -reduce_inputs=0 -max_len=1048576
+//                      -rss_limit_mb=4096 -timeout=30
 //                      ${CMAKE_BINARY_DIR}/onnx_fuzz_corpus
 //                      ${PROJECT_SOURCE_DIR}/../shared/conformance/onnx/pytorch-converted
 //                      ${PROJECT_SOURCE_DIR}/../shared/conformance/onnx/pytorch-operator

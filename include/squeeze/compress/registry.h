@@ -23,6 +23,9 @@ struct PassContext {
   const data::Splits* data = nullptr;  // null when the workflow has no data
   int64_t batch_size = 128;
   uint64_t seed = 0;
+  // The stage's fine-tuning options, for passes that fine-tune between their own steps
+  // (iterative structured pruning); null when the stage has no fine-tuning.
+  const train::TrainOptions* finetune = nullptr;
 };
 
 struct PassResult {
@@ -39,6 +42,9 @@ class Pass {
   virtual PassResult run(const ir::Graph& graph, PassContext& ctx) = 0;
   // A hook run after every fine-tuning step (gradual pruning); null if none.
   virtual train::StepHook finetune_hook() { return nullptr; }
+  // Called once after the stage's fine-tuning (or right after run() when there is none), e.g. to
+  // snap quantization-aware-trained weights back to their grid. Default: nothing.
+  virtual void finalize(ir::Graph& graph) {}
 };
 
 struct MethodInfo {

@@ -1,0 +1,92 @@
+// Structured pruning: removes whole channels (filters), layers or attention heads, so that the
+// result is a smaller dense graph (tensors shrink, nothing is masked) that is faster on ordinary
+// hardware. Channels are removed consistently from everything that produces or consumes them
+// (see dependency_graph.h).
+//
+// YAML (method: prune):
+//   params: {kind: structured, granularity: channel|layer|head, criterion: l1, ratio: 0.5,
+//            target: channels|flops, scope: global|local, max_ratio_per_layer: 0.9,
+//            iterative: {steps: 3}, round_to: 8, exclude: ["fc*", Linear], batches: 4, seed: 0}
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "squeeze/compress/registry.h"
+
+namespace squeeze {
+class Params;
+}
+
+namespace squeeze::compress {
+
+class DependencyGraph;
+
+struct StructuredPruneOptions {
+  std::string granularity = "channel";  // channel | layer | head
+  // channel: l1 | l2 | fpgm | bn_scale | taylor | apoz | mean_activation | random
+  // layer:   accuracy (loss of accuracy when the block is an identity; needs data) | l1 | random
+  // head:    l1 | l2 | taylor | random
+  // "" picks the granularity's default (channel: l1, layer: accuracy, head: l1).
+  std::string criterion;
+  // channel/head: fraction of the prunable channels (target channels) or of the FLOPs (target
+  // flops) removed, [0, 1). layer: unused (see layers/threshold).
+  double ratio = 0.5;
+  std::string target = "channels";      // channels | flops
+  std::string scope = "global";         // global: one ranking (normalized per group) | local
+  double max_ratio_per_layer = 0.9;     // (0, 1]; at least one channel of a group always stays
+  int64_t steps = 1;                    // iterative: N steps, fine-tuning between them
+  int64_t round_to = 1;                 // kept channels per group are a multiple of this
+  std::vector<std::string> exclude;     // node name globs or op types: their channels stay
+  int64_t batches = 4;                  // data-driven criteria: training batches looked at
+  uint64_t seed = 0;
+  // layer granularity: remove the `layers` least important blocks, or (threshold >= 0) every
+  // block whose accuracy drop is at most `threshold` (a fraction, e.g. 0.005).
+  int64_t layers = 1;
+  double threshold = -1.0;
+
+  std::string effective_criterion() const;
+  void validate() const;  // ConfigError naming the field and what is valid
+  // Reads the params of `method: prune` (kind must be structured).
+  static StructuredPruneOptions from_params(Params& p);
+};
+
+class StructuredPrune : public Pass {
+ public:
+  explicit StructuredPrune(StructuredPruneOptions options);
+  std::string name() const override { return "prune"; }
+  PassResult run(const ir::Graph& graph, PassContext& ctx) override;
+
+  const StructuredPruneOptions& options() const { return options_; }
+
+  // One pruning step on `graph` removing `fraction` of its prunable channels (or of its FLOPs,
+  // target flops). Exposed for tests and benchmarks.
+  ir::Graph prune_channels(const ir::Graph& graph, double fraction, const PassContext& ctx) const;
+
+  // Which units to remove given per-group scores: removes `fraction` of the eligible channels,
+  // respecting scope, max_ratio_per_layer, round_to and exclusions.
+  std::map<int64_t, std::vector<int64_t>> select(const ir::Graph& graph, const DependencyGraph& deps,
+                                                 const std::vector<at::Tensor>& scores, double fraction,
+                                                 double max_ratio) const;
+
+ private:
+  StructuredPruneOptions options_;
+};
+
+// Which units to remove, per group, from per-group scores (float64, higher = keep): `fraction`
+// of the eligible units, at most `max_ratio` of a group and never all of it; scope global ranks
+// all units (scores normalized by their group's mean), local takes `fraction` of each group;
+// round_to > 1 keeps a multiple of round_to per group (removing fewer).
+std::vector<std::vector<int64_t>> select_units(const std::vector<at::Tensor>& scores, const std::vector<bool>& eligible,
+                                               double fraction, double max_ratio, const std::string& scope,
+                                               int64_t round_to);
+
+// The pass for the options' granularity: StructuredPrune (channel), LayerPrune (layer) or
+// HeadPrune (head).
+std::unique_ptr<Pass> make_structured_pass(const StructuredPruneOptions& options);
+
+}  // namespace squeeze::compress

@@ -1,0 +1,59 @@
+// Quantized execution inside the executor (implemented in src/exec/kernels_quant.cpp).
+//
+// In eval mode, a node whose out_qspec is 8-bit unsigned affine (quint8's range) produces a real
+// quint8 tensor (at::quantize_per_tensor), which flows through ops that keep quantized tensors
+// (Relu, MaxPool, Flatten, Reshape, Dropout, Identity) to the next Conv or Linear. A Conv2d or
+// Linear whose weight qspec is 8-bit signed symmetric (per tensor or per output channel), whose
+// input arrives as quint8 and whose own out_qspec is quint8 runs on libtorch's quantized kernels
+// (ONEDNN engine; packed weights are cached per node and rebuilt when the weight changes). Every
+// other op gets its quantized inputs dequantized first, and graph outputs are dequantized.
+//
+// Everything else quantized is simulated: weights are stored dequantized on their grid, inputs are
+// fake-quantized by the producer's out_qspec, so a Conv/Linear computes
+//   sum_k (q_x[k] - z_x) s_x * (q_w[k] - z_w) s_w + b
+// on exact grid values with float32 accumulation, then its output is fake-quantized. The int8
+// kernels compute the same sum in int32 and requantize once; outputs agree within one output
+// quantization step (ties and float32 accumulation order differ; tests/exec/test_int8_exec.cpp).
+//
+// A Linear with attribute quant_dynamic = 1 (dynamic mode) quantizes its float input per batch:
+// uint8 affine from the batch's min/max. Per-tensor int8 weights use quantized::linear_dynamic;
+// per-channel weights are simulated, because ONEDNN's linear_dynamic is wrong for per-channel
+// weights in this libtorch (LIBTORCH_NOTES.md).
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <string>
+
+#include "squeeze/exec/executor.h"
+#include "squeeze/ir/graph.h"
+
+namespace squeeze::quant {
+
+// True when libtorch offers the ONEDNN quantized engine (selected on first use).
+bool int8_available();
+// Globally disables real int8 kernels (tests and benchmarks compare against simulation).
+void set_int8_enabled(bool enabled);
+bool int8_enabled();
+
+// The executor's hooks.
+// Does this node take its quantized (quint8) inputs as they are?
+bool accepts_quantized(const ir::Node& node, const std::vector<at::Tensor>& inputs);
+// Conv/Linear: the quantized result (int8 kernels, dynamic int8 or simulated dynamic) or an
+// undefined tensor when the float kernel should run.
+at::Tensor quantized_forward(const ir::Node& node, const at::Tensor& x, const exec::KernelContext& ctx);
+// Applies node.out_qspec to output 0: fake quantization (with STE) in training or when it cannot be
+// represented as quint8, a real quint8 tensor in eval mode otherwise.
+at::Tensor apply_out_qspec(const ir::Node& node, const at::Tensor& y, const exec::KernelContext& ctx);
+
+// How a node is expected to run in eval mode, from the graph's specs:
+// "int8" (quantized kernels), "int8-dynamic", "simulated" (quantized values, float arithmetic),
+// or "float".
+std::string planned_execution(const ir::Graph& graph, const ir::Node& node);
+// The quantization spec of the value a node reads as input 0, looking through ops that keep the
+// grid (Relu, MaxPool, Flatten, Reshape, Dropout, Identity); nullptr when it is not quantized.
+const ir::QuantSpec* input_qspec(const ir::Graph& graph, const ir::Node& node);
+// Ops through which a quantized value keeps its grid and its quint8 representation.
+bool keeps_grid(const std::string& op);
+
+}  // namespace squeeze::quant

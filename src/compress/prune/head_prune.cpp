@@ -1,0 +1,287 @@
+#include "squeeze/compress/prune/head_prune.h"
+
+#include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+#include <torch/csrc/autograd/autograd.h>
+#include <torch/csrc/autograd/grad_mode.h>
+
+#include <algorithm>
+#include <cmath>
+#include <optional>
+#include <set>
+
+#include "squeeze/exec/executor.h"
+#include "squeeze/ir/ops.h"
+#include "squeeze/train/trainer.h"
+#include "squeeze/util/error.h"
+#include "squeeze/util/log.h"
+#include "squeeze/util/strings.h"
+
+namespace squeeze::compress {
+
+namespace {
+
+const ir::Node* only_consumer(const ir::Graph& g, const std::string& v) {
+  auto c = g.consumers(v);
+  if (c.size() != 1) return nullptr;
+  if (std::find(g.outputs.begin(), g.outputs.end(), v) != g.outputs.end()) return nullptr;
+  return &g.nodes[c[0]];
+}
+
+bool scalar_like(const ir::Graph& g, const std::string& v) {
+  for (auto d : g.shape_of(v))
+    if (d != 1) return false;
+  return true;
+}
+
+struct HeadSource {
+  const ir::Node* reshape;
+  const ir::Node* linear;
+  int64_t heads, head_dim;
+};
+
+// Back from a MatMul operand through Transpose (heads to axis 1) and scalar scaling to the
+// Reshape [N, T, D] -> [N, T, H, dh] of a Linear's output.
+std::optional<HeadSource> head_source(const ir::Graph& g, const std::string& v) {
+  const ir::Node* n = g.producer(v);
+  bool transposed = false;
+  for (int guard = 0; n && guard < 8; ++guard) {
+    if (n->op == "Transpose") {
+      auto perm = n->attr_ints("perm", {});
+      if (perm.size() != 4 || perm[1] != 2) return std::nullopt;
+      transposed = true;
+      n = g.producer(n->inputs[0]);
+    } else if (n->op == "Identity" || n->op == "Dropout") {
+      n = g.producer(n->inputs[0]);
+    } else if ((n->op == "Mul" || n->op == "Div") && n->inputs.size() == 2 && scalar_like(g, n->inputs[1])) {
+      n = g.producer(n->inputs[0]);
+    } else if (n->op == "Mul" && n->inputs.size() == 2 && scalar_like(g, n->inputs[0])) {
+      n = g.producer(n->inputs[1]);
+    } else if (n->op == "Reshape") {
+      const auto& in = g.shape_of(n->inputs[0]);
+      const auto& out = g.shape_of(n->outputs[0]);
+      if (!transposed || in.size() != 3 || out.size() != 4 || out[0] != in[0] || out[1] != in[1] ||
+          out[2] * out[3] != in[2])
+        return std::nullopt;
+      const ir::Node* lin = g.producer(n->inputs[0]);
+      if (!lin || lin->op != "Linear" || !only_consumer(g, lin->outputs[0])) return std::nullopt;
+      return HeadSource{n, lin, out[2], out[3]};
+    } else {
+      return std::nullopt;
+    }
+  }
+  return std::nullopt;
+}
+
+at::Tensor head_rows(const at::Tensor& w, int64_t axis, int64_t heads) {
+  // [heads, everything else] with the head's dh slices along `axis` gathered per row.
+  at::Tensor t = w.detach().to(at::kDouble).transpose(0, axis).contiguous();
+  return t.reshape({heads, -1});
+}
+
+}  // namespace
+
+std::vector<AttentionBlock> find_attention(const ir::Graph& g) {
+  std::vector<AttentionBlock> blocks;
+  for (const auto& m2 : g.nodes) {
+    if (m2.op != "MatMul" || m2.inputs.size() != 2) continue;
+    const ir::Node* n = g.producer(m2.inputs[0]);
+    bool softmax = false;
+    while (n) {
+      if (n->op == "Softmax") {
+        softmax = true;
+      } else if (!(((n->op == "Mul" || n->op == "Div") && n->inputs.size() == 2 && scalar_like(g, n->inputs[1])) ||
+                   n->op == "Dropout" || n->op == "Identity")) {
+        break;
+      }
+      n = g.producer(n->inputs[0]);
+    }
+    if (!softmax || !n || n->op != "MatMul") continue;
+    auto q = head_source(g, n->inputs[0]), k = head_source(g, n->inputs[1]), v = head_source(g, m2.inputs[1]);
+    if (!q || !k || !v || q->heads != k->heads || q->heads != v->heads || q->head_dim != k->head_dim ||
+        q->head_dim != v->head_dim)
+      continue;
+    const ir::Node* t = only_consumer(g, m2.outputs[0]);
+    if (t && t->op == "Transpose") {
+      auto perm = t->attr_ints("perm", {});
+      if (perm.size() != 4 || perm[2] != 1) continue;
+      t = only_consumer(g, t->outputs[0]);
+    } else {
+      continue;  // the heads must come back next to the head dimension before merging
+    }
+    if (!t || t->op != "Reshape") continue;
+    const auto& in = g.shape_of(t->inputs[0]);
+    const auto& out = g.shape_of(t->outputs[0]);
+    if (in.size() != 4 || out.size() != 3 || in[2] != q->heads || out[2] != q->heads * q->head_dim) continue;
+    const ir::Node* o = only_consumer(g, t->outputs[0]);
+    if (!o || o->op != "Linear") continue;
+    AttentionBlock b;
+    b.q = q->linear->name, b.k = k->linear->name, b.v = v->linear->name, b.out = o->name;
+    b.split_reshapes = {q->reshape->name, k->reshape->name, v->reshape->name};
+    b.merge_reshape = t->name;
+    b.heads = q->heads, b.head_dim = q->head_dim;
+    blocks.push_back(b);
+  }
+  return blocks;
+}
+
+ir::Graph remove_heads(const ir::Graph& graph, const std::vector<AttentionBlock>& blocks,
+                       const std::map<size_t, std::vector<int64_t>>& removed) {
+  at::NoGradGuard no_grad;
+  ir::Graph out = graph.clone();
+  for (const auto& [bi, heads] : removed) {
+    SQZ_ASSERT(bi < blocks.size());
+    const auto& b = blocks[bi];
+    std::set<int64_t> gone(heads.begin(), heads.end());
+    if (gone.empty()) continue;
+    SQZ_ASSERT(static_cast<int64_t>(gone.size()) < b.heads, "removing all heads of ", b.q);
+    std::vector<int64_t> keep;
+    for (int64_t h = 0; h < b.heads; ++h)
+      if (!gone.count(h))
+        for (int64_t j = 0; j < b.head_dim; ++j) keep.push_back(h * b.head_dim + j);
+    at::Tensor idx = at::tensor(keep, at::kLong);
+    auto slice = [&](const std::string& node, const std::string& key, int64_t axis) {
+      ir::Node* n = out.find_node(node);
+      if (!n->has_param(key)) return;
+      ir::Param& p = n->param(key);
+      p.value = p.value.index_select(axis, idx).contiguous();
+      if (p.mask) p.mask = p.mask->index_select(axis, idx).contiguous();
+    };
+    for (const auto& lin : {b.q, b.k, b.v}) {
+      slice(lin, "weight", 0);
+      slice(lin, "bias", 0);
+    }
+    slice(b.out, "weight", 1);
+    int64_t kept = b.heads - static_cast<int64_t>(gone.size());
+    for (const auto& r : b.split_reshapes) {
+      ir::Node* n = out.find_node(r);
+      auto shape = n->attr_ints("shape");
+      if (shape.size() == 4 && shape[2] > 0) shape[2] = kept;
+      n->attrs["shape"] = shape;
+    }
+    ir::Node* m = out.find_node(b.merge_reshape);
+    auto shape = m->attr_ints("shape");
+    if (!shape.empty() && shape.back() > 0) shape.back() = kept * b.head_dim;
+    m->attrs["shape"] = shape;
+  }
+  ir::verify(out);
+  return out;
+}
+
+HeadPrune::HeadPrune(StructuredPruneOptions options) : options_(std::move(options)) {
+  options_.validate();
+  SQZ_ASSERT(options_.granularity == "head");
+}
+
+namespace {
+
+std::vector<at::Tensor> head_scores(const ir::Graph& graph, const std::vector<AttentionBlock>& blocks,
+                                    const StructuredPruneOptions& o, const PassContext& ctx) {
+  std::string c = o.effective_criterion();
+  std::vector<at::Tensor> scores;
+  if (c == "random") {
+    auto gen = at::make_generator<at::CPUGeneratorImpl>(o.seed + ctx.seed);
+    for (const auto& b : blocks) scores.push_back(at::rand({b.heads}, gen, at::kDouble));
+    return scores;
+  }
+  auto parts = [](const AttentionBlock& b) {
+    return std::vector<std::pair<std::string, int64_t>>{{b.q, 0}, {b.k, 0}, {b.v, 0}, {b.out, 1}};
+  };
+  if (c == "l1" || c == "l2") {
+    for (const auto& b : blocks) {
+      at::Tensor s = at::zeros({b.heads}, at::kDouble);
+      for (const auto& [node, axis] : parts(b)) {
+        at::Tensor r = head_rows(graph.find_node(node)->param("weight").value, axis, b.heads);
+        s += c == "l1" ? r.abs().mean(1) : r.pow(2).mean(1).sqrt();
+      }
+      scores.push_back(s / 4.0);
+    }
+    return scores;
+  }
+  // taylor
+  if (!ctx.data || ctx.data->train.size() == 0)
+    throw UserError("criterion taylor needs data (gradients on a few training batches), but the workflow has none; "
+                    "add a data: block or use l1, l2 or random");
+  ir::Graph g = graph.clone();
+  exec::trainable_parameters(g);
+  exec::Executor ex(g);
+  for (const auto& b : blocks) scores.push_back(at::zeros({b.heads}, at::kDouble));
+  const auto& train = ctx.data->train;
+  int64_t bs = std::max<int64_t>(1, std::min<int64_t>(ctx.batch_size, 128));
+  for (int64_t i = 0; i < o.batches && i * bs < train.size(); ++i) {
+    int64_t len = std::min(bs, train.size() - i * bs);
+    for (auto& n : g.nodes)
+      for (auto& [k, p] : n.params)
+        if (p.value.grad().defined()) p.value.mutable_grad().zero_();
+    at::Tensor logits = ex.forward(train.x.narrow(0, i * bs, len), exec::Mode::kEval);
+    at::cross_entropy_loss(logits, train.y.narrow(0, i * bs, len)).backward();
+    for (size_t bi = 0; bi < blocks.size(); ++bi) {
+      const auto& b = blocks[bi];
+      at::Tensor contrib = at::zeros({b.heads}, at::kDouble);
+      for (const auto& [node, axis] : parts(b)) {
+        const at::Tensor& w = g.find_node(node)->param("weight").value;
+        if (!w.grad().defined()) continue;
+        contrib += head_rows(w * w.grad(), axis, b.heads).sum(1);
+      }
+      scores[bi] += contrib.pow(2);
+    }
+  }
+  return scores;
+}
+
+}  // namespace
+
+PassResult HeadPrune::run(const ir::Graph& graph, PassContext& ctx) {
+  PassResult result{graph.clone(), "", false};
+  ir::infer_shapes(result.graph);
+  auto blocks0 = find_attention(result.graph);
+  if (blocks0.empty())
+    throw UserError(msg("granularity head: model '", graph.name, "' has no multi-head attention (looked for ",
+                        "Linear -> Reshape [.., H, dh] -> Transpose -> MatMul -> Softmax -> MatMul -> Transpose -> ",
+                        "Reshape -> Linear); use granularity channel or layer"));
+  int64_t heads0 = 0;
+  for (const auto& b : blocks0) heads0 += b.heads;
+  int64_t flops0 = ir::graph_flops(result.graph), params0 = result.graph.num_params();
+  int64_t n = options_.steps;
+  std::string history;
+  for (int64_t s = 1; s <= n && options_.ratio > 0.0; ++s) {
+    auto blocks = find_attention(result.graph);
+    double fraction = 1.0 - std::pow(1.0 - options_.ratio, 1.0 / double(n));
+    double max_ratio = 1.0 - std::pow(1.0 - options_.max_ratio_per_layer, 1.0 / double(n));
+    auto scores = head_scores(result.graph, blocks, options_, ctx);
+    std::vector<bool> eligible;
+    for (const auto& b : blocks) {
+      bool ex = false;
+      for (const auto& pat : options_.exclude)
+        for (const auto& node : {b.q, b.k, b.v, b.out}) ex |= pat == node || glob_match(pat, node);
+      eligible.push_back(!ex);
+    }
+    auto units = select_units(scores, eligible, fraction, max_ratio, options_.scope, options_.round_to);
+    std::map<size_t, std::vector<int64_t>> removed;
+    for (size_t i = 0; i < units.size(); ++i)
+      if (!units[i].empty()) removed[i] = units[i];
+    result.graph = remove_heads(result.graph, blocks, removed);
+    if (n > 1 && s < n && ctx.finetune && ctx.data)
+      train::fit(result.graph, *ctx.data, *ctx.finetune, ctx.batch_size, ctx.seed + 100 + s);
+    if (n > 1) {
+      int64_t left = 0;
+      for (const auto& b : find_attention(result.graph)) left += b.heads;
+      history += msg(history.empty() ? "" : "; ", "step ", s, "/", n, ": ", left, " heads");
+    }
+  }
+  int64_t heads1 = 0;
+  std::vector<std::string> per_block;
+  for (const auto& b : find_attention(result.graph)) {
+    heads1 += b.heads;
+    per_block.push_back(std::to_string(b.heads));
+  }
+  int64_t flops1 = ir::graph_flops(result.graph), params1 = result.graph.num_params();
+  result.changed = heads1 != heads0;
+  result.summary = msg("attention-head pruning (", options_.effective_criterion(), ", ", options_.scope, "): heads ",
+                       heads0, " -> ", heads1, " (per block: ", join(per_block, ", "), "); params ",
+                       with_commas(params0), " -> ", with_commas(params1), ", FLOPs ", with_commas(flops0), " -> ",
+                       with_commas(flops1), history.empty() ? "" : msg("; history: ", history));
+  return result;
+}
+
+}  // namespace squeeze::compress

@@ -1,0 +1,283 @@
+#include "squeeze/compress/prune/structured_prune.h"
+
+#include <ATen/ATen.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "squeeze/compress/prune/dependency_graph.h"
+#include "squeeze/compress/prune/head_prune.h"
+#include "squeeze/compress/prune/importance.h"
+#include "squeeze/compress/prune/layer_prune.h"
+#include "squeeze/ir/ops.h"
+#include "squeeze/train/trainer.h"
+#include "squeeze/util/error.h"
+#include "squeeze/util/log.h"
+#include "squeeze/util/params.h"
+#include "squeeze/util/strings.h"
+
+namespace squeeze::compress {
+
+namespace {
+
+const std::vector<std::string> kGranularities = {"channel", "layer", "head"};
+const std::vector<std::string> kLayerCriteria = {"accuracy", "l1", "random"};
+const std::vector<std::string> kHeadCriteria = {"l1", "l2", "taylor", "random"};
+
+std::string list(const std::vector<std::string>& v) { return join(v, ", "); }
+
+bool contains(const std::vector<std::string>& v, const std::string& s) {
+  return std::find(v.begin(), v.end(), s) != v.end();
+}
+
+bool excluded(const ir::Graph& g, const ChannelGroup& grp, const std::vector<std::string>& patterns) {
+  if (patterns.empty()) return false;
+  for (const auto& name : grp.producers()) {
+    const ir::Node* n = g.find_node(name);
+    for (const auto& pat : patterns)
+      if (pat == name || glob_match(pat, name) || (n && pat == n->op)) return true;
+  }
+  return false;
+}
+
+double round1(double x) { return std::round(x * 10.0) / 10.0; }
+
+}  // namespace
+
+std::string StructuredPruneOptions::effective_criterion() const {
+  if (!criterion.empty()) return criterion;
+  return granularity == "layer" ? "accuracy" : "l1";
+}
+
+void StructuredPruneOptions::validate() const {
+  if (!contains(kGranularities, granularity))
+    throw ConfigError(msg("granularity: '", granularity, "' is not valid (valid: ", list(kGranularities), ")"));
+  std::string c = effective_criterion();
+  if (granularity == "channel" && !contains(importance_criteria(), c))
+    throw ConfigError(msg("criterion: '", c, "' is not valid for channel pruning (valid: ",
+                          list(importance_criteria()), ")"));
+  if (granularity == "layer" && !contains(kLayerCriteria, c))
+    throw ConfigError(msg("criterion: '", c, "' is not valid for layer pruning (valid: ", list(kLayerCriteria),
+                          ")"));
+  if (granularity == "head" && !contains(kHeadCriteria, c))
+    throw ConfigError(msg("criterion: '", c, "' is not valid for attention-head pruning (valid: ",
+                          list(kHeadCriteria), ")"));
+  if (!(ratio >= 0.0 && ratio < 1.0)) throw ConfigError(msg("ratio: ", ratio, " is out of range (expected [0, 1))"));
+  if (target != "channels" && target != "flops")
+    throw ConfigError(msg("target: '", target, "' is not valid (valid: channels, flops)"));
+  if (target == "flops" && granularity != "channel")
+    throw ConfigError(msg("target: flops is only available with granularity: channel (got ", granularity, ")"));
+  if (scope != "global" && scope != "local")
+    throw ConfigError(msg("scope: '", scope, "' is not valid (valid: global, local)"));
+  if (!(max_ratio_per_layer > 0.0 && max_ratio_per_layer <= 1.0))
+    throw ConfigError(msg("max_ratio_per_layer: ", max_ratio_per_layer, " is out of range (expected (0, 1])"));
+  if (steps < 1) throw ConfigError(msg("iterative.steps: ", steps, " must be >= 1"));
+  if (steps > 1 && granularity == "layer")
+    throw ConfigError("iterative: layer pruning is one-shot (remove iterative, or use granularity: channel)");
+  if (round_to < 1) throw ConfigError(msg("round_to: ", round_to, " must be >= 1"));
+  if (batches < 1) throw ConfigError(msg("batches: ", batches, " must be >= 1"));
+  if (layers < 0) throw ConfigError(msg("layers: ", layers, " must be >= 0"));
+  if (granularity != "layer" && threshold >= 0.0)
+    throw ConfigError(msg("threshold: only used with granularity: layer (got ", granularity, ")"));
+  if (round_to > 1 && granularity == "layer")
+    throw ConfigError("round_to: only used with granularity channel or head");
+}
+
+StructuredPruneOptions StructuredPruneOptions::from_params(Params& p) {
+  StructuredPruneOptions o;
+  std::string kind = p.get_choice("kind", "structured", {"unstructured", "structured"});
+  SQZ_ASSERT(kind == "structured", "StructuredPruneOptions for kind ", kind);
+  o.granularity = p.get_choice("granularity", o.granularity, kGranularities);
+  o.criterion = p.get_string("criterion", "");
+  o.ratio = p.get_double("ratio", o.ratio, 0.0, 0.999999);
+  o.target = p.get_choice("target", o.target, {"channels", "flops"});
+  o.scope = p.get_choice("scope", o.scope, {"global", "local"});
+  o.max_ratio_per_layer = p.get_double("max_ratio_per_layer", o.max_ratio_per_layer, 1e-9, 1.0);
+  if (auto it = p.get_map("iterative")) {
+    o.steps = it->get_int("steps", 1, 1, 1000);
+    it->finish();
+  }
+  o.round_to = p.get_int("round_to", o.round_to, 1, 1 << 20);
+  o.exclude = p.get_strings("exclude");
+  o.batches = p.get_int("batches", o.batches, 1, 100000);
+  o.seed = static_cast<uint64_t>(p.get_int("seed", 0, 0));
+  o.layers = p.get_int("layers", o.layers, 0, 100000);
+  o.threshold = p.get_double("threshold", o.threshold, -1.0, 1.0);
+  p.finish();
+  try {
+    o.validate();
+  } catch (const ConfigError& e) {
+    throw ConfigError(msg(p.path(), p.path().empty() ? "" : ".", e.what()));
+  }
+  return o;
+}
+
+StructuredPrune::StructuredPrune(StructuredPruneOptions options) : options_(std::move(options)) {
+  options_.validate();
+}
+
+std::vector<std::vector<int64_t>> select_units(const std::vector<at::Tensor>& scores, const std::vector<bool>& eligible,
+                                               double fraction, double max_ratio, const std::string& scope,
+                                               int64_t round_to) {
+  size_t ng = scores.size();
+  std::vector<int64_t> take(ng, 0), cap(ng, 0);
+  int64_t total = 0;
+  for (size_t gi = 0; gi < ng; ++gi) {
+    if (!eligible[gi]) continue;
+    int64_t size = scores[gi].size(0);
+    cap[gi] = std::min<int64_t>(size - 1, static_cast<int64_t>(std::floor(max_ratio * double(size) + 1e-9)));
+    total += size;
+  }
+  if (scope == "local") {
+    for (size_t gi = 0; gi < ng; ++gi)
+      take[gi] = std::min<int64_t>(cap[gi], std::llround(fraction * double(scores[gi].size(0))));
+  } else {
+    // One ranking: scores normalized by their group's mean so groups of different scales compare.
+    struct Entry {
+      double score;
+      size_t group;
+    };
+    std::vector<Entry> all;
+    for (size_t gi = 0; gi < ng; ++gi) {
+      if (cap[gi] <= 0) continue;
+      at::Tensor s = scores[gi] / (scores[gi].abs().mean() + 1e-12);
+      auto acc = s.accessor<double, 1>();
+      for (int64_t u = 0; u < s.size(0); ++u) all.push_back({acc[u], gi});
+    }
+    std::stable_sort(all.begin(), all.end(), [](const Entry& a, const Entry& b) { return a.score < b.score; });
+    int64_t k = std::llround(fraction * double(total)), done = 0;
+    for (const auto& e : all) {
+      if (done >= k) break;
+      if (take[e.group] >= cap[e.group]) continue;
+      ++take[e.group];
+      ++done;
+    }
+  }
+  std::vector<std::vector<int64_t>> removed(ng);
+  for (size_t gi = 0; gi < ng; ++gi) {
+    int64_t size = scores[gi].size(0), n = take[gi];
+    if (round_to > 1 && size > round_to && n > 0) {
+      int64_t kept = std::min(size, (size - n + round_to - 1) / round_to * round_to);
+      n = size - kept;
+    }
+    if (n <= 0) continue;
+    at::Tensor order = std::get<1>(scores[gi].sort(/*stable=*/true, 0, false));
+    auto acc = order.accessor<int64_t, 1>();
+    for (int64_t i = 0; i < n; ++i) removed[gi].push_back(acc[i]);
+    std::sort(removed[gi].begin(), removed[gi].end());
+  }
+  return removed;
+}
+
+std::map<int64_t, std::vector<int64_t>> StructuredPrune::select(const ir::Graph& graph, const DependencyGraph& deps,
+                                                                const std::vector<at::Tensor>& scores,
+                                                                double fraction, double max_ratio) const {
+  std::vector<bool> eligible;
+  for (const auto& grp : deps.groups()) eligible.push_back(!excluded(graph, grp, options_.exclude));
+  auto units = select_units(scores, eligible, fraction, max_ratio, options_.scope, options_.round_to);
+  std::map<int64_t, std::vector<int64_t>> removed;
+  for (size_t gi = 0; gi < units.size(); ++gi)
+    if (!units[gi].empty()) removed[static_cast<int64_t>(gi)] = units[gi];
+  return removed;
+}
+
+ir::Graph StructuredPrune::prune_channels(const ir::Graph& graph, double fraction, const PassContext& ctx) const {
+  DependencyGraph deps(graph);
+  if (deps.groups().empty() || fraction <= 0.0) return graph.clone();
+  ImportanceOptions io;
+  io.criterion = options_.effective_criterion();
+  io.batches = options_.batches;
+  io.batch_size = std::min<int64_t>(ctx.batch_size, 128);
+  io.seed = options_.seed + ctx.seed;
+  std::vector<at::Tensor> scores = channel_importance(graph, deps, io, ctx);
+  double max_ratio = options_.max_ratio_per_layer;
+  if (options_.target == "channels")
+    return deps.prune(graph, select(graph, deps, scores, fraction, max_ratio));
+  // target flops: the smallest channel fraction whose pruned graph has at most (1 - fraction)
+  // of the FLOPs; FLOPs fall monotonically with the channel fraction for a fixed ranking.
+  double want = double(ir::graph_flops(graph)) * (1.0 - fraction);
+  double lo = 0.0, hi = max_ratio;
+  ir::Graph best = deps.prune(graph, select(graph, deps, scores, hi, max_ratio));
+  if (double(ir::graph_flops(best)) > want) return best;  // as far as the limits allow
+  for (int it = 0; it < 14; ++it) {
+    double mid = 0.5 * (lo + hi);
+    ir::Graph g = deps.prune(graph, select(graph, deps, scores, mid, max_ratio));
+    if (double(ir::graph_flops(g)) <= want) {
+      hi = mid;
+      best = std::move(g);
+    } else {
+      lo = mid;
+    }
+  }
+  return best;
+}
+
+PassResult StructuredPrune::run(const ir::Graph& graph, PassContext& ctx) {
+  PassResult result{graph.clone(), "", false};
+  ir::infer_shapes(result.graph);
+  if (options_.granularity != "channel")
+    throw InternalError(msg("StructuredPrune runs channel pruning; granularity ", options_.granularity,
+                            " has its own pass"));
+  std::string crit = options_.effective_criterion();
+  {
+    DependencyGraph deps(result.graph);
+    if (deps.groups().empty() || options_.ratio <= 0.0) {
+      result.summary = deps.groups().empty()
+                           ? msg("nothing to prune: no channel group is prunable (", deps.num_channels(),
+                                 " channels, all tied to inputs, outputs or ops that cannot be sliced)")
+                           : "structured pruning at ratio 0: graph unchanged";
+      return result;
+    }
+  }
+  int64_t flops0 = ir::graph_flops(result.graph), params0 = result.graph.num_params();
+  int64_t n = options_.steps;
+  std::string history;
+  for (int64_t s = 1; s <= n; ++s) {
+    // Equal geometric steps: after N steps (1 - ratio) of the channels (or FLOPs) remain.
+    double step_fraction;
+    if (options_.target == "flops") {
+      double goal = double(flops0) * std::pow(1.0 - options_.ratio, double(s) / double(n));
+      step_fraction = std::max(0.0, 1.0 - goal / double(ir::graph_flops(result.graph)));
+    } else {
+      step_fraction = 1.0 - std::pow(1.0 - options_.ratio, 1.0 / double(n));
+    }
+    PassContext step_ctx = ctx;
+    step_ctx.seed = ctx.seed + static_cast<uint64_t>(s - 1);
+    StructuredPruneOptions so = options_;
+    so.max_ratio_per_layer = 1.0 - std::pow(1.0 - options_.max_ratio_per_layer, 1.0 / double(n));
+    StructuredPrune step(so);
+    result.graph = step.prune_channels(result.graph, step_fraction, step_ctx);
+    int64_t f = ir::graph_flops(result.graph);
+    std::string acc;
+    if (n > 1 && s < n && ctx.finetune && ctx.data) {
+      train::fit(result.graph, *ctx.data, *ctx.finetune, ctx.batch_size, ctx.seed + 100 + s);
+    }
+    if (n > 1 && ctx.data && ctx.data->val.size() > 0 && ctx.data->num_classes > 0) {
+      auto m = train::evaluate(result.graph, ctx.data->val, ctx.batch_size, ctx.data->num_classes);
+      acc = msg(", val accuracy ", round1(m.accuracy * 100.0), "%");
+    }
+    if (n > 1) {
+      history += msg(history.empty() ? "" : "; ", "step ", s, "/", n, ": FLOPs ",
+                     std::round(double(flops0) / double(std::max<int64_t>(f, 1)) * 100.0) / 100.0, "x fewer, params ",
+                     with_commas(result.graph.num_params()), acc);
+      log::info("  structured pruning ", history.substr(history.rfind("step ")));
+    }
+  }
+  int64_t flops1 = ir::graph_flops(result.graph), params1 = result.graph.num_params();
+  result.changed = flops1 != flops0 || params1 != params0;
+  result.summary = msg("structured channel pruning (", crit, ", ", options_.scope, ", ratio ", options_.ratio,
+                       options_.target == "flops" ? " of FLOPs" : " of channels", n > 1 ? msg(", ", n, " steps") : "",
+                       "): params ", with_commas(params0), " -> ", with_commas(params1), ", FLOPs ",
+                       with_commas(flops0), " -> ", with_commas(flops1), " (",
+                       std::round(double(flops0) / double(std::max<int64_t>(flops1, 1)) * 100.0) / 100.0,
+                       "x fewer)", history.empty() ? "" : msg("; history: ", history));
+  return result;
+}
+
+std::unique_ptr<Pass> make_structured_pass(const StructuredPruneOptions& options) {
+  if (options.granularity == "layer") return std::make_unique<LayerPrune>(options);
+  if (options.granularity == "head") return std::make_unique<HeadPrune>(options);
+  return std::make_unique<StructuredPrune>(options);
+}
+
+}  // namespace squeeze::compress

@@ -1,0 +1,225 @@
+// Quantized execution hooks of the executor: real int8 Conv2d/Linear on libtorch's quantized
+// kernels (ONEDNN), dynamic int8 Linear, and the activation quantization of out_qspec.
+// The contract is in include/squeeze/compress/quantize/int8_exec.h.
+#include <ATen/ATen.h>
+#include <ATen/core/dispatch/Dispatcher.h>
+#include <ATen/native/quantized/PackedParams.h>
+
+#include <atomic>
+#include <mutex>
+#include <unordered_map>
+
+#include "squeeze/compress/quantize/int8_exec.h"
+#include "squeeze/compress/quantize/quant_math.h"
+#include "squeeze/util/error.h"
+
+namespace squeeze::quant {
+
+namespace {
+
+std::atomic<bool> g_enabled{true};
+
+bool select_engine() {
+  static const bool ok = [] {
+    for (auto e : at::globalContext().supportedQEngines())
+      if (e == at::QEngine::ONEDNN) {
+        at::globalContext().setQEngine(at::QEngine::ONEDNN);
+        return true;
+      }
+    return false;
+  }();
+  return ok;
+}
+
+// quint8 is the activation type of libtorch's static int8 kernels.
+bool is_quint8_spec(const ir::QuantSpec& s) {
+  return s.bits == 8 && !s.is_signed && !s.narrow_range && s.scale.defined() && s.scale.numel() == 1 &&
+         s.rounding == "half_even";
+}
+
+bool is_int8_weight_spec(const ir::QuantSpec& s, int64_t out_channels) {
+  if (s.bits != 8 || !s.is_signed || !s.scale.defined()) return false;
+  if (s.axis > 0) return false;
+  if (s.axis == 0 && s.scale.numel() != out_channels && s.scale.numel() != 1) return false;
+  if (s.zero_point.defined() && s.zero_point.ne(0).any().item<bool>()) return false;
+  return true;
+}
+
+bool conv2d_ok(const ir::Node& n) {
+  const ir::Param& w = n.param("weight");
+  if (w.value.dim() != 4) return false;
+  auto pads = n.attr_ints("pads", {0, 0, 0, 0});
+  return pads.size() == 4 && pads[0] == pads[2] && pads[1] == pads[3];
+}
+
+bool weight_ready(const ir::Node& n) {
+  if (!n.has_param("weight")) return false;
+  const ir::Param& w = n.param("weight");
+  return w.qspec && w.value.is_floating_point() && !w.value.requires_grad() &&
+         is_int8_weight_spec(*w.qspec, w.value.size(0));
+}
+
+bool static_int8_node(const ir::Node& n) {
+  if (n.op != "Conv" && n.op != "Linear") return false;
+  if (!weight_ready(n) || !n.out_qspec || !is_quint8_spec(*n.out_qspec)) return false;
+  if (n.attr_int("quant_dynamic", 0) != 0) return false;
+  return n.op == "Linear" || conv2d_ok(n);
+}
+
+// Packed weights per node, rebuilt when the weight tensor, its version or its scale changes.
+struct Packed {
+  at::Tensor weight, scale;
+  uint32_t version = 0;
+  c10::intrusive_ptr<LinearPackedParamsBase> linear;
+  c10::intrusive_ptr<ConvPackedParamsBase<2>> conv;
+};
+std::mutex g_mutex;
+std::unordered_map<const ir::Node*, Packed> g_cache;
+
+at::Tensor quantized_weight(const ir::Param& p) {
+  const ir::QuantSpec& s = *p.qspec;
+  at::Tensor w = p.value.detach().contiguous();
+  if (s.axis == 0 && s.scale.numel() > 1)
+    return at::quantize_per_channel(w, s.scale.to(at::kDouble).reshape(-1), at::zeros({s.scale.numel()}, at::kLong), 0,
+                                    at::kQInt8);
+  return at::quantize_per_tensor(w, s.scale.reshape({}).item<double>(), 0, at::kQInt8);
+}
+
+Packed& packed_for(const ir::Node& n) {
+  const ir::Param& p = n.param("weight");
+  std::lock_guard<std::mutex> lock(g_mutex);
+  auto it = g_cache.find(&n);
+  if (it != g_cache.end() && it->second.weight.is_same(p.value) && it->second.version == p.value._version() &&
+      it->second.scale.is_same(p.qspec->scale))
+    return it->second;
+  if (g_cache.size() > 1024) g_cache.clear();  // graphs come and go (sensitivity analysis)
+  select_engine();
+  Packed pk;
+  pk.weight = p.value;
+  pk.scale = p.qspec->scale;
+  pk.version = p.value._version();
+  at::Tensor qw = quantized_weight(p);
+  c10::optional<at::Tensor> bias;
+  if (n.has_param("bias")) bias = n.param("bias").value.detach().to(at::kFloat).contiguous();
+  if (n.op == "Linear") {
+    static auto prepack = c10::Dispatcher::singleton()
+                              .findSchemaOrThrow("quantized::linear_prepack", "")
+                              .typed<c10::intrusive_ptr<LinearPackedParamsBase>(at::Tensor, c10::optional<at::Tensor>)>();
+    pk.linear = prepack.call(qw, bias);
+  } else {
+    static auto prepack =
+        c10::Dispatcher::singleton()
+            .findSchemaOrThrow("quantized::conv2d_prepack", "")
+            .typed<c10::intrusive_ptr<ConvPackedParamsBase<2>>(at::Tensor, c10::optional<at::Tensor>,
+                                                                c10::List<int64_t>, c10::List<int64_t>,
+                                                                c10::List<int64_t>, int64_t)>();
+    auto strides = n.attr_ints("strides", {1, 1});
+    auto pads = n.attr_ints("pads", {0, 0, 0, 0});
+    auto dil = n.attr_ints("dilations", {1, 1});
+    pk.conv = prepack.call(qw, bias, c10::List<int64_t>(strides), c10::List<int64_t>({pads[0], pads[1]}),
+                           c10::List<int64_t>(dil), n.attr_int("group", 1));
+  }
+  return g_cache[&n] = std::move(pk);
+}
+
+// The batch's own uint8 affine spec (dynamic quantization).
+ir::QuantSpec dynamic_spec(const at::Tensor& x) {
+  ir::QuantSpec s;
+  s.bits = 8;
+  s.is_signed = false;
+  s.symmetric = false;
+  choose_qparams(s, x.min().item<double>(), x.max().item<double>());
+  return s;
+}
+
+}  // namespace
+
+bool int8_available() { return select_engine(); }
+void set_int8_enabled(bool enabled) { g_enabled = enabled; }
+bool int8_enabled() { return g_enabled && int8_available(); }
+
+bool keeps_grid(const std::string& op) {
+  return op == "Relu" || op == "MaxPool" || op == "Flatten" || op == "Reshape" || op == "Dropout" ||
+         op == "Identity";
+}
+
+bool accepts_quantized(const ir::Node& node, const std::vector<at::Tensor>& inputs) {
+  if (keeps_grid(node.op)) return node.op != "MaxPool" || inputs[0].dim() == 4;
+  if (node.op == "Conv" || node.op == "Linear") return static_int8_node(node) && inputs.size() == 1;
+  return false;
+}
+
+at::Tensor quantized_forward(const ir::Node& n, const at::Tensor& x, const exec::KernelContext& ctx) {
+  if (x.is_quantized()) {
+    // accepts_quantized() let it through: the static int8 path.
+    Packed& pk = packed_for(n);
+    double os = n.out_qspec->scale.item<double>();
+    int64_t oz = n.out_qspec->zero_point.defined() ? n.out_qspec->zero_point.item<int64_t>() : 0;
+    at::Tensor qx = x.qscheme() == at::kPerTensorAffine && x.scalar_type() == at::kQUInt8 ? x : x;
+    if (n.op == "Linear") {
+      if (qx.dim() == 2) return pk.linear->apply(qx, os, oz);
+      at::Tensor flat = qx.reshape({-1, qx.size(-1)});
+      std::vector<int64_t> shape(qx.sizes().begin(), qx.sizes().end());
+      shape.back() = n.param("weight").value.size(0);
+      return pk.linear->apply(flat, os, oz).reshape(shape);
+    }
+    return pk.conv->apply(qx.contiguous(), os, oz);
+  }
+  if (ctx.training || n.op != "Linear" || n.attr_int("quant_dynamic", 0) == 0 || !n.has_param("weight")) return {};
+  const ir::Param& w = n.param("weight");
+  if (!w.qspec || w.value.requires_grad()) return {};
+  bool per_channel = w.qspec->axis == 0 && w.qspec->scale.numel() > 1;
+  if (int8_enabled() && !per_channel && weight_ready(n) && x.dim() >= 2) {
+    Packed& pk = packed_for(n);
+    at::Tensor xf = x.contiguous();
+    if (xf.dim() == 2) return pk.linear->apply_dynamic(xf, false);
+    std::vector<int64_t> shape(xf.sizes().begin(), xf.sizes().end());
+    shape.back() = w.value.size(0);
+    return pk.linear->apply_dynamic(xf.reshape({-1, xf.size(-1)}), false).reshape(shape);
+  }
+  // Simulated dynamic quantization: the batch's uint8 grid, float arithmetic.
+  at::Tensor xq = fake_quantize(x, dynamic_spec(x));
+  return at::linear(xq, w.value, n.has_param("bias") ? n.param("bias").value : at::Tensor());
+}
+
+at::Tensor apply_out_qspec(const ir::Node& n, const at::Tensor& y, const exec::KernelContext& ctx) {
+  const ir::QuantSpec& s = *n.out_qspec;
+  if (y.is_quantized()) {
+    // Produced by an int8 kernel with this very spec.
+    return y;
+  }
+  if (!ctx.training && is_quint8_spec(s) && int8_enabled() && y.scalar_type() == at::kFloat) {
+    int64_t z = s.zero_point.defined() ? s.zero_point.item<int64_t>() : 0;
+    return at::quantize_per_tensor(y, s.scale.item<double>(), z, at::kQUInt8);
+  }
+  return fake_quantize(y, s);
+}
+
+const ir::QuantSpec* input_qspec(const ir::Graph& graph, const ir::Node& node) {
+  if (node.inputs.empty()) return nullptr;
+  std::string v = node.inputs[0];
+  for (int guard = 0; guard < 64; ++guard) {
+    const ir::Node* p = graph.producer(v);
+    if (!p) return nullptr;
+    if (p->out_qspec && p->outputs[0] == v) return &*p->out_qspec;
+    if (!keeps_grid(p->op) || p->inputs.empty()) return nullptr;
+    v = p->inputs[0];
+  }
+  return nullptr;
+}
+
+std::string planned_execution(const ir::Graph& graph, const ir::Node& node) {
+  if (!node.has_param("weight") || !node.param("weight").qspec) {
+    return node.out_qspec ? "simulated" : "float";
+  }
+  if (node.attr_int("quant_dynamic", 0) != 0) {
+    const ir::QuantSpec& s = *node.param("weight").qspec;
+    bool per_channel = s.axis == 0 && s.scale.defined() && s.scale.numel() > 1;
+    return int8_enabled() && !per_channel && weight_ready(node) ? "int8-dynamic" : "simulated";
+  }
+  const ir::QuantSpec* in = input_qspec(graph, node);
+  if (int8_enabled() && static_int8_node(node) && in && is_quint8_spec(*in)) return "int8";
+  return "simulated";
+}
+
+}  // namespace squeeze::quant

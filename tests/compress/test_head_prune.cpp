@@ -1,0 +1,112 @@
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+
+#include "compress/prune_test_util.h"
+#include "squeeze/compress/prune/dependency_graph.h"
+#include "squeeze/compress/prune/head_prune.h"
+#include "squeeze/compress/prune/layer_prune.h"
+#include "squeeze/compress/prune/structured_prune.h"
+#include "squeeze/ir/ops.h"
+#include "squeeze/models/zoo.h"
+#include "squeeze/util/error.h"
+#include "testing/asserts.h"
+
+namespace squeeze {
+namespace {
+
+using compress::StructuredPruneOptions;
+
+ir::Graph vit() { return models::build("vit_tiny", {}, 0); }
+
+TEST(HeadPrune, FindsEveryAttentionBlockOfVitTiny) {
+  ir::Graph g = vit();
+  auto blocks = compress::find_attention(g);
+  ASSERT_EQ(blocks.size(), 4u);
+  EXPECT_EQ(blocks[0].q, "enc0_q");
+  EXPECT_EQ(blocks[0].out, "enc0_proj");
+  EXPECT_EQ(blocks[0].heads, 4);
+  EXPECT_EQ(blocks[0].head_dim, 16);
+  EXPECT_TRUE(compress::find_attention(models::build("resnet8", {}, 0)).empty());
+}
+
+TEST(HeadPrune, RemovingZeroHeadsIsExact) {
+  ir::Graph g = vit();
+  auto blocks = compress::find_attention(g);
+  std::map<size_t, std::vector<int64_t>> removed{{0, {1, 3}}, {2, {0}}};
+  // A head whose value projection is zero contributes nothing to the output projection.
+  ir::Graph zeroed = g.clone();
+  {
+    at::NoGradGuard no_grad;
+    for (const auto& [bi, heads] : removed)
+      for (auto h : heads) {
+        auto* v = zeroed.find_node(blocks[bi].v);
+        v->param("weight").value.narrow(0, h * 16, 16).zero_();
+        v->param("bias").value.narrow(0, h * 16, 16).zero_();
+      }
+  }
+  ir::Graph small = compress::remove_heads(g, blocks, removed);
+  EXPECT_EQ(small.find_node("enc0_q")->param("weight").value.size(0), 32);
+  EXPECT_EQ(small.find_node("enc0_proj")->param("weight").value.size(1), 32);
+  EXPECT_EQ(small.find_node("enc2_k")->param("weight").value.size(0), 48);
+  EXPECT_LT(ir::graph_flops(small), ir::graph_flops(g));
+  at::Tensor x = testing::random_input(g, 2);
+  EXPECT_TRUE(testing::tensors_close(testing::run_graph(small, x), testing::run_graph(zeroed, x),
+                                     testing::kPruneRtol, testing::kPruneAtol));
+}
+
+TEST(HeadPrune, PassRemovesARatioOfHeads) {
+  ir::Graph g = vit();
+  data::Splits data = testing::random_splits({3, 32, 32}, 10, 32);
+  for (const char* c : {"l1", "l2", "taylor", "random"}) {
+    StructuredPruneOptions o;
+    o.granularity = "head";
+    o.criterion = c;
+    o.ratio = 0.5;
+    o.batches = 1;
+    compress::PassContext ctx;
+    ctx.data = &data;
+    ctx.batch_size = 16;
+    auto r = compress::HeadPrune(o).run(g, ctx);
+    EXPECT_NE(r.summary.find("heads 16 -> 8"), std::string::npos) << c << ": " << r.summary;
+    at::Tensor x = testing::random_input(g, 2);
+    EXPECT_EQ(testing::run_graph(r.graph, x).sizes(), (std::vector<int64_t>{2, 10}));
+  }
+  StructuredPruneOptions o;
+  o.granularity = "head";
+  compress::PassContext ctx;
+  EXPECT_THROW(compress::HeadPrune(o).run(models::build("small_cnn", {}, 0), ctx), UserError);
+}
+
+TEST(HeadPrune, VitChannelAndEncoderLayerPruning) {
+  ir::Graph g = vit();
+  // Channel pruning reaches the MLP hidden layers (the residual stream is tied to LayerNorm).
+  compress::DependencyGraph d(g);
+  ASSERT_EQ(d.groups().size(), 4u);
+  EXPECT_EQ(d.groups()[0].name, "enc0_fc1");
+  StructuredPruneOptions o;
+  o.ratio = 0.5;
+  compress::PassContext ctx;
+  auto r = compress::StructuredPrune(o).run(g, ctx);
+  EXPECT_TRUE(r.changed);
+  at::Tensor x = testing::random_input(g, 2);
+  EXPECT_EQ(testing::run_graph(r.graph, x).sizes(), (std::vector<int64_t>{2, 10}));
+  auto removed = testing::every_other_unit(d);
+  ir::Graph zeroed = g.clone();
+  for (const auto& [gi, units] : removed) testing::zero_units(zeroed, d.groups()[gi], units);
+  EXPECT_TRUE(testing::tensors_close(testing::run_graph(d.prune(g, removed), x), testing::run_graph(zeroed, x),
+                                     testing::kPruneRtol, testing::kPruneAtol));
+  // Encoder sub-layers (attention and MLP) are residual blocks layer pruning can remove.
+  auto blocks = compress::removable_blocks(g);
+  EXPECT_EQ(blocks.size(), 8u);
+  StructuredPruneOptions lo;
+  lo.granularity = "layer";
+  lo.criterion = "l1";
+  lo.layers = 2;
+  auto lr = compress::LayerPrune(lo).run(g, ctx);
+  EXPECT_TRUE(lr.changed);
+  EXPECT_EQ(compress::removable_blocks(lr.graph).size(), 6u);
+  EXPECT_EQ(testing::run_graph(lr.graph, x).sizes(), (std::vector<int64_t>{2, 10}));
+}
+
+}  // namespace
+}  // namespace squeeze

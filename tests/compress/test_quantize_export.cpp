@@ -1,0 +1,144 @@
+// QDQ ONNX and QONNX export of quantized graphs, and their re-import into squeeze.
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <map>
+
+#include "io/onnx_internal.h"
+#include "squeeze/compress/quantize/int8_exec.h"
+#include "squeeze/compress/quantize/quant_math.h"
+#include "squeeze/compress/quantize/quantize.h"
+#include "squeeze/deploy/export.h"
+#include "squeeze/exec/executor.h"
+#include "squeeze/io/onnx.h"
+#include "squeeze/io/qonnx.h"
+#include "squeeze/models/zoo.h"
+#include "testing/asserts.h"
+
+namespace squeeze {
+namespace {
+
+namespace fs = std::filesystem;
+
+data::Splits calib_data(const std::vector<int64_t>& shape, int64_t n = 128) {
+  data::Splits s;
+  std::vector<int64_t> full = {n};
+  full.insert(full.end(), shape.begin(), shape.end());
+  s.train.x = at::randn(full);
+  s.train.y = at::randint(0, 10, {n}, at::kLong);
+  s.val = s.test = s.train.head(32);
+  s.sample_shape = shape;
+  s.num_classes = 10;
+  return s;
+}
+
+ir::Graph quantized_cnn(int bits, const data::Splits& d, bool per_channel = true) {
+  ir::Graph g = models::build("small_cnn", {{"width", "8"}}, 0);
+  compress::QuantizeOptions o;
+  o.weight_bits = bits;
+  o.act_bits = bits;
+  o.per_channel = per_channel;
+  compress::PassContext ctx;
+  ctx.data = &d;
+  ctx.batch_size = 64;
+  return compress::Quantize(o).run(g, ctx).graph;
+}
+
+std::map<std::string, int> op_counts(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  onnx::ModelProto m;
+  EXPECT_TRUE(m.ParseFromIstream(&f));
+  std::map<std::string, int> counts;
+  for (const auto& n : m.graph().node()) ++counts[n.op_type()];
+  return counts;
+}
+
+// Simulated execution on both sides, so the comparison is about the graphs, not the kernels.
+at::Tensor simulate(const ir::Graph& g, const at::Tensor& x) {
+  quant::set_int8_enabled(false);
+  at::Tensor y = exec::Executor(g).forward(x);
+  quant::set_int8_enabled(true);
+  return y;
+}
+
+int quantized_weights(const ir::Graph& g) {
+  int n = 0;
+  for (const auto& node : g.nodes)
+    if (node.has_param("weight") && node.param("weight").qspec) ++n;
+  return n;
+}
+
+TEST(QuantExport, QdqRoundTrip) {
+  at::manual_seed(0);
+  data::Splits d = calib_data({1, 28, 28});
+  ir::Graph q = quantized_cnn(8, d);
+  std::string path = (fs::temp_directory_path() / "sqz_qdq.onnx").string();
+  io::export_onnx(q, path);  // runs the ONNX checker
+  auto counts = op_counts(path);
+  EXPECT_EQ(counts["DequantizeLinear"], 4 + counts["QuantizeLinear"]);  // 4 weights + activations
+  EXPECT_GE(counts["QuantizeLinear"], 5);
+  ir::Graph back = io::import_onnx(path);
+  EXPECT_EQ(quantized_weights(back), 4);
+  for (const auto& n : back.nodes)
+    if (n.has_param("weight")) {
+      const auto& p = n.param("weight");
+      EXPECT_TRUE(quant::on_grid(p.value, *p.qspec)) << n.name;
+      EXPECT_EQ(p.qspec->axis, 0) << n.name;
+    }
+  at::Tensor x = d.test.x.narrow(0, 0, 16);
+  EXPECT_TRUE(squeeze::testing::tensors_close(simulate(back, x), simulate(q, x), 1e-5, 1e-5));
+  // The int8 kernels run on the re-imported graph too.
+  for (const auto& n : back.nodes)
+    if (n.op == "Conv") EXPECT_EQ(quant::planned_execution(back, n), "int8") << n.name;
+  fs::remove(path);
+}
+
+TEST(QuantExport, QdqClipsNarrowWidths) {
+  at::manual_seed(0);
+  data::Splits d = calib_data({1, 28, 28});
+  ir::Graph q = quantized_cnn(4, d);
+  std::string path = (fs::temp_directory_path() / "sqz_qdq4.onnx").string();
+  io::export_onnx(q, path);
+  EXPECT_GE(op_counts(path)["Clip"], 5);
+  ir::Graph back = io::import_onnx(path);
+  at::Tensor x = d.test.x.narrow(0, 0, 16);
+  EXPECT_TRUE(squeeze::testing::tensors_close(simulate(back, x), simulate(q, x), 1e-5, 1e-5));
+  fs::remove(path);
+}
+
+TEST(QuantExport, QonnxRoundTripKeepsBitWidths) {
+  at::manual_seed(0);
+  data::Splits d = calib_data({1, 28, 28});
+  for (int bits : {3, 8}) {
+    ir::Graph q = quantized_cnn(bits, d);
+    std::string path = (fs::temp_directory_path() / "sqz_model.qonnx.onnx").string();
+    deploy::export_model(q, "qonnx", path);
+    auto counts = op_counts(path);
+    EXPECT_EQ(counts["QuantizeLinear"], 0);
+    EXPECT_GE(counts["Quant"], 9);  // 4 weights + 5 activations
+    ir::Graph back = io::import_onnx(path);
+    EXPECT_EQ(quantized_weights(back), 4);
+    for (const auto& n : back.nodes) {
+      if (n.has_param("weight")) EXPECT_EQ(n.param("weight").qspec->bits, bits) << n.name;
+      if (n.out_qspec) EXPECT_EQ(n.out_qspec->bits, bits) << n.name;
+    }
+    at::Tensor x = d.test.x.narrow(0, 0, 16);
+    EXPECT_TRUE(squeeze::testing::tensors_close(simulate(back, x), simulate(q, x), 1e-5, 1e-5)) << bits << " bits";
+    fs::remove(path);
+  }
+}
+
+TEST(QuantExport, FloatGraphsExportUnchanged) {
+  ir::Graph g = models::build("small_cnn", {{"width", "4"}}, 0);
+  std::string path = (fs::temp_directory_path() / "sqz_float.onnx").string();
+  io::export_qonnx(g, path);
+  auto counts = op_counts(path);
+  EXPECT_EQ(counts["Quant"], 0);
+  EXPECT_EQ(counts["DequantizeLinear"], 0);
+  fs::remove(path);
+}
+
+}  // namespace
+}  // namespace squeeze

@@ -1,0 +1,453 @@
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+
+#include <algorithm>
+
+#include "compress/prune_test_util.h"
+#include "squeeze/compress/prune/dependency_graph.h"
+#include "squeeze/compress/prune/importance.h"
+#include "squeeze/compress/prune/structured_prune.h"
+#include "squeeze/compress/registry.h"
+#include "squeeze/ir/builder.h"
+#include "squeeze/ir/ops.h"
+#include "squeeze/models/zoo.h"
+#include "squeeze/util/error.h"
+#include "squeeze/util/params.h"
+#include "testing/asserts.h"
+
+namespace squeeze {
+namespace {
+
+using compress::DependencyGraph;
+using compress::StructuredPrune;
+using compress::StructuredPruneOptions;
+using testing::random_input;
+using testing::run_graph;
+
+struct ZooCase {
+  std::string name;
+  std::map<std::string, std::string> params;
+};
+
+const std::vector<ZooCase>& zoo_cases() {
+  static const std::vector<ZooCase> cases = {
+      {"small_cnn", {}},     {"lenet5", {}},
+      {"resnet8", {}},       {"resnet20", {}},
+      {"mobilenet_v2_tiny", {}}, {"resnet18", {{"input_size", "32"}, {"num_classes", "10"}}},
+      {"mlp", {}},           {"jet_tagger", {}},
+  };
+  return cases;
+}
+
+const compress::ChannelGroup* group_with_producer(const DependencyGraph& d, const std::string& node) {
+  for (const auto& g : d.groups()) {
+    auto p = g.producers();
+    if (std::find(p.begin(), p.end(), node) != p.end()) return &g;
+  }
+  return nullptr;
+}
+
+compress::PassResult prune(const ir::Graph& g, StructuredPruneOptions o, const data::Splits* data = nullptr) {
+  compress::PassContext ctx;
+  ctx.data = data;
+  ctx.batch_size = 32;
+  return StructuredPrune(o).run(g, ctx);
+}
+
+// --- dependency graph ---
+
+TEST(StructuredDeps, SmallCnnChannelsFollowFlattenIntoLinear) {
+  ir::Graph g = models::build("small_cnn", {}, 0);
+  DependencyGraph d(g);
+  ASSERT_EQ(d.groups().size(), 3u);  // conv1, conv2, fc1; fc2 makes the graph output
+  const auto* conv2 = group_with_producer(d, "conv2");
+  ASSERT_NE(conv2, nullptr);
+  EXPECT_EQ(conv2->size, 64);
+  bool found = false;
+  for (const auto& p : conv2->params)
+    if (p.node == "fc1" && p.param == "weight") {
+      found = true;
+      EXPECT_EQ(p.axis, 1);
+      EXPECT_EQ(p.role, compress::ParamRole::kConsume);
+      ASSERT_EQ(p.unit_indices[3].size(), 49u);  // 7x7 features per channel
+      EXPECT_EQ(p.unit_indices[3].front(), 3 * 49);
+    }
+  EXPECT_TRUE(found);
+  EXPECT_EQ(group_with_producer(d, "fc2"), nullptr);
+}
+
+TEST(StructuredDeps, ResidualAddTiesAllOperands) {
+  ir::Graph g = models::build("resnet8", {}, 0);
+  DependencyGraph d(g);
+  const auto* stem = group_with_producer(d, "stem");
+  ASSERT_NE(stem, nullptr);
+  auto prods = stem->producers();
+  // The identity shortcut ties the stem's channels to the first block's second conv.
+  EXPECT_NE(std::find(prods.begin(), prods.end(), "layer1_0_conv2"), prods.end());
+  // A downsampling block: its conv2 and shortcut conv are tied, and so is the next stage's output.
+  const auto* down = group_with_producer(d, "layer2_0_down");
+  ASSERT_NE(down, nullptr);
+  prods = down->producers();
+  EXPECT_NE(std::find(prods.begin(), prods.end(), "layer2_0_conv2"), prods.end());
+  // Internal block channels are their own group.
+  const auto* inner = group_with_producer(d, "layer1_0_conv1");
+  ASSERT_NE(inner, nullptr);
+  EXPECT_EQ(inner->producers().size(), 1u);
+}
+
+TEST(StructuredDeps, DepthwiseConvTiedToItsInput) {
+  ir::Graph g = models::build("mobilenet_v2_tiny", {}, 0);
+  DependencyGraph d(g);
+  const auto* expand = group_with_producer(d, "block1_expand");
+  ASSERT_NE(expand, nullptr);
+  auto prods = expand->producers();
+  EXPECT_NE(std::find(prods.begin(), prods.end(), "block1_dw"), prods.end());
+}
+
+TEST(StructuredDeps, ConcatOffsetsAndConsumers) {
+  ir::GraphBuilder b("concat", 7);
+  std::string x = b.input("input", {3, 8, 8});
+  std::string a = b.act("Relu", b.conv(x, 4, 3, 1, 1, 1, true, "a"));
+  std::string c = b.act("Relu", b.conv(x, 6, 1, 1, 0, 1, true, "c"));
+  std::string cat = b.concat({a, c}, 1);
+  std::string y = b.act("Relu", b.conv(cat, 5, 3, 1, 1, 1, true, "after"));
+  ir::Graph g = b.finish({b.linear(b.flatten(b.global_avgpool(y)), 2, true, "head")});
+  DependencyGraph d(g);
+  const auto* gc = group_with_producer(d, "c");
+  ASSERT_NE(gc, nullptr);
+  EXPECT_EQ(gc->size, 6);
+  for (const auto& p : gc->params)
+    if (p.node == "after" && p.param == "weight") EXPECT_EQ(p.unit_indices[0].front(), 4);  // offset by a's 4
+  // Exact: zero units of both branches and remove them.
+  auto removed = testing::every_other_unit(d);
+  ir::Graph zeroed = g.clone();
+  for (const auto& [gi, units] : removed) testing::zero_units(zeroed, d.groups()[gi], units);
+  ir::Graph small = d.prune(g, removed);
+  at::Tensor in = random_input(g, 3);
+  EXPECT_TRUE(testing::tensors_close(run_graph(small, in), run_graph(zeroed, in), testing::kPruneRtol,
+                                     testing::kPruneAtol));
+  EXPECT_EQ(small.find_node("after")->param("weight").value.size(1), 5);  // 2 of a + 3 of c
+}
+
+TEST(StructuredDeps, SplitSizesFollowThePruning) {
+  ir::GraphBuilder b("split", 7);
+  std::string x = b.input("input", {3, 8, 8});
+  std::string y = b.act("Relu", b.conv(x, 8, 3, 1, 1, 1, true, "wide"));
+  b.node("Split", {y}, {{"axis", int64_t{1}}, {"split", std::vector<int64_t>{3, 5}}}, {}, "split", 2);
+  std::string p0 = b.conv("split:0", 4, 3, 1, 1, 1, true, "left");
+  std::string p1 = b.conv("split:1", 4, 3, 1, 1, 1, true, "right");
+  std::string z = b.act("Relu", b.add(p0, p1));
+  ir::Graph g = b.finish({b.linear(b.flatten(b.global_avgpool(z)), 2, true, "head")});
+  DependencyGraph d(g);
+  // The two parts of the split are separate groups (they reach different consumers).
+  int64_t wide_groups = 0;
+  for (const auto& grp : d.groups()) wide_groups += grp.name == "wide";
+  EXPECT_EQ(wide_groups, 2);
+  auto removed = testing::every_other_unit(d);  // 1 of the first 3, 2 of the other 5
+  ir::Graph zeroed = g.clone();
+  for (const auto& [gi, units] : removed) testing::zero_units(zeroed, d.groups()[gi], units);
+  ir::Graph small = d.prune(g, removed);
+  EXPECT_EQ(small.find_node("split")->attr_ints("split"), (std::vector<int64_t>{2, 3}));
+  at::Tensor in = random_input(g, 2);
+  EXPECT_TRUE(testing::tensors_close(run_graph(small, in), run_graph(zeroed, in), testing::kPruneRtol,
+                                     testing::kPruneAtol));
+}
+
+TEST(StructuredDeps, UnknownAndChannelMixingOpsBlock) {
+  ir::GraphBuilder b("blocked", 7);
+  std::string x = b.input("input", {3, 8, 8});
+  std::string y = b.act("Relu", b.conv(x, 8, 3, 1, 1, 1, true, "c1"));
+  y = b.node("LRN", {y}, {{"size", int64_t{3}}});
+  std::string z = b.act("Relu", b.conv(y, 8, 3, 1, 1, 1, true, "c2"));
+  z = b.node("Softmax", {z}, {{"axis", int64_t{1}}});
+  std::string w = b.act("Relu", b.conv(z, 8, 3, 1, 1, 1, true, "c3"));
+  ir::Graph g = b.finish({b.linear(b.flatten(b.global_avgpool(w)), 2, true, "head")});
+  DependencyGraph d(g);
+  EXPECT_EQ(group_with_producer(d, "c1"), nullptr);
+  EXPECT_EQ(group_with_producer(d, "c2"), nullptr);
+  EXPECT_NE(group_with_producer(d, "c3"), nullptr);
+}
+
+TEST(StructuredDeps, GroupedConvKeepsGroupsEqual) {
+  ir::GraphBuilder b("grouped", 7);
+  std::string x = b.input("input", {4, 8, 8});
+  std::string y = b.act("Relu", b.conv(x, 8, 3, 1, 1, 1, true, "c1"));
+  y = b.act("Relu", b.conv(y, 12, 3, 1, 1, 2, true, "grouped"));
+  std::string z = b.act("Relu", b.conv(y, 8, 1, 1, 0, 1, true, "c3"));
+  ir::Graph g = b.finish({b.linear(b.flatten(b.global_avgpool(z)), 2, true, "head")});
+  DependencyGraph d(g);
+  // Channel c of each group goes with channel c of the other group.
+  ASSERT_NE(group_with_producer(d, "c1"), nullptr);
+  EXPECT_EQ(group_with_producer(d, "c1")->size, 4);
+  ASSERT_NE(group_with_producer(d, "grouped"), nullptr);
+  EXPECT_EQ(group_with_producer(d, "grouped")->size, 6);
+  auto removed = testing::every_other_unit(d);
+  ir::Graph zeroed = g.clone();
+  for (const auto& [gi, units] : removed) testing::zero_units(zeroed, d.groups()[gi], units);
+  ir::Graph small = d.prune(g, removed);
+  const auto& w = small.find_node("grouped")->param("weight").value;
+  EXPECT_EQ(w.sizes(), (std::vector<int64_t>{6, 2, 3, 3}));
+  EXPECT_EQ(small.find_node("grouped")->attr_int("group"), 2);
+  at::Tensor in = random_input(g, 2);
+  EXPECT_TRUE(testing::tensors_close(run_graph(small, in), run_graph(zeroed, in), testing::kPruneRtol,
+                                     testing::kPruneAtol));
+}
+
+// --- every zoo model ---
+
+TEST(StructuredPrune, ZooModelsPruneVerifyRunAndShrink) {
+  for (const auto& zc : zoo_cases()) {
+    ir::Graph g = models::build(zc.name, zc.params, 0);
+    int64_t flops0 = ir::graph_flops(g);
+    at::Tensor x = random_input(g, 2);
+    at::Tensor y0 = run_graph(g, x);
+    double prev = double(flops0);
+    for (double ratio : {0.3, 0.5, 0.7}) {
+      StructuredPruneOptions o;
+      o.ratio = ratio;
+      auto r = prune(g, o);
+      SCOPED_TRACE(zc.name + " at " + std::to_string(ratio));
+      ASSERT_TRUE(r.changed) << r.summary;
+      ASSERT_NO_THROW(ir::verify(r.graph));
+      at::Tensor y = run_graph(r.graph, x);
+      EXPECT_EQ(y.sizes(), y0.sizes());
+      double f = double(ir::graph_flops(r.graph));
+      EXPECT_LT(f, prev) << r.summary;
+      prev = f;
+      for (const auto& n : r.graph.nodes)
+        for (const auto& [k, p] : n.params) EXPECT_FALSE(p.mask.has_value()) << n.name;
+    }
+    // 70% of the channels removes well over half of the FLOPs.
+    EXPECT_LT(prev, 0.5 * double(flops0)) << zc.name;
+  }
+}
+
+TEST(StructuredPrune, ZeroRatioGivesIdenticalOutputs) {
+  for (const auto& zc : zoo_cases()) {
+    ir::Graph g = models::build(zc.name, zc.params, 0);
+    StructuredPruneOptions o;
+    o.ratio = 0.0;
+    auto r = prune(g, o);
+    EXPECT_FALSE(r.changed) << zc.name;
+    at::Tensor x = random_input(g, 2);
+    EXPECT_TRUE(run_graph(r.graph, x).equal(run_graph(g, x))) << zc.name;
+    // Removing nothing through the dependency graph is the identity too.
+    DependencyGraph d(g);
+    EXPECT_TRUE(run_graph(d.prune(g, {}), x).equal(run_graph(g, x))) << zc.name;
+  }
+}
+
+TEST(StructuredPrune, RemovingZeroChannelsIsExact) {
+  for (const auto& zc : zoo_cases()) {
+    ir::Graph g = models::build(zc.name, zc.params, 0);
+    DependencyGraph d(g);
+    ASSERT_FALSE(d.groups().empty()) << zc.name;
+    auto removed = testing::every_other_unit(d);
+    ir::Graph zeroed = g.clone();
+    for (const auto& [gi, units] : removed) testing::zero_units(zeroed, d.groups()[gi], units);
+    ir::Graph small = d.prune(g, removed);
+    EXPECT_LT(small.num_params(), g.num_params()) << zc.name;
+    at::Tensor x = random_input(g, 4);
+    at::Tensor want = run_graph(zeroed, x), got = run_graph(small, x);
+    EXPECT_TRUE(testing::tensors_close(got, want, testing::kPruneRtol, testing::kPruneAtol)) << zc.name;
+    // And the zeroing did matter: the original outputs differ.
+    EXPECT_FALSE(testing::tensors_close(run_graph(g, x), want, 1e-6, 1e-6)) << zc.name;
+  }
+}
+
+// --- criteria ---
+
+TEST(StructuredPrune, EveryCriterionPrunesResnet8) {
+  ir::Graph g = models::build("resnet8", {{"input_size", "16"}}, 0);
+  data::Splits data = testing::random_splits({3, 16, 16}, 10, 64);
+  int64_t flops0 = ir::graph_flops(g);
+  for (const auto& c : compress::importance_criteria()) {
+    StructuredPruneOptions o;
+    o.criterion = c;
+    o.ratio = 0.4;
+    o.batches = 2;
+    auto r = prune(g, o, &data);
+    EXPECT_TRUE(r.changed) << c;
+    EXPECT_LT(ir::graph_flops(r.graph), flops0) << c;
+    EXPECT_NE(r.summary.find(c), std::string::npos) << r.summary;
+  }
+}
+
+TEST(StructuredPrune, L1RemovesTheSmallestFilters) {
+  ir::Graph g = models::build("small_cnn", {}, 0);
+  {
+    at::NoGradGuard no_grad;
+    auto& w = g.find_node("conv1")->param("weight").value;
+    for (int64_t c : {2, 5, 11}) w[c].mul_(0.01);
+  }
+  StructuredPruneOptions o;
+  o.scope = "local";
+  o.ratio = 3.0 / 32.0;
+  o.exclude = {"conv2", "fc1"};
+  auto r = prune(g, o);
+  const auto& w0 = g.find_node("conv1")->param("weight").value;
+  const auto& w1 = r.graph.find_node("conv1")->param("weight").value;
+  ASSERT_EQ(w1.size(0), 29);
+  // The kept filters are the original ones minus 2, 5, 11, in order.
+  std::vector<int64_t> keep;
+  for (int64_t c = 0; c < 32; ++c)
+    if (c != 2 && c != 5 && c != 11) keep.push_back(c);
+  EXPECT_TRUE(w1.equal(w0.index_select(0, at::tensor(keep))));
+}
+
+TEST(StructuredPrune, BnScaleNeedsBatchNormAndNamesTheLayer) {
+  ir::Graph g = models::build("small_cnn", {}, 0);
+  StructuredPruneOptions o;
+  o.criterion = "bn_scale";
+  try {
+    prune(g, o);
+    FAIL() << "expected a UserError";
+  } catch (const UserError& e) {
+    EXPECT_NE(std::string(e.what()).find("conv1"), std::string::npos) << e.what();
+  }
+  ir::Graph r8 = models::build("resnet8", {}, 0);
+  EXPECT_TRUE(prune(r8, o).changed);
+}
+
+TEST(StructuredPrune, DataCriteriaWithoutDataAreRejected) {
+  ir::Graph g = models::build("small_cnn", {}, 0);
+  for (const char* c : {"taylor", "apoz", "mean_activation"}) {
+    StructuredPruneOptions o;
+    o.criterion = c;
+    EXPECT_THROW(prune(g, o), UserError) << c;
+  }
+}
+
+TEST(StructuredPrune, ApozPrunesChannelsThatAreAlwaysZero) {
+  ir::Graph g = models::build("small_cnn", {}, 0);
+  {
+    at::NoGradGuard no_grad;
+    auto& b = g.find_node("conv1")->param("bias").value;
+    for (int64_t c : {1, 7}) b[c].fill_(-100.0);  // ReLU output always zero
+  }
+  data::Splits data = testing::random_splits({1, 28, 28}, 10, 64);
+  StructuredPruneOptions o;
+  o.criterion = "apoz";
+  o.scope = "local";
+  o.ratio = 2.0 / 32.0;
+  o.exclude = {"conv2", "fc1"};
+  auto r = prune(g, o, &data);
+  const auto& b1 = r.graph.find_node("conv1")->param("bias").value;
+  ASSERT_EQ(b1.size(0), 30);
+  EXPECT_GT(b1.min().item<double>(), -50.0);
+}
+
+// --- options ---
+
+TEST(StructuredPrune, MaxRatioRoundToAndExclusions) {
+  ir::Graph g = models::build("resnet8", {}, 0);
+  DependencyGraph d0(g);
+  StructuredPruneOptions o;
+  o.ratio = 0.7;
+  o.max_ratio_per_layer = 0.5;
+  o.round_to = 4;
+  o.exclude = {"layer1_0_conv1"};
+  auto r = prune(g, o);
+  EXPECT_EQ(r.graph.find_node("layer1_0_conv1")->param("weight").value.size(0), 16);
+  for (const auto& grp : d0.groups()) {
+    int64_t before = g.find_node(grp.name)->param("weight").value.size(0);
+    int64_t after = r.graph.find_node(grp.name)->param("weight").value.size(0);
+    EXPECT_GE(after, before / 2) << grp.name;
+    EXPECT_EQ(after % 4, 0) << grp.name << " keeps " << after;
+  }
+}
+
+TEST(StructuredPrune, LocalScopePrunesEveryGroupAlike) {
+  ir::Graph g = models::build("small_cnn", {}, 0);
+  StructuredPruneOptions o;
+  o.scope = "local";
+  o.ratio = 0.5;
+  auto r = prune(g, o);
+  EXPECT_EQ(r.graph.find_node("conv1")->param("weight").value.size(0), 16);
+  EXPECT_EQ(r.graph.find_node("conv2")->param("weight").value.size(0), 32);
+  EXPECT_EQ(r.graph.find_node("fc1")->param("weight").value.size(0), 64);
+  EXPECT_EQ(r.graph.find_node("fc1")->param("weight").value.size(1), 32 * 49);
+}
+
+TEST(StructuredPrune, FlopsTargetHalvesTheFlops) {
+  ir::Graph g = models::build("small_cnn", {}, 0);
+  StructuredPruneOptions o;
+  o.target = "flops";
+  o.ratio = 0.5;
+  auto r = prune(g, o);
+  double ratio = double(ir::graph_flops(r.graph)) / double(ir::graph_flops(g));
+  EXPECT_LE(ratio, 0.5);
+  EXPECT_GT(ratio, 0.42);
+}
+
+TEST(StructuredPrune, IterativeStepsFineTuneAndRecordHistory) {
+  ir::Graph g = models::build("small_cnn", {}, 0);
+  data::Splits data = testing::random_splits({1, 28, 28}, 10, 64);
+  train::TrainOptions ft;
+  ft.epochs = 1;
+  compress::PassContext ctx;
+  ctx.data = &data;
+  ctx.batch_size = 32;
+  ctx.finetune = &ft;
+  StructuredPruneOptions o;
+  o.ratio = 0.5;
+  o.steps = 3;
+  auto r = StructuredPrune(o).run(g, ctx);
+  EXPECT_NE(r.summary.find("step 3/3"), std::string::npos) << r.summary;
+  EXPECT_NE(r.summary.find("val accuracy"), std::string::npos) << r.summary;
+  // (1 - 0.5) of the channels remain, within rounding.
+  int64_t c1 = r.graph.find_node("conv1")->param("weight").value.size(0);
+  int64_t fc1 = r.graph.find_node("fc1")->param("weight").value.size(0);
+  EXPECT_NEAR(double(c1 + fc1 + r.graph.find_node("conv2")->param("weight").value.size(0)), 0.5 * (32 + 64 + 128), 6.0);
+}
+
+TEST(StructuredPrune, OptionsFromParamsAndRegistry) {
+  auto params = [](std::vector<std::pair<std::string, std::string>> kv) {
+    auto p = std::make_shared<Params>("experiments[0].stages[0].params");
+    for (auto& [k, v] : kv) p->set(k, Value::scalar(v));
+    return p;
+  };
+  const auto* m = compress::find_method("prune");
+  ASSERT_NE(m, nullptr);
+  {
+    auto p = params({{"kind", "structured"}, {"criterion", "fpgm"}, {"ratio", "0.3"}, {"round_to", "8"}});
+    auto steps = std::make_shared<Params>("experiments[0].stages[0].params.iterative");
+    steps->set("steps", Value::scalar("3"));
+    p->set("iterative", Value::map(steps));
+    auto o = StructuredPruneOptions::from_params(*p);
+    EXPECT_EQ(o.criterion, "fpgm");
+    EXPECT_EQ(o.steps, 3);
+    EXPECT_EQ(o.round_to, 8);
+    auto p2 = params({{"kind", "structured"}, {"criterion", "l2"}});
+    auto pass = m->make(*p2);
+    EXPECT_NE(dynamic_cast<StructuredPrune*>(pass.get()), nullptr);
+  }
+  {  // unstructured still goes to magnitude pruning
+    auto p = params({{"kind", "unstructured"}, {"ratio", "0.3"}});
+    auto pass = m->make(*p);
+    EXPECT_EQ(dynamic_cast<StructuredPrune*>(pass.get()), nullptr);
+    auto p2 = params({{"ratio", "0.3"}});
+    EXPECT_EQ(dynamic_cast<StructuredPrune*>(m->make(*p2).get()), nullptr);
+  }
+  auto rejected = [&](std::vector<std::pair<std::string, std::string>> kv, const std::string& needle) {
+    auto p = params(kv);
+    try {
+      m->make(*p);
+      ADD_FAILURE() << "accepted " << needle;
+    } catch (const ConfigError& e) {
+      EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+    }
+  };
+  rejected({{"kind", "structured"}, {"criterion", "l3"}}, "criterion");
+  rejected({{"kind", "structured"}, {"granularity", "filter"}}, "granularity");
+  rejected({{"kind", "structured"}, {"granularity", "layer"}, {"criterion", "apoz"}}, "layer");
+  rejected({{"kind", "structured"}, {"granularity", "head"}, {"criterion", "bn_scale"}}, "head");
+  rejected({{"kind", "structured"}, {"ratio", "1.5"}}, "ratio");
+  rejected({{"kind", "structured"}, {"scope", "everywhere"}}, "scope");
+  rejected({{"kind", "structured"}, {"rounding", "8"}}, "rounding");
+  rejected({{"kind", "structured"}, {"granularity", "layer"}, {"target", "flops"}}, "target");
+  rejected({{"kind", "unstructured"}, {"criterion", "fpgm"}}, "criterion");
+}
+
+}  // namespace
+}  // namespace squeeze
