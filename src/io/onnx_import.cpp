@@ -1230,6 +1230,29 @@ void Importer::op_prelu(const NodeProto& n) {
   out_hint_emit(n, "PRelu", {x}, {}, p);
 }
 
+// A node followed by a fake-quantizing Identity (its sole consumer) carries the spec itself, as the
+// quantization passes write it: Conv -> Q/DQ becomes a Conv with out_qspec, so the int8 kernels
+// apply. The Identity's output name is kept.
+void fuse_quantized_outputs(ir::Graph& g) {
+  for (size_t i = 0; i < g.nodes.size();) {
+    ir::Node& id = g.nodes[i];
+    const ir::Node* prod = id.op == "Identity" && id.out_qspec ? g.producer(id.inputs[0]) : nullptr;
+    bool ok = prod && !prod->out_qspec && prod->outputs.size() == 1 && prod->op != "Constant" &&
+              g.consumers(id.inputs[0]).size() == 1 &&
+              std::find(g.outputs.begin(), g.outputs.end(), id.inputs[0]) == g.outputs.end();
+    if (!ok) {
+      ++i;
+      continue;
+    }
+    ir::Node& p = *g.find_node(prod->name);
+    p.out_qspec = id.out_qspec;
+    std::string old = p.outputs[0];
+    p.outputs[0] = id.outputs[0];
+    g.shapes.erase(old);
+    g.nodes.erase(g.nodes.begin() + static_cast<std::ptrdiff_t>(i));
+  }
+}
+
 std::optional<ir::QuantSpec> Importer::weight_qspec(const NodeProto& n, int i) const {
   if (!has_input(n, i)) return std::nullopt;
   auto it = const_qspecs_.find(n.input(i));
@@ -1841,6 +1864,7 @@ ir::Graph Importer::convert() {
   ir::remove_dead_nodes(g_);
   fold_pads();
   fuse_patterns();
+  fuse_quantized_outputs(g_);
   make_batch_dynamic();
   ir::verify(g_);
   return std::move(g_);

@@ -265,3 +265,85 @@ TEST(Cli, UsageErrorsExitWithTwo) {
 
 }  // namespace
 }  // namespace squeeze
+
+namespace squeeze {
+namespace {
+
+TEST(CliOnnx, ExportInspectAndReimport) {
+  TempDir dir;
+  auto ex = cli({"export", "zoo:small_cnn", "--to", "onnx", "--out", dir.file("m.onnx")});
+  ASSERT_EQ(ex.code, 0) << ex.err;
+  auto r = cli({"inspect", dir.file("m.onnx"), "--json"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  json j = json::parse(r.out);
+  EXPECT_EQ(j["total"]["params"], 421642);
+  bool has_conv = false, has_linear = false;
+  for (const auto& l : j["layers"]) {
+    has_conv |= l["op"] == "Conv";
+    has_linear |= l["op"] == "Linear";
+  }
+  EXPECT_TRUE(has_conv && has_linear);
+  // Same outputs through infer from the zoo seed and from the ONNX file.
+  data::write_npy(dir.file("x.npy"), at::randn({3, 1, 28, 28}));
+  ASSERT_EQ(cli({"infer", "zoo:small_cnn", "--input", dir.file("x.npy"), "--output", dir.file("a.npy")}).code, 0);
+  ASSERT_EQ(cli({"infer", dir.file("m.onnx"), "--input", dir.file("x.npy"), "--output", dir.file("b.npy")}).code, 0);
+  EXPECT_TRUE(testing::tensors_close(data::read_npy(dir.file("b.npy")), data::read_npy(dir.file("a.npy"))));
+}
+
+TEST(CliOnnx, InspectsARealArchitecture) {
+  std::string model = testing::shared_dir() + "/conformance/onnx/light/light_squeezenet.onnx";
+  if (!fs::exists(model)) GTEST_SKIP() << "no " << model;
+  auto r = cli({"inspect", model});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("Conv"), std::string::npos);
+  EXPECT_NE(r.out.find("Concat"), std::string::npos);
+}
+
+TEST(CliOnnx, WorkflowOnAnOnnxModel) {
+  TempDir dir;
+  ASSERT_EQ(cli({"export", "zoo:jet_tagger", "--to", "onnx", "--out", dir.file("jet.onnx")}).code, 0);
+  write(dir.file("w.yaml"), "model: {onnx: " + dir.file("jet.onnx") +
+                                "}\n"
+                                "data: {dataset: synthetic-jets, samples: 2000}\n"
+                                "baseline: {train: {epochs: 1}}\n"
+                                "experiments: [{name: p, stages: [{method: prune, params: {ratio: 0.5}}]}]\n"
+                                "output: {export: [onnx], latency: false}\n");
+  auto r = cli({"run", dir.file("w.yaml"), "--out", dir.file("out")});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_TRUE(fs::exists(dir.file("out/models/p.onnx")));
+  auto back = cli({"inspect", dir.file("out/models/p.onnx"), "--json"});
+  ASSERT_EQ(back.code, 0) << back.err;
+  json j = json::parse(back.out);
+  // The exported pruned model carries the zeros.
+  EXPECT_LT(j["total"]["nonzero_params"].get<int64_t>(), j["total"]["params"].get<int64_t>() * 0.6);
+}
+
+TEST(CliOnnx, BadOnnxFilesExitWithTwo) {
+  TempDir dir;
+  ASSERT_EQ(cli({"export", "zoo:jet_tagger", "--to", "onnx", "--out", dir.file("ok.onnx")}).code, 0);
+  std::string bytes;
+  {
+    std::ifstream in(dir.file("ok.onnx"), std::ios::binary);
+    bytes.assign(std::istreambuf_iterator<char>(in), {});
+  }
+  write(dir.file("truncated.onnx"), bytes.substr(0, bytes.size() / 3));
+  write(dir.file("text.onnx"), "this is not a protobuf at all, just words\n");
+  for (const char* name : {"truncated.onnx", "text.onnx"}) {
+    auto r = cli({"inspect", dir.file(name)});
+    EXPECT_EQ(r.code, 2) << name << ": " << r.err;
+    EXPECT_NE(r.err.find(name), std::string::npos) << r.err;
+  }
+  auto e = cli({"export", dir.file("text.onnx"), "--to", "onnx", "--out", dir.file("never.onnx")});
+  EXPECT_EQ(e.code, 2);
+  EXPECT_FALSE(fs::exists(dir.file("never.onnx")));
+}
+
+TEST(CliOnnx, TorchScriptExport) {
+  TempDir dir;
+  auto r = cli({"export", "zoo:lenet5", "--to", "torchscript", "--out", dir.file("m.pt")});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_GT(fs::file_size(dir.file("m.pt")), 10000u);
+}
+
+}  // namespace
+}  // namespace squeeze

@@ -35,7 +35,7 @@ data::Splits calib_data(const std::vector<int64_t>& shape, int64_t n = 128) {
 }
 
 ir::Graph quantized_cnn(int bits, const data::Splits& d, bool per_channel = true) {
-  ir::Graph g = models::build("small_cnn", {{"width", "8"}}, 0);
+  ir::Graph g = models::build("lenet5", {}, 0);
   compress::QuantizeOptions o;
   o.weight_bits = bits;
   o.act_bits = bits;
@@ -77,10 +77,10 @@ TEST(QuantExport, QdqRoundTrip) {
   std::string path = (fs::temp_directory_path() / "sqz_qdq.onnx").string();
   io::export_onnx(q, path);  // runs the ONNX checker
   auto counts = op_counts(path);
-  EXPECT_EQ(counts["DequantizeLinear"], 4 + counts["QuantizeLinear"]);  // 4 weights + activations
-  EXPECT_GE(counts["QuantizeLinear"], 5);
+  EXPECT_EQ(counts["DequantizeLinear"], 5 + counts["QuantizeLinear"]);  // 5 weights + activations
+  EXPECT_GE(counts["QuantizeLinear"], 6);
   ir::Graph back = io::import_onnx(path);
-  EXPECT_EQ(quantized_weights(back), 4);
+  EXPECT_EQ(quantized_weights(back), 5);
   for (const auto& n : back.nodes)
     if (n.has_param("weight")) {
       const auto& p = n.param("weight");
@@ -101,7 +101,7 @@ TEST(QuantExport, QdqClipsNarrowWidths) {
   ir::Graph q = quantized_cnn(4, d);
   std::string path = (fs::temp_directory_path() / "sqz_qdq4.onnx").string();
   io::export_onnx(q, path);
-  EXPECT_GE(op_counts(path)["Clip"], 5);
+  EXPECT_GE(op_counts(path)["Clip"], 6);
   ir::Graph back = io::import_onnx(path);
   at::Tensor x = d.test.x.narrow(0, 0, 16);
   EXPECT_TRUE(squeeze::testing::tensors_close(simulate(back, x), simulate(q, x), 1e-5, 1e-5));
@@ -117,9 +117,9 @@ TEST(QuantExport, QonnxRoundTripKeepsBitWidths) {
     deploy::export_model(q, "qonnx", path);
     auto counts = op_counts(path);
     EXPECT_EQ(counts["QuantizeLinear"], 0);
-    EXPECT_GE(counts["Quant"], 9);  // 4 weights + 5 activations
+    EXPECT_GE(counts["Quant"], 11);  // 5 weights + 6 activations
     ir::Graph back = io::import_onnx(path);
-    EXPECT_EQ(quantized_weights(back), 4);
+    EXPECT_EQ(quantized_weights(back), 5);
     for (const auto& n : back.nodes) {
       if (n.has_param("weight")) EXPECT_EQ(n.param("weight").qspec->bits, bits) << n.name;
       if (n.out_qspec) EXPECT_EQ(n.out_qspec->bits, bits) << n.name;
@@ -131,7 +131,7 @@ TEST(QuantExport, QonnxRoundTripKeepsBitWidths) {
 }
 
 TEST(QuantExport, FloatGraphsExportUnchanged) {
-  ir::Graph g = models::build("small_cnn", {{"width", "4"}}, 0);
+  ir::Graph g = models::build("lenet5", {}, 0);
   std::string path = (fs::temp_directory_path() / "sqz_float.onnx").string();
   io::export_qonnx(g, path);
   auto counts = op_counts(path);

@@ -8,9 +8,11 @@
 #include "squeeze/compress/prune/importance.h"
 #include "squeeze/compress/prune/structured_prune.h"
 #include "squeeze/compress/registry.h"
+#include "squeeze/io/onnx.h"
 #include "squeeze/ir/builder.h"
 #include "squeeze/ir/ops.h"
 #include "squeeze/models/zoo.h"
+#include "squeeze/pipeline/config.h"
 #include "squeeze/util/error.h"
 #include "squeeze/util/params.h"
 #include "testing/asserts.h"
@@ -35,6 +37,7 @@ const std::vector<ZooCase>& zoo_cases() {
       {"resnet8", {}},       {"resnet20", {}},
       {"mobilenet_v2_tiny", {}}, {"resnet18", {{"input_size", "32"}, {"num_classes", "10"}}},
       {"mlp", {}},           {"jet_tagger", {}},
+      {"vit_tiny", {}},
   };
   return cases;
 }
@@ -193,6 +196,30 @@ TEST(StructuredDeps, GroupedConvKeepsGroupsEqual) {
                                      testing::kPruneAtol));
 }
 
+TEST(StructuredDeps, ChannelShuffleIsAPermutation) {
+  ir::GraphBuilder b("shuffle", 7);
+  std::string x = b.input("input", {4, 8, 8});
+  std::string y = b.act("Relu", b.conv(x, 12, 1, 1, 0, 2, true, "g1"));
+  y = b.node("Reshape", {y}, {{"shape", std::vector<int64_t>{0, 2, 6, 8, 8}}});
+  y = b.node("Transpose", {y}, {{"perm", std::vector<int64_t>{0, 2, 1, 3, 4}}});
+  y = b.node("Reshape", {y}, {{"shape", std::vector<int64_t>{0, 12, 8, 8}}});
+  std::string z = b.act("Relu", b.conv(y, 8, 1, 1, 0, 2, true, "g2"));
+  ir::Graph g = b.finish({b.linear(b.flatten(b.global_avgpool(z)), 2, true, "head")});
+  DependencyGraph d(g);
+  const auto* g1 = group_with_producer(d, "g1");
+  ASSERT_NE(g1, nullptr);
+  // 12 channels: tied across g1's 2 groups, and the shuffled channels across g2's 2 groups.
+  EXPECT_EQ(g1->size, 3);
+  auto removed = testing::every_other_unit(d);
+  ir::Graph zeroed = g.clone();
+  for (const auto& [gi, units] : removed) testing::zero_units(zeroed, d.groups()[gi], units);
+  ir::Graph small = d.prune(g, removed);
+  EXPECT_EQ(small.find_node("g1")->param("weight").value.size(0), 8);
+  at::Tensor in = random_input(g, 2);
+  EXPECT_TRUE(testing::tensors_close(run_graph(small, in), run_graph(zeroed, in), testing::kPruneRtol,
+                                     testing::kPruneAtol));
+}
+
 // --- every zoo model ---
 
 TEST(StructuredPrune, ZooModelsPruneVerifyRunAndShrink) {
@@ -217,8 +244,9 @@ TEST(StructuredPrune, ZooModelsPruneVerifyRunAndShrink) {
       for (const auto& n : r.graph.nodes)
         for (const auto& [k, p] : n.params) EXPECT_FALSE(p.mask.has_value()) << n.name;
     }
-    // 70% of the channels removes well over half of the FLOPs.
-    EXPECT_LT(prev, 0.5 * double(flops0)) << zc.name;
+    // 70% of the channels removes well over half of the FLOPs (vit_tiny: only its MLP hidden
+    // channels are prunable; the residual stream is tied to LayerNorm, attention to heads).
+    if (zc.name != "vit_tiny") EXPECT_LT(prev, 0.5 * double(flops0)) << zc.name;
   }
 }
 
@@ -253,6 +281,20 @@ TEST(StructuredPrune, RemovingZeroChannelsIsExact) {
     // And the zeroing did matter: the original outputs differ.
     EXPECT_FALSE(testing::tensors_close(run_graph(g, x), want, 1e-6, 1e-6)) << zc.name;
   }
+}
+
+TEST(StructuredPrune, PrunedModelExportsToOnnxWithItsSmallShapes) {
+  ir::Graph g = models::build("resnet8", {}, 0);
+  StructuredPruneOptions o;
+  o.ratio = 0.5;
+  auto r = prune(g, o);
+  testing::TempDir dir;
+  io::export_onnx(r.graph, dir.file("pruned.onnx"));
+  ir::Graph back = io::import_onnx(dir.file("pruned.onnx"));
+  EXPECT_EQ(back.num_params(), r.graph.num_params());
+  EXPECT_EQ(ir::graph_flops(back), ir::graph_flops(r.graph));
+  at::Tensor x = random_input(g, 2);
+  EXPECT_TRUE(testing::tensors_close(run_graph(back, x), run_graph(r.graph, x)));
 }
 
 // --- criteria ---
@@ -447,6 +489,37 @@ TEST(StructuredPrune, OptionsFromParamsAndRegistry) {
   rejected({{"kind", "structured"}, {"rounding", "8"}}, "rounding");
   rejected({{"kind", "structured"}, {"granularity", "layer"}, {"target", "flops"}}, "target");
   rejected({{"kind", "unstructured"}, {"criterion", "fpgm"}}, "criterion");
+}
+
+TEST(StructuredPrune, ExampleWorkflowAndYamlErrors) {
+  auto cfg = pipeline::load_config(testing::source_dir() + "/examples/prune_criteria.yaml");
+  ASSERT_EQ(cfg.experiments.size(), 4u);
+  for (const auto& e : cfg.experiments) {
+    auto params = e.stages.at(0).params->clone();
+    auto pass = compress::find_method(e.stages.at(0).method)->make(*params);
+    auto* sp = dynamic_cast<StructuredPrune*>(pass.get());
+    ASSERT_NE(sp, nullptr) << e.name;
+    EXPECT_EQ(sp->options().target, "flops");
+    EXPECT_EQ(sp->options().criterion, e.name);
+  }
+  auto make_error = [](const std::string& params_yaml) {
+    auto c = pipeline::parse_config("model: {zoo: small_cnn}\nexperiments: [{stages: [{method: prune, params: " +
+                                    params_yaml + "}]}]\n");
+    try {
+      compress::find_method("prune")->make(*c.experiments[0].stages[0].params);
+    } catch (const ConfigError& e) {
+      return std::string(e.what());
+    }
+    return std::string("accepted");
+  };
+  std::string m = make_error("{kind: structured, granularity: head, criterion: bn_scale}");
+  EXPECT_NE(m.find("experiments[0].stages[0].params"), std::string::npos) << m;
+  EXPECT_NE(m.find("l1, l2, taylor, random"), std::string::npos) << m;
+  m = make_error("{kind: structured, iterative: {step: 3}}");
+  EXPECT_NE(m.find("'step'"), std::string::npos) << m;
+  m = make_error("{kind: structured, round_to: 0}");
+  EXPECT_NE(m.find("round_to"), std::string::npos) << m;
+  EXPECT_EQ(make_error("{kind: structured, granularity: layer, layers: 2, criterion: l1}"), "accepted");
 }
 
 }  // namespace

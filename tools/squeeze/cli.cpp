@@ -8,7 +8,6 @@
 
 #include <CLI/CLI.hpp>
 #include <iomanip>
-#include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "squeeze/compress/registry.h"
@@ -22,6 +21,7 @@
 #include "squeeze/models/zoo.h"
 #include "squeeze/pipeline/config.h"
 #include "squeeze/pipeline/workflow.h"
+#include "squeeze/report/cli_json.h"
 #include "squeeze/train/trainer.h"
 #include "squeeze/util/env.h"
 #include "squeeze/util/error.h"
@@ -32,8 +32,6 @@
 namespace squeeze::cli {
 
 namespace {
-
-using nlohmann::json;
 
 struct Globals {
   bool quiet = false;
@@ -55,47 +53,30 @@ int64_t count_nonzero(const ir::Node& n) {
   return nz;
 }
 
-std::string first_shape(const ir::Graph& g, const std::vector<std::string>& values) {
-  return values.empty() ? "-" : ir::shape_str(g.shape_of(values[0]));
-}
-
-json shape_json(const ir::Shape& s) {
-  json a = json::array();
-  for (auto d : s) a.push_back(d == ir::kDynamic ? json(nullptr) : json(d));
-  return a;
-}
-
 int cmd_inspect(const std::string& model, bool as_json, const Globals& g, std::ostream& out) {
   ir::Graph graph = io::load_model(model, g.seed);
   ir::verify(graph);
-  json layers = json::array();
-  int64_t total_params = 0, total_nz = 0, total_flops = 0;
+  std::vector<report::LayerRow> rows;
+  report::ModelTotals total;
   for (const auto& n : graph.nodes) {
-    int64_t params = 0;
-    for (const auto& [k, p] : n.params) params += p.value.numel();
-    int64_t nz = count_nonzero(n);
-    int64_t flops = ir::node_flops(graph, n);
-    total_params += params;
-    total_nz += nz;
-    total_flops += flops;
-    json l;
-    l["name"] = n.name;
-    l["op"] = n.op;
-    l["input_shape"] = n.inputs.empty() ? json(nullptr) : shape_json(graph.shape_of(n.inputs[0]));
-    l["output_shape"] = shape_json(graph.shape_of(n.outputs[0]));
-    l["params"] = params;
-    l["nonzero_params"] = nz;
-    l["flops"] = flops;
-    l["weight_bits"] = weight_bits(n);
-    layers.push_back(l);
+    report::LayerRow l;
+    l.name = n.name;
+    l.op = n.op;
+    l.has_input = !n.inputs.empty();
+    if (l.has_input) l.input_shape = graph.shape_of(n.inputs[0]);
+    l.output_shape = graph.shape_of(n.outputs[0]);
+    for (const auto& [k, p] : n.params) l.params += p.value.numel();
+    l.nonzero_params = count_nonzero(n);
+    l.flops = ir::node_flops(graph, n);
+    l.weight_bits = weight_bits(n);
+    total.params += l.params;
+    total.nonzero_params += l.nonzero_params;
+    total.flops += l.flops;
+    rows.push_back(l);
   }
-  int64_t size = io::stored_size_bytes(graph);
+  total.size_bytes = io::stored_size_bytes(graph);
   if (as_json) {
-    json j;
-    j["model"] = model;
-    j["layers"] = layers;
-    j["total"] = {{"params", total_params}, {"nonzero_params", total_nz}, {"flops", total_flops}, {"size_bytes", size}};
-    out << j.dump(2) << "\n";
+    out << report::inspect_json(model, rows, total);
     return 0;
   }
   out << "model: " << model << " (" << graph.name << ")\n";
@@ -103,18 +84,16 @@ int cmd_inspect(const std::string& model, bool as_json, const Globals& g, std::o
   out << std::left << std::setw(24) << "layer" << std::setw(14) << "op" << std::setw(20) << "input" << std::setw(20)
       << "output" << std::right << std::setw(12) << "params" << std::setw(12) << "nonzero" << std::setw(14) << "FLOPs"
       << std::setw(6) << "bits" << "\n";
-  for (const auto& n : graph.nodes) {
-    int64_t params = 0;
-    for (const auto& [k, p] : n.params) params += p.value.numel();
-    std::string name = n.name.size() > 23 ? n.name.substr(0, 20) + "..." : n.name;
-    out << std::left << std::setw(24) << name << std::setw(14) << n.op << std::setw(20)
-        << (n.inputs.empty() ? "-" : first_shape(graph, n.inputs)) << std::setw(20) << first_shape(graph, n.outputs)
-        << std::right << std::setw(12) << with_commas(params) << std::setw(12) << with_commas(count_nonzero(n))
-        << std::setw(14) << with_commas(ir::node_flops(graph, n)) << std::setw(6)
-        << (weight_bits(n) ? std::to_string(weight_bits(n)) : "-") << "\n";
+  for (const auto& l : rows) {
+    std::string name = l.name.size() > 23 ? l.name.substr(0, 20) + "..." : l.name;
+    out << std::left << std::setw(24) << name << std::setw(14) << l.op << std::setw(20)
+        << (l.has_input ? ir::shape_str(l.input_shape) : "-") << std::setw(20) << ir::shape_str(l.output_shape)
+        << std::right << std::setw(12) << with_commas(l.params) << std::setw(12) << with_commas(l.nonzero_params)
+        << std::setw(14) << with_commas(l.flops) << std::setw(6)
+        << (l.weight_bits ? std::to_string(l.weight_bits) : "-") << "\n";
   }
-  out << "total: " << with_commas(total_params) << " params, " << with_commas(total_nz) << " non-zero, "
-      << with_commas(total_flops) << " FLOPs per sample, " << human_bytes(double(size)) << " stored\n";
+  out << "total: " << with_commas(total.params) << " params, " << with_commas(total.nonzero_params) << " non-zero, "
+      << with_commas(total.flops) << " FLOPs per sample, " << human_bytes(double(total.size_bytes)) << " stored\n";
   return 0;
 }
 
@@ -133,22 +112,7 @@ int cmd_eval(const std::string& model, const std::string& data_yaml, bool as_jso
   ir::verify(graph);
   train::Metrics m = train::evaluate(graph, splits.test, 256, splits.num_classes);
   if (as_json) {
-    json j;
-    j["model"] = model;
-    j["data"] = splits.description;
-    j["samples"] = m.samples;
-    j["accuracy"] = m.accuracy;
-    j["loss"] = m.loss;
-    json pc = json::array();
-    for (size_t c = 0; c < m.per_class_accuracy.size(); ++c)
-      pc.push_back({{"class", c},
-                    {"name", c < splits.class_names.size() ? splits.class_names[c] : ""},
-                    {"accuracy", m.per_class_accuracy[c]},
-                    {"recall", m.per_class_accuracy[c]},
-                    {"precision", m.per_class_precision[c]}});
-    j["per_class"] = pc;
-    j["confusion"] = m.confusion;
-    out << j.dump(2) << "\n";
+    out << report::eval_json(model, splits.description, m, splits.class_names);
     return 0;
   }
   out << "model: " << model << "\ndata: " << splits.description << " (evaluated on the test split)\n";
@@ -189,23 +153,13 @@ int cmd_bench(const std::string& model, std::vector<int64_t> batches, bool as_js
   ir::Graph graph = io::load_model(model, g.seed);
   ir::verify(graph);
   if (batches.empty()) batches = {1, 64};
-  json results = json::array();
   deploy::LatencyOptions lo;
   lo.budget_s = 3.0;
   lo.warmup = 5;
   std::vector<deploy::LatencyStats> all;
   for (int64_t b : batches) all.push_back(deploy::measure_latency({&graph}, b, lo)[0]);
   if (as_json) {
-    for (const auto& s : all)
-      results.push_back({{"batch", s.batch},
-                         {"latency_us", {{"median", s.median_us}, {"min", s.min_us}, {"max", s.max_us}}},
-                         {"samples_per_s", s.samples_per_s},
-                         {"runs", s.runs}});
-    json j;
-    j["model"] = model;
-    j["threads"] = at::get_num_threads();
-    j["results"] = results;
-    out << j.dump(2) << "\n";
+    out << report::bench_json(model, at::get_num_threads(), all);
     return 0;
   }
   out << "model: " << model << ", threads: " << at::get_num_threads() << ", blas: " << env::blas_name() << "\n";

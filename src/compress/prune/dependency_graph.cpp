@@ -34,6 +34,7 @@ struct AttrFix {
   std::string node;
   std::vector<std::string> values;  // depthwise: the input; split: the outputs; reshape: the output
   int64_t index = 0;                // reshape: position in the shape attribute
+  int64_t divisor = 1;              // reshape: the dim is the kept channel count / divisor
 };
 
 struct Binding {
@@ -149,6 +150,7 @@ struct DependencyGraph::Impl {
   void split(const ir::Node& n);
   void flatten(const ir::Node& n);
   void reshape(const ir::Node& n);
+  bool shuffle(const ir::Node& n, const Track& t);
   void per_channel(const ir::Node& n);
   void prelu(const ir::Node& n);
   void axis_map(const ir::Node& n);
@@ -452,8 +454,57 @@ void DependencyGraph::Impl::reshape(const ir::Node& n) {
       fixes.push_back({AttrFix::kReshapeDim, n.name, {n.outputs[0]}, a});
     return;
   }
-  // Splits the channel axis (attention heads, channel shuffle) or moves it: not followed.
+  if (shuffle(n, *t)) return;
+  // Splits the channel axis (attention heads) or moves it: not followed.
   block_value(n.inputs[0]);
+}
+
+bool DependencyGraph::Impl::shuffle(const ir::Node& n, const Track& t) {
+  // Channel shuffle: Reshape [.., C, ...] -> [.., g, C/g, ...], Transpose of those two axes,
+  // Reshape back. Channel j of every shuffle group moves together (so the groups stay equal) and
+  // the shuffled output is a fixed permutation of the input channels.
+  const auto& s = shape(n.inputs[0]);
+  const auto& o = shape(n.outputs[0]);
+  int64_t a = t.axis;
+  if (o.size() != s.size() + 1 || a + 1 >= static_cast<int64_t>(o.size())) return false;
+  for (int64_t i = 0; i < a; ++i)
+    if (o[i] != s[i]) return false;
+  for (size_t i = a + 1; i < s.size(); ++i)
+    if (o[i + 1] != s[i]) return false;
+  if (o[a] * o[a + 1] != s[a]) return false;
+  auto cons = g.consumers(n.outputs[0]);
+  if (cons.size() != 1 || g.nodes[cons[0]].op != "Transpose") return false;
+  const ir::Node& tr = g.nodes[cons[0]];
+  auto perm = tr.attr_ints("perm", {});
+  if (perm.size() != o.size()) return false;
+  for (size_t i = 0; i < perm.size(); ++i) {
+    int64_t want = static_cast<int64_t>(i) == a ? a + 1 : static_cast<int64_t>(i) == a + 1 ? a : static_cast<int64_t>(i);
+    if (perm[i] != want) return false;
+  }
+  auto cons2 = g.consumers(tr.outputs[0]);
+  if (cons2.size() != 1 || g.nodes[cons2[0]].op != "Reshape") return false;
+  const ir::Node& back = g.nodes[cons2[0]];
+  if (shape(back.outputs[0]) != s) return false;
+  for (const auto& out : {n.outputs[0], tr.outputs[0]})
+    if (std::find(g.outputs.begin(), g.outputs.end(), out) != g.outputs.end()) return false;
+  int64_t groups = o[a], per = o[a + 1];
+  std::vector<int> in_ids = t.ids;
+  for (int64_t grp = 1; grp < groups; ++grp)
+    for (int64_t j = 0; j < per; ++j) unite(in_ids[j], in_ids[grp * per + j]);
+  std::vector<int> out_ids(in_ids.size());
+  for (int64_t grp = 0; grp < groups; ++grp)
+    for (int64_t j = 0; j < per; ++j) out_ids[j * groups + grp] = in_ids[grp * per + j];
+  set_track(n.outputs[0], -1, {});
+  set_track(tr.outputs[0], -1, {});
+  set_track(back.outputs[0], a, std::move(out_ids));
+  auto target = n.attr_ints("shape");
+  if (a + 1 < static_cast<int64_t>(target.size()) && target[a + 1] > 0) {
+    fixes.push_back({AttrFix::kReshapeDim, n.name, {back.outputs[0]}, a + 1, groups});
+  }
+  auto target2 = back.attr_ints("shape");
+  if (a < static_cast<int64_t>(target2.size()) && target2[a] > 0)
+    fixes.push_back({AttrFix::kReshapeDim, back.name, {back.outputs[0]}, a, 1});
+  return true;
 }
 
 void DependencyGraph::Impl::per_channel(const ir::Node& n) {
@@ -706,7 +757,7 @@ ir::Graph DependencyGraph::prune(const ir::Graph& graph,
       }
       case AttrFix::kReshapeDim: {
         auto shape = n->attr_ints("shape");
-        shape[f.index] = static_cast<int64_t>(kept_positions(f.values[0]).size());
+        shape[f.index] = static_cast<int64_t>(kept_positions(f.values[0]).size()) / f.divisor;
         n->attrs["shape"] = shape;
         break;
       }

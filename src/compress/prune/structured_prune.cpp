@@ -231,6 +231,9 @@ PassResult StructuredPrune::run(const ir::Graph& graph, PassContext& ctx) {
   }
   int64_t flops0 = ir::graph_flops(result.graph), params0 = result.graph.num_params();
   int64_t n = options_.steps;
+  if (n > 1 && !(ctx.finetune && ctx.data))
+    log::warn("structured pruning: iterative.steps = ", n, " without fine-tuning (add finetune: {epochs: N} to the ",
+              "stage); the steps only re-rank the channels between removals");
   std::string history;
   for (int64_t s = 1; s <= n; ++s) {
     // Equal geometric steps: after N steps (1 - ratio) of the channels (or FLOPs) remain.

@@ -1,0 +1,95 @@
+// int8 against float inference, in one run: small_cnn and resnet20 from the zoo, float (as built,
+// and with BatchNorm folded) and int8 PTQ (per-channel weights, uint8 activations, libtorch's
+// ONEDNN quantized kernels), at batch 1 and 64, measured interleaved by deploy::measure_latency.
+// Then PyTorch's own float / static int8 (FX) / dynamic int8 on the same architectures, via
+// bench/quant_speed.py (Debian's /usr/bin/python3 with python3-torch), same thread count.
+//
+//   build/bench/quant_speed [--threads N] [--budget SECONDS] [--no-python]
+#include <ATen/ATen.h>
+
+#include <cstdio>
+#include <cstring>
+#include <iostream>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "squeeze/compress/quantize/int8_exec.h"
+#include "squeeze/compress/quantize/quantize.h"
+#include "squeeze/deploy/latency.h"
+#include "squeeze/models/zoo.h"
+#include "squeeze/util/env.h"
+
+using namespace squeeze;
+
+namespace {
+
+data::Splits random_calibration(const std::vector<int64_t>& shape) {
+  data::Splits s;
+  std::vector<int64_t> full = {256};
+  full.insert(full.end(), shape.begin(), shape.end());
+  s.train.x = at::randn(full);
+  s.train.y = at::zeros({256}, at::kLong);
+  s.sample_shape = shape;
+  s.num_classes = 10;
+  return s;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int threads = 1;
+  double budget = 2.0;
+  bool python = true;
+  for (int i = 1; i < argc; ++i) {
+    if (!std::strcmp(argv[i], "--threads") && i + 1 < argc) threads = std::atoi(argv[++i]);
+    else if (!std::strcmp(argv[i], "--budget") && i + 1 < argc) budget = std::atof(argv[++i]);
+    else if (!std::strcmp(argv[i], "--no-python")) python = false;
+  }
+  env::check_blas();
+  env::set_threads(threads);
+  at::manual_seed(0);
+  std::printf("threads %d, int8 kernels %s\n", threads, quant::int8_available() ? "ONEDNN" : "unavailable");
+  std::map<std::string, std::map<int64_t, double>> float_us;
+  std::printf("%-10s %5s %12s %12s %12s %10s %10s\n", "model", "batch", "float_us", "folded_us", "int8_us",
+              "int8/float", "int8/fold");
+  for (auto [name, shape] : std::vector<std::pair<std::string, std::vector<int64_t>>>{
+           {"small_cnn", {1, 28, 28}}, {"resnet20", {3, 32, 32}}}) {
+    ir::Graph g = models::build(name, {}, 0);
+    ir::Graph folded = g.clone();
+    compress::Quantize::fold_batchnorm(folded);
+    ir::verify(folded);
+    data::Splits calib = random_calibration(shape);
+    compress::PassContext ctx;
+    ctx.data = &calib;
+    ctx.batch_size = 64;
+    compress::QuantizeOptions o;
+    compress::PassResult q = compress::Quantize(o).run(g, ctx);
+    std::cerr << name << ": " << q.summary << "\n";
+    for (int64_t batch : {1, 64}) {
+      deploy::LatencyOptions lo;
+      lo.budget_s = budget;
+      auto st = deploy::measure_latency({&g, &folded, &q.graph}, batch, lo);
+      float_us[name][batch] = st[0].median_us;
+      std::printf("%-10s %5lld %12.1f %12.1f %12.1f %9.2fx %9.2fx\n", name.c_str(), static_cast<long long>(batch),
+                  st[0].median_us, st[1].median_us, st[2].median_us, st[0].median_us / st[2].median_us,
+                  st[1].median_us / st[2].median_us);
+      std::fflush(stdout);
+    }
+  }
+  if (!python) return 0;
+  std::string script = __FILE__;  // the .py sits next to this file
+  script = script.substr(0, script.rfind('.')) + ".py";
+  std::string cmd = "/usr/bin/python3 " + script + " --threads " + std::to_string(threads) + " --budget " +
+                    std::to_string(budget);
+  std::printf("\nPyTorch 1.13 on the same models (%s):\n", cmd.c_str());
+  std::fflush(stdout);
+  FILE* p = popen(cmd.c_str(), "r");
+  if (!p) {
+    std::printf("cannot run python\n");
+    return 1;
+  }
+  char line[512];
+  while (std::fgets(line, sizeof line, p)) std::printf("  %s", line);
+  return pclose(p) == 0 ? 0 : 1;
+}

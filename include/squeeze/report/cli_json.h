@@ -1,0 +1,32 @@
+// The --json outputs of `squeeze inspect`, `eval` and `bench` (DESIGN.md section 3). Built here
+// so the JSON library stays inside report/.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "squeeze/deploy/latency.h"
+#include "squeeze/ir/graph.h"
+#include "squeeze/train/trainer.h"
+
+namespace squeeze::report {
+
+struct LayerRow {
+  std::string name, op;
+  ir::Shape input_shape, output_shape;  // kDynamic becomes null; no input: empty + has_input false
+  bool has_input = true;
+  int64_t params = 0, nonzero_params = 0, flops = 0;
+  int weight_bits = 0;  // 0: no weights; 32: float
+};
+
+struct ModelTotals {
+  int64_t params = 0, nonzero_params = 0, flops = 0, size_bytes = 0;
+};
+
+std::string inspect_json(const std::string& model, const std::vector<LayerRow>& layers, const ModelTotals& total);
+std::string eval_json(const std::string& model, const std::string& data, const train::Metrics& metrics,
+                      const std::vector<std::string>& class_names);
+std::string bench_json(const std::string& model, int threads, const std::vector<deploy::LatencyStats>& results);
+
+}  // namespace squeeze::report

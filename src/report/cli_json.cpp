@@ -1,0 +1,72 @@
+#include "squeeze/report/cli_json.h"
+
+#include <nlohmann/json.hpp>
+
+namespace squeeze::report {
+
+namespace {
+using nlohmann::json;
+
+json shape_json(const ir::Shape& s) {
+  json a = json::array();
+  for (auto d : s) a.push_back(d == ir::kDynamic ? json(nullptr) : json(d));
+  return a;
+}
+}  // namespace
+
+std::string inspect_json(const std::string& model, const std::vector<LayerRow>& layers, const ModelTotals& total) {
+  json rows = json::array();
+  for (const auto& l : layers)
+    rows.push_back({{"name", l.name},
+                    {"op", l.op},
+                    {"input_shape", l.has_input ? shape_json(l.input_shape) : json(nullptr)},
+                    {"output_shape", shape_json(l.output_shape)},
+                    {"params", l.params},
+                    {"nonzero_params", l.nonzero_params},
+                    {"flops", l.flops},
+                    {"weight_bits", l.weight_bits}});
+  json j;
+  j["model"] = model;
+  j["layers"] = rows;
+  j["total"] = {{"params", total.params},
+                {"nonzero_params", total.nonzero_params},
+                {"flops", total.flops},
+                {"size_bytes", total.size_bytes}};
+  return j.dump(2) + "\n";
+}
+
+std::string eval_json(const std::string& model, const std::string& data, const train::Metrics& m,
+                      const std::vector<std::string>& class_names) {
+  json pc = json::array();
+  for (size_t c = 0; c < m.per_class_accuracy.size(); ++c)
+    pc.push_back({{"class", c},
+                  {"name", c < class_names.size() ? class_names[c] : ""},
+                  {"accuracy", m.per_class_accuracy[c]},
+                  {"recall", m.per_class_accuracy[c]},
+                  {"precision", m.per_class_precision[c]}});
+  json j;
+  j["model"] = model;
+  j["data"] = data;
+  j["samples"] = m.samples;
+  j["accuracy"] = m.accuracy;
+  j["loss"] = m.loss;
+  j["per_class"] = pc;
+  j["confusion"] = m.confusion;
+  return j.dump(2) + "\n";
+}
+
+std::string bench_json(const std::string& model, int threads, const std::vector<deploy::LatencyStats>& results) {
+  json rows = json::array();
+  for (const auto& s : results)
+    rows.push_back({{"batch", s.batch},
+                    {"latency_us", {{"median", s.median_us}, {"min", s.min_us}, {"max", s.max_us}}},
+                    {"samples_per_s", s.samples_per_s},
+                    {"runs", s.runs}});
+  json j;
+  j["model"] = model;
+  j["threads"] = threads;
+  j["results"] = rows;
+  return j.dump(2) + "\n";
+}
+
+}  // namespace squeeze::report
