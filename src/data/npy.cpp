@@ -16,6 +16,7 @@
 
 #include "squeeze/data/dataset.h"
 #include "squeeze/util/error.h"
+#include "squeeze/util/fs.h"
 
 static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
               "the NPY reader and writer assume a little-endian host");
@@ -280,44 +281,8 @@ void write_npy(const std::string& path, const at::Tensor& tensor) {
   for (size_t i = 0; i < prefix - 8; ++i) out.push_back(static_cast<char>((hl >> (8 * i)) & 0xff));
   out += header;
 
-  // A unique temporary name next to the target, created with O_EXCL so concurrent writers never
-  // share it; open() applies the umask, unlike mkstemp's fixed 0600.
-  std::string tmp;
-  int fd = -1;
-  std::random_device rd;
-  for (int attempt = 0; attempt < 100 && fd < 0; ++attempt) {
-    char suffix[16];
-    std::snprintf(suffix, sizeof suffix, "%08x", static_cast<unsigned>(rd()));
-    tmp = path + ".tmp." + suffix;
-    fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-    if (fd < 0 && errno != EEXIST) break;
-  }
-  if (fd < 0) {
-    throw InputError(msg("cannot write NPY file ", path, ": cannot create the temporary file ", tmp,
-                         ": ", std::strerror(errno)));
-  }
-  auto write_all = [&](const char* p, size_t n) {
-    while (n > 0) {
-      const ssize_t w = ::write(fd, p, n);
-      if (w < 0) {
-        if (errno == EINTR) continue;
-        return false;
-      }
-      p += w;
-      n -= static_cast<size_t>(w);
-    }
-    return true;
-  };
   const size_t nbytes = static_cast<size_t>(t.numel()) * static_cast<size_t>(type->bytes);
-  bool ok = write_all(out.data(), out.size());
-  if (ok && nbytes > 0) ok = write_all(static_cast<const char*>(t.data_ptr()), nbytes);
-  const int saved = errno;
-  if (::close(fd) != 0 && ok) ok = false;
-  if (!ok || std::rename(tmp.c_str(), path.c_str()) != 0) {
-    const int err = ok ? errno : saved;
-    std::remove(tmp.c_str());
-    throw InputError(msg("cannot write NPY file ", path, ": ", std::strerror(err)));
-  }
+  write_file_atomic(path, {out, {static_cast<const char*>(t.data_ptr()), nbytes}});
 }
 
 }  // namespace squeeze::data

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "squeeze/util/error.h"
+#include "squeeze/util/fs.h"
 
 namespace squeeze::deploy {
 
@@ -399,17 +400,14 @@ void export_torchscript(const ir::Graph& graph, const std::string& path) {
     throw InternalError(msg("generated TorchScript does not compile: ", e.what_without_backtrace(), "\n", src));
   }
   module.eval();
-  std::string tmp = path + ".tmp." + std::to_string(::getpid());
+  std::string tmp = temp_path_for(path);
   try {
     module.save(tmp);
   } catch (const c10::Error& e) {
     std::remove(tmp.c_str());
     throw Error(msg("cannot write TorchScript file '", path, "': ", e.what_without_backtrace()));
   }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    std::remove(tmp.c_str());
-    throw Error(msg("cannot move '", tmp, "' to '", path, "'"));
-  }
+  commit_temp(tmp, path);
 }
 
 }  // namespace squeeze::deploy

@@ -93,7 +93,8 @@ std::vector<at::Tensor> Executor::run(const std::vector<at::Tensor>& inputs, Mod
         if (a.defined() && a.is_quantized()) a = a.dequantize();
     std::vector<at::Tensor> outs;
     try {
-      outs = (*step.kernel)(*step.node, args, ctx);
+      if (any_quantized) outs = quant::quantized_op(*step.node, args, ctx);
+      if (outs.empty()) outs = (*step.kernel)(*step.node, args, ctx);
     } catch (const squeeze::Error&) {
       throw;
     } catch (const c10::Error& e) {

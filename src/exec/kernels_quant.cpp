@@ -146,7 +146,23 @@ bool keeps_grid(const std::string& op) {
 bool accepts_quantized(const ir::Node& node, const std::vector<at::Tensor>& inputs) {
   if (keeps_grid(node.op)) return node.op != "MaxPool" || inputs[0].dim() == 4;
   if (node.op == "Conv" || node.op == "Linear") return static_int8_node(node) && inputs.size() == 1;
+  if (node.op == "Add")
+    return inputs.size() == 2 && inputs[0].is_quantized() && inputs[1].is_quantized() && node.out_qspec &&
+           is_quint8_spec(*node.out_qspec) && inputs[0].sizes().equals(inputs[1].sizes());
   return false;
+}
+
+std::vector<at::Tensor> quantized_op(const ir::Node& node, const std::vector<at::Tensor>& inputs,
+                                     const exec::KernelContext& ctx) {
+  if (node.op != "Add" || ctx.training || inputs.size() != 2 || !inputs[0].is_quantized() ||
+      !inputs[1].is_quantized())
+    return {};
+  static auto add = c10::Dispatcher::singleton()
+                        .findSchemaOrThrow("quantized::add", "")
+                        .typed<at::Tensor(at::Tensor, at::Tensor, double, int64_t)>();
+  const ir::QuantSpec& s = *node.out_qspec;
+  return {add.call(inputs[0], inputs[1], s.scale.item<double>(),
+                   s.zero_point.defined() ? s.zero_point.item<int64_t>() : 0)};
 }
 
 at::Tensor quantized_forward(const ir::Node& n, const at::Tensor& x, const exec::KernelContext& ctx) {
@@ -163,7 +179,8 @@ at::Tensor quantized_forward(const ir::Node& n, const at::Tensor& x, const exec:
       shape.back() = n.param("weight").value.size(0);
       return pk.linear->apply(flat, os, oz).reshape(shape);
     }
-    return pk.conv->apply(qx.contiguous(), os, oz);
+    // No .contiguous(): ONEDNN returns channels-last tensors and prefers them as inputs.
+    return pk.conv->apply(qx, os, oz);
   }
   if (ctx.training || n.op != "Linear" || n.attr_int("quant_dynamic", 0) == 0 || !n.has_param("weight")) return {};
   const ir::Param& w = n.param("weight");

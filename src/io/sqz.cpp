@@ -40,6 +40,7 @@
 #include <vector>
 
 #include "squeeze/util/error.h"
+#include "squeeze/util/fs.h"
 
 static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
               "the .sqz payloads are copied from memory as little-endian");
@@ -226,60 +227,6 @@ bool bitmap_popcount(const unsigned char* p, int64_t n, int64_t* count) {
 // ---------------------------------------------------------------------------------------------
 // Atomic write
 
-std::string random_suffix() {
-  static std::mt19937_64 rng(
-      std::random_device{}() ^
-      static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count()));
-  char buf[17];
-  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(rng()));
-  return buf;
-}
-
-std::string parent_dir(const std::string& path) {
-  const size_t slash = path.find_last_of('/');
-  if (slash == std::string::npos) return ".";
-  if (slash == 0) return "/";
-  return path.substr(0, slash);
-}
-
-// Writes the chunks to path + ".tmp-<pid>-<random>", fsyncs and renames it over path, so readers
-// see the old file or the new one, never a partial one. Removes the temporary file on failure.
-void write_atomic(const std::string& path,
-                  const std::vector<std::pair<const char*, size_t>>& chunks) {
-  const std::string tmp = path + ".tmp-" + std::to_string(::getpid()) + "-" + random_suffix();
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-  if (fd < 0)
-    throw Error(msg("cannot write ", path, ": cannot create temporary file ", tmp, ": ",
-                    std::strerror(errno)));
-  auto fail = [&](const char* what) {
-    const int err = errno;
-    if (fd >= 0) ::close(fd);
-    ::unlink(tmp.c_str());
-    throw Error(msg("cannot write ", path, ": ", what, ": ", std::strerror(err)));
-  };
-  for (const auto& [data, size] : chunks) {
-    size_t done = 0;
-    while (done < size) {
-      const ssize_t w = ::write(fd, data + done, size - done);
-      if (w < 0) {
-        if (errno == EINTR) continue;
-        fail("write failed");
-      }
-      done += static_cast<size_t>(w);
-    }
-  }
-  if (::fsync(fd) != 0) fail("fsync failed");
-  const int rc = ::close(fd);
-  fd = -1;
-  if (rc != 0) fail("close failed");
-  if (::rename(tmp.c_str(), path.c_str()) != 0) fail("rename failed");
-  // Makes the rename itself durable; a failure here leaves a complete file, so it is not fatal.
-  const int dfd = ::open(parent_dir(path).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd >= 0) {
-    ::fsync(dfd);
-    ::close(dfd);
-  }
-}
 
 // ---------------------------------------------------------------------------------------------
 // Planning: which tensors are stored and how. Shared by save_sqz and stored_size_bytes so the
@@ -1113,9 +1060,9 @@ void save_sqz(const ir::Graph& graph, const std::string& path) {
   hash = fnv1a(payload.data(), payload.size(), hash);
   char trailer[kTrailerBytes];
   std::memcpy(trailer, &hash, 8);
-  write_atomic(
-      path,
-      {{head.data(), head.size()}, {payload.data(), payload.size()}, {trailer, kTrailerBytes}});
+  write_file_atomic(path, {{head.data(), head.size()},
+                           {payload.data(), payload.size()},
+                           {trailer, kTrailerBytes}});
 }
 
 ir::Graph load_sqz(const std::string& path) { return Loader(path).load(); }

@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "squeeze/util/error.h"
+#include "squeeze/util/fs.h"
 #include "squeeze/util/params.h"
 
 namespace squeeze::report {
@@ -36,41 +37,6 @@ namespace fs = std::filesystem;
 // ---------------------------------------------------------------------------------------------
 // Files
 
-std::string random_suffix() {
-  static std::mt19937_64 rng(
-      std::random_device{}() ^
-      static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count()));
-  char buf[17];
-  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(rng()));
-  return buf;
-}
-
-// Temporary file in the same folder, fsync, rename: a reader sees the old report or the new one.
-void write_atomic(const std::string& path, const std::string& text) {
-  const std::string tmp = path + ".tmp-" + std::to_string(::getpid()) + "-" + random_suffix();
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-  if (fd < 0) throw Error(msg("cannot write ", path, ": ", std::strerror(errno)));
-  auto fail = [&](const char* what) {
-    const int err = errno;
-    if (fd >= 0) ::close(fd);
-    ::unlink(tmp.c_str());
-    throw Error(msg("cannot write ", path, ": ", what, ": ", std::strerror(err)));
-  };
-  size_t done = 0;
-  while (done < text.size()) {
-    const ssize_t w = ::write(fd, text.data() + done, text.size() - done);
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      fail("write failed");
-    }
-    done += static_cast<size_t>(w);
-  }
-  if (::fsync(fd) != 0) fail("fsync failed");
-  const int rc = ::close(fd);
-  fd = -1;
-  if (rc != 0) fail("close failed");
-  if (::rename(tmp.c_str(), path.c_str()) != 0) fail("rename failed");
-}
 
 // ---------------------------------------------------------------------------------------------
 // Numbers as text
@@ -958,10 +924,10 @@ void write_report(const Report& report, const std::string& dir) {
   if (!fs::is_directory(dir)) throw Error(msg("cannot write report: ", dir, " is not a folder"));
   const fs::path base(dir);
   // Names may hold bytes that are not UTF-8 (file names): replace them instead of failing.
-  write_atomic((base / "report.json").string(),
+  write_text_atomic((base / "report.json").string(),
                report_json(report).dump(2, ' ', false, Json::error_handler_t::replace) + "\n");
-  write_atomic((base / "report.md").string(), report_md(report));
-  write_atomic((base / "report.html").string(), report_html(report));
+  write_text_atomic((base / "report.md").string(), report_md(report));
+  write_text_atomic((base / "report.html").string(), report_html(report));
 }
 
 std::string comparison_table(const Report& report) { return text_table(comparison(report, true)); }

@@ -11,6 +11,7 @@
 #include "squeeze/compress/prune/structured_prune.h"
 #include "squeeze/io/onnx.h"
 #include "squeeze/ir/ops.h"
+#include "squeeze/util/error.h"
 #include "testing/asserts.h"
 
 namespace squeeze {
@@ -89,6 +90,30 @@ TEST(StructuredPruneOnnxSlow, LightModelsPruneVerifyRunShrinkAndStayExact) {
     double scale = want.abs().max().item<double>() + 1e-12;
     EXPECT_TRUE(testing::tensors_close(got / scale, want / scale, 1e-4, 1e-5));
   }
+}
+
+// The pytorch-converted cases are single modules between the graph input and output: nothing is
+// prunable (inputs and outputs keep their channels), so the pass must leave them unchanged.
+TEST(StructuredPruneOnnxSlow, SingleModuleCasesAreLeftAlone) {
+  std::string dir = testing::shared_dir() + "/conformance/onnx/pytorch-converted";
+  if (!std::filesystem::exists(dir)) GTEST_SKIP() << "no " << dir;
+  int checked = 0;
+  for (const auto& e : std::filesystem::directory_iterator(dir)) {
+    ir::Graph g;
+    try {
+      g = io::import_onnx((e.path() / "model.onnx").string());
+    } catch (const UserError&) {
+      continue;  // not importable: covered by the conformance suite
+    }
+    if (g.inputs.size() != 1 || g.inputs[0].dtype != at::kFloat) continue;
+    compress::StructuredPruneOptions o;
+    o.ratio = 0.5;
+    compress::PassContext ctx;
+    auto r = compress::StructuredPrune(o).run(g, ctx);
+    EXPECT_FALSE(r.changed) << e.path().filename() << ": " << r.summary;
+    ++checked;
+  }
+  EXPECT_GT(checked, 50);
 }
 
 }  // namespace

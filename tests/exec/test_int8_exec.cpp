@@ -119,6 +119,21 @@ TEST_F(QuantInt8, SmallCnnAgreesWithSimulationAndFloat) {
   EXPECT_LT((o.int8 - yf).norm().item<double>() / yf.norm().item<double>(), 0.05);
 }
 
+TEST_F(QuantInt8, ResidualNetworkWithQuantizedAdds) {
+  ir::Graph g = models::build("resnet20", {{"input_size", "8"}}, 0);
+  data::Splits d = random_data({3, 8, 8});
+  ir::Graph q = ptq(g, d);
+  for (const auto& n : q.nodes)
+    if (n.op == "Conv") EXPECT_EQ(quant::planned_execution(q, n), "int8") << n.name;
+  at::Tensor x = d.train.x.narrow(0, 0, 32);
+  Outputs o = both(q, x);
+  // 20 requantized layers in sequence: rounding differences compound, so compare relatively.
+  double rel = (o.int8 - o.simulated).norm().item<double>() / o.simulated.norm().item<double>();
+  EXPECT_LT(rel, 0.05);
+  at::Tensor yf = exec::Executor(g).forward(x);
+  EXPECT_LT((o.int8 - yf).norm().item<double>() / yf.norm().item<double>(), 0.1);
+}
+
 TEST_F(QuantInt8, BelowEightBitsIsSimulatedExactly) {
   ir::Graph g = models::build("mlp", {{"in_features", "16"}, {"hidden", "32"}}, 0);
   data::Splits d = random_data({16});

@@ -2,11 +2,17 @@
 #pragma once
 
 #include <string>
+#include <string_view>
+#include <vector>
 
 namespace squeeze {
 
-// Writes the text to path atomically; creates parent folders. Throws Error on failure and
-// leaves no temporary file behind.
+// Writes the chunks to a temporary file next to path ("path.tmp-<pid>-<random>"), fsyncs it and
+// renames it over path, so readers see the old file or the new one, never a partial one. On any
+// failure the temporary file is removed and Error names path and the cause.
+void write_file_atomic(const std::string& path, const std::vector<std::string_view>& chunks);
+
+// write_file_atomic of one text; creates parent folders first.
 void write_text_atomic(const std::string& path, const std::string& text);
 
 // A temporary path next to `path` for an atomic write ("path.tmp-<pid>-<n>").

@@ -42,6 +42,10 @@ bool accepts_quantized(const ir::Node& node, const std::vector<at::Tensor>& inpu
 // Conv/Linear: the quantized result (int8 kernels, dynamic int8 or simulated dynamic) or an
 // undefined tensor when the float kernel should run.
 at::Tensor quantized_forward(const ir::Node& node, const at::Tensor& x, const exec::KernelContext& ctx);
+// Other ops with a quantized kernel: Add of two quint8 values into a quint8 out_qspec
+// (quantized::add). Their outputs, or an empty vector when the float kernel should run.
+std::vector<at::Tensor> quantized_op(const ir::Node& node, const std::vector<at::Tensor>& inputs,
+                                     const exec::KernelContext& ctx);
 // Applies node.out_qspec to output 0: fake quantization (with STE) in training or when it cannot be
 // represented as quint8, a real quint8 tensor in eval mode otherwise.
 at::Tensor apply_out_qspec(const ir::Node& node, const at::Tensor& y, const exec::KernelContext& ctx);
