@@ -54,7 +54,7 @@ std::string join(const std::vector<std::string>& items, const std::string& sep) 
 }
 
 std::string fnv1a_hex(const std::string& text) {
-  uint64_t h = 1469598103934665603ull;
+  uint64_t h = 14695981039346656037ull;  // FNV-1a 64 offset basis
   for (unsigned char c : text) {
     h ^= c;
     h *= 1099511628211ull;
