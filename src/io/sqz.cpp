@@ -41,6 +41,7 @@
 
 #include "squeeze/util/error.h"
 #include "squeeze/util/fs.h"
+#include "squeeze/util/strings.h"
 
 static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
               "the .sqz payloads are copied from memory as little-endian");
@@ -60,14 +61,6 @@ constexpr int64_t kMaxElements = int64_t(1) << 40;
 
 // ---------------------------------------------------------------------------------------------
 // Small helpers
-
-uint64_t fnv1a(const char* data, size_t n, uint64_t h = 0xcbf29ce484222325ULL) {
-  for (size_t i = 0; i < n; ++i) {
-    h ^= static_cast<unsigned char>(data[i]);
-    h *= 0x100000001b3ULL;
-  }
-  return h;
-}
 
 std::string fmt_shape(const std::vector<int64_t>& shape) {
   std::string s = "[";
@@ -684,8 +677,8 @@ void Loader::check_preamble() {
 
 void Loader::parse_header() {
   const char* h = file_.data() + kPreambleBytes;
-  uint64_t hash = fnv1a(h, header_len_);
-  hash = fnv1a(file_.data() + payload_start_, payload_len_, hash);
+  uint64_t hash = fnv1a64(h, header_len_);
+  hash = fnv1a64(file_.data() + payload_start_, payload_len_, hash);
   uint64_t stored;
   std::memcpy(&stored, file_.data() + file_.size() - kTrailerBytes, 8);
   const bool hash_ok = hash == stored;
@@ -1056,8 +1049,8 @@ void save_sqz(const ir::Graph& graph, const std::string& path) {
   head += header_text;
   head.resize(align_up(head.size()), '\0');
 
-  uint64_t hash = fnv1a(header_text.data(), header_text.size());
-  hash = fnv1a(payload.data(), payload.size(), hash);
+  uint64_t hash = fnv1a64(header_text.data(), header_text.size());
+  hash = fnv1a64(payload.data(), payload.size(), hash);
   char trailer[kTrailerBytes];
   std::memcpy(trailer, &hash, 8);
   write_file_atomic(path, {{head.data(), head.size()},
