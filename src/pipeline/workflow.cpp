@@ -201,7 +201,11 @@ report::Report run_workflow(const WorkflowConfig& config, const RunOptions& opti
     ir::Graph g = baseline.clone();
     for (auto& ps : prepared[e]) {
       auto t_stage = std::chrono::steady_clock::now();
-      compress::PassContext ctx{data_ptr, batch_size, config.seed};
+      compress::PassContext ctx;
+      ctx.data = data_ptr;
+      ctx.batch_size = batch_size;
+      ctx.seed = config.seed;
+      ctx.finetune = ps.spec->finetune ? &*ps.spec->finetune : nullptr;
       compress::PassResult pr = ps.pass->run(g, ctx);
       g = std::move(pr.graph);
       ir::verify(g);
@@ -210,6 +214,8 @@ report::Report run_workflow(const WorkflowConfig& config, const RunOptions& opti
         log::info("  fine-tuning ", ps.spec->finetune->epochs, " epochs");
         train::fit(g, *splits, *ps.spec->finetune, batch_size, config.seed + 1 + e, ps.pass->finetune_hook());
       }
+      ps.pass->finalize(g);
+      ir::verify(g);
       report::StageRecord rec;
       report::ModelStats st = evaluated_stats(g, data_ptr, batch_size);
       rec.stage = ps.spec->method;

@@ -6,6 +6,7 @@
 #include "squeeze/compress/prune/head_prune.h"
 #include "squeeze/compress/prune/layer_prune.h"
 #include "squeeze/compress/prune/structured_prune.h"
+#include "squeeze/io/onnx.h"
 #include "squeeze/ir/ops.h"
 #include "squeeze/models/zoo.h"
 #include "squeeze/util/error.h"
@@ -95,17 +96,40 @@ TEST(HeadPrune, VitChannelAndEncoderLayerPruning) {
   for (const auto& [gi, units] : removed) testing::zero_units(zeroed, d.groups()[gi], units);
   EXPECT_TRUE(testing::tensors_close(testing::run_graph(d.prune(g, removed), x), testing::run_graph(zeroed, x),
                                      testing::kPruneRtol, testing::kPruneAtol));
-  // Encoder sub-layers (attention and MLP) are residual blocks layer pruning can remove.
+  // Encoder layers (attention + MLP residual sub-blocks) are blocks layer pruning can remove.
   auto blocks = compress::removable_blocks(g);
-  EXPECT_EQ(blocks.size(), 8u);
+  ASSERT_EQ(blocks.size(), 4u);
+  EXPECT_EQ(blocks[0].kind, "encoder");
+  EXPECT_EQ(blocks[0].name, "enc0_ln1");
   StructuredPruneOptions lo;
   lo.granularity = "layer";
   lo.criterion = "l1";
   lo.layers = 2;
   auto lr = compress::LayerPrune(lo).run(g, ctx);
   EXPECT_TRUE(lr.changed);
-  EXPECT_EQ(compress::removable_blocks(lr.graph).size(), 6u);
+  EXPECT_EQ(compress::removable_blocks(lr.graph).size(), 2u);
+  EXPECT_EQ(compress::find_attention(lr.graph).size(), 2u);
   EXPECT_EQ(testing::run_graph(lr.graph, x).sizes(), (std::vector<int64_t>{2, 10}));
+}
+
+TEST(HeadPrune, WorksOnAnImportedOnnxTransformer) {
+  testing::TempDir dir;
+  io::export_onnx(vit(), dir.file("vit.onnx"));
+  ir::Graph g = io::import_onnx(dir.file("vit.onnx"));
+  auto blocks = compress::find_attention(g);
+  ASSERT_EQ(blocks.size(), 4u);
+  StructuredPruneOptions o;
+  o.granularity = "head";
+  o.ratio = 0.25;
+  o.scope = "local";
+  compress::PassContext ctx;
+  auto r = compress::HeadPrune(o).run(g, ctx);
+  EXPECT_NE(r.summary.find("heads 16 -> 12"), std::string::npos) << r.summary;
+  testing::TempDir out;
+  io::export_onnx(r.graph, out.file("small.onnx"));
+  ir::Graph back = io::import_onnx(out.file("small.onnx"));
+  at::Tensor x = testing::random_input(g, 2);
+  EXPECT_TRUE(testing::tensors_close(testing::run_graph(back, x), testing::run_graph(r.graph, x)));
 }
 
 }  // namespace

@@ -399,6 +399,69 @@ TEST(QuantizePass, QatTrainsShadowWeightsAndSnapsThem) {
   EXPECT_FALSE(p.value.requires_grad());
 }
 
+TEST(QuantizePass, LsqLearnsWeightScales) {
+  at::manual_seed(0);
+  ir::Graph g = models::build("lenet5", {}, 0);
+  data::Splits d = tiny_data(128);
+  QuantizeOptions o;
+  o.mode = "qat";
+  o.weight_bits = 3;
+  o.lsq = true;
+  Quantize pass(o);
+  compress::PassContext ctx;
+  ctx.data = &d;
+  ctx.batch_size = 32;
+  ir::Graph q = pass.run(g, ctx).graph;
+  at::Tensor scale_before = q.find_node("conv1")->param("weight").qspec->scale.detach().clone();
+  train::TrainOptions t;
+  t.epochs = 1;
+  t.lr = 1e-2;
+  train::fit(q, d, t, 32, 0, pass.finetune_hook());
+  pass.finalize(q);
+  const ir::Param& p = q.find_node("conv1")->param("weight");
+  EXPECT_FALSE(p.qspec->scale.requires_grad());
+  EXPECT_FALSE(p.qspec->scale.equal(scale_before));
+  EXPECT_TRUE(p.qspec->scale.gt(0).all().item<bool>());
+  EXPECT_TRUE(quant::on_grid(p.value, *p.qspec));
+}
+
+TEST(QuantizePass, SqzRoundTripKeepsTheQuantizedGraph) {
+  at::manual_seed(0);
+  ir::Graph g = models::build("lenet5", {}, 0);
+  data::Splits d = tiny_data(128);
+  QuantizeOptions o;
+  o.weight_bits = 5;
+  o.act_bits = 6;
+  ir::Graph q = quantize(g, o, &d).graph;
+  auto path = (std::filesystem::temp_directory_path() / "sqz_quant_graph.sqz").string();
+  io::save_sqz(q, path);
+  EXPECT_LE(std::filesystem::file_size(path), io::stored_size_bytes(q) + 16384);
+  ir::Graph back = io::load_sqz(path);
+  std::filesystem::remove(path);
+  at::Tensor x = d.test.x.narrow(0, 0, 8);
+  EXPECT_TRUE(exec::Executor(back).forward(x).equal(exec::Executor(q).forward(x)));
+  EXPECT_EQ(back.find_node("conv2")->out_qspec->bits, 6);
+  EXPECT_EQ(back.find_node("conv2")->param("weight").qspec->bits, 5);
+}
+
+TEST(QuantizePass, BiasCorrectionRemovesTheMeanError) {
+  at::manual_seed(0);
+  ir::Graph g = models::build("lenet5", {}, 0);
+  data::Splits d = tiny_data(256);
+  QuantizeOptions o;
+  o.weight_bits = 2;
+  o.act_bits = 0;
+  ir::Graph plain = quantize(g, o, &d).graph;
+  o.bias_correction = true;
+  ir::Graph corrected = quantize(g, o, &d).graph;
+  at::Tensor x = d.train.x.narrow(0, 0, 256);
+  at::Tensor yf = exec::Executor(g).forward(x);
+  auto mean_error = [&](const ir::Graph& q) {
+    return (exec::Executor(q).forward(x) - yf).mean(0).abs().mean().item<double>();
+  };
+  EXPECT_LT(mean_error(corrected), 0.5 * mean_error(plain));
+}
+
 TEST(QuantizePass, SensitivityRanksLayers) {
   at::manual_seed(0);
   ir::Graph g = models::build("lenet5", {}, 0);

@@ -315,6 +315,31 @@ TEST(StructuredPrune, EveryCriterionPrunesResnet8) {
   }
 }
 
+TEST(StructuredPrune, EveryCriterionOnEveryZooModel) {
+  for (const auto& zc : zoo_cases()) {
+    ir::Graph g = models::build(zc.name, zc.params, 0);
+    std::vector<int64_t> sample(g.inputs[0].shape.begin() + 1, g.inputs[0].shape.end());
+    int64_t classes = g.shape_of(g.outputs[0]).back();
+    data::Splits data = testing::random_splits(sample, classes, 16);
+    bool has_bn = false;
+    for (const auto& n : g.nodes) has_bn |= n.op == "BatchNorm";
+    for (const auto& c : compress::importance_criteria()) {
+      SCOPED_TRACE(zc.name + " " + c);
+      StructuredPruneOptions o;
+      o.criterion = c;
+      o.ratio = 0.3;
+      o.batches = 1;
+      if (c == "bn_scale" && !has_bn) {
+        EXPECT_THROW(prune(g, o, &data), UserError);
+        continue;
+      }
+      auto r = prune(g, o, &data);
+      EXPECT_TRUE(r.changed) << r.summary;
+      EXPECT_LT(ir::graph_flops(r.graph), ir::graph_flops(g));
+    }
+  }
+}
+
 TEST(StructuredPrune, L1RemovesTheSmallestFilters) {
   ir::Graph g = models::build("small_cnn", {}, 0);
   {
@@ -377,6 +402,28 @@ TEST(StructuredPrune, ApozPrunesChannelsThatAreAlwaysZero) {
   const auto& b1 = r.graph.find_node("conv1")->param("bias").value;
   ASSERT_EQ(b1.size(0), 30);
   EXPECT_GT(b1.min().item<double>(), -50.0);
+}
+
+TEST(StructuredPrune, TaylorPrunesAChannelTheLossDoesNotSee) {
+  ir::Graph g = models::build("small_cnn", {}, 0);
+  {
+    at::NoGradGuard no_grad;
+    // conv2's channel 5 feeds nothing: its 49 columns of fc1 are zero.
+    g.find_node("fc1")->param("weight").value.narrow(1, 5 * 49, 49).zero_();
+  }
+  data::Splits data = testing::random_splits({1, 28, 28}, 10, 64);
+  StructuredPruneOptions o;
+  o.criterion = "taylor";
+  o.scope = "local";
+  o.ratio = 1.0 / 64.0;
+  o.exclude = {"conv1", "fc1"};
+  o.batches = 2;
+  auto r = prune(g, o, &data);
+  const auto& w0 = g.find_node("conv2")->param("weight").value;
+  const auto& w1 = r.graph.find_node("conv2")->param("weight").value;
+  ASSERT_EQ(w1.size(0), 63);
+  EXPECT_TRUE(w1.narrow(0, 0, 5).equal(w0.narrow(0, 0, 5)));
+  EXPECT_TRUE(w1.narrow(0, 5, 58).equal(w0.narrow(0, 6, 58)));
 }
 
 // --- options ---

@@ -87,6 +87,24 @@ std::vector<RemovableBlock> removable_blocks(const ir::Graph& graph) {
       break;
     }
   }
+  // Transformer encoder layers: an attention sub-block (a Softmax in its branch) whose output is
+  // the shortcut of the next residual sub-block (the MLP) is removed together with it.
+  std::vector<RemovableBlock> merged;
+  for (size_t i = 0; i < blocks.size(); ++i) {
+    bool attention = false;
+    for (const auto& name : blocks[i].nodes) attention |= graph.find_node(name)->op == "Softmax";
+    if (attention && i + 1 < blocks.size() && blocks[i + 1].replacement == blocks[i].output) {
+      RemovableBlock e = blocks[i];
+      e.kind = "encoder";
+      e.output = blocks[i + 1].output;
+      e.nodes.insert(e.nodes.end(), blocks[i + 1].nodes.begin(), blocks[i + 1].nodes.end());
+      merged.push_back(e);
+      ++i;
+      continue;
+    }
+    merged.push_back(blocks[i]);
+  }
+  blocks = merged;
   for (size_t i = 0; i < graph.nodes.size(); ++i) {
     const ir::Node& n = graph.nodes[i];
     if ((n.op != "Conv" && n.op != "Linear") || n.inputs.size() != 1 || in_residual.count(i)) continue;

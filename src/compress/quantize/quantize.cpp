@@ -319,26 +319,24 @@ void Quantize::calibrate(ir::Graph& g, const std::vector<std::string>& values, c
 
 void Quantize::correct_biases(ir::Graph& g, const ir::Graph& reference, const std::vector<std::string>& layers,
                               const data::Dataset& data, int64_t batch_size) const {
-  // Empirical bias correction (Nagel et al. 2019): the mean output error of each quantized layer
-  // on the calibration inputs, per output channel, is subtracted from its bias.
+  // Empirical bias correction (Nagel et al. 2019): layer by layer in graph order, the mean output
+  // error of the quantized layer against the float model on the calibration inputs, per output
+  // channel, is subtracted from its bias (later layers see the corrected earlier ones).
   at::NoGradGuard no_grad;
-  std::vector<std::string> values;
-  for (const auto& l : layers) values.push_back(g.find_node(l)->outputs[0]);
-  ir::Graph pq = probe_graph(g, values), pf = probe_graph(reference, values);
-  std::vector<at::Tensor> diff(values.size());
-  int64_t done = 0;
-  for (int64_t start = 0; start < data.size() && done < options_.calibration_batches; start += batch_size, ++done) {
-    at::Tensor x = data.x.narrow(0, start, std::min(batch_size, data.size() - start));
-    auto yq = probe(pq, x), yf = probe(pf, x);
-    for (size_t i = 0; i < values.size(); ++i) {
-      at::Tensor d = (yq[i] - yf[i]).transpose(0, 1).reshape({yq[i].size(1), -1}).mean(1);
-      diff[i] = diff[i].defined() ? diff[i] + d : d;
+  for (const auto& l : layers) {
+    std::string v = g.find_node(l)->outputs[0];
+    ir::Graph pq = probe_graph(g, {v}), pf = probe_graph(reference, {v});
+    at::Tensor diff;
+    int64_t done = 0;
+    for (int64_t start = 0; start < data.size() && done < options_.calibration_batches; start += batch_size, ++done) {
+      at::Tensor x = data.x.narrow(0, start, std::min(batch_size, data.size() - start));
+      at::Tensor yq = probe(pq, x)[0], yf = probe(pf, x)[0];
+      at::Tensor d = (yq - yf).transpose(0, 1).reshape({yq.size(1), -1}).mean(1);
+      diff = diff.defined() ? diff + d : d;
     }
-  }
-  for (size_t i = 0; i < layers.size(); ++i) {
-    if (!diff[i].defined()) continue;
-    ir::Node& n = *g.find_node(layers[i]);
-    at::Tensor corr = diff[i] / double(done);
+    if (!diff.defined()) continue;
+    ir::Node& n = *g.find_node(l);
+    at::Tensor corr = diff / double(done);
     if (n.has_param("bias")) {
       n.param("bias").value = n.param("bias").value - corr;
     } else {

@@ -4,6 +4,8 @@
 //   - residual branches: Add(x, f(x)) where f depends only on x (and constants) and the sum has
 //     x's shape; removing the block makes the Add's output x (ResNet basic blocks, MobileNetV2
 //     inverted residuals, transformer attention and MLP sub-layers);
+//   - transformer encoder layers: an attention sub-block followed by the MLP sub-block that
+//     reads its output are one block (vit_tiny: 4 encoder layers);
 //   - shape-preserving layers: a Conv or Linear (with the BatchNorm that follows it) whose output
 //     has its input's shape; removing it passes its input on.
 // Each block is scored (criterion accuracy: validation accuracy lost when it alone is an
@@ -21,7 +23,7 @@ namespace squeeze::compress {
 
 struct RemovableBlock {
   std::string name;         // the first node of the block, e.g. "layer1_0_conv1"
-  std::string kind;         // "residual" | "layer"
+  std::string kind;         // "residual" | "encoder" | "layer"
   std::string output;       // the value the block produces (the Add's output, or the layer's)
   std::string replacement;  // the value that takes its place (the shortcut, or the layer's input)
   std::vector<std::string> nodes;  // the nodes that disappear
