@@ -1,6 +1,7 @@
 // int8 against float inference, in one run: small_cnn and resnet20 from the zoo, float (as built,
 // and with BatchNorm folded) and int8 PTQ (per-channel weights, uint8 activations, libtorch's
-// ONEDNN quantized kernels), at batch 1 and 64, measured interleaved by deploy::measure_latency.
+// ONEDNN quantized kernels) and dynamic int8 (Linear layers quantize their input per batch), at
+// batch 1 and 64, measured interleaved by deploy::measure_latency.
 // Then PyTorch's own float / static int8 (FX) / dynamic int8 on the same architectures, via
 // bench/quant_speed.py (Debian's /usr/bin/python3 with python3-torch), same thread count.
 //
@@ -51,8 +52,8 @@ int main(int argc, char** argv) {
   at::manual_seed(0);
   std::printf("threads %d, int8 kernels %s\n", threads, quant::int8_available() ? "ONEDNN" : "unavailable");
   std::map<std::string, std::map<int64_t, double>> float_us;
-  std::printf("%-10s %5s %12s %12s %12s %10s %10s\n", "model", "batch", "float_us", "folded_us", "int8_us",
-              "int8/float", "int8/fold");
+  std::printf("%-10s %5s %12s %12s %12s %12s %10s %10s %10s\n", "model", "batch", "float_us", "folded_us", "int8_us",
+              "dynamic_us", "int8/float", "int8/fold", "dyn/float");
   for (auto [name, shape] : std::vector<std::pair<std::string, std::vector<int64_t>>>{
            {"small_cnn", {1, 28, 28}}, {"resnet20", {3, 32, 32}}}) {
     ir::Graph g = models::build(name, {}, 0);
@@ -66,14 +67,20 @@ int main(int argc, char** argv) {
     compress::QuantizeOptions o;
     compress::PassResult q = compress::Quantize(o).run(g, ctx);
     std::cerr << name << ": " << q.summary << "\n";
+    compress::QuantizeOptions dyn;
+    dyn.mode = "dynamic";
+    dyn.per_channel = false;
+    compress::PassResult d = compress::Quantize(dyn).run(g, ctx);
+    std::cerr << name << ": " << d.summary << "\n";
     for (int64_t batch : {1, 64}) {
       deploy::LatencyOptions lo;
       lo.budget_s = budget;
-      auto st = deploy::measure_latency({&g, &folded, &q.graph}, batch, lo);
+      auto st = deploy::measure_latency({&g, &folded, &q.graph, &d.graph}, batch, lo);
       float_us[name][batch] = st[0].median_us;
-      std::printf("%-10s %5lld %12.1f %12.1f %12.1f %9.2fx %9.2fx\n", name.c_str(), static_cast<long long>(batch),
-                  st[0].median_us, st[1].median_us, st[2].median_us, st[0].median_us / st[2].median_us,
-                  st[1].median_us / st[2].median_us);
+      std::printf("%-10s %5lld %12.1f %12.1f %12.1f %12.1f %9.2fx %9.2fx %9.2fx\n", name.c_str(),
+                  static_cast<long long>(batch), st[0].median_us, st[1].median_us, st[2].median_us, st[3].median_us,
+                  st[0].median_us / st[2].median_us, st[1].median_us / st[2].median_us,
+                  st[0].median_us / st[3].median_us);
       std::fflush(stdout);
     }
   }

@@ -116,7 +116,7 @@ ir::Graph small_cnn(Args& a, uint64_t seed) {
   GraphBuilder b("small_cnn", seed);
   auto s = image_shape(a, 1, 28);
   int64_t classes = a.get("num_classes", 10);
-  int64_t w = a.get("width", 32);
+  int64_t w = a.get("channels", 32);
   std::string x = b.input("input", s);
   x = b.maxpool(b.act("Relu", b.conv(x, w, 3, 1, 1, 1, true, "conv1")), 2, 2);
   x = b.maxpool(b.act("Relu", b.conv(x, 2 * w, 3, 1, 1, 1, true, "conv2")), 2, 2);
@@ -143,7 +143,7 @@ ir::Graph cifar_resnet(Args& a, uint64_t seed, int blocks_per_stage, const std::
   GraphBuilder b(name, seed);
   auto s = image_shape(a, 3, 32);
   int64_t classes = a.get("num_classes", 10);
-  int64_t w = a.get("width", 16);
+  int64_t w = a.get("channels", 16);
   std::string x = b.input("input", s);
   x = b.act("Relu", conv_bn(b, x, w, 3, 1, 1, "stem"));
   for (int stage = 0; stage < 3; ++stage)
@@ -204,14 +204,17 @@ struct Entry {
 
 const std::vector<Entry>& entries() {
   static const std::vector<std::string> image = {"num_classes", "in_channels", "input_size", "height", "width"};
+  // `channels` scales the first layer's channel count (the rest follow).
+  static const std::vector<std::string> scalable = {"num_classes", "in_channels", "input_size", "height", "width",
+                                                    "channels"};
   static const std::vector<Entry> all = {
       {{"mlp", "multi-layer perceptron (in_features, hidden: \"256,128\")", {"num_classes", "in_features", "hidden"}}, mlp},
       {{"jet_tagger", "hls4ml jet tagger 16-64-32-32-5", {"num_classes", "in_features"}}, jet_tagger},
       {{"lenet5", "LeNet-5", image}, lenet5},
-      {{"small_cnn", "two conv layers + two linear layers (width: first conv channels)", image}, small_cnn},
-      {{"resnet8", "CIFAR-style ResNet-8 (width: stem channels)", image},
+      {{"small_cnn", "two conv layers + two linear layers (channels: first conv's, default 32)", scalable}, small_cnn},
+      {{"resnet8", "CIFAR-style ResNet-8 (channels: stem's, default 16)", scalable},
        [](Args& a, uint64_t s) { return cifar_resnet(a, s, 1, "resnet8"); }},
-      {{"resnet20", "CIFAR-style ResNet-20 (width: stem channels)", image},
+      {{"resnet20", "CIFAR-style ResNet-20 (channels: stem's, default 16)", scalable},
        [](Args& a, uint64_t s) { return cifar_resnet(a, s, 3, "resnet20"); }},
       {{"resnet18", "ResNet-18, torchvision layout", image}, resnet18},
       {{"mobilenet_v2_tiny", "a small MobileNetV2 (inverted residuals, depthwise convs)", image}, mobilenet_v2_tiny},

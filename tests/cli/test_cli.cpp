@@ -347,3 +347,35 @@ TEST(CliOnnx, TorchScriptExport) {
 
 }  // namespace
 }  // namespace squeeze
+
+namespace squeeze {
+namespace {
+
+TEST(CliOnnx, StructuredPruningWithoutDataExportsASmallerFile) {
+  TempDir dir;
+  ASSERT_EQ(cli({"export", "zoo:small_cnn", "--to", "onnx", "--out", dir.file("cnn.onnx")}).code, 0);
+  write(dir.file("w.yaml"), "model: {onnx: " + dir.file("cnn.onnx") +
+                                "}\n"
+                                "experiments:\n"
+                                "  - name: half\n"
+                                "    stages: [{method: prune, params: {kind: structured, criterion: l1, ratio: 0.5}}]\n"
+                                "output: {export: [onnx], latency: false}\n");
+  auto r = cli({"run", dir.file("w.yaml"), "--out", dir.file("out")});
+  ASSERT_EQ(r.code, 0) << r.err;
+  auto base = fs::file_size(dir.file("out/models/baseline.onnx"));
+  auto half = fs::file_size(dir.file("out/models/half.onnx"));
+  EXPECT_LT(double(half), 0.6 * double(base)) << base << " -> " << half;
+  auto back = cli({"inspect", dir.file("out/models/half.onnx"), "--json"});
+  ASSERT_EQ(back.code, 0) << back.err;
+  json j = json::parse(back.out);
+  EXPECT_LT(j["total"]["params"].get<int64_t>(), 421642 / 2);
+  // Channels are gone, not zeroed.
+  EXPECT_EQ(j["total"]["params"], j["total"]["nonzero_params"]);
+  std::ifstream in(dir.file("out/report.json"));
+  json rep = json::parse(in);
+  EXPECT_TRUE(rep["baseline"]["accuracy"].is_null());  // no data: nothing to evaluate
+  EXPECT_GT(rep["results"][0]["flops_ratio"].get<double>(), 1.5);
+}
+
+}  // namespace
+}  // namespace squeeze

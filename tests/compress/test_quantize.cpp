@@ -399,6 +399,29 @@ TEST(QuantizePass, QatTrainsShadowWeightsAndSnapsThem) {
   EXPECT_FALSE(p.value.requires_grad());
 }
 
+TEST(QuantizePass, QatObserversFreeze) {
+  at::manual_seed(0);
+  ir::Graph g = models::build("lenet5", {}, 0);
+  data::Splits d = tiny_data(128);
+  for (int64_t freeze : {0, -1}) {
+    QuantizeOptions o;
+    o.mode = "qat";
+    o.observer_update_every = 1;
+    o.freeze_observers_after = freeze;
+    Quantize pass(o);
+    compress::PassContext ctx;
+    ctx.data = &d;
+    ctx.batch_size = 32;
+    ir::Graph q = pass.run(g, ctx).graph;
+    at::Tensor before = q.find_node("conv2")->out_qspec->scale.clone();
+    train::TrainOptions t;
+    t.epochs = 1;
+    t.lr = 1e-2;
+    train::fit(q, d, t, 32, 0, pass.finetune_hook());
+    EXPECT_EQ(q.find_node("conv2")->out_qspec->scale.equal(before), freeze == 0) << freeze;
+  }
+}
+
 TEST(QuantizePass, LsqLearnsWeightScales) {
   at::manual_seed(0);
   ir::Graph g = models::build("lenet5", {}, 0);

@@ -58,3 +58,17 @@ TEST(Zoo, UnknownModelAndParameterAreConfigErrors) {
 
 }  // namespace
 }  // namespace squeeze
+
+namespace squeeze {
+namespace {
+
+TEST(Zoo, ChannelScaleIsNotTheImageWidth) {
+  ir::Graph g = models::build("small_cnn", {{"channels", "8"}, {"height", "32"}, {"width", "24"}}, 0);
+  EXPECT_EQ(g.inputs[0].shape, (ir::Shape{ir::kDynamic, 1, 32, 24}));
+  EXPECT_EQ(g.find_node("conv1")->param("weight").value.size(0), 8);
+  ir::Graph r = models::build("resnet20", {{"channels", "4"}}, 0);
+  EXPECT_EQ(r.find_node("stem")->param("weight").value.size(0), 4);
+}
+
+}  // namespace
+}  // namespace squeeze

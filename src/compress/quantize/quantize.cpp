@@ -415,8 +415,12 @@ PassResult Quantize::run(const ir::Graph& graph, PassContext& ctx) {
     o << "; activations float";
   if (folded) o << "; folded " << folded << " BatchNorm";
   if (options_.bias_correction) o << "; bias-corrected";
-  o << "; ran int8: " << (int8.empty() ? "none" : join(int8, ", "));
-  o << "; simulated: " << (sim.empty() ? "none" : join(sim, ", "));
+  if (sim.empty())
+    o << "; ran int8 (libtorch quantized kernels): all " << int8.size() << " layers";
+  else if (int8.empty())
+    o << "; simulated (integer grid, float arithmetic): all " << sim.size() << " layers";
+  else
+    o << "; ran int8: " << join(int8, ", ") << "; simulated: " << join(sim, ", ");
   if (options_.mode == "dynamic" && options_.per_channel)
     o << " (per-channel dynamic is simulated: ONEDNN linear_dynamic is wrong per channel)";
   if (options_.mode == "qat") o << (options_.lsq ? "; QAT with learned scales (LSQ)" : "; QAT (STE)");

@@ -5,7 +5,8 @@
 // (Relu, MaxPool, Flatten, Reshape, Dropout, Identity) to the next Conv or Linear. A Conv2d or
 // Linear whose weight qspec is 8-bit signed symmetric (per tensor or per output channel), whose
 // input arrives as quint8 and whose own out_qspec is quint8 runs on libtorch's quantized kernels
-// (ONEDNN engine; packed weights are cached per node and rebuilt when the weight changes). Every
+// (ONEDNN engine; packed weights are cached per node and rebuilt when the weight changes). An Add
+// of two quint8 values with a quint8 out_qspec runs quantized::add (residual connections). Every
 // other op gets its quantized inputs dequantized first, and graph outputs are dequantized.
 //
 // Everything else quantized is simulated: weights are stored dequantized on their grid, inputs are

@@ -88,7 +88,7 @@ class Quantize : public Pass {
   // Values that need an out_qspec for the given layers; may insert input Identity nodes.
   std::vector<std::string> activation_points(ir::Graph& g, const std::vector<std::string>& layers) const;
   void calibrate(ir::Graph& g, const std::vector<std::string>& values, const data::Dataset& data,
-                 int64_t batch_size, int64_t batches, bool moving) ;
+                 int64_t batch_size, int64_t batches, bool moving);
   void correct_biases(ir::Graph& g, const ir::Graph& reference, const std::vector<std::string>& layers,
                       const data::Dataset& data, int64_t batch_size) const;
   void run_sensitivity(const ir::Graph& float_graph, const ir::Graph& quantized, PassContext& ctx);
