@@ -37,8 +37,10 @@ bool is_quint8_spec(const ir::QuantSpec& s) {
          s.rounding == "half_even";
 }
 
+// Narrower signed symmetric grids are subsets of int8 with the same scale, so 2..8-bit weights run
+// on the int8 kernels exactly.
 bool is_int8_weight_spec(const ir::QuantSpec& s, int64_t out_channels) {
-  if (s.bits != 8 || !s.is_signed || !s.scale.defined()) return false;
+  if (s.bits < 2 || s.bits > 8 || !s.is_signed || !s.scale.defined()) return false;
   if (s.axis > 0) return false;
   if (s.axis == 0 && s.scale.numel() != out_channels && s.scale.numel() != 1) return false;
   if (s.zero_point.defined() && s.zero_point.ne(0).any().item<bool>()) return false;

@@ -148,6 +148,23 @@ TEST_F(QuantInt8, BelowEightBitsIsSimulatedExactly) {
   EXPECT_TRUE(quant::on_grid(o.simulated, *last->out_qspec));
 }
 
+TEST_F(QuantInt8, NarrowWeightsWithEightBitActivationsRunInt8) {
+  ir::Graph g = models::build("small_cnn", {}, 0);
+  data::Splits d = random_data({1, 28, 28});
+  compress::QuantizeOptions o;
+  o.weight_bits = 4;
+  o.act_bits = 8;
+  compress::PassContext ctx;
+  ctx.data = &d;
+  ctx.batch_size = 64;
+  ir::Graph q = compress::Quantize(o).run(g, ctx).graph;
+  for (const auto& n : q.nodes)
+    if (n.op == "Conv" || n.op == "Linear") EXPECT_EQ(quant::planned_execution(q, n), "int8") << n.name;
+  Outputs out = both(q, d.train.x.narrow(0, 0, 32));
+  EXPECT_GT(out.int8.argmax(1).eq(out.simulated.argmax(1)).to(at::kFloat).mean().item<double>(), 0.95);
+  EXPECT_LE((out.int8 - out.simulated).abs().max().item<double>(), 4.0 * output_step(q) * 1.001);
+}
+
 TEST_F(QuantInt8, DynamicLinearAgainstDequantizedReference) {
   ir::Graph g = models::build("mlp", {{"in_features", "64"}, {"hidden", "128"}}, 0);
   compress::QuantizeOptions o;

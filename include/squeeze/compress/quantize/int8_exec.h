@@ -3,13 +3,14 @@
 // In eval mode, a node whose out_qspec is 8-bit unsigned affine (quint8's range) produces a real
 // quint8 tensor (at::quantize_per_tensor), which flows through ops that keep quantized tensors
 // (Relu, MaxPool, Flatten, Reshape, Dropout, Identity) to the next Conv or Linear. A Conv2d or
-// Linear whose weight qspec is 8-bit signed symmetric (per tensor or per output channel), whose
+// Linear whose weight qspec is signed symmetric with 2..8 bits (a narrower grid is a subset of
+// int8 with the same scale; per tensor or per output channel), whose
 // input arrives as quint8 and whose own out_qspec is quint8 runs on libtorch's quantized kernels
 // (ONEDNN engine; packed weights are cached per node and rebuilt when the weight changes). An Add
 // of two quint8 values with a quint8 out_qspec runs quantized::add (residual connections). Every
 // other op gets its quantized inputs dequantized first, and graph outputs are dequantized.
 //
-// Everything else quantized is simulated: weights are stored dequantized on their grid, inputs are
+// Everything else quantized (activations narrower than 8 bits, affine weights) is simulated: weights are stored dequantized on their grid, inputs are
 // fake-quantized by the producer's out_qspec, so a Conv/Linear computes
 //   sum_k (q_x[k] - z_x) s_x * (q_w[k] - z_w) s_w + b
 // on exact grid values with float32 accumulation, then its output is fake-quantized. The int8
