@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "squeeze/data/dataset.h"
+#include "testing/asserts.h"
 #include "squeeze/util/error.h"
 
 namespace fs = std::filesystem;
@@ -17,22 +18,7 @@ using namespace squeeze::data;
 
 namespace {
 
-struct TempDir {
-  std::string path;
-  TempDir() {
-    std::string tmpl = fs::temp_directory_path().string() + "/squeeze_csv_XXXXXX";
-    path = mkdtemp(tmpl.data());
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string write(const std::string& name, const std::string& text) const {
-    const std::string p = path + "/" + name;
-    std::ofstream(p, std::ios::binary) << text;
-    return p;
-  }
-};
+using squeeze::testing::TempDir;
 
 template <typename Fn>
 std::string error_of(Fn fn) {
@@ -141,7 +127,7 @@ TEST(DataCsv, MalformedFilesAreRejected) {
       [&] { read_csv(dir.write("f.csv", "a,label\n1,0\n"), "label", {"b"}, x, y, nullptr); });
   EXPECT_NE(e.find("no feature column 'b'"), std::string::npos) << e;
 
-  e = error_of([&] { read_csv(dir.path + "/missing.csv", "label", {}, x, y, nullptr); });
+  e = error_of([&] { read_csv(dir.path() + "/missing.csv", "label", {}, x, y, nullptr); });
   EXPECT_NE(e.find("missing.csv"), std::string::npos) << e;
 }
 

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "squeeze/data/dataset.h"
+#include "testing/asserts.h"
 #include "squeeze/util/error.h"
 
 namespace fs = std::filesystem;
@@ -18,18 +19,7 @@ using namespace squeeze::data;
 
 namespace {
 
-struct TempDir {
-  std::string path;
-  TempDir() {
-    std::string tmpl = fs::temp_directory_path().string() + "/squeeze_ds_XXXXXX";
-    path = mkdtemp(tmpl.data());
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string file(const std::string& name) const { return path + "/" + name; }
-};
+using squeeze::testing::TempDir;
 
 // n samples whose feature 0 is the sample's id (exact in float32), so splits can be traced back.
 DataOptions id_dataset(const TempDir& dir, int64_t n, int64_t classes = 3) {

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "squeeze/data/dataset.h"
+#include "testing/asserts.h"
 #include "squeeze/util/error.h"
 
 #ifdef SQUEEZE_HAVE_HDF5
@@ -24,18 +25,7 @@ using namespace squeeze::data;
 
 namespace {
 
-struct TempDir {
-  std::string path;
-  TempDir() {
-    std::string tmpl = fs::temp_directory_path().string() + "/squeeze_h5_XXXXXX";
-    path = mkdtemp(tmpl.data());
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string file(const std::string& name) const { return path + "/" + name; }
-};
+using squeeze::testing::TempDir;
 
 template <typename T>
 void write_dataset(H5::H5File& f, const std::string& name, const at::Tensor& t,

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "squeeze/data/dataset.h"
+#include "testing/asserts.h"
 #include "squeeze/util/error.h"
 
 namespace fs = std::filesystem;
@@ -20,18 +21,7 @@ using namespace squeeze::data;
 
 namespace {
 
-struct TempDir {
-  std::string path;
-  TempDir() {
-    std::string tmpl = fs::temp_directory_path().string() + "/squeeze_idx_XXXXXX";
-    path = mkdtemp(tmpl.data());
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string file(const std::string& name) const { return path + "/" + name; }
-};
+using squeeze::testing::TempDir;
 
 std::string idx_bytes(const std::vector<uint32_t>& dims, const std::vector<uint8_t>& data,
                       uint8_t type = 0x08) {
@@ -171,7 +161,7 @@ TEST(DataIdx, MnistIdxFolderLoads) {
     write_idx_folder(dir, 50, 20, gz);
     DataOptions o;
     o.dataset = "mnist-idx";
-    o.path = dir.path;
+    o.path = dir.path();
     o.val_fraction = 0.2;
     o.normalize = "none";
     const Splits s = load(o, 3);
@@ -208,7 +198,7 @@ TEST(DataIdx, DirectoryWithMissingFilesListsThem) {
   fs::remove(dir.file("t10k-labels-idx1-ubyte.gz"));
   DataOptions o;
   o.dataset = "mnist-idx";
-  o.path = dir.path;
+  o.path = dir.path();
   const std::string e = error_of([&] { load(o, 0); });
   EXPECT_NE(e.find("has no t10k-labels-idx1-ubyte[.gz]"), std::string::npos) << e;
   EXPECT_NE(e.find("found: t10k-images-idx3-ubyte.gz"), std::string::npos) << e;
@@ -220,7 +210,7 @@ TEST(DataIdx, ImageAndLabelCountsMustAgree) {
   write_raw(dir.file("train-labels-idx1-ubyte"), idx_bytes({9}, ramp(9, 1)));
   DataOptions o;
   o.dataset = "mnist-idx";
-  o.path = dir.path;
+  o.path = dir.path();
   const std::string e = error_of([&] { load(o, 0); });
   EXPECT_NE(e.find("10 images but 9 labels"), std::string::npos) << e;
 }

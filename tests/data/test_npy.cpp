@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "squeeze/data/dataset.h"
+#include "testing/asserts.h"
 #include "squeeze/util/error.h"
 
 namespace fs = std::filesystem;
@@ -18,18 +19,7 @@ using namespace squeeze::data;
 
 namespace {
 
-struct TempDir {
-  std::string path;
-  TempDir() {
-    std::string tmpl = fs::temp_directory_path().string() + "/squeeze_npy_XXXXXX";
-    path = mkdtemp(tmpl.data());
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string file(const std::string& name) const { return path + "/" + name; }
-};
+using squeeze::testing::TempDir;
 
 // An NPY file written byte by byte, the way numpy lays it out.
 std::string npy_bytes(int major, const std::string& dict, const void* data, size_t nbytes) {
@@ -186,7 +176,7 @@ TEST(DataNpy, WriteReadRoundTrip) {
   }
   // Writes go through a temporary file that is renamed: nothing else is left behind.
   size_t files = 0;
-  for (const auto& e : fs::directory_iterator(dir.path)) {
+  for (const auto& e : fs::directory_iterator(dir.path())) {
     EXPECT_EQ(e.path().extension(), ".npy") << e.path();
     ++files;
   }
@@ -206,7 +196,7 @@ TEST(DataNpy, LoadFeaturesAndLabelsFiles) {
             at::eye(4, at::kFloat).index_select(0, at::tensor({0, 1, 2, 3, 1}, at::kLong)));
   DataOptions o;
   o.dataset = "npy";
-  o.path = dir.path;  // relative names resolve against it
+  o.path = dir.path();  // relative names resolve against it
   o.features = "x.npy";
   o.labels = "y.npy";
   o.test_features = dir.file("tx.npy");

@@ -6,6 +6,7 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <string>
 
 namespace squeeze::testing {
@@ -55,6 +56,12 @@ class TempDir {
     std::filesystem::remove_all(path_, ec);
   }
   std::string file(const std::string& name) const { return (std::filesystem::path(path_) / name).string(); }
+  // Writes `text` to file(name) and returns that path.
+  std::string write(const std::string& name, const std::string& text) const {
+    std::string p = file(name);
+    std::ofstream(p, std::ios::binary) << text;
+    return p;
+  }
   const std::string& path() const { return path_; }
 
  private:
