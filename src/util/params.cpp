@@ -540,4 +540,9 @@ std::string did_you_mean(const std::string& word, const std::vector<std::string>
   return best;
 }
 
+void rethrow_with_path(const Params& p, const std::exception& e) {
+  if (dynamic_cast<const ConfigError*>(&e)) throw ConfigError(msg(p.path(), ".", e.what()));
+  throw;
+}
+
 }  // namespace squeeze

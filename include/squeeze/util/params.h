@@ -98,7 +98,25 @@ class Params {
   mutable std::map<std::string, bool> used_;
 };
 
+// For options structs read from Params: rejects unread keys (finish()), then runs the options'
+// validate(); a ConfigError from validate() gets the Params path prefixed so it names the key.
+template <typename Options>
+void finish_and_validate(Params& p, const Options& options);
+
 // The closest candidate to `word` by edit distance, or "" if none is close enough.
 std::string did_you_mean(const std::string& word, const std::vector<std::string>& candidates);
+
+// Rethrows a ConfigError with the params path in front (used by finish_and_validate).
+[[noreturn]] void rethrow_with_path(const Params& p, const std::exception& e);
+
+template <typename Options>
+void finish_and_validate(Params& p, const Options& options) {
+  p.finish();
+  try {
+    options.validate();
+  } catch (const std::exception& e) {
+    rethrow_with_path(p, e);
+  }
+}
 
 }  // namespace squeeze

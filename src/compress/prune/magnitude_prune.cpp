@@ -48,12 +48,7 @@ MagnitudePruneOptions MagnitudePruneOptions::from_params(Params& p) {
   if (p.has("ops")) o.ops = p.get_strings("ops");
   o.exclude = p.get_strings("exclude");
   o.seed = static_cast<uint64_t>(p.get_int("seed", 0, 0));
-  p.finish();
-  try {
-    o.validate();
-  } catch (const ConfigError& e) {
-    throw ConfigError(msg(p.path(), ".", e.what()));
-  }
+  finish_and_validate(p, o);
   return o;
 }
 

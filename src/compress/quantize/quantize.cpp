@@ -114,12 +114,7 @@ QuantizeOptions QuantizeOptions::from_params(Params& p) {
   o.sensitivity = p.get_bool("sensitivity", o.sensitivity);
   o.sensitivity_samples = p.get_int("sensitivity_samples", o.sensitivity_samples, 1);
   o.sensitivity_out = p.get_string("sensitivity_out", o.sensitivity_out);
-  p.finish();
-  try {
-    o.validate();
-  } catch (const ConfigError& e) {
-    throw ConfigError(msg(p.path(), ".", e.what()));
-  }
+  finish_and_validate(p, o);
   return o;
 }
 
