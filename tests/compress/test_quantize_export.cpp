@@ -16,23 +16,14 @@
 #include "squeeze/io/qonnx.h"
 #include "squeeze/models/zoo.h"
 #include "testing/asserts.h"
+#include "testing/data.h"
 
 namespace squeeze {
 namespace {
 
 namespace fs = std::filesystem;
 
-data::Splits calib_data(const std::vector<int64_t>& shape, int64_t n = 128) {
-  data::Splits s;
-  std::vector<int64_t> full = {n};
-  full.insert(full.end(), shape.begin(), shape.end());
-  s.train.x = at::randn(full);
-  s.train.y = at::randint(0, 10, {n}, at::kLong);
-  s.val = s.test = s.train.head(32);
-  s.sample_shape = shape;
-  s.num_classes = 10;
-  return s;
-}
+using testing::random_splits;
 
 ir::Graph quantized_cnn(int bits, const data::Splits& d, bool per_channel = true) {
   ir::Graph g = models::build("lenet5", {}, 0);
@@ -72,7 +63,7 @@ int quantized_weights(const ir::Graph& g) {
 
 TEST(QuantExport, QdqRoundTrip) {
   at::manual_seed(0);
-  data::Splits d = calib_data({1, 28, 28});
+  data::Splits d = random_splits({1, 28, 28});
   ir::Graph q = quantized_cnn(8, d);
   std::string path = (fs::temp_directory_path() / "sqz_qdq.onnx").string();
   io::export_onnx(q, path);  // runs the ONNX checker
@@ -97,7 +88,7 @@ TEST(QuantExport, QdqRoundTrip) {
 
 TEST(QuantExport, QdqClipsNarrowWidths) {
   at::manual_seed(0);
-  data::Splits d = calib_data({1, 28, 28});
+  data::Splits d = random_splits({1, 28, 28});
   ir::Graph q = quantized_cnn(4, d);
   std::string path = (fs::temp_directory_path() / "sqz_qdq4.onnx").string();
   io::export_onnx(q, path);
@@ -110,7 +101,7 @@ TEST(QuantExport, QdqClipsNarrowWidths) {
 
 TEST(QuantExport, QonnxRoundTripKeepsBitWidths) {
   at::manual_seed(0);
-  data::Splits d = calib_data({1, 28, 28});
+  data::Splits d = random_splits({1, 28, 28});
   for (int bits : {3, 8}) {
     ir::Graph q = quantized_cnn(bits, d);
     std::string path = (fs::temp_directory_path() / "sqz_model.qonnx.onnx").string();

@@ -15,21 +15,12 @@
 #include "squeeze/ir/builder.h"
 #include "squeeze/models/zoo.h"
 #include "testing/asserts.h"
+#include "testing/data.h"
 
 namespace squeeze {
 namespace {
 
-data::Splits random_data(const std::vector<int64_t>& shape, int64_t n = 128) {
-  data::Splits s;
-  std::vector<int64_t> full = {n};
-  full.insert(full.end(), shape.begin(), shape.end());
-  s.train.x = at::randn(full);
-  s.train.y = at::randint(0, 10, {n}, at::kLong);
-  s.val = s.test = s.train.head(32);
-  s.sample_shape = shape;
-  s.num_classes = 10;
-  return s;
-}
+using testing::random_splits;
 
 ir::Graph ptq(const ir::Graph& g, const data::Splits& d, int bits = 8, bool per_channel = true) {
   compress::QuantizeOptions o;
@@ -71,7 +62,7 @@ class QuantInt8 : public ::testing::Test {
 
 TEST_F(QuantInt8, LinearLayersMatchSimulation) {
   ir::Graph g = models::build("mlp", {{"in_features", "64"}, {"hidden", "128,64"}}, 0);
-  data::Splits d = random_data({64});
+  data::Splits d = random_splits({64});
   for (bool per_channel : {true, false}) {
     ir::Graph q = ptq(g, d, 8, per_channel);
     for (const auto& n : q.nodes)
@@ -96,7 +87,7 @@ TEST_F(QuantInt8, ConvLayersMatchSimulation) {
   x = b.act("Relu", b.conv(x, 16, 3, 2, 1, 1, true, "c2"));
   x = b.conv(x, 16, 1, 1, 0, 1, false, "c3");
   ir::Graph g = b.finish({x});
-  data::Splits d = random_data({3, 12, 12});
+  data::Splits d = random_splits({3, 12, 12});
   ir::Graph q = ptq(g, d);
   for (const auto& n : q.nodes)
     if (n.op == "Conv") EXPECT_EQ(quant::planned_execution(q, n), "int8") << n.name;
@@ -110,7 +101,7 @@ TEST_F(QuantInt8, ConvLayersMatchSimulation) {
 
 TEST_F(QuantInt8, SmallCnnAgreesWithSimulationAndFloat) {
   ir::Graph g = models::build("small_cnn", {}, 0);
-  data::Splits d = random_data({1, 28, 28});
+  data::Splits d = random_splits({1, 28, 28});
   ir::Graph q = ptq(g, d);
   at::Tensor x = d.train.x.narrow(0, 0, 64);
   Outputs o = both(q, x);
@@ -121,7 +112,7 @@ TEST_F(QuantInt8, SmallCnnAgreesWithSimulationAndFloat) {
 
 TEST_F(QuantInt8, ResidualNetworkWithQuantizedAdds) {
   ir::Graph g = models::build("resnet20", {{"input_size", "8"}}, 0);
-  data::Splits d = random_data({3, 8, 8});
+  data::Splits d = random_splits({3, 8, 8});
   ir::Graph q = ptq(g, d);
   for (const auto& n : q.nodes)
     if (n.op == "Conv") EXPECT_EQ(quant::planned_execution(q, n), "int8") << n.name;
@@ -136,7 +127,7 @@ TEST_F(QuantInt8, ResidualNetworkWithQuantizedAdds) {
 
 TEST_F(QuantInt8, BelowEightBitsIsSimulatedExactly) {
   ir::Graph g = models::build("mlp", {{"in_features", "16"}, {"hidden", "32"}}, 0);
-  data::Splits d = random_data({16});
+  data::Splits d = random_splits({16});
   ir::Graph q = ptq(g, d, 4);
   for (const auto& n : q.nodes)
     if (n.op == "Linear") EXPECT_EQ(quant::planned_execution(q, n), "simulated") << n.name;
@@ -150,7 +141,7 @@ TEST_F(QuantInt8, BelowEightBitsIsSimulatedExactly) {
 
 TEST_F(QuantInt8, NarrowWeightsWithEightBitActivationsRunInt8) {
   ir::Graph g = models::build("small_cnn", {}, 0);
-  data::Splits d = random_data({1, 28, 28});
+  data::Splits d = random_splits({1, 28, 28});
   compress::QuantizeOptions o;
   o.weight_bits = 4;
   o.act_bits = 8;

@@ -1,0 +1,25 @@
+// Random in-memory data sets for tests that need calibration or gradients, not accuracy.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <vector>
+
+#include "squeeze/data/dataset.h"
+
+namespace squeeze::testing {
+
+// n random samples of the given shape with labels in [0, 10); val and test are its first 32.
+inline data::Splits random_splits(const std::vector<int64_t>& shape, int64_t n = 128) {
+  data::Splits s;
+  std::vector<int64_t> full = {n};
+  full.insert(full.end(), shape.begin(), shape.end());
+  s.train.x = at::randn(full);
+  s.train.y = at::randint(0, 10, {n}, at::kLong);
+  s.val = s.test = s.train.head(32);
+  s.sample_shape = shape;
+  s.num_classes = 10;
+  return s;
+}
+
+}  // namespace squeeze::testing
