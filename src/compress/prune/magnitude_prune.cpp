@@ -34,8 +34,8 @@ MagnitudePruneOptions MagnitudePruneOptions::from_params(Params& p) {
   MagnitudePruneOptions o;
   std::string kind = p.get_choice("kind", "unstructured", {"unstructured", "structured"});
   if (kind != "unstructured")
-    throw UnsupportedError(msg(p.key_path("kind"), ": structured pruning is not available in this build yet ",
-                               "(valid here: unstructured)"));
+    throw ConfigError(msg(p.key_path("kind"), ": magnitude pruning is unstructured; kind: structured is read by ",
+                          "the structured pruning pass (compress::find_method(\"prune\") dispatches on kind)"));
   o.ratio = p.get_double("ratio", o.ratio, 0.0, 0.999999);
   o.criterion = p.get_choice("criterion", o.criterion, {"l1", "magnitude", "random"});
   if (o.criterion == "magnitude") o.criterion = "l1";
