@@ -26,15 +26,7 @@ namespace fs = std::filesystem;
 using testing::random_splits;
 
 ir::Graph quantized_cnn(int bits, const data::Splits& d, bool per_channel = true) {
-  ir::Graph g = models::build("lenet5", {}, 0);
-  compress::QuantizeOptions o;
-  o.weight_bits = bits;
-  o.act_bits = bits;
-  o.per_channel = per_channel;
-  compress::PassContext ctx;
-  ctx.data = &d;
-  ctx.batch_size = 64;
-  return compress::Quantize(o).run(g, ctx).graph;
+  return testing::ptq(models::build("lenet5", {}, 0), d, bits, per_channel);
 }
 
 std::map<std::string, int> op_counts(const std::string& path) {

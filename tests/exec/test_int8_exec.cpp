@@ -22,16 +22,7 @@ namespace {
 
 using testing::random_splits;
 
-ir::Graph ptq(const ir::Graph& g, const data::Splits& d, int bits = 8, bool per_channel = true) {
-  compress::QuantizeOptions o;
-  o.weight_bits = bits;
-  o.act_bits = bits;
-  o.per_channel = per_channel;
-  compress::PassContext ctx;
-  ctx.data = &d;
-  ctx.batch_size = 64;
-  return compress::Quantize(o).run(g, ctx).graph;
-}
+using testing::ptq;
 
 struct Outputs {
   at::Tensor int8, simulated;

@@ -1,10 +1,12 @@
-// Random in-memory data sets for tests that need calibration or gradients, not accuracy.
+// Random in-memory data sets for tests that need calibration or gradients, not accuracy, and the
+// quantization they are most often used for.
 #pragma once
 
 #include <ATen/ATen.h>
 
 #include <vector>
 
+#include "squeeze/compress/quantize/quantize.h"
 #include "squeeze/data/dataset.h"
 
 namespace squeeze::testing {
@@ -20,6 +22,18 @@ inline data::Splits random_splits(const std::vector<int64_t>& shape, int64_t n =
   s.sample_shape = shape;
   s.num_classes = 10;
   return s;
+}
+
+// Post-training quantization with weights and activations at `bits`, calibrated on d.
+inline ir::Graph ptq(const ir::Graph& g, const data::Splits& d, int bits = 8, bool per_channel = true) {
+  compress::QuantizeOptions o;
+  o.weight_bits = bits;
+  o.act_bits = bits;
+  o.per_channel = per_channel;
+  compress::PassContext ctx;
+  ctx.data = &d;
+  ctx.batch_size = 64;
+  return compress::Quantize(o).run(g, ctx).graph;
 }
 
 }  // namespace squeeze::testing
