@@ -164,7 +164,7 @@ Tensors softmax(const ir::Node& n, const Tensors& in, const KernelContext&) {
   return {n.op == "Softmax" ? at::softmax(in[0], axis) : at::log_softmax(in[0], axis)};
 }
 
-Tensors maxpool(const ir::Node& n, const Tensors& in, const KernelContext&) {
+Tensors maxpool(const ir::Node& n, const Tensors& in, const KernelContext& ctx) {
   at::Tensor x = in[0];
   size_t nd = x.dim() - 2;
   auto k = n.attr_ints("kernel_shape");
@@ -181,6 +181,11 @@ Tensors maxpool(const ir::Node& n, const Tensors& in, const KernelContext&) {
   auto d = ints_or(n, "dilations", nd, 1);
   bool ceil = n.attr_int("ceil_mode", 0) != 0;
   if (nd == 1) return {at::max_pool1d(x, k, s, pad, d, ceil)};
+  // In inference, this libtorch's NCHW max pooling is 3-5x slower than its channels-last kernel
+  // (measured: 64x32x28x28, 2x2: 5.5 ms vs 1.5 ms including both layout copies); results are
+  // identical. Training keeps the NCHW kernel: with its backward the detour measured no faster.
+  if (nd == 2 && !ctx.training)
+    return {at::max_pool2d(x.contiguous(at::MemoryFormat::ChannelsLast), k, s, pad, d, ceil).contiguous()};
   if (nd == 2) return {at::max_pool2d(x, k, s, pad, d, ceil)};
   return {at::max_pool3d(x, k, s, pad, d, ceil)};
 }
