@@ -94,6 +94,10 @@ struct DependencyGraph::Impl {
     blocked[a] = blocked[a] || blocked[b];
   }
   void block_id(int x) { blocked[find(x)] = 1; }
+  // Couples element i of one axis with element i of another (same length).
+  void unite_each(const std::vector<int>& a, const std::vector<int>& b) {
+    for (size_t i = 0; i < a.size(); ++i) unite(a[i], b[i]);
+  }
 
   const ir::Shape& shape(const std::string& v) const { return g.shape_of(v); }
   Track* track(const std::string& v) {
@@ -122,8 +126,11 @@ struct DependencyGraph::Impl {
     if (Track* t = track(v))
       for (int id : t->ids) block_id(id);
   }
-  void block_node(const ir::Node& n) {
+  void block_inputs(const ir::Node& n) {
     for (const auto& v : n.inputs) block_value(v);
+  }
+  void block_node(const ir::Node& n) {
+    block_inputs(n);
     for (const auto& v : n.outputs) block_value(v);
   }
   void bind(const ir::Node& n, const std::string& param, int64_t axis, ParamRole role, const std::string& value) {
@@ -191,7 +198,7 @@ void DependencyGraph::Impl::visit(const ir::Node& n) {
     return;
   }
   // Unknown channel semantics: everything this op touches stays as it is.
-  for (const auto& v : n.inputs) block_value(v);
+  block_inputs(n);
 }
 
 void DependencyGraph::Impl::conv(const ir::Node& n) {
@@ -287,7 +294,7 @@ void DependencyGraph::Impl::matmul(const ir::Node& n) {
     if (ok_in) bindings.push_back({c->name, c->op, "value", 0, ParamRole::kConsume, n.inputs[0]});
     return;
   }
-  for (const auto& v : n.inputs) block_value(v);
+  block_inputs(n);
 }
 
 void DependencyGraph::Impl::broadcast(const ir::Node& n) {
@@ -305,12 +312,12 @@ void DependencyGraph::Impl::broadcast(const ir::Node& n) {
     }
   }
   if (out_axis < 0) {
-    for (const auto& v : n.inputs) block_value(v);
+    block_inputs(n);
     return;
   }
   Track* out = fresh(n.outputs[0], out_axis);
   if (!out) {
-    for (const auto& v : n.inputs) block_value(v);
+    block_inputs(n);
     return;
   }
   std::vector<int> out_ids = out->ids;
@@ -327,15 +334,13 @@ void DependencyGraph::Impl::broadcast(const ir::Node& n) {
       continue;
     }
     if (t && t->axis == a) {
-      std::vector<int> ids = t->ids;
-      for (size_t i = 0; i < ids.size(); ++i) unite(ids[i], out_ids[i]);
+      unite_each(t->ids, out_ids);
       continue;
     }
     const ir::Node* c = t ? nullptr : single_use_constant(v);
     if (c && !tracks.count(v)) {
       Track* ct = fresh(v, a);
-      std::vector<int> ids = ct->ids;
-      for (size_t i = 0; i < ids.size(); ++i) unite(ids[i], out_ids[i]);
+      unite_each(ct->ids, out_ids);
       bindings.push_back({c->name, c->op, "value", a, ParamRole::kConstant, v});
       continue;
     }
@@ -366,13 +371,13 @@ void DependencyGraph::Impl::concat(const ir::Node& n) {
     return;
   }
   if (common < 0 || common == axis) {
-    for (const auto& v : n.inputs) block_value(v);
+    block_inputs(n);
     return;
   }
   // Concatenation along another axis (tokens, space): the channels of all inputs are one set.
   Track* out = fresh(n.outputs[0], common);
   if (!out) {
-    for (const auto& v : n.inputs) block_value(v);
+    block_inputs(n);
     return;
   }
   std::vector<int> out_ids = out->ids;
@@ -380,8 +385,7 @@ void DependencyGraph::Impl::concat(const ir::Node& n) {
   for (const auto& v : n.inputs) {
     Track* t = track(v);
     if (t && t->axis == common && t->ids.size() == out_ids.size()) {
-      std::vector<int> ids = t->ids;
-      for (size_t i = 0; i < ids.size(); ++i) unite(ids[i], out_ids[i]);
+      unite_each(t->ids, out_ids);
     } else {
       block_value(v);
       bad = true;
