@@ -27,6 +27,7 @@
 #include "squeeze/io/onnx.h"
 #include "squeeze/io/qonnx.h"
 #include "squeeze/util/error.h"
+#include "squeeze/util/fs.h"
 
 namespace squeeze::io {
 
@@ -610,21 +611,7 @@ void write_model(const onnx::ModelProto& model, const std::string& path) {
   std::string bytes;
   if (!model.SerializeToString(&bytes))
     throw Error(msg("cannot serialize the ONNX model for '", path, "' (larger than 2 GB?)"));
-  std::string tmp = path + ".tmp." + std::to_string(::getpid());
-  {
-    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-    if (!f) throw Error(msg("cannot write '", tmp, "'"));
-    f.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-    f.flush();
-    if (!f) {
-      std::remove(tmp.c_str());
-      throw Error(msg("cannot write '", tmp, "' (disk full?)"));
-    }
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    std::remove(tmp.c_str());
-    throw Error(msg("cannot move '", tmp, "' to '", path, "'"));
-  }
+  write_file_atomic(path, {bytes});
 }
 
 }  // namespace
