@@ -20,6 +20,7 @@
 #include "squeeze/deploy/latency.h"
 #include "squeeze/models/zoo.h"
 #include "squeeze/util/env.h"
+#include "squeeze/util/native_blas.h"
 
 using namespace squeeze;
 
@@ -39,6 +40,7 @@ data::Splits random_calibration(const std::vector<int64_t>& shape) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  squeeze::env::use_native_blas_kernels(argv);
   int threads = 1;
   double budget = 2.0;
   bool python = true;
@@ -49,6 +51,7 @@ int main(int argc, char** argv) {
   }
   env::check_blas();
   env::set_threads(threads);
+  env::keep_freed_memory();
   at::manual_seed(0);
   std::printf("threads %d, int8 kernels %s\n", threads, quant::int8_available() ? "ONEDNN" : "unavailable");
   std::map<std::string, std::map<int64_t, double>> float_us;

@@ -13,14 +13,17 @@
 #include "squeeze/models/zoo.h"
 #include "squeeze/train/trainer.h"
 #include "squeeze/util/env.h"
+#include "squeeze/util/native_blas.h"
 #include "squeeze/util/log.h"
 
 int main(int argc, char** argv) {
+  squeeze::env::use_native_blas_kernels(argv);
   using namespace squeeze;
   int64_t steps = argc > 1 ? std::stoll(argv[1]) : 100;
   int64_t batch = argc > 2 ? std::stoll(argv[2]) : 128;
   int threads = argc > 3 ? std::stoi(argv[3]) : 2;
   env::set_threads(threads);
+  env::keep_freed_memory();
   log::set_level(log::Level::kWarn);
   data::DataOptions o;
   o.dataset = "fashion-mnist";

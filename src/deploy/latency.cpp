@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <map>
 
 #include "squeeze/exec/executor.h"
 #include "squeeze/util/error.h"
@@ -59,6 +60,43 @@ std::vector<LatencyStats> measure_latency(const std::vector<const ir::Graph*>& g
     s.samples_per_s = s.median_us > 0 ? double(batch) * 1e6 / s.median_us : 0.0;
     out.push_back(s);
   }
+  return out;
+}
+
+std::vector<OpTime> profile_ops(const ir::Graph& graph, int64_t batch, int64_t runs) {
+  at::NoGradGuard no_grad;
+  if (graph.inputs.size() != 1)
+    throw UnsupportedError(msg("profile: model '", graph.name, "' has ", graph.inputs.size(), " inputs; only one is supported"));
+  exec::Executor ex(graph);
+  at::Tensor x = make_input(graph, batch);
+  for (int i = 0; i < 3; ++i) ex.forward(x);
+  // Per node, the median over runs: robust against the machine's occasional stalls.
+  std::vector<std::vector<double>> per_run;
+  for (int64_t i = 0; i < runs; ++i) {
+    std::vector<double> us;
+    ex.time_nodes(&us);
+    ex.forward(x);
+    per_run.push_back(std::move(us));
+  }
+  ex.time_nodes(nullptr);
+  std::map<std::string, OpTime> by_op;
+  double total = 0.0;
+  for (size_t i = 0; i < graph.nodes.size(); ++i) {
+    std::vector<double> t;
+    for (const auto& r : per_run) t.push_back(r[i]);
+    std::nth_element(t.begin(), t.begin() + t.size() / 2, t.end());
+    OpTime& o = by_op[graph.nodes[i].op];
+    o.op = graph.nodes[i].op;
+    o.nodes += 1;
+    o.us += t[t.size() / 2];
+    total += t[t.size() / 2];
+  }
+  std::vector<OpTime> out;
+  for (auto& [op, t] : by_op) {
+    t.share = total > 0 ? t.us / total : 0.0;
+    out.push_back(t);
+  }
+  std::sort(out.begin(), out.end(), [](const OpTime& a, const OpTime& b) { return a.us > b.us; });
   return out;
 }
 

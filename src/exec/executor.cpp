@@ -3,7 +3,10 @@
 #include <ATen/ATen.h>
 #include <torch/csrc/autograd/grad_mode.h>
 
+#include <algorithm>
+#include <chrono>
 #include <map>
+#include <set>
 
 #include "squeeze/compress/quantize/int8_exec.h"
 #include "squeeze/compress/quantize/quant_math.h"
@@ -27,7 +30,15 @@ at::Tensor optional_param(const ir::Node& node, const std::string& key, const Ke
   return param_tensor(node, key, ctx);
 }
 
-Executor::Executor(const ir::Graph& graph) : graph_(graph) {
+bool layout_agnostic(const std::string& op) {
+  static const std::set<std::string> ops = {
+      "Conv",    "BatchNormalization", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "Relu",
+      "Relu6",   "Clip",    "LeakyRelu", "Sigmoid", "Silu",    "HardSwish",   "HardSigmoid", "Gelu",    "Tanh",
+      "Elu",     "Add",     "Mul",       "Dropout", "Identity"};
+  return ops.count(op) > 0;
+}
+
+Executor::Executor(const ir::Graph& graph, ExecutorOptions options) : graph_(graph), options_(options) {
   std::map<std::string, int> slot_of;
   auto slot = [&](const std::string& v) {
     auto it = slot_of.find(v);
@@ -62,6 +73,89 @@ Executor::Executor(const ir::Graph& graph) : graph_(graph) {
   }
   for (const auto& [s, i] : last_use)
     if (i < steps_.size()) steps_[i].release.push_back(s);
+
+  if (!options_.optimize_inference) return;
+  for (auto& step : steps_) {
+    step.any_layout = layout_agnostic(step.node->op);
+    step.in_place = (step.node->op == "Relu" && step.node->inputs.size() == 1) ||
+                    (step.node->op == "Add" && step.node->inputs.size() == 2);
+  }
+  // BatchNorm folding (eval only): the producer's output must feed this BatchNorm alone.
+  std::map<int, int> producer_of, uses;
+  for (size_t k = 0; k < steps_.size(); ++k) {
+    for (int s : steps_[k].out_slots) producer_of[s] = static_cast<int>(k);
+    for (int s : steps_[k].in_slots) ++uses[s];
+  }
+  for (int s : output_slots_) ++uses[s];
+  for (size_t k = 0; k < steps_.size(); ++k) {
+    const ir::Node& bn = *steps_[k].node;
+    if (bn.op != "BatchNorm" || bn.out_qspec || steps_[k].in_slots.size() != 1) continue;
+    int in = steps_[k].in_slots[0];
+    auto it = producer_of.find(in);
+    if (it == producer_of.end() || uses[in] != 1) continue;
+    Step& prod = steps_[static_cast<size_t>(it->second)];
+    const ir::Node& p = *prod.node;
+    bool ok = (p.op == "Conv" || p.op == "Linear") && p.outputs.size() == 1 && !p.out_qspec && p.has_param("weight") &&
+              !p.param("weight").qspec && p.param("weight").value.is_floating_point() && prod.folds < 0;
+    if (p.op == "Linear") ok = ok && bn.param("weight").value.dim() == 1;
+    if (!ok) continue;
+    prod.folds = static_cast<int>(k);
+    steps_[k].fold_into = it->second;
+  }
+}
+
+// Relu and same-shape Add in eval mode write into an input whose last use this is, when nothing
+// else holds it: no new activation is allocated.
+std::vector<at::Tensor> Executor::run_in_place(const Step& step, std::vector<at::Tensor>& slots,
+                                               std::vector<at::Tensor>& args) const {
+  auto released = [&](size_t i) {
+    int s = step.in_slots[i];
+    for (size_t j = 0; j < step.in_slots.size(); ++j)
+      if (j != i && step.in_slots[j] == s) return false;
+    return std::find(step.release.begin(), step.release.end(), s) != step.release.end();
+  };
+  auto writable = [&](size_t i) {
+    if (!released(i)) return false;
+    slots[step.in_slots[i]].reset();  // its last use: drop the slot's reference
+    const at::Tensor& a = args[i];
+    return a.defined() && a.use_count() == 1 && a.storage().use_count() == 1 && a.is_floating_point() && !a.requires_grad() && !a.is_quantized();
+  };
+  if (step.node->op == "Relu" && writable(0)) return {at::relu_(args[0])};
+  if (step.node->op == "Add" && args[0].defined() && args[1].defined() && args[0].sizes() == args[1].sizes() &&
+      args[0].scalar_type() == args[1].scalar_type())
+    for (size_t i : {0, 1})
+      if (writable(i)) return {args[i].add_(args[1 - i])};
+  return {};
+}
+
+const ir::Node& Executor::folded_node(size_t k) const {
+  const Step& step = steps_[k];
+  const ir::Node& layer = *step.node;
+  const ir::Node& bn = *steps_[static_cast<size_t>(step.folds)].node;
+  std::vector<const at::Tensor*> src = {&layer.param("weight").value, &bn.param("weight").value,
+                                        &bn.param("bias").value, &bn.param("running_mean").value,
+                                        &bn.param("running_var").value};
+  if (layer.has_param("bias")) src.push_back(&layer.param("bias").value);
+  std::vector<std::pair<const void*, uint32_t>> sources;
+  for (const at::Tensor* t : src) sources.emplace_back(t->unsafeGetTensorImpl(), t->_version());
+  auto it = folded_.find(k);
+  if (it != folded_.end() && it->second.sources == sources) return it->second.node;
+  at::NoGradGuard no_grad;
+  Folded f;
+  f.sources = sources;
+  f.node = layer;
+  f.node.outputs = bn.outputs;
+  at::Tensor scale = bn.param("weight").value / at::sqrt(bn.param("running_var").value + bn.attr_float("epsilon", 1e-5));
+  at::Tensor w = layer.param("weight").value;
+  std::vector<int64_t> shape(static_cast<size_t>(w.dim()), 1);
+  shape[0] = -1;
+  f.node.param("weight").value = (w * scale.reshape(shape)).contiguous();
+  f.node.param("weight").mask.reset();
+  at::Tensor b = layer.has_param("bias") ? layer.param("bias").value : at::zeros_like(scale);
+  ir::Param bias;
+  bias.value = ((b - bn.param("running_mean").value) * scale + bn.param("bias").value).contiguous();
+  f.node.params["bias"] = bias;
+  return folded_[k] = std::move(f), folded_[k].node;
 }
 
 std::vector<at::Tensor> Executor::run(const std::vector<at::Tensor>& inputs, Mode mode) const {
@@ -69,6 +163,7 @@ std::vector<at::Tensor> Executor::run(const std::vector<at::Tensor>& inputs, Mod
     throw InputError(msg("the model takes ", input_slots_.size(), " inputs; got ", inputs.size()));
   KernelContext ctx;
   ctx.training = mode == Mode::kTrain;
+  ctx.channels_last = !ctx.training && options_.optimize_inference;
   std::vector<at::Tensor> slots(num_slots_);
   for (size_t i = 0; i < inputs.size(); ++i) {
     const auto& info = graph_.inputs[i];
@@ -82,37 +177,52 @@ std::vector<at::Tensor> Executor::run(const std::vector<at::Tensor>& inputs, Mod
     slots[input_slots_[i]] = x.scalar_type() == info.dtype ? x : x.to(info.dtype);
   }
   std::vector<at::Tensor> args;
-  for (const auto& step : steps_) {
+  if (node_us_) node_us_->resize(steps_.size(), 0.0);
+  for (size_t k = 0; k < steps_.size(); ++k) {
+    const Step& step = steps_[k];
+    auto t0 = node_us_ ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point();
+    if (!ctx.training && step.fold_into >= 0) continue;  // done by its producer
+    const ir::Node& node = !ctx.training && step.folds >= 0 ? folded_node(k) : *step.node;
+    const std::vector<int>& out_slots =
+        !ctx.training && step.folds >= 0 ? steps_[static_cast<size_t>(step.folds)].out_slots : step.out_slots;
     args.clear();
     for (int s : step.in_slots) args.push_back(slots[s]);
+    if (!ctx.training && !step.any_layout)
+      for (auto& a : args)
+        if (a.defined() && a.dim() == 4 && !a.is_quantized()) a = a.contiguous();
     // Quantized (quint8) values flow only into ops that take them; see quantize/int8_exec.h.
     bool any_quantized = false;
     for (const auto& a : args) any_quantized |= a.defined() && a.is_quantized();
-    if (any_quantized && !quant::accepts_quantized(*step.node, args))
+    if (any_quantized && !quant::accepts_quantized(node, args))
       for (auto& a : args)
         if (a.defined() && a.is_quantized()) a = a.dequantize();
     std::vector<at::Tensor> outs;
+    if (!ctx.training && !any_quantized && step.in_place) outs = run_in_place(step, slots, args);
     try {
-      if (any_quantized) outs = quant::quantized_op(*step.node, args, ctx);
-      if (outs.empty()) outs = (*step.kernel)(*step.node, args, ctx);
+      if (any_quantized) outs = quant::quantized_op(node, args, ctx);
+      if (outs.empty()) outs = (*step.kernel)(node, args, ctx);
     } catch (const squeeze::Error&) {
       throw;
     } catch (const c10::Error& e) {
       std::string shapes;
       for (const auto& a : args) shapes += msg(" ", a.sizes());
-      throw Error(msg("node '", step.node->name, "' (", step.node->op, ") failed on inputs", shapes, ": ",
+      throw Error(msg("node '", node.name, "' (", node.op, ") failed on inputs", shapes, ": ",
                       e.what_without_backtrace()));
     }
-    SQZ_ASSERT(outs.size() == step.out_slots.size(), "kernel ", step.node->op, " output count");
-    if (step.node->out_qspec && !outs.empty()) outs[0] = quant::apply_out_qspec(*step.node, outs[0], ctx);
-    for (size_t i = 0; i < outs.size(); ++i) slots[step.out_slots[i]] = std::move(outs[i]);
+    SQZ_ASSERT(outs.size() == out_slots.size(), "kernel ", node.op, " output count");
+    if (node.out_qspec && !outs.empty()) outs[0] = quant::apply_out_qspec(node, outs[0], ctx);
+    for (size_t i = 0; i < outs.size(); ++i) slots[out_slots[i]] = std::move(outs[i]);
     if (!ctx.training)
       for (int s : step.release) slots[s].reset();
+    if (node_us_)
+      (*node_us_)[k] += std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count();
   }
   std::vector<at::Tensor> out;
   out.reserve(output_slots_.size());
   for (int s : output_slots_)
-    out.push_back(slots[s].defined() && slots[s].is_quantized() ? slots[s].dequantize() : slots[s]);
+    out.push_back(!slots[s].defined()       ? slots[s]
+                  : slots[s].is_quantized() ? slots[s].dequantize().contiguous()
+                                            : slots[s].contiguous());
   return out;
 }
 

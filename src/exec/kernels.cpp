@@ -44,6 +44,8 @@ Tensors conv(const ir::Node& n, const Tensors& in, const KernelContext& ctx) {
   at::Tensor b = optional_param(n, "bias", ctx);
   size_t nd = w.dim() - 2;
   at::Tensor x = in[0];
+  // Inference runs 2-D convolutions channels-last (see exec::layout_agnostic).
+  if (nd == 2 && ctx.channels_last) x = x.contiguous(at::MemoryFormat::ChannelsLast);
   auto pad = symmetric_pads(n, x, nd, 0.0);
   return {at::convolution(x, w, b, ints_or(n, "strides", nd, 1), pad, ints_or(n, "dilations", nd, 1), false,
                           std::vector<int64_t>(nd, 0), n.attr_int("group", 1))};
@@ -184,8 +186,11 @@ Tensors maxpool(const ir::Node& n, const Tensors& in, const KernelContext& ctx) 
   // In inference, this libtorch's NCHW max pooling is 3-5x slower than its channels-last kernel
   // (measured: 64x32x28x28, 2x2: 5.5 ms vs 1.5 ms including both layout copies); results are
   // identical. Training keeps the NCHW kernel: with its backward the detour measured no faster.
-  if (nd == 2 && !ctx.training)
-    return {at::max_pool2d(x.contiguous(at::MemoryFormat::ChannelsLast), k, s, pad, d, ceil).contiguous()};
+  // The output stays channels-last when the executor runs that way (see exec::layout_agnostic).
+  if (nd == 2 && !ctx.training) {
+    at::Tensor y = at::max_pool2d(x.contiguous(at::MemoryFormat::ChannelsLast), k, s, pad, d, ceil);
+    return {ctx.channels_last ? y : y.contiguous()};
+  }
   if (nd == 2) return {at::max_pool2d(x, k, s, pad, d, ceil)};
   return {at::max_pool3d(x, k, s, pad, d, ceil)};
 }

@@ -127,6 +127,7 @@ report::Report run_workflow(const WorkflowConfig& config, const RunOptions& opti
   auto t_start = std::chrono::steady_clock::now();
   env::check_blas();
   env::set_threads(static_cast<int>(config.threads));
+  env::keep_freed_memory();
   at::manual_seed(config.seed);
   std::string out_dir = options.out_dir.empty() ? config.output.dir : options.out_dir;
 

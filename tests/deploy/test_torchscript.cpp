@@ -93,7 +93,7 @@ TEST(TorchScript, ImportedOnnxModelExports) {
   at::Tensor x = at::rand({1, 3, 224, 224});
   at::Tensor want = exec::Executor(g).forward(x);
   at::Tensor got = torch::jit::load(pt).forward({x}).toTensor();
-  EXPECT_TRUE(at::allclose(got, want, kRtol, 1e-7));
+  EXPECT_TRUE(at::allclose(got, want, kRtol, 1e-7)) << "max diff " << (got - want).abs().max().item<double>() << ", max " << want.abs().max().item<double>();
 }
 
 TEST(TorchScript, MaskedWeightsAreZeroInTheFile) {

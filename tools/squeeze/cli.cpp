@@ -148,8 +148,8 @@ int cmd_infer(const std::string& model, const std::string& input, const std::str
   return 0;
 }
 
-int cmd_bench(const std::string& model, std::vector<int64_t> batches, bool as_json, const Globals& g,
-              std::ostream& out) {
+int cmd_bench(const std::string& model, std::vector<int64_t> batches, bool as_json, bool profile,
+              const Globals& g, std::ostream& out) {
   ir::Graph graph = io::load_model(model, g.seed);
   ir::verify(graph);
   if (batches.empty()) batches = {1, 64};
@@ -168,6 +168,13 @@ int cmd_bench(const std::string& model, std::vector<int64_t> batches, bool as_js
     out << std::setw(6) << s.batch << std::fixed << std::setprecision(1) << std::setw(12) << s.median_us
         << std::setw(12) << s.min_us << std::setw(12) << s.max_us << std::setw(12) << s.samples_per_s << std::setw(7)
         << s.runs << "\n";
+  if (profile)
+    for (int64_t b : batches) {
+      out << "\nbatch " << b << ", time by op type (per node, median of 20 runs):\n         op  nodes        us   share\n";
+      for (const auto& t : deploy::profile_ops(graph, b))
+        out << std::setw(11) << t.op << std::setw(7) << t.nodes << std::setw(10) << std::setprecision(1) << t.us
+            << std::setw(7) << std::setprecision(1) << 100.0 * t.share << "%\n";
+    }
   return 0;
 }
 
@@ -218,7 +225,7 @@ int run_cli(const std::vector<std::string>& args, std::ostream& out, std::ostrea
   std::vector<std::string> sets;
   std::vector<int64_t> batches;
   int64_t infer_batch = 256;
-  bool as_json = false;
+  bool as_json = false, profile = false;
 
   auto* run = app.add_subcommand("run", "Run a workflow or pipeline from a YAML file");
   run->add_option("config", config, "Workflow YAML")->required();
@@ -244,6 +251,7 @@ int run_cli(const std::vector<std::string>& args, std::ostream& out, std::ostrea
   bench->add_option("model", model, "MODEL: .onnx, .sqz or zoo:NAME")->required();
   bench->add_option("--batch", batches, "Batch size (repeatable; default 1 and 64)")->check(CLI::PositiveNumber);
   bench->add_flag("--json", as_json, "JSON output");
+  bench->add_flag("--profile", profile, "Also print where the time goes, by op type");
 
   auto* exp = app.add_subcommand("export", "Export a model");
   exp->add_option("model", model, "MODEL: .onnx, .sqz or zoo:NAME")->required();
@@ -273,12 +281,13 @@ int run_cli(const std::vector<std::string>& args, std::ostream& out, std::ostrea
   try {
     log::set_level(g.quiet ? log::Level::kWarn : log::parse_level(g.log_level));
     env::set_threads(g.threads);
+    env::keep_freed_memory();
     env::check_blas();
     if (run->parsed()) return cmd_run(config, out_dir, sets, g, out);
     if (inspect->parsed()) return cmd_inspect(model, as_json, g, out);
     if (eval->parsed()) return cmd_eval(model, data_yaml, as_json, g, out);
     if (infer->parsed()) return cmd_infer(model, input, output, infer_batch, g, out);
-    if (bench->parsed()) return cmd_bench(model, batches, as_json, g, out);
+    if (bench->parsed()) return cmd_bench(model, batches, as_json, profile, g, out);
     if (exp->parsed()) return cmd_export(model, format, output, g, out);
     if (zoo->parsed()) return cmd_zoo(out);
   } catch (const UserError& e) {

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "squeeze/ir/graph.h"
@@ -26,5 +27,15 @@ struct LatencyOptions {
 // One LatencyStats per model, in order. Inputs are random, shaped from each graph's input.
 std::vector<LatencyStats> measure_latency(const std::vector<const ir::Graph*>& graphs, int64_t batch,
                                           const LatencyOptions& options = {});
+
+// Where inference time goes, by op type: the sum over its nodes of each node's median time in
+// microseconds (over `runs` runs after warm-up), number of nodes, and share of the total; sorted
+// by time, largest first.
+struct OpTime {
+  std::string op;
+  int64_t nodes = 0;
+  double us = 0.0, share = 0.0;
+};
+std::vector<OpTime> profile_ops(const ir::Graph& graph, int64_t batch, int64_t runs = 20);
 
 }  // namespace squeeze::deploy
