@@ -11,6 +11,15 @@ for b in "$build"/bench/*; do
   name=$(basename "$b")
   [ -x "$b" ] && [ -f "$b" ] || continue
   [ "$name" = train_throughput ] && continue
+  if [ "$name" = structured_speed ]; then
+    # Also the same graphs in PyTorch (exported as TorchScript), for the side-by-side table.
+    ts=$(mktemp -d)
+    "$b" 2 3 profile "export=$ts" || status=1
+    echo "== structured_speed in PyTorch (same graphs)"
+    /usr/bin/python3 bench/structured_speed.py "$ts" || status=1
+    rm -rf "$ts"
+    continue
+  fi
   echo "== $name"
   "$b" || status=1
 done
