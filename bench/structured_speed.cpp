@@ -8,6 +8,7 @@
 #include <ATen/Parallel.h>
 
 #include <cstdio>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -43,6 +44,7 @@ int main(int argc, char** argv) {
     double ratio;
     int64_t round_to;
     std::string scope = "global";
+    std::map<std::string, std::string> params = {};
   };
   // round_to 8: channel counts that are multiples of 8 suit the vectorized conv kernels.
   // local: every layer keeps half its channels (the counts stay multiples of 8 or 16 on these
@@ -50,14 +52,16 @@ int main(int argc, char** argv) {
   const std::vector<Case> cases = {{"resnet20", "channels", 0.5, 1, "local"}, {"small_cnn", "channels", 0.5, 1, "local"},
                                    {"resnet20", "channels", 0.5, 1}, {"small_cnn", "channels", 0.5, 1},
                                    {"resnet20", "channels", 0.5, 8}, {"small_cnn", "channels", 0.5, 8},
-                                   {"resnet20", "flops", 0.5, 1},    {"small_cnn", "flops", 0.5, 1}};
-  std::printf("%-10s %-25s %10s %10s %9s %12s %12s %9s %12s %12s %9s %9s\n", "model", "pruning", "params",
+                                   {"resnet20", "flops", 0.5, 1},    {"small_cnn", "flops", 0.5, 1},
+                                   // 4x wider: the pruned layers keep 32-128 channels.
+                                   {"resnet20", "channels", 0.5, 1, "local", {{"channels", "64"}}}};
+  std::printf("%-10s %-34s %10s %10s %9s %12s %12s %9s %12s %12s %9s %9s\n", "model", "pruning", "params",
               "MFLOPs", "FLOPs x", "b1 base us", "b1 pruned us", "b1 x", "b64 base us", "b64 pruned us",
               "b64 x", "b64/FLOPs");
   std::string shapes;  // kept output channels per pruned layer, printed after the table
   std::string exported;  // index of the TorchScript files: stem, tab, label
   for (const auto& c : cases) {
-    ir::Graph g = models::build(c.model, {}, 0);
+    ir::Graph g = models::build(c.model, c.params, 0);
     compress::StructuredPruneOptions o;
     o.ratio = c.ratio;
     o.target = c.target;
@@ -82,8 +86,10 @@ int main(int argc, char** argv) {
     std::string label = c.target == "flops" ? "50% of FLOPs" : "50% of channels";
     if (c.round_to > 1) label += " r" + std::to_string(c.round_to);
     if (c.scope == "local") label += " local";
+    for (const auto& [k, v] : c.params) label += " " + k + "=" + v;
     if (!export_dir.empty()) {
       std::string stem = export_dir + "/" + c.model + "_" + c.target + "_" + c.scope + "_r" + std::to_string(c.round_to);
+      for (const auto& [k, v] : c.params) stem += "_" + k + v;
       deploy::export_torchscript(g, stem + "_base.pt");
       deploy::export_torchscript(p, stem + "_pruned.pt");
       exported += stem + "\t" + c.model + " " + label + "\n";
@@ -105,7 +111,7 @@ int main(int argc, char** argv) {
       double fr = conv_flops[0] / conv_flops[1], sp = conv_us[0] / conv_us[1];
       std::printf("  convolutions only: FLOPs %.2fx, time %.2fx, ratio %.2f\n", fr, sp, sp / fr);
     }
-    std::printf("%-10s %-25s %10lld %10.2f %9.2f %12.1f %12.1f %9.2f %12.1f %12.1f %9.2f %9.2f\n", c.model.c_str(),
+    std::printf("%-10s %-34s %10lld %10.2f %9.2f %12.1f %12.1f %9.2f %12.1f %12.1f %9.2f %9.2f\n", c.model.c_str(),
                 label.c_str(), (long long)p.num_params(), ir::graph_flops(p) / 1e6, flops_ratio, b1[0].median_us,
                 b1[1].median_us, s1, b64[0].median_us, b64[1].median_us, s64, s64 / flops_ratio);
   }

@@ -40,7 +40,7 @@ def main():
     ap.add_argument("--budget", type=float, default=2.0)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
-    print(f"{'model':<40} {'variant':<22} {'b1 base us':>11} {'b1 pruned':>10} {'b1 x':>6} "
+    print(f"{'model':<50} {'variant':<22} {'b1 base us':>11} {'b1 pruned':>10} {'b1 x':>6} "
           f"{'b64 base us':>12} {'b64 pruned':>11} {'b64 x':>6}")
     for line in open(f"{a.dir}/index.tsv"):
         stem, label = line.rstrip("\n").split("\t")
@@ -55,7 +55,7 @@ def main():
                 x = torch.randn(batch, *(1, 28, 28) if "small_cnn" in label else (3, 32, 32))
                 tb, tp = measure([mb, mp], x, a.budget)
                 row += [tb, tp, tb / tp]
-            print(f"{label:<40} {name:<22} {row[0]:11.1f} {row[1]:10.1f} {row[2]:6.2f} "
+            print(f"{label:<50} {name:<22} {row[0]:11.1f} {row[1]:10.1f} {row[2]:6.2f} "
                   f"{row[3]:12.1f} {row[4]:11.1f} {row[5]:6.2f}")
 
 
