@@ -2,6 +2,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "squeeze/util/env.h"
+
 namespace squeeze::report {
 
 namespace {
@@ -65,6 +67,7 @@ std::string bench_json(const std::string& model, int threads, const std::vector<
   json j;
   j["model"] = model;
   j["threads"] = threads;
+  j["env"] = env::describe();  // blas, blas_core, cpu...: what the numbers depend on
   j["results"] = rows;
   return j.dump(2) + "\n";
 }
