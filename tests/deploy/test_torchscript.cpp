@@ -91,7 +91,12 @@ TEST(TorchScript, ImportedOnnxModelExports) {
   std::string pt = tmp_path("squeezenet.pt");
   deploy::export_torchscript(g, pt);
   at::Tensor x = at::rand({1, 3, 224, 224});
-  at::Tensor want = exec::Executor(g).forward(x);
+  // light_squeezenet's constant weights make its softmax flip between near-uniform and peaked
+  // outputs on float rounding alone, so the reference is the plain NCHW execution TorchScript
+  // mirrors, not the channels-last one (whose different summation order flips it at random).
+  exec::ExecutorOptions nchw;
+  nchw.optimize_inference = false;
+  at::Tensor want = exec::Executor(g, nchw).forward(x);
   at::Tensor got = torch::jit::load(pt).forward({x}).toTensor();
   EXPECT_TRUE(at::allclose(got, want, kRtol, 1e-7)) << "max diff " << (got - want).abs().max().item<double>() << ", max " << want.abs().max().item<double>();
 }
