@@ -118,7 +118,9 @@ std::vector<at::Tensor> Executor::run_in_place(const Step& step, std::vector<at:
     if (!released(i)) return false;
     slots[step.in_slots[i]].reset();  // its last use: drop the slot's reference
     const at::Tensor& a = args[i];
-    return a.defined() && a.use_count() == 1 && a.storage().use_count() == 1 && a.is_floating_point() && !a.requires_grad() && !a.is_quantized();
+    // Neither the tensor nor its storage may be shared: a view of a live value must stay intact.
+    return a.defined() && a.use_count() == 1 && a.storage().use_count() == 1 && a.is_floating_point() &&
+           !a.requires_grad() && !a.is_quantized();
   };
   if (step.node->op == "Relu" && writable(0)) return {at::relu_(args[0])};
   if (step.node->op == "Add" && args[0].defined() && args[1].defined() && args[0].sizes() == args[1].sizes() &&
