@@ -20,7 +20,6 @@
 #include "squeeze/deploy/latency.h"
 #include "squeeze/models/zoo.h"
 #include "squeeze/util/env.h"
-#include "squeeze/util/native_blas.h"
 
 using namespace squeeze;
 

@@ -13,7 +13,6 @@
 #include "squeeze/models/zoo.h"
 #include "squeeze/train/trainer.h"
 #include "squeeze/util/env.h"
-#include "squeeze/util/native_blas.h"
 #include "squeeze/util/log.h"
 
 int main(int argc, char** argv) {

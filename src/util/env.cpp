@@ -14,7 +14,6 @@
 #include <thread>
 
 #include "squeeze/util/log.h"
-#include "squeeze/util/native_blas.h"
 
 namespace squeeze::env {
 
@@ -43,11 +42,18 @@ void keep_freed_memory() {
   if (!std::getenv("MALLOC_TRIM_THRESHOLD_")) mallopt(M_TRIM_THRESHOLD, 1 << 30);
 }
 
+namespace {
+// The kernel set OpenBLAS chose ("SkylakeX", "Prescott"...), or "" when libtorch's BLAS is not
+// OpenBLAS.
+std::string openblas_core() {
+  auto corename = reinterpret_cast<char* (*)()>(dlsym(RTLD_DEFAULT, "openblas_get_corename"));
+  return corename ? corename() : "";
+}
+}  // namespace
+
 void use_native_blas_kernels(char** argv) {
   if (std::getenv("OPENBLAS_CORETYPE") || std::getenv("SQUEEZE_BLAS_REEXEC")) return;
-  using CoreName = char* (*)();
-  auto corename = reinterpret_cast<CoreName>(dlsym(RTLD_DEFAULT, "openblas_get_corename"));
-  if (!corename || std::string(corename()) != "Prescott") return;
+  if (openblas_core() != "Prescott") return;
   __builtin_cpu_init();
   const char* core = nullptr;
   if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
@@ -100,8 +106,7 @@ std::map<std::string, std::string> describe() {
   std::map<std::string, std::string> env;
   env["threads"] = std::to_string(at::get_num_threads());
   env["blas"] = blas_name();
-  if (auto corename = reinterpret_cast<char* (*)()>(dlsym(RTLD_DEFAULT, "openblas_get_corename")))
-    env["blas_core"] = corename();
+  if (std::string core = openblas_core(); !core.empty()) env["blas_core"] = core;
   env["libtorch"] = TORCH_VERSION;
   struct utsname u;
   if (uname(&u) == 0) {

@@ -37,6 +37,15 @@ Result cli(std::vector<std::string> args) {
 
 void write(const std::string& path, const std::string& text) { std::ofstream(path) << text; }
 
+// Exports a zoo model to dir/model.onnx and runs a workflow on it into dir/out; `rest` is the
+// workflow's YAML after its model line.
+Result run_on_onnx(TempDir& dir, const std::string& zoo, const std::string& rest) {
+  Result exported = cli({"export", "zoo:" + zoo, "--to", "onnx", "--out", dir.file("model.onnx")});
+  if (exported.code != 0) return exported;
+  write(dir.file("w.yaml"), "model: {onnx: " + dir.file("model.onnx") + "}\n" + rest);
+  return cli({"run", dir.file("w.yaml"), "--out", dir.file("out")});
+}
+
 bool has_temp_files(const std::string& dir) {
   if (!fs::exists(dir)) return false;
   for (const auto& e : fs::recursive_directory_iterator(dir))
@@ -301,14 +310,11 @@ TEST(CliOnnx, InspectsARealArchitecture) {
 
 TEST(CliOnnx, WorkflowOnAnOnnxModel) {
   TempDir dir;
-  ASSERT_EQ(cli({"export", "zoo:jet_tagger", "--to", "onnx", "--out", dir.file("jet.onnx")}).code, 0);
-  write(dir.file("w.yaml"), "model: {onnx: " + dir.file("jet.onnx") +
-                                "}\n"
-                                "data: {dataset: synthetic-jets, samples: 2000}\n"
-                                "baseline: {train: {epochs: 1}}\n"
-                                "experiments: [{name: p, stages: [{method: prune, params: {ratio: 0.5}}]}]\n"
-                                "output: {export: [onnx], latency: false}\n");
-  auto r = cli({"run", dir.file("w.yaml"), "--out", dir.file("out")});
+  auto r = run_on_onnx(dir, "jet_tagger",
+                       "data: {dataset: synthetic-jets, samples: 2000}\n"
+                       "baseline: {train: {epochs: 1}}\n"
+                       "experiments: [{name: p, stages: [{method: prune, params: {ratio: 0.5}}]}]\n"
+                       "output: {export: [onnx], latency: false}\n");
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_TRUE(fs::exists(dir.file("out/models/p.onnx")));
   auto back = cli({"inspect", dir.file("out/models/p.onnx"), "--json"});
@@ -353,14 +359,11 @@ namespace {
 
 TEST(CliOnnx, StructuredPruningWithoutDataExportsASmallerFile) {
   TempDir dir;
-  ASSERT_EQ(cli({"export", "zoo:small_cnn", "--to", "onnx", "--out", dir.file("cnn.onnx")}).code, 0);
-  write(dir.file("w.yaml"), "model: {onnx: " + dir.file("cnn.onnx") +
-                                "}\n"
-                                "experiments:\n"
-                                "  - name: half\n"
-                                "    stages: [{method: prune, params: {kind: structured, criterion: l1, ratio: 0.5}}]\n"
-                                "output: {export: [onnx], latency: false}\n");
-  auto r = cli({"run", dir.file("w.yaml"), "--out", dir.file("out")});
+  auto r = run_on_onnx(dir, "small_cnn",
+                       "experiments:\n"
+                       "  - name: half\n"
+                       "    stages: [{method: prune, params: {kind: structured, criterion: l1, ratio: 0.5}}]\n"
+                       "output: {export: [onnx], latency: false}\n");
   ASSERT_EQ(r.code, 0) << r.err;
   auto base = fs::file_size(dir.file("out/models/baseline.onnx"));
   auto half = fs::file_size(dir.file("out/models/half.onnx"));

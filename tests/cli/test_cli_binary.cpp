@@ -1,5 +1,5 @@
 // The installed program itself, as a separate process: start-up (including the one-time re-exec
-// that picks OpenBLAS kernels for the CPU, see util/native_blas.h), exit codes and output.
+// that picks OpenBLAS kernels for the CPU, see env::use_native_blas_kernels), exit codes and output.
 #include <gtest/gtest.h>
 
 #include <array>

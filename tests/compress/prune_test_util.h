@@ -13,6 +13,7 @@
 #include "squeeze/data/dataset.h"
 #include "squeeze/exec/executor.h"
 #include "squeeze/ir/graph.h"
+#include "testing/asserts.h"
 
 namespace squeeze::testing {
 
@@ -55,6 +56,20 @@ inline std::map<int64_t, std::vector<int64_t>> every_other_unit(const compress::
   for (const auto& grp : deps.groups())
     for (int64_t u = 1; u < grp.size; u += 2) removed[grp.id].push_back(u);
   return removed;
+}
+
+// Removes every other unit of every group from g and returns the smaller graph; *zeroed becomes
+// g with those units' channels zeroed instead, which the smaller graph must compute exactly.
+inline ir::Graph prune_every_other(const compress::DependencyGraph& deps, const ir::Graph& g, ir::Graph* zeroed) {
+  auto removed = every_other_unit(deps);
+  *zeroed = g.clone();
+  for (const auto& [gi, units] : removed) zero_units(*zeroed, deps.groups()[gi], units);
+  return deps.prune(g, removed);
+}
+
+// The pruned graph computes what the zeroed one computes on x (see prune_every_other).
+inline bool same_outputs(const ir::Graph& small, const ir::Graph& zeroed, const at::Tensor& x) {
+  return tensors_close(run_graph(small, x), run_graph(zeroed, x), kPruneRtol, kPruneAtol);
 }
 
 inline data::Splits random_splits(const std::vector<int64_t>& sample_shape, int64_t classes, int64_t n,

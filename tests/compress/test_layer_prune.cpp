@@ -7,6 +7,7 @@
 #include "squeeze/models/zoo.h"
 #include "squeeze/util/error.h"
 #include "testing/asserts.h"
+#include "testing/data.h"
 
 namespace squeeze {
 namespace {
@@ -68,9 +69,7 @@ TEST(LayerPrune, RemovesTheLeastImportantBlocksByAccuracy) {
   o.granularity = "layer";
   o.layers = 3;
   o.batches = 1;
-  compress::PassContext ctx;
-  ctx.data = &data;
-  ctx.batch_size = 32;
+  compress::PassContext ctx = testing::pass_context(&data, 32);
   LayerPrune pass(o);
   auto r = pass.run(g, ctx);
   ASSERT_TRUE(r.changed) << r.summary;

@@ -16,6 +16,7 @@
 #include "squeeze/util/error.h"
 #include "squeeze/util/params.h"
 #include "testing/asserts.h"
+#include "testing/data.h"
 
 namespace squeeze {
 namespace {
@@ -222,9 +223,7 @@ data::Splits tiny_data(int64_t n = 256) {
 }
 
 compress::PassResult quantize(const ir::Graph& g, const QuantizeOptions& o, const data::Splits* d) {
-  compress::PassContext ctx;
-  ctx.data = d;
-  ctx.batch_size = 64;
+  compress::PassContext ctx = testing::pass_context(d, 64);
   return Quantize(o).run(g, ctx);
 }
 
@@ -380,9 +379,7 @@ TEST(QuantizePass, QatTrainsShadowWeightsAndSnapsThem) {
   o.weight_bits = 4;
   o.observer_update_every = 1;
   Quantize pass(o);
-  compress::PassContext ctx;
-  ctx.data = &d;
-  ctx.batch_size = 32;
+  compress::PassContext ctx = testing::pass_context(&d, 32);
   auto r = pass.run(g, ctx);
   ir::Graph q = std::move(r.graph);
   at::Tensor before = q.find_node("classifier")->param("weight").value.clone();
@@ -409,9 +406,7 @@ TEST(QuantizePass, QatObserversFreeze) {
     o.observer_update_every = 1;
     o.freeze_observers_after = freeze;
     Quantize pass(o);
-    compress::PassContext ctx;
-    ctx.data = &d;
-    ctx.batch_size = 32;
+    compress::PassContext ctx = testing::pass_context(&d, 32);
     ir::Graph q = pass.run(g, ctx).graph;
     at::Tensor before = q.find_node("conv2")->out_qspec->scale.clone();
     train::TrainOptions t;
@@ -431,9 +426,7 @@ TEST(QuantizePass, LsqLearnsWeightScales) {
   o.weight_bits = 3;
   o.lsq = true;
   Quantize pass(o);
-  compress::PassContext ctx;
-  ctx.data = &d;
-  ctx.batch_size = 32;
+  compress::PassContext ctx = testing::pass_context(&d, 32);
   ir::Graph q = pass.run(g, ctx).graph;
   at::Tensor scale_before = q.find_node("conv1")->param("weight").qspec->scale.detach().clone();
   train::TrainOptions t;
@@ -496,9 +489,7 @@ TEST(QuantizePass, SensitivityRanksLayers) {
   auto csv = (std::filesystem::temp_directory_path() / "sqz_sens.csv").string();
   o.sensitivity_out = csv;
   Quantize pass(o);
-  compress::PassContext ctx;
-  ctx.data = &d;
-  ctx.batch_size = 64;
+  compress::PassContext ctx = testing::pass_context(&d, 64);
   auto r = pass.run(g, ctx);
   EXPECT_EQ(pass.sensitivity().size(), 5u);
   EXPECT_NE(r.summary.find("sensitivity"), std::string::npos);

@@ -16,6 +16,7 @@
 #include "squeeze/util/error.h"
 #include "squeeze/util/params.h"
 #include "testing/asserts.h"
+#include "testing/data.h"
 
 namespace squeeze {
 namespace {
@@ -51,9 +52,7 @@ const compress::ChannelGroup* group_with_producer(const DependencyGraph& d, cons
 }
 
 compress::PassResult prune(const ir::Graph& g, StructuredPruneOptions o, const data::Splits* data = nullptr) {
-  compress::PassContext ctx;
-  ctx.data = data;
-  ctx.batch_size = 32;
+  compress::PassContext ctx = testing::pass_context(data, 32);
   return StructuredPrune(o).run(g, ctx);
 }
 
@@ -122,13 +121,10 @@ TEST(StructuredDeps, ConcatOffsetsAndConsumers) {
   for (const auto& p : gc->params)
     if (p.node == "after" && p.param == "weight") EXPECT_EQ(p.unit_indices[0].front(), 4);  // offset by a's 4
   // Exact: zero units of both branches and remove them.
-  auto removed = testing::every_other_unit(d);
-  ir::Graph zeroed = g.clone();
-  for (const auto& [gi, units] : removed) testing::zero_units(zeroed, d.groups()[gi], units);
-  ir::Graph small = d.prune(g, removed);
+  ir::Graph zeroed;
+  ir::Graph small = testing::prune_every_other(d, g, &zeroed);
   at::Tensor in = random_input(g, 3);
-  EXPECT_TRUE(testing::tensors_close(run_graph(small, in), run_graph(zeroed, in), testing::kPruneRtol,
-                                     testing::kPruneAtol));
+  EXPECT_TRUE(testing::same_outputs(small, zeroed, in));
   EXPECT_EQ(small.find_node("after")->param("weight").value.size(1), 5);  // 2 of a + 3 of c
 }
 
@@ -146,14 +142,11 @@ TEST(StructuredDeps, SplitSizesFollowThePruning) {
   int64_t wide_groups = 0;
   for (const auto& grp : d.groups()) wide_groups += grp.name == "wide";
   EXPECT_EQ(wide_groups, 2);
-  auto removed = testing::every_other_unit(d);  // 1 of the first 3, 2 of the other 5
-  ir::Graph zeroed = g.clone();
-  for (const auto& [gi, units] : removed) testing::zero_units(zeroed, d.groups()[gi], units);
-  ir::Graph small = d.prune(g, removed);
+  ir::Graph zeroed;  // 1 of the first 3, 2 of the other 5
+  ir::Graph small = testing::prune_every_other(d, g, &zeroed);
   EXPECT_EQ(small.find_node("split")->attr_ints("split"), (std::vector<int64_t>{2, 3}));
   at::Tensor in = random_input(g, 2);
-  EXPECT_TRUE(testing::tensors_close(run_graph(small, in), run_graph(zeroed, in), testing::kPruneRtol,
-                                     testing::kPruneAtol));
+  EXPECT_TRUE(testing::same_outputs(small, zeroed, in));
 }
 
 TEST(StructuredDeps, UnknownAndChannelMixingOpsBlock) {
@@ -184,16 +177,13 @@ TEST(StructuredDeps, GroupedConvKeepsGroupsEqual) {
   EXPECT_EQ(group_with_producer(d, "c1")->size, 4);
   ASSERT_NE(group_with_producer(d, "grouped"), nullptr);
   EXPECT_EQ(group_with_producer(d, "grouped")->size, 6);
-  auto removed = testing::every_other_unit(d);
-  ir::Graph zeroed = g.clone();
-  for (const auto& [gi, units] : removed) testing::zero_units(zeroed, d.groups()[gi], units);
-  ir::Graph small = d.prune(g, removed);
+  ir::Graph zeroed;
+  ir::Graph small = testing::prune_every_other(d, g, &zeroed);
   const auto& w = small.find_node("grouped")->param("weight").value;
   EXPECT_EQ(w.sizes(), (std::vector<int64_t>{6, 2, 3, 3}));
   EXPECT_EQ(small.find_node("grouped")->attr_int("group"), 2);
   at::Tensor in = random_input(g, 2);
-  EXPECT_TRUE(testing::tensors_close(run_graph(small, in), run_graph(zeroed, in), testing::kPruneRtol,
-                                     testing::kPruneAtol));
+  EXPECT_TRUE(testing::same_outputs(small, zeroed, in));
 }
 
 TEST(StructuredDeps, ChannelShuffleIsAPermutation) {
@@ -210,14 +200,11 @@ TEST(StructuredDeps, ChannelShuffleIsAPermutation) {
   ASSERT_NE(g1, nullptr);
   // 12 channels: tied across g1's 2 groups, and the shuffled channels across g2's 2 groups.
   EXPECT_EQ(g1->size, 3);
-  auto removed = testing::every_other_unit(d);
-  ir::Graph zeroed = g.clone();
-  for (const auto& [gi, units] : removed) testing::zero_units(zeroed, d.groups()[gi], units);
-  ir::Graph small = d.prune(g, removed);
+  ir::Graph zeroed;
+  ir::Graph small = testing::prune_every_other(d, g, &zeroed);
   EXPECT_EQ(small.find_node("g1")->param("weight").value.size(0), 8);
   at::Tensor in = random_input(g, 2);
-  EXPECT_TRUE(testing::tensors_close(run_graph(small, in), run_graph(zeroed, in), testing::kPruneRtol,
-                                     testing::kPruneAtol));
+  EXPECT_TRUE(testing::same_outputs(small, zeroed, in));
 }
 
 // --- every zoo model ---
@@ -270,10 +257,8 @@ TEST(StructuredPrune, RemovingZeroChannelsIsExact) {
     ir::Graph g = models::build(zc.name, zc.params, 0);
     DependencyGraph d(g);
     ASSERT_FALSE(d.groups().empty()) << zc.name;
-    auto removed = testing::every_other_unit(d);
-    ir::Graph zeroed = g.clone();
-    for (const auto& [gi, units] : removed) testing::zero_units(zeroed, d.groups()[gi], units);
-    ir::Graph small = d.prune(g, removed);
+    ir::Graph zeroed;
+    ir::Graph small = testing::prune_every_other(d, g, &zeroed);
     EXPECT_LT(small.num_params(), g.num_params()) << zc.name;
     at::Tensor x = random_input(g, 4);
     at::Tensor want = run_graph(zeroed, x), got = run_graph(small, x);
@@ -474,9 +459,7 @@ TEST(StructuredPrune, IterativeStepsFineTuneAndRecordHistory) {
   data::Splits data = testing::random_splits({1, 28, 28}, 10, 64);
   train::TrainOptions ft;
   ft.epochs = 1;
-  compress::PassContext ctx;
-  ctx.data = &data;
-  ctx.batch_size = 32;
+  compress::PassContext ctx = testing::pass_context(&data, 32);
   ctx.finetune = &ft;
   StructuredPruneOptions o;
   o.ratio = 0.5;

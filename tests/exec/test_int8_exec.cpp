@@ -136,9 +136,7 @@ TEST_F(QuantInt8, NarrowWeightsWithEightBitActivationsRunInt8) {
   compress::QuantizeOptions o;
   o.weight_bits = 4;
   o.act_bits = 8;
-  compress::PassContext ctx;
-  ctx.data = &d;
-  ctx.batch_size = 64;
+  compress::PassContext ctx = testing::pass_context(&d, 64);
   ir::Graph q = compress::Quantize(o).run(g, ctx).graph;
   for (const auto& n : q.nodes)
     if (n.op == "Conv" || n.op == "Linear") EXPECT_EQ(quant::planned_execution(q, n), "int8") << n.name;

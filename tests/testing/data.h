@@ -24,15 +24,21 @@ inline data::Splits random_splits(const std::vector<int64_t>& shape, int64_t n =
   return s;
 }
 
+// What a pass gets from the workflow: the data (or none) and the batch size.
+inline compress::PassContext pass_context(const data::Splits* d, int64_t batch_size) {
+  compress::PassContext ctx;
+  ctx.data = d;
+  ctx.batch_size = batch_size;
+  return ctx;
+}
+
 // Post-training quantization with weights and activations at `bits`, calibrated on d.
 inline ir::Graph ptq(const ir::Graph& g, const data::Splits& d, int bits = 8, bool per_channel = true) {
   compress::QuantizeOptions o;
   o.weight_bits = bits;
   o.act_bits = bits;
   o.per_channel = per_channel;
-  compress::PassContext ctx;
-  ctx.data = &d;
-  ctx.batch_size = 64;
+  compress::PassContext ctx = pass_context(&d, 64);
   return compress::Quantize(o).run(g, ctx).graph;
 }
 

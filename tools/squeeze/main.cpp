@@ -1,7 +1,7 @@
 #include <iostream>
 
 #include "cli.h"
-#include "squeeze/util/native_blas.h"
+#include "squeeze/util/env.h"
 
 int main(int argc, char** argv) {
   squeeze::env::use_native_blas_kernels(argv);

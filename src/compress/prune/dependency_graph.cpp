@@ -316,10 +316,7 @@ void DependencyGraph::Impl::broadcast(const ir::Node& n) {
     return;
   }
   Track* out = fresh(n.outputs[0], out_axis);
-  if (!out) {
-    block_inputs(n);
-    return;
-  }
+  if (!out) return block_inputs(n);
   std::vector<int> out_ids = out->ids;
   bool bad = false;
   for (const auto& v : n.inputs) {
@@ -376,10 +373,7 @@ void DependencyGraph::Impl::concat(const ir::Node& n) {
   }
   // Concatenation along another axis (tokens, space): the channels of all inputs are one set.
   Track* out = fresh(n.outputs[0], common);
-  if (!out) {
-    block_inputs(n);
-    return;
-  }
+  if (!out) return block_inputs(n);
   std::vector<int> out_ids = out->ids;
   bool bad = false;
   for (const auto& v : n.inputs) {
