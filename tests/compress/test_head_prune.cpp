@@ -1,6 +1,8 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
+#include <set>
+
 #include "compress/prune_test_util.h"
 #include "squeeze/compress/prune/dependency_graph.h"
 #include "squeeze/compress/prune/head_prune.h"
@@ -79,10 +81,26 @@ TEST(HeadPrune, PassRemovesARatioOfHeads) {
 
 TEST(HeadPrune, VitChannelAndEncoderLayerPruning) {
   ir::Graph g = vit();
-  // Channel pruning reaches the MLP hidden layers (the residual stream is tied to LayerNorm).
+  // Channel pruning reaches, per encoder layer, the query/key head dimension, the value/output
+  // head dimension and the MLP hidden layer (the residual stream is tied to LayerNorm).
   compress::DependencyGraph d(g);
-  ASSERT_EQ(d.groups().size(), 4u);
-  EXPECT_EQ(d.groups()[0].name, "enc0_fc1");
+  ASSERT_EQ(d.groups().size(), 12u);
+  std::set<std::string> names;
+  for (const auto& grp : d.groups()) names.insert(grp.name);
+  EXPECT_EQ(names, (std::set<std::string>{"enc0_q", "enc0_v", "enc0_fc1", "enc1_q", "enc1_v", "enc1_fc1", "enc2_q",
+                                          "enc2_v", "enc2_fc1", "enc3_q", "enc3_v", "enc3_fc1"}));
+  for (const auto& grp : d.groups()) {
+    if (grp.name != "enc0_q" && grp.name != "enc0_v") continue;
+    // A unit is one position of the 16-wide head dimension, in all 4 heads at once.
+    EXPECT_EQ(grp.size, 16);
+    std::set<std::string> produced;
+    for (const auto& p : grp.params) {
+      EXPECT_EQ(p.unit_indices[1], (std::vector<int64_t>{1, 17, 33, 49})) << p.node << "." << p.param;
+      if (p.role == compress::ParamRole::kProduce) produced.insert(p.node);
+    }
+    if (grp.name == "enc0_q") EXPECT_EQ(produced, (std::set<std::string>{"enc0_q", "enc0_k"}));
+    if (grp.name == "enc0_v") EXPECT_EQ(produced, (std::set<std::string>{"enc0_v"}));
+  }
   StructuredPruneOptions o;
   o.ratio = 0.5;
   compress::PassContext ctx;
@@ -93,6 +111,18 @@ TEST(HeadPrune, VitChannelAndEncoderLayerPruning) {
   ir::Graph zeroed;
   ir::Graph small = testing::prune_every_other(d, g, &zeroed);
   EXPECT_TRUE(testing::same_outputs(small, zeroed, x));
+  // Half of every head dimension is gone: q/k/v keep 4 heads of 8, the output projection reads 32.
+  EXPECT_EQ(small.find_node("enc0_q")->param("weight").value.size(0), 32);
+  EXPECT_EQ(small.find_node("enc0_k")->param("weight").value.size(0), 32);
+  EXPECT_EQ(small.find_node("enc0_v")->param("weight").value.size(0), 32);
+  EXPECT_EQ(small.find_node("enc0_proj")->param("weight").value.size(1), 32);
+  EXPECT_EQ(small.find_node("enc0_q_split")->attr_ints("shape"), (std::vector<int64_t>{0, 0, 4, 8}));
+  EXPECT_EQ(small.find_node("enc0_merge")->attr_ints("shape"), (std::vector<int64_t>{0, 0, 32}));
+  // The smaller model survives ONNX export and import.
+  testing::TempDir dir;
+  io::export_onnx(small, dir.file("small.onnx"));
+  EXPECT_TRUE(testing::tensors_close(testing::run_graph(io::import_onnx(dir.file("small.onnx")), x),
+                                     testing::run_graph(small, x)));
   // Encoder layers (attention + MLP residual sub-blocks) are blocks layer pruning can remove.
   auto blocks = compress::removable_blocks(g);
   ASSERT_EQ(blocks.size(), 4u);

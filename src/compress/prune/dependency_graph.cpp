@@ -158,6 +158,8 @@ struct DependencyGraph::Impl {
   void flatten(const ir::Node& n);
   void reshape(const ir::Node& n);
   bool shuffle(const ir::Node& n, const Track& t);
+  bool head_split(const ir::Node& n, const Track& t);
+  bool head_merge(const ir::Node& n, const Track& t);
   void per_channel(const ir::Node& n);
   void prelu(const ir::Node& n);
   void axis_map(const ir::Node& n);
@@ -294,6 +296,20 @@ void DependencyGraph::Impl::matmul(const ir::Node& n) {
     if (ok_in) bindings.push_back({c->name, c->op, "value", 0, ParamRole::kConsume, n.inputs[0]});
     return;
   }
+  // Two activations, A [.., M, K] @ B [.., K, N] (attention): channels on the contracted axis of
+  // both are one channel (its terms vanish together); channels on B's columns or A's rows pass
+  // to the output's; anything else (a channel axis among the batch dims) is not followed.
+  const auto& b_shape = shape(n.inputs[1]);
+  int64_t ra = static_cast<int64_t>(a_shape.size()), rb = static_cast<int64_t>(b_shape.size());
+  Track* ta = track(n.inputs[0]);
+  Track* tb = track(n.inputs[1]);
+  if (ra < 2 || rb < 2 || n.outputs.size() != 1) return block_inputs(n);
+  bool a_k = ta && ta->axis == ra - 1, b_k = tb && tb->axis == rb - 2;
+  bool a_m = ta && ta->axis == ra - 2, b_n = tb && tb->axis == rb - 1;
+  int64_t ro = static_cast<int64_t>(shape(n.outputs[0]).size());
+  if (a_k && b_k) return unite_each(ta->ids, tb->ids);
+  if (!ta && b_n) return set_track(n.outputs[0], ro - 1, tb->ids);
+  if (a_m && !tb) return set_track(n.outputs[0], ro - 2, ta->ids);
   block_inputs(n);
 }
 
@@ -453,8 +469,54 @@ void DependencyGraph::Impl::reshape(const ir::Node& n) {
     return;
   }
   if (shuffle(n, *t)) return;
-  // Splits the channel axis (attention heads) or moves it: not followed.
+  Track copy = *t;
+  if (head_split(n, copy) || head_merge(n, copy)) return;
+  // Moves the channel axis some other way: not followed.
   block_value(n.inputs[0]);
+}
+
+bool DependencyGraph::Impl::head_split(const ir::Node& n, const Track& t) {
+  // Attention heads: [.., C, ...] -> [.., H, C/H, ...]. The heads must stay equal, so position j
+  // of every head is one channel, tracked along the new inner axis; pruning it removes j from
+  // every head (the head dimension shrinks). Channel c of the input is (c / (C/H), c % (C/H)).
+  const auto& s = shape(n.inputs[0]);
+  const auto& o = shape(n.outputs[0]);
+  int64_t a = t.axis;
+  if (o.size() != s.size() + 1 || o[a] <= 1 || o[a] * o[a + 1] != s[a]) return false;
+  for (int64_t i = 0; i < a; ++i)
+    if (o[i] != s[i]) return false;
+  for (size_t i = a + 1; i < s.size(); ++i)
+    if (o[i + 1] != s[i]) return false;
+  int64_t heads = o[a], per = o[a + 1];
+  std::vector<int> in_ids = t.ids;
+  for (int64_t h = 1; h < heads; ++h)
+    for (int64_t j = 0; j < per; ++j) unite(in_ids[j], in_ids[h * per + j]);
+  set_track(n.outputs[0], a + 1, std::vector<int>(in_ids.begin(), in_ids.begin() + per));
+  auto target = n.attr_ints("shape");
+  if (a + 1 < static_cast<int64_t>(target.size()) && target[a + 1] > 0)
+    fixes.push_back({AttrFix::kReshapeDim, n.name, {n.inputs[0]}, a + 1, heads});
+  return true;
+}
+
+bool DependencyGraph::Impl::head_merge(const ir::Node& n, const Track& t) {
+  // The inverse: [.., H, D, ...] -> [.., H*D, ...] with the channels on the inner axis D. Merged
+  // position h*D + j belongs to channel j.
+  const auto& s = shape(n.inputs[0]);
+  const auto& o = shape(n.outputs[0]);
+  int64_t a = t.axis;
+  if (a < 1 || o.size() + 1 != s.size() || o[a - 1] != s[a - 1] * s[a]) return false;
+  for (int64_t i = 0; i < a - 1; ++i)
+    if (o[i] != s[i]) return false;
+  for (size_t i = a + 1; i < s.size(); ++i)
+    if (o[i - 1] != s[i]) return false;
+  int64_t heads = s[a - 1], per = s[a];
+  std::vector<int> ids(heads * per);
+  for (int64_t f = 0; f < heads * per; ++f) ids[f] = t.ids[f % per];
+  set_track(n.outputs[0], a - 1, std::move(ids));
+  auto target = n.attr_ints("shape");
+  if (a - 1 < static_cast<int64_t>(target.size()) && target[a - 1] > 0)
+    fixes.push_back({AttrFix::kReshapeDim, n.name, {n.outputs[0]}, a - 1});
+  return true;
 }
 
 bool DependencyGraph::Impl::shuffle(const ir::Node& n, const Track& t) {

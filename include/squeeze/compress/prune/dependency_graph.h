@@ -5,14 +5,19 @@
 // tied to the producers of that input and to every other consumer, residual Add/Mul tie all
 // operands channel for channel, BatchNorm and activations pass channels through, Concat and
 // Split offset them, Flatten/Reshape into a Linear maps one channel to its H*W features, a
-// depthwise conv ties each output channel to its input channel. The connected components of that
+// depthwise conv ties each output channel to its input channel. Attention: a Reshape that splits
+// the channel axis into heads ties position j of every head together (heads stay equal; pruning
+// shrinks the head dimension), a MatMul of two activations ties the channels on its contracted
+// axis (query and key) and passes B's columns (value) to its output, and the Reshape merging the
+// heads back maps position h*D + j to channel j. The connected components of that
 // relation are the units of pruning: removing a unit removes every parameter row and column and
 // every value position that belongs to it, so the smaller graph computes exactly what the large
 // one computed with those channels at zero.
 //
 // Components that touch a graph input or output, or an op whose channel semantics are unknown or
 // not sliceable (LayerNorm and Softmax over the channel axis, LRN, grouped convolutions, Slice on
-// the channel axis, reshapes that split the channel axis, MatMul of two activations...), are
+// the channel axis, reshapes that move the channel axis, MatMul with a channel among its batch
+// dims...), are
 // blocked: never pruned. Units whose components span the same set of values form one group
 // ("the output channels of conv1 and everything tied to them").
 #pragma once
