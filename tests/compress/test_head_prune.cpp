@@ -145,6 +145,15 @@ TEST(HeadPrune, WorksOnAnImportedOnnxTransformer) {
   ir::Graph g = io::import_onnx(dir.file("vit.onnx"));
   auto blocks = compress::find_attention(g);
   ASSERT_EQ(blocks.size(), 4u);
+  // The imported graph's head dimensions are channel groups too, and pruning them keeps the
+  // attention blocks recognisable for head pruning.
+  compress::DependencyGraph d(g);
+  EXPECT_EQ(d.groups().size(), 12u);
+  ir::Graph zeroed;
+  ir::Graph narrow = testing::prune_every_other(d, g, &zeroed);
+  EXPECT_TRUE(testing::same_outputs(narrow, zeroed, testing::random_input(g, 2)));
+  ASSERT_EQ(compress::find_attention(narrow).size(), 4u);
+  EXPECT_EQ(compress::find_attention(narrow)[0].head_dim, 8);
   StructuredPruneOptions o;
   o.granularity = "head";
   o.ratio = 0.25;

@@ -17,8 +17,7 @@
 // Components that touch a graph input or output, or an op whose channel semantics are unknown or
 // not sliceable (LayerNorm and Softmax over the channel axis, LRN, grouped convolutions, Slice on
 // the channel axis, reshapes that move the channel axis, MatMul with a channel among its batch
-// dims...), are
-// blocked: never pruned. Units whose components span the same set of values form one group
+// dims...), are blocked: never pruned. Units whose components span the same set of values form one group
 // ("the output channels of conv1 and everything tied to them").
 #pragma once
 
