@@ -139,6 +139,44 @@ TEST(HeadPrune, VitChannelAndEncoderLayerPruning) {
   EXPECT_EQ(testing::run_graph(lr.graph, x).sizes(), (std::vector<int64_t>{2, 10}));
 }
 
+TEST(HeadPrune, VitResidualWidthPrunesThroughLayerNormOnlyWhenAsked) {
+  ir::Graph g = vit();
+  auto has_group = [](const compress::DependencyGraph& d, const std::string& name) {
+    for (const auto& grp : d.groups())
+      if (grp.name == name) return true;
+    return false;
+  };
+  EXPECT_FALSE(has_group(compress::DependencyGraph(g), "patch_embed"));
+  compress::DependencyOptions opt;
+  opt.prune_layernorm = true;
+  compress::DependencyGraph d(g, opt);
+  ASSERT_TRUE(has_group(d, "patch_embed"));
+  EXPECT_EQ(d.groups().size(), 13u);  // + the residual stream (64 channels)
+  StructuredPruneOptions o;
+  o.ratio = 0.5;
+  o.scope = "local";
+  compress::PassContext ctx;
+  auto blocked = compress::StructuredPrune(o).run(g, ctx);
+  o.layernorm = "prune";
+  auto r = compress::StructuredPrune(o).run(g, ctx);
+  EXPECT_NE(r.summary.find("LayerNorm widths too"), std::string::npos) << r.summary;
+  EXPECT_EQ(r.graph.find_node("patch_embed")->param("weight").value.size(0), 32);
+  EXPECT_EQ(r.graph.find_node("enc0_ln1")->param("weight").value.size(0), 32);
+  EXPECT_EQ(r.graph.find_node("norm")->param("bias").value.size(0), 32);
+  EXPECT_EQ(r.graph.find_node("head")->param("weight").value.size(1), 32);
+  EXPECT_LT(ir::graph_flops(r.graph), ir::graph_flops(blocked.graph));
+  at::Tensor x = testing::random_input(g, 2);
+  EXPECT_EQ(testing::run_graph(r.graph, x).sizes(), (std::vector<int64_t>{2, 10}));
+  ASSERT_NO_THROW(ir::verify(r.graph));
+  // Only channel pruning uses it; anything else is a clear error.
+  StructuredPruneOptions bad;
+  bad.layernorm = "maybe";
+  EXPECT_THROW(bad.validate(), ConfigError);
+  bad.layernorm = "prune";
+  bad.granularity = "head";
+  EXPECT_THROW(bad.validate(), ConfigError);
+}
+
 TEST(HeadPrune, WorksOnAnImportedOnnxTransformer) {
   testing::TempDir dir;
   io::export_onnx(vit(), dir.file("vit.onnx"));

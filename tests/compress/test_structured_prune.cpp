@@ -585,6 +585,11 @@ TEST(StructuredPrune, ExampleWorkflowAndYamlErrors) {
   m = make_error("{kind: structured, round_to: 0}");
   EXPECT_NE(m.find("round_to"), std::string::npos) << m;
   EXPECT_EQ(make_error("{kind: structured, granularity: layer, layers: 2, criterion: l1}"), "accepted");
+  m = make_error("{kind: structured, layernorm: sometimes}");
+  EXPECT_NE(m.find("block, prune"), std::string::npos) << m;
+  m = make_error("{kind: structured, granularity: head, layernorm: prune}");
+  EXPECT_NE(m.find("granularity: channel"), std::string::npos) << m;
+  EXPECT_EQ(make_error("{kind: structured, layernorm: prune}"), "accepted");
 }
 
 }  // namespace

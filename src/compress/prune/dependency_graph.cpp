@@ -69,6 +69,7 @@ bool is_broadcast_op(const std::string& op) {
 
 struct DependencyGraph::Impl {
   const ir::Graph& g;
+  DependencyOptions options;
   std::vector<int> parent;
   std::vector<char> blocked;
   std::map<std::string, Track> tracks;
@@ -77,7 +78,7 @@ struct DependencyGraph::Impl {
   std::vector<AttrFix> fixes;
   std::vector<std::vector<int>> unit_roots;  // per group, per unit
 
-  explicit Impl(const ir::Graph& graph) : g(graph) {}
+  Impl(const ir::Graph& graph, DependencyOptions o) : g(graph), options(o) {}
 
   int find(int x) {
     while (parent[x] != x) x = parent[x] = parent[parent[x]];
@@ -636,8 +637,19 @@ void DependencyGraph::Impl::axis_map(const ir::Node& n) {
   } else if (op == "Softmax" || op == "LogSoftmax") {
     blocked_here = norm(n.attr_int("axis", -1), r) == in.axis;
   } else if (op == "LayerNorm") {
-    // Removing a channel changes the statistics of the others: never exact, left alone.
-    blocked_here = in.axis >= norm(n.attr_int("axis", -1), r);
+    // Removing a channel changes the statistics of the others: never exact, so left alone unless
+    // asked for, and then only when the channel axis is the one normalised.
+    int64_t first = norm(n.attr_int("axis", -1), r);
+    bool sliceable = options.prune_layernorm && first == r - 1 && in.axis == r - 1;
+    for (const char* key : {"weight", "bias"})
+      sliceable = sliceable && (!n.has_param(key) || n.param(key).value.dim() == 1);
+    if (sliceable) {
+      set_track(n.outputs[0], out_axis, in.ids);
+      bind(n, "weight", 0, ParamRole::kNorm, n.outputs[0]);
+      bind(n, "bias", 0, ParamRole::kNorm, n.outputs[0]);
+      return;
+    }
+    blocked_here = in.axis >= first;
   } else if (op == "LRN") {
     blocked_here = in.axis == 1;
   } else if (op == "Pad") {
@@ -758,7 +770,8 @@ void DependencyGraph::Impl::groups_out(std::vector<ChannelGroup>& groups, int64_
   }
 }
 
-DependencyGraph::DependencyGraph(const ir::Graph& graph) : impl_(std::make_unique<Impl>(graph)) {
+DependencyGraph::DependencyGraph(const ir::Graph& graph, DependencyOptions options)
+    : impl_(std::make_unique<Impl>(graph, options)) {
   impl_->build();
   impl_->groups_out(groups_, num_channels_, num_blocked_);
 }

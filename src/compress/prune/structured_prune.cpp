@@ -81,6 +81,16 @@ void StructuredPruneOptions::validate() const {
     throw ConfigError(msg("threshold: only used with granularity: layer (got ", granularity, ")"));
   if (round_to > 1 && granularity == "layer")
     throw ConfigError("round_to: only used with granularity channel or head");
+  if (layernorm != "block" && layernorm != "prune")
+    throw ConfigError(msg("layernorm: '", layernorm, "' is not valid (valid: block, prune)"));
+  if (layernorm == "prune" && granularity != "channel")
+    throw ConfigError(msg("layernorm: prune is only used with granularity: channel (got ", granularity, ")"));
+}
+
+DependencyOptions StructuredPruneOptions::dependency_options() const {
+  DependencyOptions d;
+  d.prune_layernorm = layernorm == "prune";
+  return d;
 }
 
 StructuredPruneOptions StructuredPruneOptions::from_params(Params& p) {
@@ -103,6 +113,7 @@ StructuredPruneOptions StructuredPruneOptions::from_params(Params& p) {
   o.seed = static_cast<uint64_t>(p.get_int("seed", 0, 0));
   o.layers = p.get_int("layers", o.layers, 0, 100000);
   o.threshold = p.get_double("threshold", o.threshold, -1.0, 1.0);
+  o.layernorm = p.get_choice("layernorm", o.layernorm, {"block", "prune"});
   p.finish();
   try {
     o.validate();
@@ -182,7 +193,7 @@ std::map<int64_t, std::vector<int64_t>> StructuredPrune::select(const ir::Graph&
 }
 
 ir::Graph StructuredPrune::prune_channels(const ir::Graph& graph, double fraction, const PassContext& ctx) const {
-  DependencyGraph deps(graph);
+  DependencyGraph deps(graph, options_.dependency_options());
   if (deps.groups().empty() || fraction <= 0.0) return graph.clone();
   ImportanceOptions io;
   io.criterion = options_.effective_criterion();
@@ -220,7 +231,7 @@ PassResult StructuredPrune::run(const ir::Graph& graph, PassContext& ctx) {
                             " has its own pass"));
   std::string crit = options_.effective_criterion();
   {
-    DependencyGraph deps(result.graph);
+    DependencyGraph deps(result.graph, options_.dependency_options());
     if (deps.groups().empty() || options_.ratio <= 0.0) {
       result.summary = deps.groups().empty()
                            ? msg("nothing to prune: no channel group is prunable (", deps.num_channels(),
@@ -270,6 +281,7 @@ PassResult StructuredPrune::run(const ir::Graph& graph, PassContext& ctx) {
   result.changed = flops1 != flops0 || params1 != params0;
   result.summary = msg("structured channel pruning (", crit, ", ", options_.scope, ", ratio ", options_.ratio,
                        options_.target == "flops" ? " of FLOPs" : " of channels", n > 1 ? msg(", ", n, " steps") : "",
+                       options_.layernorm == "prune" ? ", LayerNorm widths too" : "",
                        "): params ", with_commas(params0), " -> ", with_commas(params1), ", FLOPs ",
                        with_commas(flops0), " -> ", with_commas(flops1), " (",
                        std::round(double(flops0) / double(std::max<int64_t>(flops1, 1)) * 100.0) / 100.0,

@@ -15,7 +15,7 @@
 // one computed with those channels at zero.
 //
 // Components that touch a graph input or output, or an op whose channel semantics are unknown or
-// not sliceable (LayerNorm and Softmax over the channel axis, LRN, grouped convolutions, Slice on
+// not sliceable (LayerNorm unless DependencyOptions::prune_layernorm, Softmax over the channel axis, LRN, grouped convolutions, Slice on
 // the channel axis, reshapes that move the channel axis, MatMul with a channel among its batch
 // dims...), are blocked: never pruned. Units whose components span the same set of values form one group
 // ("the output channels of conv1 and everything tied to them").
@@ -69,10 +69,18 @@ struct ChannelGroup {
   std::vector<std::string> producers() const;
 };
 
+struct DependencyOptions {
+  // LayerNorm over the channel axis normally blocks its channels: removing a channel changes the
+  // mean and variance of the others, so the smaller graph is no longer exact. true ties them
+  // through (weight and bias are sliced), which makes a transformer's residual width prunable;
+  // fine-tuning then recovers what the changed statistics cost.
+  bool prune_layernorm = false;
+};
+
 class DependencyGraph {
  public:
   // The graph must be verified (shapes inferred). Throws nothing for unknown ops: they block.
-  explicit DependencyGraph(const ir::Graph& graph);
+  explicit DependencyGraph(const ir::Graph& graph, DependencyOptions options = {});
   ~DependencyGraph();
   DependencyGraph(DependencyGraph&&) noexcept;
 

@@ -6,7 +6,8 @@
 // YAML (method: prune):
 //   params: {kind: structured, granularity: channel|layer|head, criterion: l1, ratio: 0.5,
 //            target: channels|flops, scope: global|local, max_ratio_per_layer: 0.9,
-//            iterative: {steps: 3}, round_to: 8, exclude: ["fc*", Linear], batches: 4, seed: 0}
+//            iterative: {steps: 3}, round_to: 8, exclude: ["fc*", Linear], batches: 4, seed: 0,
+//            layernorm: block|prune}
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -16,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "squeeze/compress/prune/dependency_graph.h"
 #include "squeeze/compress/registry.h"
 
 namespace squeeze {
@@ -23,8 +25,6 @@ class Params;
 }
 
 namespace squeeze::compress {
-
-class DependencyGraph;
 
 struct StructuredPruneOptions {
   std::string granularity = "channel";  // channel | layer | head
@@ -43,6 +43,9 @@ struct StructuredPruneOptions {
   int64_t round_to = 1;                 // kept channels per group are a multiple of this
   std::vector<std::string> exclude;     // node name globs or op types: their channels stay
   int64_t batches = 4;                  // data-driven criteria: training batches looked at
+  // block: channels normalised by a LayerNorm stay (exact pruning); prune: they are pruned too
+  // (a transformer's residual width; not exact, see DependencyOptions::prune_layernorm).
+  std::string layernorm = "block";
   uint64_t seed = 0;
   // layer granularity: remove the `layers` least important blocks, or (threshold >= 0) every
   // block whose accuracy drop is at most `threshold` (a fraction, e.g. 0.005).
@@ -51,6 +54,7 @@ struct StructuredPruneOptions {
 
   std::string effective_criterion() const;
   void validate() const;  // ConfigError naming the field and what is valid
+  DependencyOptions dependency_options() const;
   // Reads the params of `method: prune` (kind must be structured).
   static StructuredPruneOptions from_params(Params& p);
 };
