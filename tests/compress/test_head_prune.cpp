@@ -192,6 +192,17 @@ TEST(HeadPrune, WorksOnAnImportedOnnxTransformer) {
   EXPECT_TRUE(testing::same_outputs(narrow, zeroed, testing::random_input(g, 2)));
   ASSERT_EQ(compress::find_attention(narrow).size(), 4u);
   EXPECT_EQ(compress::find_attention(narrow)[0].head_dim, 8);
+  // Encoder layers of the imported graph are removable blocks too.
+  auto layers = compress::removable_blocks(g);
+  ASSERT_EQ(layers.size(), 4u);
+  StructuredPruneOptions lo;
+  lo.granularity = "layer";
+  lo.criterion = "l1";
+  lo.layers = 1;
+  compress::PassContext lctx;
+  auto lr = compress::LayerPrune(lo).run(g, lctx);
+  EXPECT_EQ(compress::removable_blocks(lr.graph).size(), 3u) << lr.summary;
+  EXPECT_EQ(testing::run_graph(lr.graph, testing::random_input(g, 2)).sizes(), (std::vector<int64_t>{2, 10}));
   StructuredPruneOptions o;
   o.granularity = "head";
   o.ratio = 0.25;
