@@ -15,9 +15,9 @@
 #include <string>
 #include <vector>
 
-#include "squeeze/compress/quantize/int8_exec.h"
 #include "squeeze/compress/quantize/quantize.h"
 #include "squeeze/deploy/latency.h"
+#include "squeeze/exec/int8.h"
 #include "squeeze/models/zoo.h"
 #include "squeeze/util/env.h"
 

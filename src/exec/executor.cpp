@@ -8,8 +8,8 @@
 #include <map>
 #include <set>
 
-#include "squeeze/compress/quantize/int8_exec.h"
-#include "squeeze/compress/quantize/quant_math.h"
+#include "squeeze/exec/int8.h"
+#include "squeeze/ir/quant_math.h"
 #include "squeeze/util/error.h"
 
 namespace squeeze::exec {
@@ -192,7 +192,7 @@ std::vector<at::Tensor> Executor::run(const std::vector<at::Tensor>& inputs, Mod
     if (!ctx.training && !step.any_layout)
       for (auto& a : args)
         if (a.defined() && a.dim() == 4 && !a.is_quantized()) a = a.contiguous();
-    // Quantized (quint8) values flow only into ops that take them; see quantize/int8_exec.h.
+    // Quantized (quint8) values flow only into ops that take them; see exec/int8.h.
     bool any_quantized = false;
     for (const auto& a : args) any_quantized |= a.defined() && a.is_quantized();
     if (any_quantized && !quant::accepts_quantized(node, args))

@@ -8,8 +8,8 @@
 #include <map>
 
 #include "kernels_internal.h"
-#include "squeeze/compress/quantize/int8_exec.h"
 #include "squeeze/exec/executor.h"
+#include "squeeze/exec/int8.h"
 #include "squeeze/util/error.h"
 
 namespace squeeze::exec {

@@ -23,9 +23,9 @@
 #include <unistd.h>
 
 #include "onnx_internal.h"
-#include "squeeze/compress/quantize/quant_math.h"
 #include "squeeze/io/onnx.h"
 #include "squeeze/io/qonnx.h"
+#include "squeeze/ir/quant_math.h"
 #include "squeeze/util/error.h"
 #include "squeeze/util/fs.h"
 

@@ -29,10 +29,10 @@
 #include <sstream>
 
 #include "onnx_internal.h"
-#include "squeeze/compress/quantize/quant_math.h"
 #include "squeeze/exec/executor.h"
 #include "squeeze/io/onnx.h"
 #include "squeeze/ir/ops.h"
+#include "squeeze/ir/quant_math.h"
 #include "squeeze/util/error.h"
 #include "squeeze/util/log.h"
 #include "squeeze/util/strings.h"

@@ -12,7 +12,8 @@
 //                 "scale"/"zero_point"/"axis" (packed float: indices of the tensors that
 //                 dequantize it)}]}
 // A QuantSpec is {"bits", "signed", "symmetric", "narrow_range", "axis", "rounding",
-// "power_of_two", "scale": i|null, "zero_point": i|null}; its scale and zero point are stored as
+// "power_of_two", "reduce_range" (optional, false when absent), "scale": i|null,
+// "zero_point": i|null}; its scale and zero point are stored as
 // small tensors of their own ("conv1/weight.scale").
 //
 // Bitmaps hold one bit per element, element i in bit i % 8 of byte i / 8. Packed integers are a
@@ -426,6 +427,7 @@ Json qspec_json(Planner& planner, const std::string& owner, const ir::QuantSpec&
   j["axis"] = q.axis;
   j["rounding"] = q.rounding;
   j["power_of_two"] = q.power_of_two;
+  if (q.reduce_range) j["reduce_range"] = true;
   j["scale"] = *scale_index >= 0 ? Json(*scale_index) : Json(nullptr);
   j["zero_point"] = *zero_point_index >= 0 ? Json(*zero_point_index) : Json(nullptr);
   return j;
@@ -923,6 +925,7 @@ ir::QuantSpec Loader::parse_qspec(const Json& j, const std::string& where) const
   q.axis = as_int(field(j, "axis", where), where + ".axis");
   q.rounding = as_string(field(j, "rounding", where), where + ".rounding");
   q.power_of_two = as_bool(field(j, "power_of_two", where), where + ".power_of_two");
+  if (j.contains("reduce_range")) q.reduce_range = as_bool(j.at("reduce_range"), where + ".reduce_range");
   const Json& s = field(j, "scale", where);
   if (!s.is_null()) q.scale = tensor_ref(s, where + ".scale");
   const Json& z = field(j, "zero_point", where);

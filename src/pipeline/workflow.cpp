@@ -258,7 +258,7 @@ report::Report run_workflow(const WorkflowConfig& config, const RunOptions& opti
     }
   }
 
-  rep.environment = env::describe();
+  rep.environment = report::environment();
   rep.seconds = seconds_since(t_start);
   report::write_report(rep, out_dir);
   return rep;

@@ -2,7 +2,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "squeeze/util/env.h"
+#include "squeeze/report/report.h"
 
 namespace squeeze::report {
 
@@ -26,7 +26,9 @@ std::string inspect_json(const std::string& model, const std::vector<LayerRow>& 
                     {"params", l.params},
                     {"nonzero_params", l.nonzero_params},
                     {"flops", l.flops},
-                    {"weight_bits", l.weight_bits}});
+                    {"weight_bits", l.weight_bits},
+                    {"weight_grid_bits", l.weight_grid_bits},
+                    {"execution", l.execution}});
   json j;
   j["model"] = model;
   j["layers"] = rows;
@@ -67,7 +69,9 @@ std::string bench_json(const std::string& model, int threads, const std::vector<
   json j;
   j["model"] = model;
   j["threads"] = threads;
-  j["env"] = env::describe();  // blas, blas_core, cpu...: what the numbers depend on
+  json env = json::object();  // blas, blas_core, cpu, int8_isa...: what the numbers depend on
+  for (const auto& [k, v] : environment()) env[k] = v == "true" ? json(true) : v == "false" ? json(false) : json(v);
+  j["env"] = env;
   j["results"] = rows;
   return j.dump(2) + "\n";
 }

@@ -24,6 +24,8 @@
 #include <string>
 #include <vector>
 
+#include "squeeze/exec/int8.h"
+#include "squeeze/util/env.h"
 #include "squeeze/util/error.h"
 #include "squeeze/util/fs.h"
 #include "squeeze/util/params.h"
@@ -265,8 +267,8 @@ Json report_json(const Report& r) {
   j["config_hash"] = r.config_hash;
   Json env = Json::object();
   for (const auto& [k, v] : r.environment) {
-    // "threads": 2 is a number; versions such as "1.13.1" stay text.
-    if (matches_int(v) || matches_float(v))
+    // "threads": 2 is a number, "int8_saturates": true a boolean; versions such as "1.13.1" stay text.
+    if (matches_int(v) || matches_float(v) || v == "true" || v == "false")
       env[k] = scalar_json(v, false);
     else
       env[k] = v;
@@ -916,6 +918,12 @@ std::string report_html(const Report& r) {
 }
 
 }  // namespace
+
+std::map<std::string, std::string> environment() {
+  std::map<std::string, std::string> e = env::describe();
+  for (const auto& [k, v] : quant::int8_environment()) e[k] = v;
+  return e;
+}
 
 void write_report(const Report& report, const std::string& dir) {
   std::error_code ec;

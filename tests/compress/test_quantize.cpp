@@ -3,14 +3,14 @@
 
 #include <filesystem>
 
-#include "squeeze/compress/quantize/int8_exec.h"
 #include "squeeze/compress/quantize/observers.h"
-#include "squeeze/compress/quantize/quant_math.h"
 #include "squeeze/compress/quantize/quantize.h"
 #include "squeeze/compress/registry.h"
 #include "squeeze/exec/executor.h"
+#include "squeeze/exec/int8.h"
 #include "squeeze/io/sqz.h"
 #include "squeeze/ir/builder.h"
+#include "squeeze/ir/quant_math.h"
 #include "squeeze/models/zoo.h"
 #include "squeeze/train/trainer.h"
 #include "squeeze/util/error.h"
@@ -66,6 +66,27 @@ TEST(QuantMath, Ranges) {
   EXPECT_EQ(quant::qrange(s).qmax, 3);
   s.bits = 1;
   EXPECT_THROW(quant::qrange(s), ConfigError);
+}
+
+TEST(QuantMath, ReduceRangeUsesOneBitLessAndStoresAllBits) {
+  ir::QuantSpec s;
+  s.bits = 8;
+  s.reduce_range = true;
+  EXPECT_EQ(quant::grid_bits(s), 7);
+  EXPECT_EQ(quant::qrange(s).qmin, -64);
+  EXPECT_EQ(quant::qrange(s).qmax, 63);
+  s.narrow_range = true;
+  EXPECT_EQ(quant::qrange(s).qmin, -63);
+  s.narrow_range = false;
+  // Symmetric scale: max |x| / 63, so 6.3 is q = 63 and -10 clamps to -64.
+  quant::choose_qparams(s, -6.3, 6.3);
+  EXPECT_FLOAT_EQ(s.scale.item<float>(), 0.1f);
+  EXPECT_EQ(ints(quant::quantize(at::tensor({6.3f, -10.0f, 0.26f}), s)), (std::vector<int64_t>{63, -64, 3}));
+  EXPECT_NE(quant::describe(s).find("7-bit grid"), std::string::npos);
+  s.is_signed = false;
+  EXPECT_EQ(quant::qrange(s).qmax, 127);
+  s.bits = 2;
+  EXPECT_THROW(quant::validate_spec(s, "w"), ConfigError);
 }
 
 TEST(QuantMath, RoundingModesOnTies) {
@@ -332,6 +353,9 @@ TEST(QuantizePass, OptionsFromParamsValidate) {
   EXPECT_NE(error({{"observer", "median"}}).find("observer"), std::string::npos);
   EXPECT_NE(error({{"freeze_observers_after", "1"}}).find("freeze_observers_after"), std::string::npos);
   EXPECT_NE(error({{"wieght_bits", "4"}}).find("weight_bits"), std::string::npos);  // did you mean
+  EXPECT_NO_THROW(make({{"reduce_range", "true"}}));
+  EXPECT_NO_THROW(make({{"reduce_range", "False"}}));
+  EXPECT_NE(error({{"reduce_range", "yes"}}).find("reduce_range"), std::string::npos);
   // Per-layer bits are checked and named.
   Params p("s.params");
   auto layers = std::make_shared<Params>("s.params.layers");
@@ -362,12 +386,12 @@ TEST(QuantizePass, DynamicLinear) {
   at::Tensor x = at::randn({16, 32});
   at::Tensor yf = exec::Executor(g).forward(x), yq = exec::Executor(r.graph).forward(x);
   EXPECT_LT((yq - yf).abs().max().item<double>(), 0.05 * yf.abs().max().item<double>() + 1e-3);
-  // Per-channel dynamic runs simulated and agrees too.
+  // Per-channel dynamic runs on the int8 kernels too and agrees.
   o.per_channel = true;
   auto pc = quantize(g, o, nullptr);
   at::Tensor yp = exec::Executor(pc.graph).forward(x);
   EXPECT_LT((yp - yf).abs().max().item<double>(), 0.05 * yf.abs().max().item<double>() + 1e-3);
-  EXPECT_NE(pc.summary.find("simulated"), std::string::npos);
+  if (quant::int8_available()) EXPECT_NE(pc.summary.find("ran int8"), std::string::npos) << pc.summary;
 }
 
 TEST(QuantizePass, QatTrainsShadowWeightsAndSnapsThem) {
@@ -439,6 +463,46 @@ TEST(QuantizePass, LsqLearnsWeightScales) {
   EXPECT_FALSE(p.qspec->scale.equal(scale_before));
   EXPECT_TRUE(p.qspec->scale.gt(0).all().item<bool>());
   EXPECT_TRUE(quant::on_grid(p.value, *p.qspec));
+}
+
+// reduce_range: auto follows the probe of this CPU's int8 kernels (ctest runs this suite on the
+// machine's best ISA and again with ONEDNN_MAX_CPU_ISA=AVX2, so both answers are exercised).
+TEST(QuantizePass, ReduceRangeFollowsTheInt8Probe) {
+  at::manual_seed(0);
+  ir::Graph g = models::build("small_cnn", {}, 0);
+  data::Splits d = tiny_data(128);
+  for (const char* mode : {"auto", "true", "false"}) {
+    QuantizeOptions o;
+    o.reduce_range = mode;
+    auto r = quantize(g, o, &d);
+    bool reduced = std::string(mode) == "true" || (std::string(mode) == "auto" && quant::int8_saturates());
+    for (const char* name : {"conv1", "conv2", "fc1", "fc2"}) {
+      const ir::QuantSpec& w = *r.graph.find_node(name)->param("weight").qspec;
+      EXPECT_EQ(w.bits, 8) << mode << " " << name;  // stored in 8 bits either way
+      EXPECT_EQ(quant::grid_bits(w), reduced ? 7 : 8) << mode << " " << name;
+      EXPECT_LE(quant::quantize(r.graph.find_node(name)->param("weight").value, w).abs().max().item<int64_t>(),
+                reduced ? 64 : 127);
+      // Never silently wrong: an 8-bit grid on a saturating CPU is simulated, otherwise int8.
+      if (quant::int8_available())
+        EXPECT_EQ(quant::planned_execution(r.graph, *r.graph.find_node(name)),
+                  !reduced && quant::int8_saturates() ? "simulated" : "int8")
+            << mode << " " << name;
+    }
+    if (reduced) EXPECT_NE(r.summary.find("7-bit grid"), std::string::npos) << r.summary;
+    if (!reduced && quant::int8_saturates())
+      EXPECT_NE(r.summary.find("saturate"), std::string::npos) << r.summary;
+    // The ratio stays that of 8-bit storage.
+    EXPECT_GE(double(io::stored_size_bytes(g)) / double(io::stored_size_bytes(r.graph)), 3.9) << mode;
+    // The 7-bit grid survives a .sqz round trip.
+    auto path = (std::filesystem::temp_directory_path() / "sqz_reduce_range.sqz").string();
+    io::save_sqz(r.graph, path);
+    ir::Graph back = io::load_sqz(path);
+    std::filesystem::remove(path);
+    EXPECT_EQ(back.find_node("conv1")->param("weight").qspec->reduce_range, reduced) << mode;
+  }
+  QuantizeOptions bad;
+  bad.reduce_range = "maybe";
+  EXPECT_THROW(Quantize{bad}, ConfigError);
 }
 
 TEST(QuantizePass, SqzRoundTripKeepsTheQuantizedGraph) {

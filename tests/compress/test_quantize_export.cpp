@@ -7,13 +7,13 @@
 #include <map>
 
 #include "io/onnx_internal.h"
-#include "squeeze/compress/quantize/int8_exec.h"
-#include "squeeze/compress/quantize/quant_math.h"
 #include "squeeze/compress/quantize/quantize.h"
 #include "squeeze/deploy/export.h"
 #include "squeeze/exec/executor.h"
+#include "squeeze/exec/int8.h"
 #include "squeeze/io/onnx.h"
 #include "squeeze/io/qonnx.h"
+#include "squeeze/ir/quant_math.h"
 #include "squeeze/models/zoo.h"
 #include "testing/asserts.h"
 #include "testing/data.h"

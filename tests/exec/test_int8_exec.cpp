@@ -6,13 +6,18 @@
 // requantization itself), the simulation accumulates the exact grid values in float32 and rounds
 // half to even. Results that fall within float32 rounding of a .5 tie can land one step apart.
 #include <ATen/ATen.h>
+#include <ATen/core/dispatch/Dispatcher.h>
+#include <ATen/native/quantized/PackedParams.h>
 #include <gtest/gtest.h>
 
-#include "squeeze/compress/quantize/int8_exec.h"
-#include "squeeze/compress/quantize/quant_math.h"
+#include <cmath>
+#include <cstdlib>
+
 #include "squeeze/compress/quantize/quantize.h"
 #include "squeeze/exec/executor.h"
+#include "squeeze/exec/int8.h"
 #include "squeeze/ir/builder.h"
+#include "squeeze/ir/quant_math.h"
 #include "squeeze/models/zoo.h"
 #include "testing/asserts.h"
 #include "testing/data.h"
@@ -116,6 +121,20 @@ TEST_F(QuantInt8, ResidualNetworkWithQuantizedAdds) {
   EXPECT_LT((o.int8 - yf).norm().item<double>() / yf.norm().item<double>(), 0.1);
 }
 
+// Full-range 8-bit weights (reduce_range: false) with full-range uint8 inputs: int8 where the
+// kernels are exact, simulated where they would saturate; equal to the simulation either way.
+TEST_F(QuantInt8, FullRangeWeightsAreExactOrSimulated) {
+  ir::Graph g = models::build("mlp", {{"in_features", "256"}, {"hidden", "256"}}, 0);
+  data::Splits d = random_splits({256});
+  d.train.x = d.train.x.abs() * 4.0;  // wide, positive inputs: uint8 codes near 255
+  ir::Graph q = ptq(g, d, 8, true, "false");
+  for (const auto& n : q.nodes)
+    if (n.op == "Linear")
+      EXPECT_EQ(quant::planned_execution(q, n), quant::int8_saturates() ? "simulated" : "int8") << n.name;
+  Outputs o = both(q, d.train.x.narrow(0, 0, 64));
+  EXPECT_LE((o.int8 - o.simulated).abs().max().item<double>(), output_step(q) * 1.001);
+}
+
 TEST_F(QuantInt8, BelowEightBitsIsSimulatedExactly) {
   ir::Graph g = models::build("mlp", {{"in_features", "16"}, {"hidden", "32"}}, 0);
   data::Splits d = random_splits({16});
@@ -158,6 +177,65 @@ TEST_F(QuantInt8, DynamicLinearAgainstDequantizedReference) {
   Outputs out = both(q, x);  // simulated: fake-quantized batch, float matmul
   double scale = out.simulated.abs().max().item<double>();
   EXPECT_LT((out.int8 - out.simulated).abs().max().item<double>(), 0.02 * scale);
+}
+
+// ---- the probe of this CPU's int8 kernels ----
+
+c10::intrusive_ptr<LinearPackedParamsBase> prepack_linear(const at::Tensor& w) {
+  static auto op = c10::Dispatcher::singleton()
+                       .findSchemaOrThrow("quantized::linear_prepack", "")
+                       .typed<c10::intrusive_ptr<LinearPackedParamsBase>(at::Tensor, c10::optional<at::Tensor>)>();
+  return op.call(w, c10::nullopt);
+}
+
+// Integer outputs of a raw oneDNN int8 linear (no squeeze code in between) against the exact
+// int64 result, in output steps. Inputs near 255 and weights in [max/2, max] make every pair of
+// products large, as in the worst case of a real layer.
+int64_t raw_linear_error_steps(int64_t weight_max) {
+  at::manual_seed(1);
+  at::Tensor xq = at::randint(192, 256, {32, 512}, at::kLong);
+  at::Tensor wq = at::randint(weight_max / 2, weight_max + 1, {64, 512}, at::kLong);
+  at::Tensor exact = at::matmul(xq, wq.t());  // int64: exact
+  double step = double(exact.max().item<int64_t>()) / 250.0;
+  at::Tensor x = at::_make_per_tensor_quantized_tensor(xq.to(at::kByte), 1.0, 0);
+  at::Tensor w = at::_make_per_tensor_quantized_tensor(wq.to(at::kChar), 1.0, 0);
+  at::Tensor y = prepack_linear(w)->apply(x, step, 0).int_repr().to(at::kLong);
+  at::Tensor expected = at::round(exact.to(at::kDouble) / step).to(at::kLong);
+  return (y - expected).abs().max().item<int64_t>();
+}
+
+TEST(Int8Probe, NamesTheIsaAndAgreesWithARealLayer) {
+  const quant::Int8Probe& p = quant::int8_probe();
+  if (!p.available) GTEST_SKIP() << "no ONEDNN quantized engine";
+  EXPECT_EQ(p.engine, "onednn");
+  EXPECT_FALSE(p.isa.empty());
+  EXPECT_NE(p.isa, "unknown");
+  EXPECT_EQ(&quant::int8_probe(), &p);  // decided once
+  auto env = quant::int8_environment();
+  EXPECT_EQ(env["int8_isa"], p.isa);
+  EXPECT_EQ(env["int8_saturates"], p.saturates ? "true" : "false");
+  if (p.saturates) {
+    EXPECT_TRUE(std::llabs(p.linear_q - 200) > 1 || std::llabs(p.conv_q - 200) > 1 ||
+                std::fabs(p.dynamic_ratio - 1.0) > 0.01);
+  } else {
+    EXPECT_LE(std::llabs(p.linear_q - 200), 1);
+    EXPECT_LE(std::llabs(p.conv_q - 200), 1);
+    EXPECT_NEAR(p.dynamic_ratio, 1.0, 0.01);
+  }
+  // The probe's answer holds for a real 512-wide layer: full-range weights are off by many steps
+  // exactly when the probe says the kernels saturate; weights within +-64 are exact everywhere.
+  int64_t full = raw_linear_error_steps(127);
+  if (p.saturates)
+    EXPECT_GT(full, 1);
+  else
+    EXPECT_LE(full, 1);
+  EXPECT_LE(raw_linear_error_steps(64), 1);
+  // oneDNN 2.6's AVX2 int8 kernels (vpmaddubsw) saturate on every CPU.
+  const char* isa = std::getenv("ONEDNN_MAX_CPU_ISA");
+  if (isa && std::string(isa) == "AVX2") {
+    EXPECT_EQ(p.isa, "avx2");
+    EXPECT_TRUE(p.saturates);
+  }
 }
 
 }  // namespace

@@ -33,8 +33,10 @@ inline compress::PassContext pass_context(const data::Splits* d, int64_t batch_s
 }
 
 // Post-training quantization with weights and activations at `bits`, calibrated on d.
-inline ir::Graph ptq(const ir::Graph& g, const data::Splits& d, int bits = 8, bool per_channel = true) {
+inline ir::Graph ptq(const ir::Graph& g, const data::Splits& d, int bits = 8, bool per_channel = true,
+                     const std::string& reduce_range = "auto") {
   compress::QuantizeOptions o;
+  o.reduce_range = reduce_range;
   o.weight_bits = bits;
   o.act_bits = bits;
   o.per_channel = per_channel;

@@ -15,9 +15,11 @@
 #include "squeeze/deploy/export.h"
 #include "squeeze/deploy/latency.h"
 #include "squeeze/exec/executor.h"
+#include "squeeze/exec/int8.h"
 #include "squeeze/io/model_io.h"
 #include "squeeze/io/sqz.h"
 #include "squeeze/ir/ops.h"
+#include "squeeze/ir/quant_math.h"
 #include "squeeze/models/zoo.h"
 #include "squeeze/pipeline/config.h"
 #include "squeeze/pipeline/workflow.h"
@@ -41,10 +43,12 @@ struct Globals {
 };
 
 // Weight bits of a node: the quantization spec of its weight, 32 for float, 0 without weights.
-int weight_bits(const ir::Node& n) {
+// The grid's bits differ from the stored bits for reduce_range weights (8 stored, 7 used).
+int weight_bits(const ir::Node& n, bool grid) {
   if (!n.has_param("weight")) return 0;
   const auto& p = n.param("weight");
-  return p.qspec ? p.qspec->bits : 32;
+  if (!p.qspec) return 32;
+  return grid ? quant::grid_bits(*p.qspec) : p.qspec->bits;
 }
 
 int64_t count_nonzero(const ir::Node& n) {
@@ -68,7 +72,9 @@ int cmd_inspect(const std::string& model, bool as_json, const Globals& g, std::o
     for (const auto& [k, p] : n.params) l.params += p.value.numel();
     l.nonzero_params = count_nonzero(n);
     l.flops = ir::node_flops(graph, n);
-    l.weight_bits = weight_bits(n);
+    l.weight_bits = weight_bits(n, false);
+    l.weight_grid_bits = weight_bits(n, true);
+    if (n.has_param("weight")) l.execution = quant::planned_execution(graph, n);
     total.params += l.params;
     total.nonzero_params += l.nonzero_params;
     total.flops += l.flops;
@@ -83,15 +89,19 @@ int cmd_inspect(const std::string& model, bool as_json, const Globals& g, std::o
   for (const auto& in : graph.inputs) out << "input: " << in.name << " " << ir::shape_str(in.shape) << "\n";
   out << std::left << std::setw(24) << "layer" << std::setw(14) << "op" << std::setw(20) << "input" << std::setw(20)
       << "output" << std::right << std::setw(12) << "params" << std::setw(12) << "nonzero" << std::setw(14) << "FLOPs"
-      << std::setw(6) << "bits" << "\n";
+      << std::setw(6) << "bits" << std::setw(6) << "grid" << "  " << std::left << "runs as" << "\n";
   for (const auto& l : rows) {
     std::string name = l.name.size() > 23 ? l.name.substr(0, 20) + "..." : l.name;
     out << std::left << std::setw(24) << name << std::setw(14) << l.op << std::setw(20)
         << (l.has_input ? ir::shape_str(l.input_shape) : "-") << std::setw(20) << ir::shape_str(l.output_shape)
         << std::right << std::setw(12) << with_commas(l.params) << std::setw(12) << with_commas(l.nonzero_params)
         << std::setw(14) << with_commas(l.flops) << std::setw(6)
-        << (l.weight_bits ? std::to_string(l.weight_bits) : "-") << "\n";
+        << (l.weight_bits ? std::to_string(l.weight_bits) : "-") << std::setw(6)
+        << (l.weight_bits ? std::to_string(l.weight_grid_bits) : "-") << "  " << std::left << l.execution << "\n";
   }
+  if (const quant::Int8Probe& p = quant::int8_probe(); p.available)
+    out << "int8 kernels: oneDNN " << p.isa
+        << (p.saturates ? " (saturates int16 pair sums: int8 only for weights on a 7-bit grid)" : " (exact)") << "\n";
   out << "total: " << with_commas(total.params) << " params, " << with_commas(total.nonzero_params) << " non-zero, "
       << with_commas(total.flops) << " FLOPs per sample, " << human_bytes(double(total.size_bytes)) << " stored\n";
   return 0;

@@ -34,6 +34,9 @@ struct QuantSpec {
   bool is_signed = true;     // int vs uint
   bool symmetric = true;     // zero point fixed at 0 (signed) or mid-range
   bool narrow_range = false; // signed range [-(2^(b-1)-1), 2^(b-1)-1]
+  // The grid of bits - 1 bits, stored in `bits` (PyTorch's reduce_range): int8 weights in
+  // [-64, 63], so int8 kernels that sum pairs of uint8 x int8 products in int16 cannot saturate.
+  bool reduce_range = false;
   int64_t axis = -1;         // -1: per tensor; otherwise the per-channel axis
   std::string rounding = "half_even";  // half_even | half_up
   bool power_of_two = false;           // scales restricted to powers of two

@@ -18,6 +18,8 @@ struct LayerRow {
   bool has_input = true;
   int64_t params = 0, nonzero_params = 0, flops = 0;
   int weight_bits = 0;  // 0: no weights; 32: float
+  int weight_grid_bits = 0;  // the grid's bits: weight_bits, or one less with reduce_range
+  std::string execution;     // exec/int8.h planned_execution: int8, int8-dynamic, simulated, float
 };
 
 struct ModelTotals {

@@ -54,6 +54,10 @@ struct ExperimentResult {
   double seconds = 0.0;
 };
 
+// env::describe() plus the int8 probe of this machine (exec/int8.h): what measured numbers
+// depend on, for report.json's "environment" and `bench --json`'s "env".
+std::map<std::string, std::string> environment();
+
 struct Report {
   std::string squeeze_version;
   std::shared_ptr<Params> config;   // the effective config (after --set), as parsed

@@ -6,7 +6,7 @@
 #include <cmath>
 #include <limits>
 
-#include "squeeze/compress/quantize/quant_math.h"
+#include "squeeze/ir/quant_math.h"
 #include "squeeze/util/error.h"
 #include "squeeze/util/strings.h"
 

@@ -8,10 +8,10 @@
 #include <fstream>
 #include <sstream>
 
-#include "squeeze/compress/quantize/int8_exec.h"
 #include "squeeze/compress/quantize/observers.h"
-#include "squeeze/compress/quantize/quant_math.h"
 #include "squeeze/exec/executor.h"
+#include "squeeze/exec/int8.h"
+#include "squeeze/ir/quant_math.h"
 #include "squeeze/util/error.h"
 #include "squeeze/util/log.h"
 #include "squeeze/util/params.h"
@@ -58,9 +58,8 @@ void QuantizeOptions::validate() const {
     throw ConfigError("lsq: learned scales cannot be restricted to powers of two (power_of_two: true)");
   if (act_symmetric && !act_signed && narrow_range && act_bits > 0)
     throw ConfigError("act_symmetric: symmetric unsigned activations cannot use a narrow range");
-  if (mode == "dynamic" && per_channel) {
-    // Allowed, but not on the int8 kernels (see int8_exec.h); noted in the summary.
-  }
+  if (reduce_range != "auto" && reduce_range != "true" && reduce_range != "false")
+    throw ConfigError(msg("reduce_range: '", reduce_range, "' is not valid (valid: auto, true, false)"));
   if (sensitivity_samples < 1) throw ConfigError(msg("sensitivity_samples: ", sensitivity_samples, " must be >= 1"));
   if (observer_update_every < 1)
     throw ConfigError(msg("observer_update_every: ", observer_update_every, " must be >= 1"));
@@ -70,7 +69,7 @@ QuantizeOptions QuantizeOptions::from_params(Params& p) {
   QuantizeOptions o;
   o.mode = p.get_choice("mode", o.mode, {"ptq", "dynamic", "qat"});
   if (o.mode == "dynamic") {
-    o.per_channel = false;  // ONEDNN's linear_dynamic is only right per tensor (LIBTORCH_NOTES)
+    o.per_channel = false;  // PyTorch's default for dynamic quantization
     o.ops = {"Linear", "Conv"};
   }
   o.weight_bits = static_cast<int>(p.get_int("weight_bits", o.weight_bits, 2, 8));
@@ -81,6 +80,7 @@ QuantizeOptions QuantizeOptions::from_params(Params& p) {
   o.act_symmetric = p.get_bool("act_symmetric", o.act_symmetric);
   o.act_signed = p.get_bool("act_signed", o.act_signed);
   o.narrow_range = p.get_bool("narrow_range", o.narrow_range);
+  o.reduce_range = p.get_choice("reduce_range", o.reduce_range, {"auto", "true", "false"});
   o.rounding = p.get_choice("rounding", o.rounding, {"half_even", "half_up"});
   o.power_of_two = p.get_bool("power_of_two", o.power_of_two);
   o.observer = p.get_choice("observer", o.observer, quant::Observer::kinds());
@@ -180,9 +180,15 @@ std::vector<std::pair<std::string, int>> Quantize::targets(const ir::Graph& g) c
   return out;
 }
 
+bool Quantize::reduce_weight_range(int bits) const {
+  if (bits != 8 || options_.reduce_range == "false") return false;
+  return options_.reduce_range == "true" || quant::int8_saturates();
+}
+
 ir::QuantSpec Quantize::weight_spec(int bits, const ir::Node& node) const {
   ir::QuantSpec s;
   s.bits = bits;
+  s.reduce_range = reduce_weight_range(bits);
   s.is_signed = true;
   s.symmetric = options_.symmetric;
   s.narrow_range = options_.narrow_range;
@@ -410,14 +416,19 @@ PassResult Quantize::run(const ir::Graph& graph, PassContext& ctx) {
     o << "; activations float";
   if (folded) o << "; folded " << folded << " BatchNorm";
   if (options_.bias_correction) o << "; bias-corrected";
+  if (by_bits.count(8) && reduce_weight_range(8))
+    o << "; 8-bit weights on a 7-bit grid (reduce_range: " << options_.reduce_range
+      << (quant::int8_saturates() ? msg(", this CPU's int8 kernels saturate: oneDNN ", quant::int8_probe().isa) : "")
+      << ")";
   if (sim.empty())
     o << "; ran int8 (libtorch quantized kernels): all " << int8.size() << " layers";
   else if (int8.empty())
     o << "; simulated (integer grid, float arithmetic): all " << sim.size() << " layers";
   else
     o << "; ran int8: " << join(int8, ", ") << "; simulated: " << join(sim, ", ");
-  if (options_.mode == "dynamic" && options_.per_channel)
-    o << " (per-channel dynamic is simulated: ONEDNN linear_dynamic is wrong per channel)";
+  if (by_bits.count(8) && !reduce_weight_range(8) && quant::int8_saturates())
+    o << " (8-bit weight grids are simulated, exactly: this CPU's int8 kernels (oneDNN "
+      << quant::int8_probe().isa << ") saturate int16 pair sums; reduce_range: auto runs them int8)";
   if (options_.mode == "qat") o << (options_.lsq ? "; QAT with learned scales (LSQ)" : "; QAT (STE)");
 
   if (options_.sensitivity) {

@@ -36,6 +36,10 @@ struct QuantizeOptions {
   bool act_symmetric = false;         // activations: affine uint by default
   bool act_signed = false;
   bool narrow_range = false;          // weights: [-(2^(b-1)-1), 2^(b-1)-1]
+  // 8-bit weights on a 7-bit grid ([-64, 63], stored in 8 bits): auto = on CPUs whose int8
+  // kernels saturate (exec/int8.h, int8_probe), so they stay exact and fast; true = always;
+  // false = never (on a saturating CPU those layers are then simulated, exactly but slowly).
+  std::string reduce_range = "auto";  // auto | true | false
   std::string rounding = "half_even"; // half_even | half_up
   bool power_of_two = false;          // scales rounded up to powers of two (fixed-point hardware)
   std::string observer = "minmax";    // activations: minmax | moving_average | percentile | mse | entropy
@@ -85,6 +89,8 @@ class Quantize : public Pass {
   ir::QuantSpec weight_spec(int bits, const ir::Node& node) const;
   ir::QuantSpec act_spec() const;
   void quantize_weight(ir::Node& node, int bits) const;
+  // reduce_range resolved on this machine for weights of `bits` bits.
+  bool reduce_weight_range(int bits) const;
   // Values that need an out_qspec for the given layers; may insert input Identity nodes.
   std::vector<std::string> activation_points(ir::Graph& g, const std::vector<std::string>& layers) const;
   void calibrate(ir::Graph& g, const std::vector<std::string>& values, const data::Dataset& data,

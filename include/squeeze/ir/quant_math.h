@@ -4,7 +4,8 @@
 //
 // Conventions (documented once, relied on everywhere):
 //   range      signed b bits: [-2^(b-1), 2^(b-1)-1], narrow: [-(2^(b-1)-1), 2^(b-1)-1];
-//              unsigned: [0, 2^b-1], narrow: [1, 2^b-1].
+//              unsigned: [0, 2^b-1], narrow: [1, 2^b-1]. With reduce_range every formula here
+//              uses b-1 bits (the grid), while storage keeps b bits.
 //   quantize   q = clamp(round(x / scale) + zero_point, qmin, qmax), division in float32,
 //              round = half_even (nearbyint, as PyTorch and ONNX) or half_up (floor(v + 0.5)).
 //   dequantize x = float32(q - zero_point) * scale, exactly the expression load_sqz uses, so a
@@ -34,6 +35,8 @@ struct QRange {
 // Integer range of a spec. Throws ConfigError for bits outside 2..16 (32 is not an integer grid
 // squeeze quantizes to).
 QRange qrange(const ir::QuantSpec& spec);
+// The bits of the grid: spec.bits, or spec.bits - 1 with reduce_range.
+int grid_bits(const ir::QuantSpec& spec);
 
 // Throws ConfigError naming `where` for a spec that cannot be used: bits, rounding, a symmetric
 // unsigned narrow spec, scale/zero point shapes that do not match the axis.

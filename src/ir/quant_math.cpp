@@ -1,4 +1,4 @@
-#include "squeeze/compress/quantize/quant_math.h"
+#include "squeeze/ir/quant_math.h"
 
 #include <ATen/ATen.h>
 
@@ -14,20 +14,25 @@ namespace squeeze::quant {
 QRange qrange(const ir::QuantSpec& spec) {
   if (spec.bits < 2 || spec.bits > 16)
     throw ConfigError(msg("quantization bits: ", spec.bits, " is out of range (expected 2..16)"));
+  const int bits = grid_bits(spec);
   QRange r;
   if (spec.is_signed) {
-    r.qmax = (int64_t(1) << (spec.bits - 1)) - 1;
+    r.qmax = (int64_t(1) << (bits - 1)) - 1;
     r.qmin = spec.narrow_range ? -r.qmax : -r.qmax - 1;
   } else {
     r.qmin = spec.narrow_range ? 1 : 0;
-    r.qmax = (int64_t(1) << spec.bits) - 1;
+    r.qmax = (int64_t(1) << bits) - 1;
   }
   return r;
 }
 
+int grid_bits(const ir::QuantSpec& spec) { return spec.reduce_range ? spec.bits - 1 : spec.bits; }
+
 void validate_spec(const ir::QuantSpec& spec, const std::string& where) {
   if (spec.bits < 2 || spec.bits > 16)
     throw ConfigError(msg(where, ": bits ", spec.bits, " is out of range (expected 2..16)"));
+  if (spec.reduce_range && spec.bits < 3)
+    throw ConfigError(msg(where, ": reduce_range needs at least 3 bits (got ", spec.bits, ")"));
   if (spec.rounding != "half_even" && spec.rounding != "half_up")
     throw ConfigError(msg(where, ": rounding '", spec.rounding, "' is not valid (valid: half_even, half_up)"));
   if (spec.scale.defined()) {
@@ -57,11 +62,11 @@ void qparams_one(const ir::QuantSpec& spec, const QRange& r, double lo, double h
   int64_t z;
   if (spec.symmetric) {
     double amax = std::max(-lo, hi);
-    double half = double((int64_t(1) << (spec.bits - 1)) - 1);
+    double half = double((int64_t(1) << (grid_bits(spec) - 1)) - 1);
     s = amax / half;
     if (!(s > 0.0)) s = 1.0;
     if (spec.power_of_two) s = pow2_ceil(s);
-    z = spec.is_signed ? 0 : (int64_t(1) << (spec.bits - 1));
+    z = spec.is_signed ? 0 : (int64_t(1) << (grid_bits(spec) - 1));
   } else {
     s = (hi - lo) / double(r.qmax - r.qmin);
     if (!(s > 0.0)) s = 1.0;
@@ -166,6 +171,7 @@ std::string describe(const ir::QuantSpec& spec) {
   o << (spec.axis >= 0 ? " per-channel" : " per-tensor");
   o << (spec.symmetric ? " symmetric" : " affine");
   if (spec.narrow_range) o << " narrow";
+  if (spec.reduce_range) o << " (" << grid_bits(spec) << "-bit grid)";
   if (spec.power_of_two) o << " pow2";
   return o.str();
 }

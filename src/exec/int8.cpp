@@ -1,16 +1,20 @@
 // Quantized execution hooks of the executor: real int8 Conv2d/Linear on libtorch's quantized
 // kernels (ONEDNN), dynamic int8 Linear, and the activation quantization of out_qspec.
-// The contract is in include/squeeze/compress/quantize/int8_exec.h.
+// The contract is in include/squeeze/exec/int8.h.
 #include <ATen/ATen.h>
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <ATen/native/quantized/PackedParams.h>
 
+#include <dlfcn.h>
+
 #include <atomic>
+#include <cmath>
+#include <cstdlib>
 #include <mutex>
 #include <unordered_map>
 
-#include "squeeze/compress/quantize/int8_exec.h"
-#include "squeeze/compress/quantize/quant_math.h"
+#include "squeeze/exec/int8.h"
+#include "squeeze/ir/quant_math.h"
 #include "squeeze/util/error.h"
 
 namespace squeeze::quant {
@@ -19,17 +23,88 @@ namespace {
 
 std::atomic<bool> g_enabled{true};
 
-bool select_engine() {
-  static const bool ok = [] {
-    for (auto e : at::globalContext().supportedQEngines())
-      if (e == at::QEngine::ONEDNN) {
-        at::globalContext().setQEngine(at::QEngine::ONEDNN);
-        return true;
-      }
-    return false;
-  }();
-  return ok;
+// libtorch's weight packing, through the dispatcher (no header declares these ops).
+c10::intrusive_ptr<LinearPackedParamsBase> linear_prepack(const at::Tensor& w, const c10::optional<at::Tensor>& b) {
+  static auto op = c10::Dispatcher::singleton()
+                       .findSchemaOrThrow("quantized::linear_prepack", "")
+                       .typed<c10::intrusive_ptr<LinearPackedParamsBase>(at::Tensor, c10::optional<at::Tensor>)>();
+  return op.call(w, b);
 }
+
+c10::intrusive_ptr<ConvPackedParamsBase<2>> conv2d_prepack(const at::Tensor& w, const c10::optional<at::Tensor>& b,
+                                                          c10::List<int64_t> stride, c10::List<int64_t> padding,
+                                                          c10::List<int64_t> dilation, int64_t groups) {
+  static auto op = c10::Dispatcher::singleton()
+                       .findSchemaOrThrow("quantized::conv2d_prepack", "")
+                       .typed<c10::intrusive_ptr<ConvPackedParamsBase<2>>(
+                           at::Tensor, c10::optional<at::Tensor>, c10::List<int64_t>, c10::List<int64_t>,
+                           c10::List<int64_t>, int64_t)>();
+  return op.call(w, b, std::move(stride), std::move(padding), std::move(dilation), groups);
+}
+
+// The ISA oneDNN dispatches to, from libdnnl (loaded by libtorch); looked up at run time so the
+// build needs no oneDNN headers.
+std::string onednn_isa() {
+  using GetIsa = int (*)();
+  using IsaToStr = const char* (*)(int);
+  auto get = reinterpret_cast<GetIsa>(dlsym(RTLD_DEFAULT, "dnnl_get_effective_cpu_isa"));
+  auto str = reinterpret_cast<IsaToStr>(dlsym(RTLD_DEFAULT, "dnnl_cpu_isa2str"));
+  if (!get || !str) return "unknown";
+  const char* s = str(get());
+  std::string isa = s ? s : "unknown";
+  return isa.rfind("cpu_isa_", 0) == 0 ? isa.substr(8) : isa;
+}
+
+// Quantized result of y = sum_k 255 * 127 = k * 32385 through the kernels oneDNN dispatches;
+// the output scale puts the exact answer at q = 200. Kernels that sum pairs of u8 x s8 products
+// into a saturating int16 (vpmaddubsw: 2 * 32385 > 32767) land near q = 101 instead.
+int64_t probe_static_linear() {
+  const int64_t k = 64;
+  const double exact = double(k) * 255.0 * 127.0;
+  at::Tensor x = at::_make_per_tensor_quantized_tensor(at::full({1, k}, 255, at::kByte), 1.0, 0);
+  at::Tensor w = at::quantize_per_tensor(at::full({4, k}, 127.0f), 1.0, 0, at::kQInt8);
+  at::Tensor y = linear_prepack(w, c10::nullopt)->apply(x, exact / 200.0, 0);
+  return y.int_repr().to(at::kLong).min().item<int64_t>();
+}
+
+int64_t probe_static_conv() {
+  const int64_t c = 32;
+  const double exact = double(c) * 9.0 * 255.0 * 127.0;
+  at::Tensor x = at::_make_per_tensor_quantized_tensor(at::full({1, c, 4, 4}, 255, at::kByte), 1.0, 0);
+  at::Tensor w = at::quantize_per_tensor(at::full({16, c, 3, 3}, 127.0f), 1.0, 0, at::kQInt8);
+  auto packed = conv2d_prepack(w, c10::nullopt, c10::List<int64_t>({1, 1}), c10::List<int64_t>({0, 0}),
+                             c10::List<int64_t>({1, 1}), 1);
+  at::Tensor y = packed->apply(x.contiguous(at::MemoryFormat::ChannelsLast), exact / 200.0, 0);
+  return y.int_repr().to(at::kLong).min().item<int64_t>();
+}
+
+// Dynamic linear on a batch whose range [0, 1] quantizes to 0..255; weights 1.0 -> 127.
+double probe_dynamic_linear() {
+  const int64_t k = 64;
+  at::Tensor x = at::ones({1, k});
+  x[0][0] = 0.0f;
+  at::Tensor w = at::quantize_per_tensor(at::ones({4, k}), 1.0 / 127.0, 0, at::kQInt8);
+  at::Tensor y = linear_prepack(w, c10::nullopt)->apply_dynamic(x, /*reduce_range=*/false);
+  return y.min().item<double>() / double(k - 1);  // 1.0 when exact
+}
+
+Int8Probe run_probe() {
+  Int8Probe p;
+  for (auto e : at::globalContext().supportedQEngines())
+    if (e == at::QEngine::ONEDNN) p.available = true;
+  if (!p.available) return p;
+  at::globalContext().setQEngine(at::QEngine::ONEDNN);
+  p.engine = "onednn";
+  p.linear_q = probe_static_linear();
+  p.conv_q = probe_static_conv();
+  p.dynamic_ratio = probe_dynamic_linear();
+  p.saturates = std::llabs(p.linear_q - 200) > 1 || std::llabs(p.conv_q - 200) > 1 ||
+                std::fabs(p.dynamic_ratio - 1.0) > 0.01;
+  p.isa = onednn_isa();
+  return p;
+}
+
+bool select_engine() { return int8_probe().available; }
 
 // quint8 is the activation type of libtorch's static int8 kernels.
 bool is_quint8_spec(const ir::QuantSpec& s) {
@@ -61,22 +136,52 @@ bool weight_ready(const ir::Node& n) {
          is_int8_weight_spec(*w.qspec, w.value.size(0));
 }
 
-bool static_int8_node(const ir::Node& n) {
-  if (n.op != "Conv" && n.op != "Linear") return false;
-  if (!weight_ready(n) || !n.out_qspec || !is_quint8_spec(*n.out_qspec)) return false;
-  if (n.attr_int("quant_dynamic", 0) != 0) return false;
-  return n.op == "Linear" || conv2d_ok(n);
-}
-
-// Packed weights per node, rebuilt when the weight tensor, its version or its scale changes.
-struct Packed {
+// Per node: the weight's largest integer magnitude on its grid and, once needed, its packed
+// form; rebuilt when the weight tensor, its version or its scale changes.
+struct Cached {
   at::Tensor weight, scale;
   uint32_t version = 0;
+  int64_t max_abs_q = 0;
   c10::intrusive_ptr<LinearPackedParamsBase> linear;
   c10::intrusive_ptr<ConvPackedParamsBase<2>> conv;
 };
 std::mutex g_mutex;
-std::unordered_map<const ir::Node*, Packed> g_cache;
+std::unordered_map<const ir::Node*, Cached> g_cache;
+
+// Call with g_mutex held.
+Cached& cached_locked(const ir::Node& n) {
+  const ir::Param& p = n.param("weight");
+  auto it = g_cache.find(&n);
+  if (it != g_cache.end() && it->second.weight.is_same(p.value) && it->second.version == p.value._version() &&
+      it->second.scale.is_same(p.qspec->scale))
+    return it->second;
+  if (g_cache.size() > 1024) g_cache.clear();  // graphs come and go (sensitivity analysis)
+  Cached c;
+  c.weight = p.value;
+  c.scale = p.qspec->scale;
+  c.version = p.value._version();
+  c.max_abs_q = quantize(p.value.detach(), *p.qspec).abs().max().item<int64_t>();
+  return g_cache[&n] = std::move(c);
+}
+
+// Pairs of uint8 x int8 products stay below int16's 32767 when |q_w| <= 64 (2 * 255 * 64).
+constexpr int64_t kSaturationSafeWeight = 64;
+
+// Is this node's weight exact on this CPU's int8 kernels? Decided by its integer values, so a
+// weight whose values fit a 7-bit grid (ONNX Runtime's reduce_range export) runs int8 too.
+bool exact_weight_node(const ir::Node& n) {
+  if (!weight_ready(n)) return false;
+  if (!int8_saturates()) return true;
+  std::lock_guard<std::mutex> lock(g_mutex);
+  return cached_locked(n).max_abs_q <= kSaturationSafeWeight;
+}
+
+bool static_int8_node(const ir::Node& n) {
+  if (n.op != "Conv" && n.op != "Linear") return false;
+  if (!n.out_qspec || !is_quint8_spec(*n.out_qspec) || n.attr_int("quant_dynamic", 0) != 0) return false;
+  if (n.op == "Conv" && !conv2d_ok(n)) return false;
+  return exact_weight_node(n);
+}
 
 at::Tensor quantized_weight(const ir::Param& p) {
   const ir::QuantSpec& s = *p.qspec;
@@ -87,41 +192,25 @@ at::Tensor quantized_weight(const ir::Param& p) {
   return at::quantize_per_tensor(w, s.scale.reshape({}).item<double>(), 0, at::kQInt8);
 }
 
-Packed& packed_for(const ir::Node& n) {
-  const ir::Param& p = n.param("weight");
+Cached& packed_for(const ir::Node& n) {
   std::lock_guard<std::mutex> lock(g_mutex);
-  auto it = g_cache.find(&n);
-  if (it != g_cache.end() && it->second.weight.is_same(p.value) && it->second.version == p.value._version() &&
-      it->second.scale.is_same(p.qspec->scale))
-    return it->second;
-  if (g_cache.size() > 1024) g_cache.clear();  // graphs come and go (sensitivity analysis)
+  Cached& pk = cached_locked(n);
+  if (pk.linear || pk.conv) return pk;
   select_engine();
-  Packed pk;
-  pk.weight = p.value;
-  pk.scale = p.qspec->scale;
-  pk.version = p.value._version();
+  const ir::Param& p = n.param("weight");
   at::Tensor qw = quantized_weight(p);
   c10::optional<at::Tensor> bias;
   if (n.has_param("bias")) bias = n.param("bias").value.detach().to(at::kFloat).contiguous();
   if (n.op == "Linear") {
-    static auto prepack = c10::Dispatcher::singleton()
-                              .findSchemaOrThrow("quantized::linear_prepack", "")
-                              .typed<c10::intrusive_ptr<LinearPackedParamsBase>(at::Tensor, c10::optional<at::Tensor>)>();
-    pk.linear = prepack.call(qw, bias);
+    pk.linear = linear_prepack(qw, bias);
   } else {
-    static auto prepack =
-        c10::Dispatcher::singleton()
-            .findSchemaOrThrow("quantized::conv2d_prepack", "")
-            .typed<c10::intrusive_ptr<ConvPackedParamsBase<2>>(at::Tensor, c10::optional<at::Tensor>,
-                                                                c10::List<int64_t>, c10::List<int64_t>,
-                                                                c10::List<int64_t>, int64_t)>();
     auto strides = n.attr_ints("strides", {1, 1});
     auto pads = n.attr_ints("pads", {0, 0, 0, 0});
     auto dil = n.attr_ints("dilations", {1, 1});
-    pk.conv = prepack.call(qw, bias, c10::List<int64_t>(strides), c10::List<int64_t>({pads[0], pads[1]}),
+    pk.conv = conv2d_prepack(qw, bias, c10::List<int64_t>(strides), c10::List<int64_t>({pads[0], pads[1]}),
                            c10::List<int64_t>(dil), n.attr_int("group", 1));
   }
-  return g_cache[&n] = std::move(pk);
+  return pk;
 }
 
 // The batch's own uint8 affine spec (dynamic quantization).
@@ -135,6 +224,19 @@ ir::QuantSpec dynamic_spec(const at::Tensor& x) {
 }
 
 }  // namespace
+
+const Int8Probe& int8_probe() {
+  static const Int8Probe probe = run_probe();
+  return probe;
+}
+
+bool int8_saturates() { return int8_probe().available && int8_probe().saturates; }
+
+std::map<std::string, std::string> int8_environment() {
+  const Int8Probe& p = int8_probe();
+  if (!p.available) return {{"int8_engine", "none"}};
+  return {{"int8_engine", p.engine}, {"int8_isa", p.isa}, {"int8_saturates", p.saturates ? "true" : "false"}};
+}
 
 bool int8_available() { return select_engine(); }
 void set_int8_enabled(bool enabled) { g_enabled = enabled; }
@@ -170,7 +272,7 @@ std::vector<at::Tensor> quantized_op(const ir::Node& node, const std::vector<at:
 at::Tensor quantized_forward(const ir::Node& n, const at::Tensor& x, const exec::KernelContext& ctx) {
   if (x.is_quantized()) {
     // accepts_quantized() let it through: the static int8 path.
-    Packed& pk = packed_for(n);
+    Cached& pk = packed_for(n);
     double os = n.out_qspec->scale.item<double>();
     int64_t oz = n.out_qspec->zero_point.defined() ? n.out_qspec->zero_point.item<int64_t>() : 0;
     at::Tensor qx = x.qscheme() == at::kPerTensorAffine && x.scalar_type() == at::kQUInt8 ? x : x;
@@ -187,9 +289,8 @@ at::Tensor quantized_forward(const ir::Node& n, const at::Tensor& x, const exec:
   if (ctx.training || n.op != "Linear" || n.attr_int("quant_dynamic", 0) == 0 || !n.has_param("weight")) return {};
   const ir::Param& w = n.param("weight");
   if (!w.qspec || w.value.requires_grad()) return {};
-  bool per_channel = w.qspec->axis == 0 && w.qspec->scale.numel() > 1;
-  if (int8_enabled() && !per_channel && weight_ready(n) && x.dim() >= 2) {
-    Packed& pk = packed_for(n);
+  if (int8_enabled() && exact_weight_node(n) && x.dim() >= 2) {
+    Cached& pk = packed_for(n);
     at::Tensor xf = x.contiguous();
     if (xf.dim() == 2) return pk.linear->apply_dynamic(xf, false);
     std::vector<int64_t> shape(xf.sizes().begin(), xf.sizes().end());
@@ -231,11 +332,8 @@ std::string planned_execution(const ir::Graph& graph, const ir::Node& node) {
   if (!node.has_param("weight") || !node.param("weight").qspec) {
     return node.out_qspec ? "simulated" : "float";
   }
-  if (node.attr_int("quant_dynamic", 0) != 0) {
-    const ir::QuantSpec& s = *node.param("weight").qspec;
-    bool per_channel = s.axis == 0 && s.scale.defined() && s.scale.numel() > 1;
-    return int8_enabled() && !per_channel && weight_ready(node) ? "int8-dynamic" : "simulated";
-  }
+  if (node.attr_int("quant_dynamic", 0) != 0)
+    return int8_enabled() && exact_weight_node(node) ? "int8-dynamic" : "simulated";
   const ir::QuantSpec* in = input_qspec(graph, node);
   if (int8_enabled() && static_int8_node(node) && in && is_quint8_spec(*in)) return "int8";
   return "simulated";

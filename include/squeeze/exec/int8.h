@@ -1,4 +1,4 @@
-// Quantized execution inside the executor (implemented in src/exec/kernels_quant.cpp).
+// Quantized execution inside the executor (implemented in src/exec/int8.cpp).
 //
 // In eval mode, a node whose out_qspec is 8-bit unsigned affine (quint8's range) produces a real
 // quint8 tensor (at::quantize_per_tensor), which flows through ops that keep quantized tensors
@@ -18,19 +18,46 @@
 // quantization step (ties and float32 accumulation order differ; tests/exec/test_int8_exec.cpp).
 //
 // A Linear with attribute quant_dynamic = 1 (dynamic mode) quantizes its float input per batch:
-// uint8 affine from the batch's min/max. Per-tensor int8 weights use quantized::linear_dynamic;
-// per-channel weights are simulated, because ONEDNN's linear_dynamic is wrong for per-channel
-// weights in this libtorch (LIBTORCH_NOTES.md).
+// uint8 affine from the batch's min/max, then runs quantized::linear_dynamic (per-tensor or
+// per-channel weights).
+//
+// CPUs differ in how exact these kernels are. Without VNNI, oneDNN's AVX2/AVX-512 int8 kernels
+// sum each pair of adjacent uint8 x int8 products into a saturating int16 (vpmaddubsw):
+// 2 * 255 * 127 > 32767, so full-range uint8 activations with int8 weights near +-127 clip. With
+// VNNI (vpdpbusd) or AMX the products accumulate in int32 and are exact. int8_probe() finds out
+// once per process, on the kernels oneDNN actually dispatches. On a saturating CPU a Conv/Linear
+// runs int8 only when its integer weights satisfy |q| <= 64 (2 * 255 * 64 < 32767: a 7-bit grid);
+// others there are simulated (exactly) instead, never silently wrong. The quantize pass puts
+// 8-bit weights on a 7-bit grid by default on such CPUs (QuantizeOptions::reduce_range).
 #pragma once
 
 #include <ATen/core/Tensor.h>
 
+#include <cstdint>
+#include <map>
 #include <string>
 
 #include "squeeze/exec/executor.h"
 #include "squeeze/ir/graph.h"
 
 namespace squeeze::quant {
+
+// What int8_probe() measured on this machine's oneDNN kernels.
+struct Int8Probe {
+  bool available = false;   // libtorch offers the ONEDNN quantized engine
+  std::string engine;       // "onednn"
+  std::string isa;          // the ISA oneDNN dispatches to, e.g. "avx2", "avx512_core_vnni"
+  bool saturates = false;   // pairs of u8 x s8 products saturate in int16 (see above)
+  int64_t linear_q = 0, conv_q = 0;  // static linear / conv probe outputs (exact: 200)
+  double dynamic_ratio = 0.0;        // dynamic linear probe, result / exact (exact: 1)
+};
+// Selects the ONEDNN engine and probes it, once per process (thread-safe); later calls return the
+// same answer. ONEDNN_MAX_CPU_ISA (e.g. AVX2) set before the first call forces lower ISA paths.
+const Int8Probe& int8_probe();
+// int8_probe().saturates (false when no engine).
+bool int8_saturates();
+// {"int8_engine", "int8_isa", "int8_saturates"} for reports and benchmark output.
+std::map<std::string, std::string> int8_environment();
 
 // True when libtorch offers the ONEDNN quantized engine (selected on first use).
 bool int8_available();
