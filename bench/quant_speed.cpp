@@ -19,6 +19,7 @@
 #include "squeeze/deploy/latency.h"
 #include "squeeze/exec/int8.h"
 #include "squeeze/models/zoo.h"
+#include "squeeze/report/report.h"
 #include "squeeze/util/env.h"
 
 using namespace squeeze;
@@ -52,7 +53,13 @@ int main(int argc, char** argv) {
   env::set_threads(threads);
   env::keep_freed_memory();
   at::manual_seed(0);
-  std::printf("threads %d, int8 kernels %s\n", threads, quant::int8_available() ? "ONEDNN" : "unavailable");
+  const quant::Int8Probe& probe = quant::int8_probe();
+  std::map<std::string, std::string> env = report::environment();
+  std::printf("cpu %s, threads %d, blas %s %s; int8 kernels: %s\n", env["cpu"].c_str(), threads, env["blas"].c_str(),
+              env["blas_core"].c_str(),
+              !probe.available ? "unavailable"
+              : probe.saturates ? ("oneDNN " + probe.isa + ", saturating int16 pair sums: 8-bit weights on a 7-bit grid").c_str()
+                                : ("oneDNN " + probe.isa + ", exact int32 accumulation: full 8-bit grids").c_str());
   std::map<std::string, std::map<int64_t, double>> float_us;
   std::printf("%-10s %5s %12s %12s %12s %12s %10s %10s %10s\n", "model", "batch", "float_us", "folded_us", "int8_us",
               "dynamic_us", "int8/float", "int8/fold", "dyn/float");
@@ -87,8 +94,7 @@ int main(int argc, char** argv) {
     }
   }
   if (!python) return 0;
-  std::string script = __FILE__;  // the .py sits next to this file
-  script = script.substr(0, script.rfind('.')) + ".py";
+  std::string script = SQUEEZE_SOURCE_DIR "/bench/quant_speed.py";
   std::string cmd = "/usr/bin/python3 " + script + " --threads " + std::to_string(threads) + " --budget " +
                     std::to_string(budget);
   std::printf("\nPyTorch 1.13 on the same models (%s):\n", cmd.c_str());

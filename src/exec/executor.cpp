@@ -102,6 +102,20 @@ Executor::Executor(const ir::Graph& graph, ExecutorOptions options) : graph_(gra
     prod.folds = static_cast<int>(k);
     steps_[k].fold_into = it->second;
   }
+  // Relu fusion candidates (int8 kernels apply it in their requantization): a quantized
+  // Conv/Linear/Add whose output only this Relu reads, and a Relu that keeps its input's grid.
+  for (size_t k = 0; k < steps_.size(); ++k) {
+    const ir::Node& relu = *steps_[k].node;
+    if (relu.op != "Relu" || relu.out_qspec || steps_[k].in_slots.size() != 1) continue;
+    int in = steps_[k].in_slots[0];
+    auto it = producer_of.find(in);
+    if (it == producer_of.end() || uses[in] != 1) continue;
+    Step& prod = steps_[static_cast<size_t>(it->second)];
+    const ir::Node& p = *prod.node;
+    if ((p.op == "Conv" || p.op == "Linear" || p.op == "Add") && p.out_qspec && p.outputs.size() == 1 &&
+        prod.folds < 0 && prod.fold_into < 0)
+      prod.relu = static_cast<int>(k);
+  }
 }
 
 // Relu and same-shape Add in eval mode write into an input whose last use this is, when nothing
@@ -179,11 +193,17 @@ std::vector<at::Tensor> Executor::run(const std::vector<at::Tensor>& inputs, Mod
     slots[input_slots_[i]] = x.scalar_type() == info.dtype ? x : x.to(info.dtype);
   }
   std::vector<at::Tensor> args;
+  std::vector<char> fused(steps_.size(), 0);  // Relu steps applied by their producer this run
   if (node_us_) node_us_->resize(steps_.size(), 0.0);
   for (size_t k = 0; k < steps_.size(); ++k) {
     const Step& step = steps_[k];
     auto t0 = node_us_ ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point();
     if (!ctx.training && step.fold_into >= 0) continue;  // done by its producer
+    if (fused[k]) {
+      for (int s : step.release) slots[s].reset();
+      continue;
+    }
+    ctx.fuse_relu = !ctx.training && step.relu >= 0;
     const ir::Node& node = !ctx.training && step.folds >= 0 ? folded_node(k) : *step.node;
     const std::vector<int>& out_slots =
         !ctx.training && step.folds >= 0 ? steps_[static_cast<size_t>(step.folds)].out_slots : step.out_slots;
@@ -212,7 +232,16 @@ std::vector<at::Tensor> Executor::run(const std::vector<at::Tensor>& inputs, Mod
                       e.what_without_backtrace()));
     }
     SQZ_ASSERT(outs.size() == out_slots.size(), "kernel ", node.op, " output count");
+    // An int8 kernel's (quantized) output under fuse_relu has the Relu applied; a float output
+    // that apply_out_qspec quantizes next has not.
+    bool relu_applied = ctx.fuse_relu && outs.size() == 1 && outs[0].is_quantized();
     if (node.out_qspec && !outs.empty()) outs[0] = quant::apply_out_qspec(node, outs[0], ctx);
+    if (relu_applied) {
+      const Step& relu = steps_[static_cast<size_t>(step.relu)];
+      fused[static_cast<size_t>(step.relu)] = 1;
+      slots[relu.out_slots[0]] = std::move(outs[0]);
+      outs.clear();
+    }
     for (size_t i = 0; i < outs.size(); ++i) slots[out_slots[i]] = std::move(outs[i]);
     if (!ctx.training)
       for (int s : step.release) slots[s].reset();

@@ -264,9 +264,12 @@ std::vector<at::Tensor> quantized_op(const ir::Node& node, const std::vector<at:
   static auto add = c10::Dispatcher::singleton()
                         .findSchemaOrThrow("quantized::add", "")
                         .typed<at::Tensor(at::Tensor, at::Tensor, double, int64_t)>();
+  static auto add_relu = c10::Dispatcher::singleton()
+                             .findSchemaOrThrow("quantized::add_relu", "")
+                             .typed<at::Tensor(at::Tensor, at::Tensor, double, int64_t)>();
   const ir::QuantSpec& s = *node.out_qspec;
-  return {add.call(inputs[0], inputs[1], s.scale.item<double>(),
-                   s.zero_point.defined() ? s.zero_point.item<int64_t>() : 0)};
+  return {(ctx.fuse_relu ? add_relu : add)
+              .call(inputs[0], inputs[1], s.scale.item<double>(), s.zero_point.defined() ? s.zero_point.item<int64_t>() : 0)};
 }
 
 at::Tensor quantized_forward(const ir::Node& n, const at::Tensor& x, const exec::KernelContext& ctx) {
@@ -275,16 +278,19 @@ at::Tensor quantized_forward(const ir::Node& n, const at::Tensor& x, const exec:
     Cached& pk = packed_for(n);
     double os = n.out_qspec->scale.item<double>();
     int64_t oz = n.out_qspec->zero_point.defined() ? n.out_qspec->zero_point.item<int64_t>() : 0;
-    at::Tensor qx = x.qscheme() == at::kPerTensorAffine && x.scalar_type() == at::kQUInt8 ? x : x;
+    const at::Tensor& qx = x;
+    // With fuse_relu the requantization clamps at the zero point: the Relu, for free.
     if (n.op == "Linear") {
-      if (qx.dim() == 2) return pk.linear->apply(qx, os, oz);
-      at::Tensor flat = qx.reshape({-1, qx.size(-1)});
+      auto linear = [&](const at::Tensor& in) {
+        return ctx.fuse_relu ? pk.linear->apply_relu(in, os, oz) : pk.linear->apply(in, os, oz);
+      };
+      if (qx.dim() == 2) return linear(qx);
       std::vector<int64_t> shape(qx.sizes().begin(), qx.sizes().end());
       shape.back() = n.param("weight").value.size(0);
-      return pk.linear->apply(flat, os, oz).reshape(shape);
+      return linear(qx.reshape({-1, qx.size(-1)})).reshape(shape);
     }
     // No .contiguous(): ONEDNN returns channels-last tensors and prefers them as inputs.
-    return pk.conv->apply(qx, os, oz);
+    return ctx.fuse_relu ? pk.conv->apply_relu(qx, os, oz) : pk.conv->apply(qx, os, oz);
   }
   if (ctx.training || n.op != "Linear" || n.attr_int("quant_dynamic", 0) == 0 || !n.has_param("weight")) return {};
   const ir::Param& w = n.param("weight");

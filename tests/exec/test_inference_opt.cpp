@@ -16,6 +16,7 @@
 namespace squeeze {
 namespace {
 
+using testing::node_times;
 using testing::tensors_close;
 
 exec::ExecutorOptions plain() {
@@ -43,15 +44,6 @@ size_t first(const ir::Graph& g, const std::string& op) {
     if (g.nodes[i].op == op) return i;
   ADD_FAILURE() << "no " << op;
   return 0;
-}
-
-// Per-node times of one eval run: skipped (folded) nodes stay at exactly zero.
-std::vector<double> node_times(exec::Executor& ex, const at::Tensor& x) {
-  std::vector<double> us;
-  ex.time_nodes(&us);
-  ex.forward(x);
-  ex.time_nodes(nullptr);
-  return us;
 }
 
 class InferenceOptZoo : public ::testing::TestWithParam<std::string> {};

@@ -135,6 +135,53 @@ TEST_F(QuantInt8, FullRangeWeightsAreExactOrSimulated) {
   EXPECT_LE((o.int8 - o.simulated).abs().max().item<double>(), output_step(q) * 1.001);
 }
 
+// Relu after an int8 Conv/Linear/Add is applied by the kernel's requantization (conv2d_relu,
+// linear_relu, add_relu): the Relu node is skipped and the result is the unfused execution's.
+TEST_F(QuantInt8, ReluFusesIntoInt8ConvLinearAndAdd) {
+  exec::ExecutorOptions plain;
+  plain.optimize_inference = false;
+  for (auto [name, shape] : std::vector<std::pair<std::string, std::vector<int64_t>>>{
+           {"small_cnn", {1, 28, 28}}, {"resnet20", {3, 8, 8}}}) {
+    ir::Graph g = models::build(name, {{"input_size", std::to_string(shape[1])}}, 0);
+    data::Splits d = random_splits(shape);
+    ir::Graph q = ptq(g, d);
+    at::Tensor x = d.train.x.narrow(0, 0, 16);
+    exec::Executor fused(q);
+    at::Tensor y = fused.forward(x), y_plain = exec::Executor(q, plain).forward(x);
+    EXPECT_LE((y - y_plain).abs().max().item<double>(), output_step(q) * 1.001) << name;
+    std::vector<double> us = testing::node_times(fused, x);
+    int skipped = 0;
+    for (size_t i = 0; i < q.nodes.size(); ++i) {
+      const ir::Node& n = q.nodes[i];
+      if (n.op != "Relu") continue;
+      const ir::Node* p = q.producer(n.inputs[0]);
+      bool int8_producer = p && ((p->op == "Add" && p->out_qspec) || quant::planned_execution(q, *p) == "int8") &&
+                           q.consumers(n.inputs[0]).size() == 1;
+      if (int8_producer) {
+        EXPECT_EQ(us[i], 0.0) << name << ": " << n.name << " should be fused into " << p->name;
+        ++skipped;
+      } else {
+        EXPECT_GT(us[i], 0.0) << name << ": " << n.name << " must run";
+      }
+    }
+    EXPECT_GT(skipped, 0) << name;
+  }
+}
+
+TEST_F(QuantInt8, ReluIsNotFusedIntoSimulatedLayers) {
+  ir::Graph g = models::build("small_cnn", {}, 0);
+  data::Splits d = random_splits({1, 28, 28});
+  ir::Graph q = ptq(g, d, 4);  // 4-bit activations: simulated, float Relu
+  at::Tensor x = d.train.x.narrow(0, 0, 8);
+  exec::Executor ex(q);
+  std::vector<double> us = testing::node_times(ex, x);
+  for (size_t i = 0; i < q.nodes.size(); ++i)
+    if (q.nodes[i].op == "Relu") EXPECT_GT(us[i], 0.0) << q.nodes[i].name;
+  exec::ExecutorOptions plain;
+  plain.optimize_inference = false;
+  EXPECT_TRUE(testing::tensors_close(ex.forward(x), exec::Executor(q, plain).forward(x), 1e-5, 1e-5));
+}
+
 TEST_F(QuantInt8, BelowEightBitsIsSimulatedExactly) {
   ir::Graph g = models::build("mlp", {{"in_features", "16"}, {"hidden", "32"}}, 0);
   data::Splits d = random_splits({16});

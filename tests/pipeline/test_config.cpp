@@ -15,7 +15,7 @@ namespace {
 namespace fs = std::filesystem;
 
 std::string fixture(const std::string& name) {
-  return (fs::path(__FILE__).parent_path() / "fixtures" / name).string();
+  return (fs::path(SQUEEZE_SOURCE_DIR) / "tests" / "pipeline" / "fixtures" / name).string();
 }
 
 // Runs `fn`, expects exception type E and returns its message.

@@ -8,6 +8,9 @@
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <vector>
+
+#include "squeeze/exec/executor.h"
 
 namespace squeeze::testing {
 
@@ -25,6 +28,15 @@ inline ::testing::AssertionResult tensors_close(const at::Tensor& actual, const 
   if (err.le(bound).all().item<bool>()) return ::testing::AssertionSuccess();
   return ::testing::AssertionFailure() << "max abs error " << err.max().item<double>() << " (rtol " << rtol
                                        << ", atol " << atol << "), max |expected| " << e.abs().max().item<double>();
+}
+
+// Per-node times of one eval run: nodes the executor skips (folded, fused) stay at exactly zero.
+inline std::vector<double> node_times(exec::Executor& ex, const at::Tensor& x) {
+  std::vector<double> us;
+  ex.time_nodes(&us);
+  ex.forward(x);
+  ex.time_nodes(nullptr);
+  return us;
 }
 
 inline std::string shared_dir() {

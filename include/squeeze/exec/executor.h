@@ -17,6 +17,9 @@ enum class Mode { kEval, kTrain };
 struct KernelContext {
   bool training = false;
   bool channels_last = false;  // eval: 2-D convolutions and max pooling output channels-last
+  // eval: the node's output feeds only a Relu; an int8 kernel may apply it (its quantized output
+  // is then already rectified, and the executor skips the Relu).
+  bool fuse_relu = false;
 };
 
 // A kernel computes a node's outputs from its input tensors; parameters come from the node
@@ -65,6 +68,7 @@ class Executor {
     int fold_into = -1;        // eval: this BatchNorm is folded into step fold_into (its producer)
     int folds = -1;            // eval: this Conv/Linear also applies BatchNorm step `folds`
     bool in_place = false;     // eval: may overwrite a dying input (see run_in_place)
+    int relu = -1;             // eval: the Relu step that alone reads this step's output
   };
   std::vector<at::Tensor> run_in_place(const Step& step, std::vector<at::Tensor>& slots,
                                        std::vector<at::Tensor>& args) const;
