@@ -838,7 +838,12 @@ void Importer::op_gemm(const NodeProto& n) {
   if (ta) A = emit1("Transpose", {A}, {{"perm", std::vector<int64_t>{1, 0}}});
   std::optional<Ref> C;
   if (has_input(n, 2)) C = in(n, 2);
-  if (B.is_const() && !A.is_const() && B.c.dim() == 2) {
+  // An integer Gemm stays integer: it becomes MatMul (+ Add), never a float Linear.
+  bool integer = B.is_const() && at::isIntegralType(B.c.scalar_type(), /*includeBool=*/false);
+  if (integer && (alpha != 1.0 || beta != 1.0))
+    unsupported(msg("integer Gemm with alpha = ", alpha, ", beta = ", beta,
+                    " (integer Gemm is supported with alpha = beta = 1)"));
+  if (B.is_const() && !A.is_const() && B.c.dim() == 2 && !integer) {
     at::Tensor w = (tb ? B.c : B.c.t()).to(at::kFloat).contiguous();
     if (alpha != 1.0) w = w * alpha;
     std::map<std::string, ir::Param> p;
