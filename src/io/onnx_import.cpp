@@ -1754,6 +1754,16 @@ void Importer::make_batch_dynamic() {
     } catch (const Error&) {
       return false;
     }
+    // A Reshape to a fully fixed shape fits one input size only: shape arithmetic folded at the
+    // import-time size (torch's MultiheadAttention reshapes to [L, N * heads, D]) would fail at
+    // run time for any other size, so such a graph keeps its import-time dimensions.
+    for (const auto& node : trial.nodes) {
+      if (node.op != "Reshape") continue;
+      const ir::Shape& s = trial.shape_of(node.inputs[0]);
+      auto target = node.attr_ints("shape");
+      bool fixed = std::none_of(target.begin(), target.end(), [](int64_t d) { return d <= 0; });
+      if (fixed && std::find(s.begin(), s.end(), ir::kDynamic) != s.end()) return false;
+    }
     if (batch)
       for (const auto& o : trial.outputs) {
         const ir::Shape& s = trial.shape_of(o);
