@@ -268,20 +268,24 @@ at::Tensor integer_pow(const ir::Node& n, const at::Tensor& base, const at::Tens
   at::Tensor negative = e < 0;
   if (!negative.any().item<bool>()) return at::pow(base, e).to(base.scalar_type());
   if (at::logical_and(negative, base == 0).any().item<bool>())
-    throw InputError(msg("node '", n.name, "' (Pow): 0 raised to a negative integer power (a division by zero); "
+    throw InputError(msg("node '", n.name,
+                         "' (Pow): 0 raised to a negative integer power (a division by zero); "
                          "integer Pow needs a non-zero base wherever the exponent is negative"));
   at::Tensor odd = at::remainder(e, 2) != 0;
-  at::Tensor inverse = at::where(base == 1, at::ones_like(base),
-                                 at::where(base == -1, at::where(odd, -at::ones_like(base), at::ones_like(base)),
-                                           at::zeros_like(base)));
+  at::Tensor one = at::ones_like(base);
+  at::Tensor inverse = at::where(base == 1, one,
+                                 at::where(base == -1, at::where(odd, -one, one), at::zeros_like(base)));
   return at::where(negative, inverse, at::pow(base, at::clamp_min(e, 0)).to(base.scalar_type()));
 }
 
-bool is_integer(const at::Tensor& t) { return at::isIntegralType(t.scalar_type(), /*includeBool=*/false); }
+bool is_integer(const at::Tensor& t) {
+  return at::isIntegralType(t.scalar_type(), /*includeBool=*/false);
+}
 
 Tensors binary(const ir::Node& n, const Tensors& in, const KernelContext&) {
   const std::string& op = n.op;
-  if (op == "Pow") return {is_integer(in[0]) ? integer_pow(n, in[0], in[1]) : at::pow(in[0], in[1])};
+  if (op == "Pow")
+    return {is_integer(in[0]) ? integer_pow(n, in[0], in[1]) : at::pow(in[0], in[1])};
   bool int_a = is_integer(in[0]), int_b = in.size() > 1 && is_integer(in[1]);
   // ONNX gives both inputs one type. libtorch would promote an integer and a float operand to
   // float and, for Div, turn an integer quotient into a fraction: refuse instead of guessing.

@@ -1,11 +1,14 @@
-// torchvision's VisionTransformer as torch.onnx.export writes it (opsets 13 and 17): imports,
-// matches PyTorch, prunes with the dependency graph, and survives export and re-import.
+// torchvision's VisionTransformer as torch.onnx.export writes it (opsets 13 and
+// 17): imports, matches PyTorch, prunes with the dependency graph, and survives
+// export and re-import.
 //
-// The model and PyTorch's output come from tests/scripts/make_torchvision_vit.py (Debian's
-// python3-torch and python3-torchvision); without them the tests skip. Its encoder uses
-// nn.MultiheadAttention: one packed in_proj Linear split into q, k, v by Slice nodes whose ends
-// the exporter computes as (3 * D + 2) / 3 on int64 shape values, heads merged into the batch
-// axis ([L, N * H, dh]), and baddbmm-style MatMuls.
+// The model and PyTorch's output come from
+// tests/scripts/make_torchvision_vit.py (Debian's python3-torch and
+// python3-torchvision); without them the tests skip. Its encoder uses
+// nn.MultiheadAttention: one packed in_proj Linear split into q, k, v by Slice
+// nodes whose ends the exporter computes as (3 * D + 2) / 3 on int64 shape
+// values, heads merged into the batch axis ([L, N * H, dh]), and baddbmm-style
+// MatMuls.
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
@@ -31,31 +34,38 @@ namespace fs = std::filesystem;
 
 // PyTorch and squeeze both compute in float32, in different orders.
 constexpr double kRtol = 1e-4, kAtol = 1e-5;
-const char* kPython = "/usr/bin/python3";
+const char *kPython = "/usr/bin/python3";
 
-// The generated files, made once per test process in a folder named after the script's content
-// (importing torch takes seconds; a changed script makes new files). Empty when python3 lacks
-// torch or torchvision.
-const std::string& vit_dir() {
+// The generated files, made once per test process in a folder named after the
+// script's content (importing torch takes seconds; a changed script makes new
+// files). Empty when python3 lacks torch or torchvision.
+const std::string &vit_dir() {
   static const std::string dir = [] {
-    std::string script = std::string(SQUEEZE_SOURCE_DIR) + "/tests/scripts/make_torchvision_vit.py";
+    std::string script = std::string(SQUEEZE_SOURCE_DIR) +
+                         "/tests/scripts/make_torchvision_vit.py";
     std::ifstream f(script);
     std::stringstream text;
     text << f.rdbuf();
     fs::path out = fs::temp_directory_path() /
-                   ("squeeze_torchvision_vit_" + std::to_string(std::hash<std::string>{}(text.str())));
-    if (fs::exists(out / "vit_opset17_output.npy")) return out.string();
+                   ("squeeze_torchvision_vit_" +
+                    std::to_string(std::hash<std::string>{}(text.str())));
+    if (fs::exists(out / "vit_opset17_output.npy"))
+      return out.string();
     fs::path tmp = out.string() + ".tmp" + std::to_string(::getpid());
     fs::create_directories(tmp);
-    std::string cmd = std::string(kPython) + " " + script + " " + tmp.string() + " 13 17 >/dev/null 2>&1";
+    std::string cmd = std::string(kPython) + " " + script + " " + tmp.string() +
+                      " 13 17 >/dev/null 2>&1";
     int rc = fs::exists(kPython) ? std::system(cmd.c_str()) : -1;
     if (rc != 0) {
       fs::remove_all(tmp);
       return std::string();
     }
     std::error_code ec;
-    fs::rename(tmp, out, ec);  // another process may have won the race: its files are the same
-    if (ec) fs::remove_all(tmp);
+    fs::rename(
+        tmp, out,
+        ec); // another process may have won the race: its files are the same
+    if (ec)
+      fs::remove_all(tmp);
     return out.string();
   }();
   return dir;
@@ -69,20 +79,25 @@ struct Vit {
 Vit load(int opset) {
   std::string dir = vit_dir();
   Vit v;
-  v.graph = io::import_onnx(dir + "/vit_opset" + std::to_string(opset) + ".onnx");
+  v.graph =
+      io::import_onnx(dir + "/vit_opset" + std::to_string(opset) + ".onnx");
   v.x = data::read_npy(dir + "/vit_input.npy");
-  v.want = data::read_npy(dir + "/vit_opset" + std::to_string(opset) + "_output.npy");
+  v.want = data::read_npy(dir + "/vit_opset" + std::to_string(opset) +
+                          "_output.npy");
   return v;
 }
 
-double max_rel_error(const at::Tensor& got, const at::Tensor& want) {
+double max_rel_error(const at::Tensor &got, const at::Tensor &want) {
   return ((got - want).abs().max() / want.abs().max()).item<double>();
 }
 
 class TorchvisionVit : public ::testing::TestWithParam<int> {
- protected:
+protected:
   void SetUp() override {
-    if (vit_dir().empty()) GTEST_SKIP() << kPython << " has no torch/torchvision: torchvision ViT tests skipped";
+    if (vit_dir().empty())
+      GTEST_SKIP()
+          << kPython
+          << " has no torch/torchvision: torchvision ViT tests skipped";
   }
 };
 
@@ -90,21 +105,24 @@ TEST_P(TorchvisionVit, ImportsAndMatchesPyTorch) {
   Vit v = load(GetParam());
   at::Tensor got = testing::run_graph(v.graph, v.x);
   ASSERT_EQ(got.sizes(), v.want.sizes());
-  EXPECT_TRUE(at::allclose(got, v.want, kRtol, kAtol)) << "max relative error " << max_rel_error(got, v.want);
-  std::cout << "opset " << GetParam() << ": max relative error vs PyTorch " << max_rel_error(got, v.want) << "\n";
-  // The q, k, v split of the packed projection is three equal Slices of 64 (ends 64, 128, 192),
-  // not the 64.67 a float division of (192 + 2) / 3 gives.
+  EXPECT_TRUE(at::allclose(got, v.want, kRtol, kAtol))
+      << "max relative error " << max_rel_error(got, v.want);
+  std::cout << "opset " << GetParam() << ": max relative error vs PyTorch "
+            << max_rel_error(got, v.want) << "\n";
+  // The q, k, v split of the packed projection is three equal Slices of 64
+  // (ends 64, 128, 192), not the 64.67 a float division of (192 + 2) / 3 gives.
   int slices = 0;
-  for (const auto& n : v.graph.nodes)
+  for (const auto &n : v.graph.nodes)
     if (n.op == "Slice") {
       ++slices;
       EXPECT_EQ(v.graph.shape_of(n.outputs[0]).back(), 64) << n.name;
     }
-  EXPECT_EQ(slices, 6);  // 2 layers x (q, k, v)
+  EXPECT_EQ(slices, 6); // 2 layers x (q, k, v)
 }
 
-// The head reshapes fold the batch into the head axis ([L, N * H, dh]) at the import-time batch
-// size: the graph keeps a static batch of 1, and another batch is a clear error, not a crash.
+// The head reshapes fold the batch into the head axis ([L, N * H, dh]) at the
+// import-time batch size: the graph keeps a static batch of 1, and another
+// batch is a clear error, not a crash.
 TEST_P(TorchvisionVit, OtherBatchSizesAreAClearError) {
   Vit v = load(GetParam());
   EXPECT_EQ(v.graph.inputs.at(0).shape, (ir::Shape{1, 3, 32, 32}));
@@ -115,10 +133,12 @@ TEST_P(TorchvisionVit, OtherBatchSizesAreAClearError) {
 TEST_P(TorchvisionVit, PrunesChannelsExactlyAndExportsBack) {
   Vit v = load(GetParam());
   compress::DependencyGraph deps(v.graph);
-  std::cout << "opset " << GetParam() << ": " << deps.groups().size() << " prunable groups, "
-            << deps.num_blocked() << " of " << deps.num_channels() << " channels blocked; attention blocks "
+  std::cout << "opset " << GetParam() << ": " << deps.groups().size()
+            << " prunable groups, " << deps.num_blocked() << " of "
+            << deps.num_channels() << " channels blocked; attention blocks "
             << compress::find_attention(v.graph).size() << "\n";
-  for (const auto& grp : deps.groups()) std::cout << "  group " << grp.name << " size " << grp.size << "\n";
+  for (const auto &grp : deps.groups())
+    std::cout << "  group " << grp.name << " size " << grp.size << "\n";
   ASSERT_FALSE(deps.groups().empty());
   ir::Graph zeroed;
   ir::Graph narrow = testing::prune_every_other(deps, v.graph, &zeroed);
@@ -127,13 +147,19 @@ TEST_P(TorchvisionVit, PrunesChannelsExactlyAndExportsBack) {
   testing::TempDir dir;
   io::export_onnx(narrow, dir.file("small.onnx"));
   ir::Graph back = io::import_onnx(dir.file("small.onnx"));
-  at::Tensor a = testing::run_graph(narrow, v.x), b = testing::run_graph(back, v.x);
-  EXPECT_TRUE(at::allclose(b, a, kRtol, kAtol)) << "round trip: max relative error " << max_rel_error(b, a);
-  std::cout << "opset " << GetParam() << ": export round trip max relative error " << max_rel_error(b, a) << "\n";
+  at::Tensor a = testing::run_graph(narrow, v.x),
+             b = testing::run_graph(back, v.x);
+  EXPECT_TRUE(at::allclose(b, a, kRtol, kAtol))
+      << "round trip: max relative error " << max_rel_error(b, a);
+  std::cout << "opset " << GetParam()
+            << ": export round trip max relative error " << max_rel_error(b, a)
+            << "\n";
 }
 
 INSTANTIATE_TEST_SUITE_P(Opsets, TorchvisionVit, ::testing::Values(13, 17),
-                         [](const ::testing::TestParamInfo<int>& i) { return "opset" + std::to_string(i.param); });
+                         [](const ::testing::TestParamInfo<int> &i) {
+                           return "opset" + std::to_string(i.param);
+                         });
 
-}  // namespace
-}  // namespace squeeze
+} // namespace
+} // namespace squeeze
