@@ -139,11 +139,23 @@ TEST_P(TorchvisionVit, PrunesChannelsExactlyAndExportsBack) {
             << compress::find_attention(v.graph).size() << "\n";
   for (const auto &grp : deps.groups())
     std::cout << "  group " << grp.name << " size " << grp.size << "\n";
-  ASSERT_FALSE(deps.groups().empty());
+  // Per encoder layer: the MLP hidden width (128) and, through the packed in_proj's Slices, the
+  // query/key head dimension (16, contracted together) and the value head dimension (16).
+  std::vector<int64_t> sizes;
+  for (const auto& grp : deps.groups()) sizes.push_back(grp.size);
+  EXPECT_EQ(sizes, (std::vector<int64_t>{16, 16, 128, 16, 16, 128}));
+  // Still blocked: the residual width (LayerNorm) and the logits.
+  EXPECT_EQ(deps.num_blocked(), 202);
   ir::Graph zeroed;
   ir::Graph narrow = testing::prune_every_other(deps, v.graph, &zeroed);
   EXPECT_TRUE(testing::same_outputs(narrow, zeroed, v.x));
   EXPECT_LT(testing::run_graph(narrow, v.x).numel(), 11);
+  // Half of q, k and v (in every head) and half of out_proj's input columns are gone.
+  for (const auto& n : narrow.nodes)
+    if (n.op == "Linear" && n.name.find("self_attention") != std::string::npos) {
+      bool packed = n.param("weight").value.size(0) != 64;
+      EXPECT_EQ(n.param("weight").value.size(packed ? 0 : 1), packed ? 96 : 32) << n.name;
+    }
   testing::TempDir dir;
   io::export_onnx(narrow, dir.file("small.onnx"));
   ir::Graph back = io::import_onnx(dir.file("small.onnx"));
