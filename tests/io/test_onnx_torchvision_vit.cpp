@@ -18,6 +18,7 @@
 #include <functional>
 #include <sstream>
 
+#include "cli.h"
 #include "compress/prune_test_util.h"
 #include "squeeze/compress/prune/dependency_graph.h"
 #include "squeeze/compress/prune/head_prune.h"
@@ -25,6 +26,8 @@
 #include "squeeze/exec/executor.h"
 #include "squeeze/io/onnx.h"
 #include "squeeze/util/error.h"
+#include "squeeze/util/log.h"
+#include "squeeze/ir/graph.h"
 #include "testing/asserts.h"
 
 namespace squeeze {
@@ -73,17 +76,21 @@ const std::string &vit_dir() {
 
 struct Vit {
   ir::Graph graph;
-  at::Tensor x, want;
+  at::Tensor x, want;    // batch 1
+  at::Tensor x5, want5;  // batch 5
 };
 
-Vit load(int opset) {
+// static_batch: the file exported without dynamic_axes (its batch of 1 is fixed).
+Vit load(int opset, bool static_batch = false) {
   std::string dir = vit_dir();
   Vit v;
-  v.graph =
-      io::import_onnx(dir + "/vit_opset" + std::to_string(opset) + ".onnx");
+  v.graph = io::import_onnx(dir + "/vit_opset" + std::to_string(opset) +
+                            (static_batch ? "_static" : "") + ".onnx");
   v.x = data::read_npy(dir + "/vit_input.npy");
   v.want = data::read_npy(dir + "/vit_opset" + std::to_string(opset) +
                           "_output.npy");
+  v.x5 = data::read_npy(dir + "/vit_input5.npy");
+  v.want5 = data::read_npy(dir + "/vit_output5.npy");
   return v;
 }
 
@@ -103,12 +110,20 @@ protected:
 
 TEST_P(TorchvisionVit, ImportsAndMatchesPyTorch) {
   Vit v = load(GetParam());
+  // The exporter's shape arithmetic on the batch ([L, N * heads, dh] reshapes, the class token
+  // expanded to [N, 1, D]) follows the batch at run time.
+  EXPECT_EQ(v.graph.inputs.at(0).shape, (ir::Shape{ir::kDynamic, 3, 32, 32}));
   at::Tensor got = testing::run_graph(v.graph, v.x);
   ASSERT_EQ(got.sizes(), v.want.sizes());
   EXPECT_TRUE(at::allclose(got, v.want, kRtol, kAtol))
       << "max relative error " << max_rel_error(got, v.want);
+  at::Tensor got5 = testing::run_graph(v.graph, v.x5);
+  ASSERT_EQ(got5.sizes(), v.want5.sizes());
+  EXPECT_TRUE(at::allclose(got5, v.want5, kRtol, kAtol))
+      << "batch 5: max relative error " << max_rel_error(got5, v.want5);
   std::cout << "opset " << GetParam() << ": max relative error vs PyTorch "
-            << max_rel_error(got, v.want) << "\n";
+            << max_rel_error(got, v.want) << " at batch 1, "
+            << max_rel_error(got5, v.want5) << " at batch 5\n";
   // The q, k, v split of the packed projection is three equal Slices of 64
   // (ends 64, 128, 192), not the 64.67 a float division of (192 + 2) / 3 gives.
   int slices = 0;
@@ -120,14 +135,23 @@ TEST_P(TorchvisionVit, ImportsAndMatchesPyTorch) {
   EXPECT_EQ(slices, 6); // 2 layers x (q, k, v)
 }
 
-// The head reshapes fold the batch into the head axis ([L, N * H, dh]) at the
-// import-time batch size: the graph keeps a static batch of 1, and another
+// Exported without dynamic_axes, the file fixes the batch at 1 (ONNX Runtime
+// also runs it only at that batch): it matches PyTorch there, and another
 // batch is a clear error, not a crash.
-TEST_P(TorchvisionVit, OtherBatchSizesAreAClearError) {
-  Vit v = load(GetParam());
+TEST_P(TorchvisionVit, StaticExportKeepsItsBatchOfOne) {
+  Vit v = load(GetParam(), /*static_batch=*/true);
   EXPECT_EQ(v.graph.inputs.at(0).shape, (ir::Shape{1, 3, 32, 32}));
+  at::Tensor got = testing::run_graph(v.graph, v.x);
+  EXPECT_TRUE(at::allclose(got, v.want, kRtol, kAtol))
+      << "max relative error " << max_rel_error(got, v.want);
   exec::Executor ex(v.graph);
-  EXPECT_THROW(ex.forward(at::randn({2, 3, 32, 32})), UserError);
+  try {
+    ex.forward(v.x5);
+    ADD_FAILURE() << "batch 5 ran on a batch-1 model";
+  } catch (const UserError &e) {
+    EXPECT_NE(std::string(e.what()).find("[1, 3, 32, 32]"), std::string::npos)
+        << e.what();
+  }
 }
 
 TEST_P(TorchvisionVit, PrunesChannelsExactlyAndExportsBack) {
@@ -149,6 +173,7 @@ TEST_P(TorchvisionVit, PrunesChannelsExactlyAndExportsBack) {
   ir::Graph zeroed;
   ir::Graph narrow = testing::prune_every_other(deps, v.graph, &zeroed);
   EXPECT_TRUE(testing::same_outputs(narrow, zeroed, v.x));
+  EXPECT_TRUE(testing::same_outputs(narrow, zeroed, v.x5));
   EXPECT_LT(testing::run_graph(narrow, v.x).numel(), 11);
   // Half of q, k and v (in every head) and half of out_proj's input columns are gone.
   for (const auto& n : narrow.nodes)
@@ -159,13 +184,57 @@ TEST_P(TorchvisionVit, PrunesChannelsExactlyAndExportsBack) {
   testing::TempDir dir;
   io::export_onnx(narrow, dir.file("small.onnx"));
   ir::Graph back = io::import_onnx(dir.file("small.onnx"));
-  at::Tensor a = testing::run_graph(narrow, v.x),
-             b = testing::run_graph(back, v.x);
+  EXPECT_EQ(back.inputs.at(0).shape, (ir::Shape{ir::kDynamic, 3, 32, 32}));
+  at::Tensor a = testing::run_graph(narrow, v.x5),
+             b = testing::run_graph(back, v.x5);
   EXPECT_TRUE(at::allclose(b, a, kRtol, kAtol))
       << "round trip: max relative error " << max_rel_error(b, a);
   std::cout << "opset " << GetParam()
             << ": export round trip max relative error " << max_rel_error(b, a)
             << "\n";
+}
+
+// End to end through the command line: a workflow prunes the imported ViT
+// (attention and MLP channels, no data needed for L1) and exports it; the
+// exported file runs at another batch size through `squeeze infer`.
+TEST(TorchvisionVitCli, WorkflowPrunesAttentionAndTheExportRunsAtBatch5) {
+  if (vit_dir().empty())
+    GTEST_SKIP() << kPython << " has no torch/torchvision";
+  testing::TempDir dir;
+  std::ofstream(dir.file("w.yaml"))
+      << "model: {onnx: " << vit_dir() << "/vit_opset17.onnx}\n"
+      << "experiments:\n"
+         "  - name: half\n"
+         "    stages: [{method: prune, params: {kind: structured, criterion: "
+         "l1, ratio: 0.5}}]\n"
+         "output: {export: [onnx], latency: false}\n";
+  auto cli = [](std::vector<std::string> args) {
+    std::ostringstream out, err;
+    args.insert(args.begin(), "--quiet");
+    int code = cli::run_cli(args, out, err);
+    log::set_level(log::Level::kInfo);
+    return std::make_pair(code, out.str() + err.str());
+  };
+  auto run = cli({"run", dir.file("w.yaml"), "--out", dir.file("out")});
+  ASSERT_EQ(run.first, 0) << run.second;
+  std::string pruned = dir.file("out/models/half.onnx");
+  auto infer = cli({"infer", pruned, "--input", vit_dir() + "/vit_input5.npy",
+                    "--output", dir.file("y.npy")});
+  ASSERT_EQ(infer.first, 0) << infer.second;
+  EXPECT_EQ(data::read_npy(dir.file("y.npy")).sizes(), (at::IntArrayRef{5, 10}));
+  // The attention's packed projections shrank with the MLPs: 3 * 64 rows each
+  // before.
+  ir::Graph g = io::import_onnx(pruned);
+  int64_t packed_rows = 0;
+  for (const auto &n : g.nodes)
+    if (n.op == "Linear" && n.name.find("self_attention") != std::string::npos &&
+        n.param("weight").value.size(1) == 64 &&
+        n.param("weight").value.size(0) != 64)
+      packed_rows += n.param("weight").value.size(0);
+  EXPECT_GT(packed_rows, 0);
+  EXPECT_LT(packed_rows, 2 * 192);
+  std::cout << "CLI: packed in_proj rows after pruning " << packed_rows
+            << " of 384\n";
 }
 
 INSTANTIATE_TEST_SUITE_P(Opsets, TorchvisionVit, ::testing::Values(13, 17),
