@@ -1782,19 +1782,27 @@ void Importer::make_batch_dynamic() {
     if (any_symbolic) attempt(false, true);
     return;
   }
-  if (attempt(true, true)) return;
-  if (any_symbolic && attempt(true, false)) return;
-  // Shape arithmetic on the batch size, folded at the import-time size (torch's
-  // MultiheadAttention reshapes to [L, N * heads, D], a class token is expanded to [N, 1, D]):
-  // rewritten to follow the batch at run time where a second conversion shows how.
-  bool batch_symbolic = false;
+  // Shape arithmetic on the batch size (Shape/Size of a batch-carrying value), folded at the
+  // import-time size (torch's MultiheadAttention reshapes to [L, N * heads, D], a class token is
+  // expanded to [N, 1, D], x[:, :N]): rewritten to follow the batch at run time where a second
+  // conversion shows how, else the batch stays static. Guessing instead would run another batch
+  // with the import-time numbers: a wrong answer, not an error.
+  bool batch_symbolic = false, reads_shapes = false;
   for (const auto& [name, dims] : symbolic_dims_)
     batch_symbolic |= std::find(dims.begin(), dims.end(), size_t{0}) != dims.end();
-  if (batch_symbolic) {
+  for (const auto& n : model_.graph().node()) reads_shapes |= n.op_type() == "Shape" || n.op_type() == "Size";
+  if (batch_symbolic && reads_shapes) {
     ir::Graph saved = g_;
     if (follow_batch_arithmetic(g_) && attempt(true, true, false)) return;
     g_ = std::move(saved);
+    g_.metadata["onnx.batch"] = "static";
+    log::info(source_, ": the batch size enters shape arithmetic that cannot follow it at run time: the model "
+                       "runs at its import-time batch of ", g_.inputs[0].shape.empty() ? 1 : g_.inputs[0].shape[0],
+              " only");
+    return;
   }
+  if (attempt(true, true)) return;
+  if (any_symbolic && attempt(true, false)) return;
   if (any_symbolic && attempt(false, true)) return;
   g_.metadata["onnx.batch"] = "static";
   log::debug(source_, ": keeping the batch dimension static (some output does not follow it)");
@@ -1808,8 +1816,8 @@ bool Importer::follow_batch_arithmetic(ir::Graph& g) {
   // becomes an Expand to a run-time shape read from the input. Anything else differing (slice
   // bounds, indices, two batch-dependent dims) keeps the batch static.
   ir::Graph other;
+  Importer probe(model_, source_, base_dir_, options_);
   try {
-    Importer probe(model_, source_, base_dir_, options_);
     probe.batch_probe_ = 2;
     probe.read_opsets();
     probe.check_structure();
@@ -1859,14 +1867,20 @@ bool Importer::follow_batch_arithmetic(ir::Graph& g) {
     if (a.attrs == b.attrs) continue;
     if (a.op != "Reshape" || a.attr_int("allowzero", 0)) return false;
     auto ta = a.attr_ints("shape"), tb = b.attr_ints("shape");
-    if (ta.size() != tb.size() || std::find(ta.begin(), ta.end(), -1) != ta.end()) return false;
-    int64_t differs = -1;
-    for (size_t d = 0; d < ta.size(); ++d)
-      if (ta[d] != tb[d]) {
-        if (differs >= 0) return false;
-        differs = static_cast<int64_t>(d);
+    if (ta.size() != tb.size()) return false;
+    const ir::Shape &sa = shapes_.at(a.inputs[0]), &sb = probe.shapes_.at(b.inputs[0]);
+    bool inferred = std::find(ta.begin(), ta.end(), -1) != ta.end();
+    for (size_t d = 0; d < ta.size(); ++d) {
+      if (ta[d] == tb[d]) continue;
+      if (d < sa.size() && d < sb.size() && sa[d] == ta[d] && sb[d] == tb[d]) {
+        ta[d] = 0;  // the input's dim at the same place (x.view(x.size(0), -1)): copied
+      } else if (!inferred) {
+        ta[d] = -1;
+        inferred = true;
+      } else {
+        return false;
       }
-    ta[differs] = -1;
+    }
     a.attrs["shape"] = ta;
   }
   for (const auto& bc : broadcasts) {

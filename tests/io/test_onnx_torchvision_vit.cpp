@@ -194,6 +194,29 @@ TEST_P(TorchvisionVit, PrunesChannelsExactlyAndExportsBack) {
             << "\n";
 }
 
+// Whole-head removal does not follow the packed layout yet: asking for it is a
+// clear error that names the projection and points to channel granularity,
+// never a silent "nothing to prune".
+TEST_P(TorchvisionVit, HeadGranularityExplainsThePackedLayout) {
+  Vit v = load(GetParam());
+  EXPECT_TRUE(compress::find_attention(v.graph).empty());
+  compress::StructuredPruneOptions o;
+  o.granularity = "head";
+  o.ratio = 0.5;
+  compress::PassContext ctx;
+  try {
+    compress::HeadPrune(o).run(v.graph, ctx);
+    ADD_FAILURE() << "head pruning ran on packed attention";
+  } catch (const UnsupportedError &e) {
+    std::string m = e.what();
+    EXPECT_NE(m.find("nn.MultiheadAttention"), std::string::npos) << m;
+    EXPECT_NE(m.find("encoder_layers_encoder_layer_0_self_attention"),
+              std::string::npos)
+        << m;
+    EXPECT_NE(m.find("granularity channel"), std::string::npos) << m;
+  }
+}
+
 // End to end through the command line: a workflow prunes the imported ViT
 // (attention and MLP channels, no data needed for L1) and exports it; the
 // exported file runs at another batch size through `squeeze infer`.
