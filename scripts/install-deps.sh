@@ -11,7 +11,7 @@ packages=(
   libhdf5-dev libsqlite3-dev zlib1g-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   dataset-fashion-mnist
-  python3-torch python3-numpy python3-onnx
+  python3-torch python3-torchvision python3-numpy python3-onnx
   clang
 )
 

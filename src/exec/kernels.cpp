@@ -128,8 +128,17 @@ Tensors unary(const ir::Node& n, const Tensors& in, const KernelContext& ctx) {
   if (op == "Softsign") return {x / (1 + at::abs(x))};
   if (op == "Clip") {
     c10::optional<at::Scalar> lo, hi;
-    if (n.has_attr("min")) lo = n.attr_float("min", 0);
-    if (n.has_attr("max")) hi = n.attr_float("max", 0);
+    // Bounds are stored as doubles; on an integer tensor a double bound would make libtorch
+    // return floats, so integer inputs get the (exact) integer bounds.
+    bool integer = at::isIntegralType(x.scalar_type(), /*includeBool=*/false);
+    if (n.has_attr("min")) {
+      double v = n.attr_float("min", 0);
+      lo = integer ? at::Scalar(static_cast<int64_t>(std::ceil(v))) : at::Scalar(v);
+    }
+    if (n.has_attr("max")) {
+      double v = n.attr_float("max", 0);
+      hi = integer ? at::Scalar(static_cast<int64_t>(std::floor(v))) : at::Scalar(v);
+    }
     return {at::clamp(x, lo, hi)};
   }
   if (op == "Exp") return {at::exp(x)};
@@ -248,13 +257,48 @@ Tensors global_pool(const ir::Node& n, const Tensors& in, const KernelContext&) 
   return {at::amax(in[0], dims, true)};
 }
 
+// ONNX Pow with an integer base keeps the base's type, as ONNX Runtime does (static_cast<T> of
+// std::pow): a negative exponent gives 1/x^k truncated toward zero, so only bases 1 and -1 survive,
+// and 0 to a negative power is a division by zero. libtorch refuses negative integer exponents,
+// and a float detour would lose int64 precision, so both cases are worked out here exactly.
+at::Tensor integer_pow(const ir::Node& n, const at::Tensor& base, const at::Tensor& exponent) {
+  if (exponent.is_floating_point())
+    return at::pow(base.to(at::kDouble), exponent.to(at::kDouble)).to(base.scalar_type());
+  at::Tensor e = exponent.to(at::kLong);
+  at::Tensor negative = e < 0;
+  if (!negative.any().item<bool>()) return at::pow(base, e).to(base.scalar_type());
+  if (at::logical_and(negative, base == 0).any().item<bool>())
+    throw InputError(msg("node '", n.name,
+                         "' (Pow): 0 raised to a negative integer power (a division by zero); "
+                         "integer Pow needs a non-zero base wherever the exponent is negative"));
+  at::Tensor odd = at::remainder(e, 2) != 0;
+  at::Tensor one = at::ones_like(base);
+  at::Tensor inverse = at::where(base == 1, one,
+                                 at::where(base == -1, at::where(odd, -one, one), at::zeros_like(base)));
+  return at::where(negative, inverse, at::pow(base, at::clamp_min(e, 0)).to(base.scalar_type()));
+}
+
+bool is_integer(const at::Tensor& t) {
+  return at::isIntegralType(t.scalar_type(), /*includeBool=*/false);
+}
+
 Tensors binary(const ir::Node& n, const Tensors& in, const KernelContext&) {
   const std::string& op = n.op;
+  if (op == "Pow")
+    return {is_integer(in[0]) ? integer_pow(n, in[0], in[1]) : at::pow(in[0], in[1])};
+  bool int_a = is_integer(in[0]), int_b = in.size() > 1 && is_integer(in[1]);
+  // ONNX gives both inputs one type. libtorch would promote an integer and a float operand to
+  // float and, for Div, turn an integer quotient into a fraction: refuse instead of guessing.
+  if (in.size() > 1 && int_a != int_b && (in[0].is_floating_point() || in[1].is_floating_point()))
+    throw UnsupportedError(msg("node '", n.name, "' (", op, "): inputs of different element types (",
+                               in[0].scalar_type(), " and ", in[1].scalar_type(),
+                               "); ONNX requires both inputs of ", op, " to have the same type"));
   if (op == "Add") return {at::add(in[0], in[1])};
   if (op == "Sub") return {at::sub(in[0], in[1])};
   if (op == "Mul") return {at::mul(in[0], in[1])};
-  if (op == "Div") return {at::div(in[0], in[1])};
-  if (op == "Pow") return {at::pow(in[0], in[1])};
+  // Integer Div truncates toward zero (C semantics), as ONNX Runtime and the ONNX reference do:
+  // -7 / 2 = -3, where Python's // would give -4. libtorch throws on a zero integer divisor.
+  if (op == "Div") return {int_a ? at::div(in[0], in[1], "trunc") : at::div(in[0], in[1])};
   at::Tensor acc = in[0];
   for (size_t i = 1; i < in.size(); ++i) acc = op == "Max" ? at::maximum(acc, in[i]) : at::minimum(acc, in[i]);
   return {acc};
@@ -356,6 +400,20 @@ Tensors reduce(const ir::Node& n, const Tensors& in, const KernelContext&) {
   if (axes.empty())
     for (int64_t i = 0; i < in[0].dim(); ++i) axes.push_back(i);
   bool keep = n.attr_int("keepdims", 1) != 0;
+  // Integer reductions keep the input's type (libtorch sums int32 into int64); an integer mean is
+  // the sum divided by the count, truncated toward zero, as ONNX Runtime computes it.
+  if (at::isIntegralType(in[0].scalar_type(), /*includeBool=*/false) &&
+      (n.op == "ReduceMean" || n.op == "ReduceSum")) {
+    at::Tensor sum = at::sum(in[0], axes, keep, at::kLong);
+    if (n.op == "ReduceMean") {
+      int64_t count = 1;
+      for (auto a : axes) count *= in[0].size(a);
+      if (count == 0)
+        throw InputError(msg("node '", n.name, "' (ReduceMean): integer mean over an empty axis"));
+      sum = at::div(sum, count, "trunc");
+    }
+    return {sum.to(in[0].scalar_type())};
+  }
   if (n.op == "ReduceMean") return {at::mean(in[0], axes, keep)};
   if (n.op == "ReduceSum") return {at::sum(in[0], axes, keep)};
   if (n.op == "ReduceMax") return {at::amax(in[0], axes, keep)};

@@ -132,14 +132,20 @@ Tensors reduce(const ir::Node& n, const Tensors& in, const KernelContext&) {
   auto axes = reduce_axes(n, x.dim());
   bool keep = n.attr_int("keepdims", 1) != 0;
   const std::string& op = n.op;
-  if (op == "ReduceL1") return {at::sum(at::abs(x), axes, keep)};
-  if (op == "ReduceL2") return {at::sqrt(at::sum(x * x, axes, keep))};
-  if (op == "ReduceSumSquare") return {at::sum(x * x, axes, keep)};
+  // Integer inputs keep their type: sums are cast back, a square root is truncated (ONNX Runtime's
+  // static_cast<T>(std::sqrt(sum))).
+  if (op == "ReduceL1") return {at::sum(at::abs(x), axes, keep).to(x.scalar_type())};
+  if (op == "ReduceL2") {
+    at::Tensor s = at::sum(x * x, axes, keep);
+    return {x.is_floating_point() ? at::sqrt(s) : at::sqrt(s.to(at::kDouble)).to(x.scalar_type())};
+  }
+  if (op == "ReduceSumSquare") return {at::sum(x * x, axes, keep).to(x.scalar_type())};
   if (op == "ReduceLogSumExp") return {at::logsumexp(x, axes, keep)};
-  // ReduceProd: at::prod takes one dim at a time.
+  // ReduceProd: at::prod takes one dim at a time. ONNX keeps the input's type (libtorch
+  // multiplies int32 into int64).
   at::Tensor y = x;
   for (size_t i = axes.size(); i-- > 0;) y = at::prod(y, axes[i], keep);
-  return {y};
+  return {y.to(x.scalar_type())};
 }
 
 Tensors arg(const ir::Node& n, const Tensors& in, const KernelContext&) {

@@ -208,6 +208,7 @@ class Importer {
   void fold_pads();
   void fuse_patterns();
   void make_batch_dynamic();
+  bool follow_batch_arithmetic(ir::Graph& g);
 
   onnx::ModelProto& model_;
   std::string source_, base_dir_;
@@ -227,6 +228,9 @@ class Importer {
   std::string node_name_, node_op_;
   int node_index_ = 0, sub_index_ = 0;
   std::map<std::string, std::vector<size_t>> symbolic_dims_;  // graph input -> its symbolic dims
+  // > 0: a probe conversion (see follow_batch_arithmetic) with symbolic leading dims at this size;
+  // stops before the batch dimension is made dynamic.
+  int64_t batch_probe_ = 0;
   std::set<std::string> q_values_;  // outputs of QuantizeLinear on graph values
   std::map<std::string, ir::QuantSpec> const_qspecs_;  // dequantized constants -> their spec
 };
@@ -838,7 +842,12 @@ void Importer::op_gemm(const NodeProto& n) {
   if (ta) A = emit1("Transpose", {A}, {{"perm", std::vector<int64_t>{1, 0}}});
   std::optional<Ref> C;
   if (has_input(n, 2)) C = in(n, 2);
-  if (B.is_const() && !A.is_const() && B.c.dim() == 2) {
+  // An integer Gemm stays integer: it becomes MatMul (+ Add), never a float Linear.
+  bool integer = B.is_const() && at::isIntegralType(B.c.scalar_type(), /*includeBool=*/false);
+  if (integer && (alpha != 1.0 || beta != 1.0))
+    unsupported(msg("integer Gemm with alpha = ", alpha, ", beta = ", beta,
+                    " (integer Gemm is supported with alpha = beta = 1)"));
+  if (B.is_const() && !A.is_const() && B.c.dim() == 2 && !integer) {
     at::Tensor w = (tb ? B.c : B.c.t()).to(at::kFloat).contiguous();
     if (alpha != 1.0) w = w * alpha;
     std::map<std::string, ir::Param> p;
@@ -1724,7 +1733,9 @@ void Importer::make_batch_dynamic() {
   for (const auto& [k, v] : symbolic_dims_) any_symbolic |= !v.empty();
   // batch: force dim 0 dynamic (and require every output to follow it); symbolic: make the dims
   // the file declares symbolic dynamic.
-  auto attempt = [&](bool batch, bool symbolic) -> bool {
+  // copy_batch: a Reshape whose leading target dim is the import-time batch copies it instead;
+  // off once follow_batch_arithmetic has settled every target from two batch sizes.
+  auto attempt = [&](bool batch, bool symbolic, bool copy_batch = true) -> bool {
     ir::Graph trial = g_;
     // The batch inputs: those whose leading dimension matches the first input's.
     int64_t batch_size = trial.inputs[0].shape.empty() ? -2 : trial.inputs[0].shape[0];
@@ -1736,7 +1747,7 @@ void Importer::make_batch_dynamic() {
     // A Reshape to the import-time batch size copies the batch dimension instead (0 = copy in
     // ONNX semantics: the same result at the import-time batch size).
     for (auto& node : trial.nodes) {
-      if (!batch || node.op != "Reshape" || node.attr_int("allowzero", 0)) continue;
+      if (!batch || !copy_batch || node.op != "Reshape" || node.attr_int("allowzero", 0)) continue;
       auto target = node.attr_ints("shape");
       const ir::Shape& s = shapes_.at(node.inputs[0]);
       if (!target.empty() && !s.empty() && target[0] > 0 && target[0] == s[0]) {
@@ -1748,6 +1759,16 @@ void Importer::make_batch_dynamic() {
       ir::verify(trial);
     } catch (const Error&) {
       return false;
+    }
+    // A Reshape to a fully fixed shape fits one input size only: shape arithmetic folded at the
+    // import-time size (torch's MultiheadAttention reshapes to [L, N * heads, D]) would fail at
+    // run time for any other size, so such a graph keeps its import-time dimensions.
+    for (const auto& node : trial.nodes) {
+      if (node.op != "Reshape") continue;
+      const ir::Shape& s = trial.shape_of(node.inputs[0]);
+      auto target = node.attr_ints("shape");
+      bool fixed = std::none_of(target.begin(), target.end(), [](int64_t d) { return d <= 0; });
+      if (fixed && std::find(s.begin(), s.end(), ir::kDynamic) != s.end()) return false;
     }
     if (batch)
       for (const auto& o : trial.outputs) {
@@ -1761,11 +1782,163 @@ void Importer::make_batch_dynamic() {
     if (any_symbolic) attempt(false, true);
     return;
   }
+  // Shape arithmetic on the batch size (Shape/Size of a batch-carrying value), folded at the
+  // import-time size (torch's MultiheadAttention reshapes to [L, N * heads, D], a class token is
+  // expanded to [N, 1, D], x[:, :N]): rewritten to follow the batch at run time where a second
+  // conversion shows how, else the batch stays static. Guessing instead would run another batch
+  // with the import-time numbers: a wrong answer, not an error.
+  bool batch_symbolic = false, reads_shapes = false;
+  for (const auto& [name, dims] : symbolic_dims_)
+    batch_symbolic |= std::find(dims.begin(), dims.end(), size_t{0}) != dims.end();
+  for (const auto& n : model_.graph().node()) reads_shapes |= n.op_type() == "Shape" || n.op_type() == "Size";
+  if (batch_symbolic && reads_shapes) {
+    ir::Graph saved = g_;
+    if (follow_batch_arithmetic(g_) && attempt(true, true, false)) return;
+    g_ = std::move(saved);
+    g_.metadata["onnx.batch"] = "static";
+    log::info(source_, ": the batch size enters shape arithmetic that cannot follow it at run time: the model "
+                       "runs at its import-time batch of ", g_.inputs[0].shape.empty() ? 1 : g_.inputs[0].shape[0],
+              " only");
+    return;
+  }
   if (attempt(true, true)) return;
   if (any_symbolic && attempt(true, false)) return;
   if (any_symbolic && attempt(false, true)) return;
   g_.metadata["onnx.batch"] = "static";
   log::debug(source_, ": keeping the batch dimension static (some output does not follow it)");
+}
+
+bool Importer::follow_batch_arithmetic(ir::Graph& g) {
+  // Converts the model again with the symbolic batch dimensions at 2. Nodes line up one to one
+  // (conversion is deterministic); what differs was computed from the batch size. Two points fix
+  // it where it is representable: a Reshape target with exactly one batch-dependent dim infers
+  // it (-1); a folded constant that is another constant repeated along one axis (N copies)
+  // becomes an Expand to a run-time shape read from the input. Anything else differing (slice
+  // bounds, indices, two batch-dependent dims) keeps the batch static.
+  ir::Graph other;
+  Importer probe(model_, source_, base_dir_, options_);
+  try {
+    probe.batch_probe_ = 2;
+    probe.read_opsets();
+    probe.check_structure();
+    other = probe.convert();
+  } catch (const std::exception& e) {
+    log::debug(source_, ": no second conversion at batch 2: ", e.what());
+    return false;
+  }
+  if (other.nodes.size() != g.nodes.size()) return false;
+  std::string batch_input;
+  for (const auto& in : g.inputs) {
+    auto it = symbolic_dims_.find(in.name);
+    if (it != symbolic_dims_.end() && !it->second.empty() && it->second.front() == 0 && in.shape.at(0) == 1) {
+      batch_input = in.name;
+      break;
+    }
+  }
+  if (batch_input.empty()) return false;
+  struct Broadcast {
+    std::string node;
+    int64_t axis;
+  };
+  std::vector<Broadcast> broadcasts;
+  for (size_t i = 0; i < g.nodes.size(); ++i) {
+    ir::Node& a = g.nodes[i];
+    const ir::Node& b = other.nodes[i];
+    if (a.name != b.name || a.op != b.op || a.inputs != b.inputs || a.outputs != b.outputs) return false;
+    if (a.op == "Constant" && a.has_param("value") && b.has_param("value")) {
+      const at::Tensor &va = a.param("value").value, &vb = b.param("value").value;
+      if (va.sizes() == vb.sizes()) {
+        if (!at::equal(va, vb)) return false;
+        continue;
+      }
+      int64_t axis = -1;
+      for (int64_t d = 0; va.dim() == vb.dim() && d < va.dim(); ++d)
+        if (va.size(d) != vb.size(d)) {
+          if (axis >= 0 || va.size(d) != 1 || vb.size(d) != 2) return false;
+          axis = d;
+        }
+      if (axis < 0 || !at::equal(va.expand(vb.sizes()), vb)) return false;
+      broadcasts.push_back({a.name, axis});
+      continue;
+    }
+    if (a.params.size() != b.params.size()) return false;
+    for (const auto& [key, p] : a.params)
+      if (!b.has_param(key) || !at::equal(p.value, b.param(key).value)) return false;
+    if (a.attrs == b.attrs) continue;
+    if (a.op != "Reshape" || a.attr_int("allowzero", 0)) return false;
+    auto ta = a.attr_ints("shape"), tb = b.attr_ints("shape");
+    if (ta.size() != tb.size()) return false;
+    const ir::Shape &sa = shapes_.at(a.inputs[0]), &sb = probe.shapes_.at(b.inputs[0]);
+    bool inferred = std::find(ta.begin(), ta.end(), -1) != ta.end();
+    for (size_t d = 0; d < ta.size(); ++d) {
+      if (ta[d] == tb[d]) continue;
+      if (d < sa.size() && d < sb.size() && sa[d] == ta[d] && sb[d] == tb[d]) {
+        ta[d] = 0;  // the input's dim at the same place (x.view(x.size(0), -1)): copied
+      } else if (!inferred) {
+        ta[d] = -1;
+        inferred = true;
+      } else {
+        return false;
+      }
+    }
+    a.attrs["shape"] = ta;
+  }
+  for (const auto& bc : broadcasts) {
+    // value -> Expand(value at batch 1, concat(dims before, N, dims after)).
+    auto at = std::find_if(g.nodes.begin(), g.nodes.end(), [&](const ir::Node& n) { return n.name == bc.node; });
+    std::string out = at->outputs[0];
+    std::vector<int64_t> dims(at->param("value").value.sizes().begin(), at->param("value").value.sizes().end());
+    std::string one = g.unique_name(out + "_one");
+    at->outputs[0] = one;
+    std::vector<ir::Node> extra;
+    auto constant = [&](std::vector<int64_t> v, const std::string& base) {
+      ir::Node c;
+      c.op = "Constant";
+      c.name = g.unique_name(base);
+      c.outputs = {c.name};
+      c.params["value"].value = at::tensor(v, at::kLong);
+      c.params["value"].trainable = false;
+      extra.push_back(c);
+      return c.name;
+    };
+    ir::Node shape;
+    shape.op = "Shape";
+    shape.name = g.unique_name(out + "_batch");
+    shape.inputs = {batch_input};
+    shape.outputs = {shape.name};
+    shape.attrs = {{"start", int64_t{0}}, {"end", int64_t{1}}};
+    extra.push_back(shape);
+    std::vector<std::string> parts;
+    if (bc.axis > 0)
+      parts.push_back(constant(std::vector<int64_t>(dims.begin(), dims.begin() + bc.axis), out + "_lead"));
+    parts.push_back(shape.name);
+    if (bc.axis + 1 < static_cast<int64_t>(dims.size()))
+      parts.push_back(constant(std::vector<int64_t>(dims.begin() + bc.axis + 1, dims.end()), out + "_trail"));
+    std::string target = parts.front();
+    if (parts.size() > 1) {
+      ir::Node cat;
+      cat.op = "Concat";
+      cat.name = g.unique_name(out + "_shape");
+      cat.inputs = parts;
+      cat.outputs = {cat.name};
+      cat.attrs = {{"axis", int64_t{0}}};
+      extra.push_back(cat);
+      target = cat.name;
+    }
+    ir::Node expand;
+    expand.op = "Expand";
+    expand.name = g.unique_name(out + "_expand");
+    expand.inputs = {one, target};
+    expand.outputs = {out};
+    std::vector<int64_t> hint = dims;
+    hint[bc.axis] = -1;  // the static part of the run-time target, for shape inference
+    expand.attrs = {{"shape", hint}};
+    extra.push_back(expand);
+    g.nodes.insert(at + 1, extra.begin(), extra.end());
+  }
+  log::debug(source_, ": batch-dependent shape arithmetic follows the batch at run time (", broadcasts.size(),
+             " broadcast constants)");
+  return true;
 }
 
 ir::Graph Importer::run() {
@@ -1825,7 +1998,8 @@ ir::Graph Importer::convert() {
       if (dim.has_dim_value() && dim.dim_value() >= 0) {
         info.shape.push_back(dim.dim_value());
       } else {
-        info.shape.push_back(1);  // symbolic: 1 while converting, made dynamic afterwards if possible
+        // symbolic: 1 while converting, made dynamic afterwards if possible
+        info.shape.push_back(d == 0 && batch_probe_ > 0 ? batch_probe_ : 1);
         symbolic_dims_[i.name()].push_back(d);
       }
     }
@@ -1865,6 +2039,7 @@ ir::Graph Importer::convert() {
   fold_pads();
   fuse_patterns();
   fuse_quantized_outputs(g_);
+  if (batch_probe_ > 0) return std::move(g_);
   make_batch_dynamic();
   ir::verify(g_);
   return std::move(g_);

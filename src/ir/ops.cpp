@@ -339,7 +339,10 @@ std::vector<Shape> reshape_infer(const Node& n, const std::vector<Shape>& in) {
       out_static *= out[i];
   }
   if (infer_at >= 0) {
-    if (out_static == 0 || in_static % out_static != 0)
+    // With a dynamic input dim not copied through, the inferred dim absorbs it: the static parts
+    // need not divide ([5, N*2, 4] -> [-1, 8] is [5*N, 8]); the executor checks the real sizes.
+    bool absorbs_dynamic = in_dyn && !copied_dyn;
+    if (out_static == 0 || (!absorbs_dynamic && in_static % out_static != 0))
       throw GraphError(msg("node '", n.name, "' (Reshape): cannot reshape ", shape_str(s), " to ", shape_str(target)));
     out[infer_at] = (in_dyn && !copied_dyn) ? kDynamic : in_static / out_static;
   } else if (!in_dyn && in_static != out_static) {

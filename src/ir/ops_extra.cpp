@@ -58,6 +58,19 @@ std::vector<Shape> expand_infer(const Node& n, const std::vector<Shape>& in) {
     int64_t d = in[0][i];
     if (d != 1) out[r - in[0].size() + i] = d;  // the target may only repeat size-1 dims
   }
+  if (n.has_attr("shape")) {
+    // The static part of the run-time target (-1 where only the run time knows), as the importer
+    // writes it for a constant broadcast over the batch.
+    auto hint = n.attr_ints("shape");
+    if (hint.size() != static_cast<size_t>(in[1][0]))
+      throw GraphError(msg("node '", n.name, "' (Expand): the shape hint has ", hint.size(), " dims, the shape operand ",
+                           in[1][0]));
+    for (size_t i = 0; i < hint.size(); ++i) {
+      size_t o = r - hint.size() + i;
+      if (hint[i] > 1 && out[o] == kDynamic) out[o] = hint[i];
+      if (hint[i] == 1 && o >= r - in[0].size()) out[o] = in[0][o - (r - in[0].size())];
+    }
+  }
   return {out};
 }
 
@@ -147,7 +160,9 @@ std::vector<Shape> depth_to_space_infer(const Node& n, const std::vector<Shape>&
 std::vector<OpDef> extra_ops() {
   std::vector<OpDef> ops;
   ops.push_back(make("Gather", 2, 2, gather_infer, none));  // attr axis; inputs data, indices
-  ops.push_back(make("Expand", 1, 2, expand_infer, none));  // attr shape, or a runtime shape input
+  // attr shape, or a runtime shape input (then attr shape, optional, holds its static dims, -1
+  // for the run-time ones)
+  ops.push_back(make("Expand", 1, 2, expand_infer, none));
   {
     OpDef d = make("Tile", 1, 1, tile_infer, none);  // attr repeats
     d.required_attrs = {"repeats"};

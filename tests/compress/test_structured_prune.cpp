@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <limits>
 
 #include "compress/prune_test_util.h"
 #include "squeeze/compress/prune/dependency_graph.h"
@@ -240,6 +241,99 @@ TEST(StructuredDeps, ChannelShuffleIsAPermutation) {
   EXPECT_EQ(small.find_node("g1")->param("weight").value.size(0), 8);
   at::Tensor in = random_input(g, 2);
   EXPECT_TRUE(testing::same_outputs(small, zeroed, in));
+}
+
+// torch's MultiheadAttention as torch.onnx.export writes it: [N, L, E] -> [L, N, E], one packed
+// in_proj Linear to 3E split by Slices, heads moved into the batch axis ([L, N*H, dh]), and the
+// heads merged back with the batch into the rows ([L*N, E]). Optional: the value Slice written
+// with a negative start and an open end (x[..., -E:]).
+ir::Graph packed_attention(bool open_ended_v) {
+  const int64_t L = 5, E = 8, H = 2, dh = E / H;
+  ir::GraphBuilder b("packed_mha", 7);
+  std::string x = b.input("input", {L, E});
+  std::string t = b.node("Transpose", {x}, {{"perm", std::vector<int64_t>{1, 0, 2}}});
+  std::string qkv = b.linear(t, 3 * E, true, "in_proj");
+  auto slice = [&](int64_t start, int64_t end, const std::string& name) {
+    return b.node("Slice", {qkv},
+                  {{"starts", std::vector<int64_t>{start}}, {"ends", std::vector<int64_t>{end}},
+                   {"axes", std::vector<int64_t>{2}}},
+                  {}, name);
+  };
+  std::string q = slice(0, E, "q"), k = slice(E, 2 * E, "k");
+  std::string v = open_ended_v ? slice(-E, std::numeric_limits<int64_t>::max(), "v") : slice(2 * E, 3 * E, "v");
+  auto heads = [&](const std::string& y, const std::string& name) {
+    return b.node("Reshape", {y}, {{"shape", std::vector<int64_t>{L, -1, dh}}}, {}, name);
+  };
+  std::string qh = b.node("Transpose", {heads(q, "q_heads")}, {{"perm", std::vector<int64_t>{1, 0, 2}}});
+  std::string kh = b.node("Transpose", {heads(k, "k_heads")}, {{"perm", std::vector<int64_t>{1, 2, 0}}});
+  std::string vh = b.node("Transpose", {heads(v, "v_heads")}, {{"perm", std::vector<int64_t>{1, 0, 2}}});
+  std::string att = b.node("Softmax", {b.node("MatMul", {qh, kh})}, {{"axis", int64_t{-1}}});
+  std::string o = b.node("Transpose", {b.node("MatMul", {att, vh})}, {{"perm", std::vector<int64_t>{1, 0, 2}}});
+  o = b.node("Reshape", {o}, {{"shape", std::vector<int64_t>{-1, E}}}, {}, "merge_heads");
+  o = b.linear(o, E, true, "out_proj");
+  o = b.node("Reshape", {o}, {{"shape", std::vector<int64_t>{L, -1, E}}});
+  o = b.node("Transpose", {o}, {{"perm", std::vector<int64_t>{1, 0, 2}}});
+  return b.finish({b.linear(b.flatten(o), 3, true, "head")});
+}
+
+TEST(StructuredDeps, PackedAttentionSlicesPruneHeadDimensionsExactly) {
+  for (bool open_ended_v : {false, true}) {
+    SCOPED_TRACE(open_ended_v ? "value slice [-8:]" : "value slice [16:24]");
+    ir::Graph g = packed_attention(open_ended_v);
+    DependencyGraph d(g);
+    // q and k share their head dimension (contracted together), v has its own; both are 4 wide
+    // (position j of both heads is one unit).
+    std::vector<int64_t> sizes;
+    for (const auto& grp : d.groups())
+      if (grp.name == "in_proj") sizes.push_back(grp.size);
+    EXPECT_EQ(sizes, (std::vector<int64_t>{4, 4}));
+    ir::Graph zeroed;
+    ir::Graph small = testing::prune_every_other(d, g, &zeroed);
+    // 2 of 4 positions of q, k and v, in both heads: 12 of the 24 packed rows remain.
+    EXPECT_EQ(small.find_node("in_proj")->param("weight").value.size(0), 12);
+    EXPECT_EQ(small.find_node("out_proj")->param("weight").value.size(1), 4);
+    EXPECT_EQ(small.find_node("q")->attr_ints("starts"), (std::vector<int64_t>{0}));
+    EXPECT_EQ(small.find_node("q")->attr_ints("ends"), (std::vector<int64_t>{4}));
+    EXPECT_EQ(small.find_node("k")->attr_ints("starts"), (std::vector<int64_t>{4}));
+    EXPECT_EQ(small.find_node("k")->attr_ints("ends"), (std::vector<int64_t>{8}));
+    EXPECT_EQ(small.find_node("v")->attr_ints("starts"), (std::vector<int64_t>{8}));
+    EXPECT_EQ(small.find_node("v")->attr_ints("ends"), (std::vector<int64_t>{12}));
+    EXPECT_EQ(small.find_node("q_heads")->attr_ints("shape"), (std::vector<int64_t>{5, -1, 2}));
+    EXPECT_EQ(small.find_node("merge_heads")->attr_ints("shape"), (std::vector<int64_t>{-1, 4}));
+    // Heads share the batch axis: several batch sizes exercise the row mapping.
+    for (int64_t batch : {1, 3}) EXPECT_TRUE(testing::same_outputs(small, zeroed, random_input(g, batch)));
+  }
+}
+
+TEST(StructuredDeps, StridedChannelSliceBlocksAndOtherAxesPassThrough) {
+  // x[:, ::2] keeps every other channel: removing one changes which the slice picks.
+  ir::GraphBuilder b("strided", 7);
+  std::string x = b.input("input", {6});
+  std::string h = b.act("Relu", b.linear(x, 8, true, "h"));
+  std::string s = b.node("Slice", {h},
+                         {{"starts", std::vector<int64_t>{0}}, {"ends", std::vector<int64_t>{8}},
+                          {"axes", std::vector<int64_t>{1}}, {"steps", std::vector<int64_t>{2}}});
+  ir::Graph g = b.finish({b.linear(s, 3, true, "head")});
+  EXPECT_EQ(group_with_producer(DependencyGraph(g), "h"), nullptr);
+
+  // A Slice of the tokens is no channel offset: all 8 channels go through, the slice is untouched.
+  ir::GraphBuilder b2("tokens", 7);
+  std::string x2 = b2.input("input", {4, 6});
+  std::string h2 = b2.act("Relu", b2.linear(x2, 8, true, "h"));
+  std::string s2 = b2.node("Slice", {h2},
+                           {{"starts", std::vector<int64_t>{1}}, {"ends", std::vector<int64_t>{3}},
+                            {"axes", std::vector<int64_t>{1}}},
+                           {}, "tokens");
+  ir::Graph g2 = b2.finish({b2.linear(b2.flatten(s2), 3, true, "head")});
+  DependencyGraph d2(g2);
+  const auto* grp = group_with_producer(d2, "h");
+  ASSERT_NE(grp, nullptr);
+  EXPECT_EQ(grp->size, 8);
+  ir::Graph zeroed;
+  ir::Graph small = testing::prune_every_other(d2, g2, &zeroed);
+  EXPECT_EQ(small.find_node("tokens")->attr_ints("starts"), (std::vector<int64_t>{1}));
+  EXPECT_EQ(small.find_node("tokens")->attr_ints("ends"), (std::vector<int64_t>{3}));
+  EXPECT_TRUE(testing::same_outputs(small, zeroed, random_input(g2, 2)));
 }
 
 // --- every zoo model ---

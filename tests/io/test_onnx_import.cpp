@@ -10,6 +10,7 @@
 #include "squeeze/io/onnx.h"
 #include "squeeze/models/zoo.h"
 #include "squeeze/util/error.h"
+#include "testing/asserts.h"
 
 namespace squeeze {
 namespace {
@@ -270,6 +271,74 @@ TEST(OnnxImport, ShapeChainFoldsAndBatchStaysDynamic) {
   EXPECT_EQ(g.inputs[0].shape[0], ir::kDynamic);
   at::Tensor x = at::randn({5, 2, 3, 4});
   EXPECT_TRUE(at::equal(run1(g, x), x.reshape({5, 24})));
+}
+
+// The batch size computed into shapes away from dim 0, as torch's MultiheadAttention and a
+// class token export it: x [N, 4, 6] -> [4, N, 6] -> reshape [4, N * 2, 3] -> [N * 2, 4, 3] ->
+// reshape [N, 24], plus a constant [1, 24] expanded to [N, 24].
+void batch_arithmetic_model(OnnxMaker& m) {
+  m.input("x", {-1, 4, 6}).output("y");
+  auto ints = [&](const std::string& name, std::vector<int64_t> v) {
+    m.init(name, at::tensor(v, at::kLong));
+  };
+  ints("zero", {0});
+  ints("axes0", {0});
+  ints("four", {4});
+  ints("two", {2});
+  ints("three", {3});
+  ints("c24", {24});
+  m.init("token", at::arange(24, at::kFloat).reshape({1, 24}));
+  m.node("Shape", {"x"}, {"s"});
+  OnnxMaker::attr(m.node("Gather", {"s", "zero"}, {"n"}), "axis", int64_t{0});  // [1]
+  m.node("Mul", {"n", "two"}, {"n2"});
+  OnnxMaker::attr(m.node("Transpose", {"x"}, {"t"}), "perm", std::vector<int64_t>{1, 0, 2});
+  OnnxMaker::attr(m.node("Concat", {"four", "n2", "three"}, {"s1"}), "axis", int64_t{0});
+  m.node("Reshape", {"t", "s1"}, {"r1"});
+  OnnxMaker::attr(m.node("Transpose", {"r1"}, {"t2"}), "perm", std::vector<int64_t>{1, 0, 2});
+  OnnxMaker::attr(m.node("Concat", {"n", "c24"}, {"s2"}), "axis", int64_t{0});
+  m.node("Reshape", {"t2", "s2"}, {"r2"});
+  m.node("Expand", {"token", "s2"}, {"tok"});
+  m.node("Add", {"r2", "tok"}, {"y"});
+}
+
+at::Tensor batch_arithmetic_reference(const at::Tensor& x) {
+  int64_t n = x.size(0);
+  at::Tensor r = x.transpose(0, 1).reshape({4, 2 * n, 3}).transpose(0, 1).reshape({n, 24});
+  return r + at::arange(24, at::kFloat).reshape({1, 24});
+}
+
+TEST(OnnxImport, BatchArithmeticAwayFromDimZeroFollowsTheBatch) {
+  OnnxMaker m;
+  batch_arithmetic_model(m);
+  ir::Graph g = import(m);
+  EXPECT_EQ(g.inputs[0].shape, (ir::Shape{ir::kDynamic, 4, 6}));
+  for (int64_t batch : {1, 3, 5}) {
+    at::Tensor x = at::randn({batch, 4, 6});
+    EXPECT_TRUE(at::allclose(run1(g, x), batch_arithmetic_reference(x))) << "batch " << batch;
+  }
+  // And it survives export and re-import with its dynamic batch.
+  testing::TempDir dir;
+  io::export_onnx(g, dir.file("m.onnx"));
+  ir::Graph back = io::import_onnx(dir.file("m.onnx"));
+  at::Tensor x = at::randn({3, 4, 6});
+  EXPECT_TRUE(at::allclose(run1(back, x), batch_arithmetic_reference(x)));
+}
+
+TEST(OnnxImport, BatchInSliceBoundsKeepsTheBatchStatic) {
+  // x[:, :N]: the bound is the batch size. Two batch sizes show it differs, but a Slice has no
+  // way to follow it, so the import-time batch stays, with a clear error for any other.
+  OnnxMaker m;
+  m.input("x", {-1, 6}).output("y");
+  m.init("zero", at::tensor(std::vector<int64_t>{0}, at::kLong));
+  m.init("one", at::tensor(std::vector<int64_t>{1}, at::kLong));
+  m.node("Shape", {"x"}, {"s"});
+  OnnxMaker::attr(m.node("Gather", {"s", "zero"}, {"n"}), "axis", int64_t{0});
+  m.node("Slice", {"x", "zero", "n", "one"}, {"y"});
+  ir::Graph g = import(m);
+  EXPECT_EQ(g.inputs[0].shape, (ir::Shape{1, 6}));
+  at::Tensor x = at::randn({1, 6});
+  EXPECT_TRUE(at::equal(run1(g, x), x.slice(1, 0, 1)));
+  EXPECT_THROW(run1(g, at::randn({3, 6})), UserError);
 }
 
 TEST(OnnxImport, OpsetDependentAttributeAndInputForms) {

@@ -30,11 +30,14 @@ struct Track {
 
 // An attribute that carries a channel count and must follow the pruning.
 struct AttrFix {
-  enum Kind { kDepthwiseGroup, kSplitSizes, kReshapeDim } kind;
+  enum Kind { kDepthwiseGroup, kSplitSizes, kReshapeDim, kSliceRange } kind;
   std::string node;
-  std::vector<std::string> values;  // depthwise: the input; split: the outputs; reshape: the output
-  int64_t index = 0;                // reshape: position in the shape attribute
-  int64_t divisor = 1;              // reshape: the dim is the kept channel count / divisor
+  // depthwise: the input; split: the outputs; reshape: the value whose kept count gives the dim;
+  // slice: the input
+  std::vector<std::string> values;
+  int64_t index = 0;    // reshape: position in the shape attribute; slice: in starts/ends
+  int64_t divisor = 1;  // reshape: the dim is the kept channel count / divisor
+  int64_t start = 0, end = 0;  // slice: the range of input positions, normalised to [0, dim]
 };
 
 struct Binding {
@@ -161,6 +164,9 @@ struct DependencyGraph::Impl {
   bool shuffle(const ir::Node& n, const Track& t);
   bool head_split(const ir::Node& n, const Track& t);
   bool head_merge(const ir::Node& n, const Track& t);
+  bool head_split_into_batch(const ir::Node& n, const Track& t);
+  bool head_merge_from_batch(const ir::Node& n, const Track& t);
+  bool channel_slice(const ir::Node& n, const Track& t);
   void per_channel(const ir::Node& n);
   void prelu(const ir::Node& n);
   void axis_map(const ir::Node& n);
@@ -472,6 +478,7 @@ void DependencyGraph::Impl::reshape(const ir::Node& n) {
   if (shuffle(n, *t)) return;
   Track copy = *t;
   if (head_split(n, copy) || head_merge(n, copy)) return;
+  if (head_split_into_batch(n, copy) || head_merge_from_batch(n, copy)) return;
   // Moves the channel axis some other way: not followed.
   block_value(n.inputs[0]);
 }
@@ -511,6 +518,84 @@ bool DependencyGraph::Impl::head_merge(const ir::Node& n, const Track& t) {
   for (size_t i = a + 1; i < s.size(); ++i)
     if (o[i - 1] != s[i]) return false;
   int64_t heads = s[a - 1], per = s[a];
+  std::vector<int> ids(heads * per);
+  for (int64_t f = 0; f < heads * per; ++f) ids[f] = t.ids[f % per];
+  set_track(n.outputs[0], a - 1, std::move(ids));
+  auto target = n.attr_ints("shape");
+  if (a - 1 < static_cast<int64_t>(target.size()) && target[a - 1] > 0)
+    fixes.push_back({AttrFix::kReshapeDim, n.name, {n.outputs[0]}, a - 1});
+  return true;
+}
+
+bool DependencyGraph::Impl::channel_slice(const ir::Node& n, const Track& t) {
+  // A step-1 Slice of the channel axis (torch's MultiheadAttention splits its packed q, k, v
+  // projection this way) is a Split with one output: output position i is input channel
+  // start + i. Pruning rewrites start and end to the kept channels before them.
+  const auto& s = shape(n.inputs[0]);
+  int64_t r = static_cast<int64_t>(s.size()), dim = s[t.axis];
+  auto starts = n.attr_ints("starts"), ends = n.attr_ints("ends");
+  auto axes = n.attr_ints("axes", {});
+  auto steps = n.attr_ints("steps", std::vector<int64_t>(starts.size(), 1));
+  if (axes.empty())
+    for (size_t i = 0; i < starts.size(); ++i) axes.push_back(static_cast<int64_t>(i));
+  int64_t at = -1;
+  for (size_t i = 0; i < axes.size(); ++i) {
+    if ((axes[i] < 0 ? axes[i] + r : axes[i]) != t.axis) continue;
+    if (at >= 0 || steps[i] != 1) return false;  // a strided or repeated slice is no plain range
+    at = static_cast<int64_t>(i);
+  }
+  if (at < 0 || dim <= 0) return false;
+  auto clamp = [&](int64_t v) { return std::clamp<int64_t>(v < 0 ? v + dim : v, 0, dim); };
+  int64_t start = clamp(starts[at]), end = std::max(start, clamp(ends[at]));
+  if (shape(n.outputs[0])[t.axis] != end - start) return false;
+  set_track(n.outputs[0], t.axis, std::vector<int>(t.ids.begin() + start, t.ids.begin() + end));
+  AttrFix fix{AttrFix::kSliceRange, n.name, {n.inputs[0]}, at};
+  fix.start = start;
+  fix.end = end;
+  fixes.push_back(fix);
+  return true;
+}
+
+bool DependencyGraph::Impl::head_split_into_batch(const ir::Node& n, const Track& t) {
+  // Heads moved into the axis before the channels, as torch's MultiheadAttention does:
+  // [.., B, C] -> [.., B*H, C/H] (batch-major: row b*H + h holds head h of row b). Like
+  // head_split, position j of every head is one channel; the head count H is C over the new
+  // inner size, since B*H may only be known at run time.
+  const auto& s = shape(n.inputs[0]);
+  const auto& o = shape(n.outputs[0]);
+  int64_t a = t.axis;
+  if (a < 1 || o.size() != s.size() || s[a] <= 0 || o[a] <= 0 || s[a] % o[a] != 0) return false;
+  int64_t heads = s[a] / o[a], per = o[a];
+  if (heads <= 1) return false;
+  for (size_t i = 0; i < s.size(); ++i)
+    if (static_cast<int64_t>(i) != a && static_cast<int64_t>(i) != a - 1 && o[i] != s[i]) return false;
+  bool both_dynamic = s[a - 1] == ir::kDynamic && o[a - 1] == ir::kDynamic;
+  if (!both_dynamic && (s[a - 1] == ir::kDynamic || o[a - 1] != s[a - 1] * heads)) return false;
+  std::vector<int> in_ids = t.ids;
+  for (int64_t h = 1; h < heads; ++h)
+    for (int64_t j = 0; j < per; ++j) unite(in_ids[j], in_ids[h * per + j]);
+  set_track(n.outputs[0], a, std::vector<int>(in_ids.begin(), in_ids.begin() + per));
+  auto target = n.attr_ints("shape");
+  if (a < static_cast<int64_t>(target.size()) && target[a] > 0)
+    fixes.push_back({AttrFix::kReshapeDim, n.name, {n.inputs[0]}, a, heads});
+  return true;
+}
+
+bool DependencyGraph::Impl::head_merge_from_batch(const ir::Node& n, const Track& t) {
+  // The inverse: [.., M, B*H, D] -> [.., M*B, H*D] with the channels on the last axis. Merged
+  // position h*D + j belongs to channel j; H is the output width over D.
+  const auto& s = shape(n.inputs[0]);
+  const auto& o = shape(n.outputs[0]);
+  int64_t a = t.axis, r = static_cast<int64_t>(s.size());
+  if (a != r - 1 || a < 2 || o.size() + 1 != s.size() || s[a] <= 0 || o[a - 1] <= 0) return false;
+  if (o[a - 1] % s[a] != 0 || o[a - 1] == s[a]) return false;
+  for (int64_t i = 0; i < a - 2; ++i)
+    if (o[i] != s[i]) return false;
+  int64_t heads = o[a - 1] / s[a], per = s[a];
+  bool rows_ok = (s[a - 1] == ir::kDynamic || s[a - 1] % heads == 0) &&
+                 (o[a - 2] == ir::kDynamic || (s[a - 2] != ir::kDynamic && s[a - 1] != ir::kDynamic &&
+                                              o[a - 2] == s[a - 2] * (s[a - 1] / heads)));
+  if (!rows_ok) return false;
   std::vector<int> ids(heads * per);
   for (int64_t f = 0; f < heads * per; ++f) ids[f] = t.ids[f % per];
   set_track(n.outputs[0], a - 1, std::move(ids));
@@ -660,7 +745,12 @@ void DependencyGraph::Impl::axis_map(const ir::Node& n) {
     auto axes = n.attr_ints("axes", {});
     if (axes.empty())
       for (size_t i = 0; i < starts.size(); ++i) axes.push_back(static_cast<int64_t>(i));
-    for (auto x : axes) blocked_here |= norm(x, r) == in.axis;
+    bool on_channels = false;
+    for (auto x : axes) on_channels |= norm(x, r) == in.axis;
+    if (on_channels) {
+      if (channel_slice(n, in)) return;
+      blocked_here = true;
+    }
   } else {  // Reduce*
     auto axes = n.attr_ints("axes", {});
     bool keep = n.attr_int("keepdims", 1) != 0;
@@ -832,6 +922,16 @@ ir::Graph DependencyGraph::prune(const ir::Graph& graph,
         auto shape = n->attr_ints("shape");
         shape[f.index] = static_cast<int64_t>(kept_positions(f.values[0]).size()) / f.divisor;
         n->attrs["shape"] = shape;
+        break;
+      }
+      case AttrFix::kSliceRange: {
+        auto starts = n->attr_ints("starts"), ends = n->attr_ints("ends");
+        int64_t before_start = static_cast<int64_t>(kept_positions(f.values[0], 0, f.start).size());
+        int64_t before_end = static_cast<int64_t>(kept_positions(f.values[0], 0, f.end).size());
+        starts[f.index] = before_start;
+        ends[f.index] = before_end;
+        n->attrs["starts"] = starts;
+        n->attrs["ends"] = ends;
         break;
       }
     }

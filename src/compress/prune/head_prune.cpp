@@ -79,6 +79,31 @@ at::Tensor head_rows(const at::Tensor& w, int64_t axis, int64_t heads) {
   return t.reshape({heads, -1});
 }
 
+// torch's nn.MultiheadAttention as torch.onnx.export writes it: one packed in_proj Linear whose
+// output is cut into q, k and v by Slices, heads moved into the batch axis. The name of that
+// Linear when a Softmax attention reads it, else "".
+std::string packed_attention_projection(const ir::Graph& g) {
+  for (const auto& lin : g.nodes) {
+    if (lin.op != "Linear") continue;
+    auto cons = g.consumers(lin.outputs[0]);
+    int slices = 0;
+    for (auto c : cons) slices += g.nodes[c].op == "Slice";
+    if (slices < 2) continue;
+    // A Softmax within a few ops downstream of a slice: the slices feed attention.
+    std::vector<std::string> frontier{lin.outputs[0]};
+    for (int depth = 0; depth < 6 && !frontier.empty(); ++depth) {
+      std::vector<std::string> next;
+      for (const auto& v : frontier)
+        for (auto c : g.consumers(v)) {
+          if (g.nodes[c].op == "Softmax") return lin.name;
+          next.insert(next.end(), g.nodes[c].outputs.begin(), g.nodes[c].outputs.end());
+        }
+      frontier = std::move(next);
+    }
+  }
+  return "";
+}
+
 }  // namespace
 
 std::vector<AttentionBlock> find_attention(const ir::Graph& g) {
@@ -235,6 +260,13 @@ PassResult HeadPrune::run(const ir::Graph& graph, PassContext& ctx) {
   PassResult result{graph.clone(), "", false};
   ir::infer_shapes(result.graph);
   auto blocks0 = find_attention(result.graph);
+  if (blocks0.empty() && !packed_attention_projection(result.graph).empty())
+    throw UnsupportedError(msg(
+        "granularity head: model '", graph.name, "' computes attention as torch's nn.MultiheadAttention exports ",
+        "it (packed projection '", packed_attention_projection(result.graph),
+        "' cut into q, k, v by Slices, heads moved into the batch axis [L, N*H, dh]); whole-head removal does not ",
+        "follow that layout yet (it needs separate q, k, v Linears and a Reshape [.., H, dh]). granularity channel ",
+        "prunes its per-head dimensions (q/k and v) exactly; or export the model with separate projections"));
   if (blocks0.empty())
     throw UserError(msg("granularity head: model '", graph.name, "' has no multi-head attention (looked for ",
                         "Linear -> Reshape [.., H, dh] -> Transpose -> MatMul -> Softmax -> MatMul -> Transpose -> ",

@@ -9,14 +9,18 @@
 // the channel axis into heads ties position j of every head together (heads stay equal; pruning
 // shrinks the head dimension), a MatMul of two activations ties the channels on its contracted
 // axis (query and key) and passes B's columns (value) to its output, and the Reshape merging the
-// heads back maps position h*D + j to channel j. The connected components of that
+// heads back maps position h*D + j to channel j; heads moved into the axis before the channels
+// ([L, N, C] -> [L, N*H, C/H], torch's MultiheadAttention) and merged back with it
+// ([L, N*H, D] -> [L*N, H*D]) are followed the same way. A step-1 Slice of the channel axis (the
+// q, k, v parts of a packed projection) is a Split with one output: its start and end follow the
+// pruning. The connected components of that
 // relation are the units of pruning: removing a unit removes every parameter row and column and
 // every value position that belongs to it, so the smaller graph computes exactly what the large
 // one computed with those channels at zero.
 //
 // Components that touch a graph input or output, or an op whose channel semantics are unknown or
-// not sliceable (LayerNorm unless DependencyOptions::prune_layernorm, Softmax over the channel axis, LRN, grouped convolutions, Slice on
-// the channel axis, reshapes that move the channel axis, MatMul with a channel among its batch
+// not sliceable (LayerNorm unless DependencyOptions::prune_layernorm, Softmax over the channel axis, LRN, grouped convolutions, a strided
+// Slice on the channel axis, reshapes that move the channel axis, MatMul with a channel among its batch
 // dims...), are blocked: never pruned. Units whose components span the same set of values form one group
 // ("the output channels of conv1 and everything tied to them").
 #pragma once
