@@ -19,7 +19,9 @@
 #include <functional>
 #include <iostream>
 #include <map>
+#include <sstream>
 
+#include "cli.h"
 #include "io/onnx_internal.h"  // ONNX_ML before any onnx header
 #include <onnx/checker.h>
 #include "squeeze/compress/prune/structured_prune.h"
@@ -28,9 +30,11 @@
 #include "squeeze/compress/quantize/quantize.h"
 #include "squeeze/deploy/export.h"
 #include "squeeze/exec/executor.h"
+#include "squeeze/io/sqz.h"
 #include "squeeze/models/zoo.h"
 #include "squeeze/train/trainer.h"
 #include "squeeze/util/error.h"
+#include "squeeze/util/log.h"
 #include "testing/asserts.h"
 #include "testing/data.h"
 #include "testing/runtimes.h"
@@ -74,9 +78,10 @@ data::Splits& splits() {
 
 ir::Graph base_model() { return models::build("small_cnn", {{"channels", "8"}}, 3); }
 
-ir::Graph quantized(const std::string& mode, int bits) {
+ir::Graph quantized(const std::string& mode, int bits, const std::string& rounding = "half_even") {
   compress::QuantizeOptions o;
   o.mode = mode;
+  o.rounding = rounding;
   o.weight_bits = bits;
   o.act_bits = bits;
   if (mode == "dynamic") o.per_channel = false;
@@ -332,6 +337,69 @@ TEST_P(ExportFidelity, RuntimeReproducesSqueeze) {
   auto optimized = testing::run_onnxruntime(file, {x}, testing::kOrtDefault);
   ASSERT_EQ(optimized.size(), 1u);
   EXPECT_TRUE(matches(what + " (ONNX Runtime, default optimizations)", g, optimized[0], want, /*optimized_int8=*/true));
+}
+
+// Activations rounded half up: QDQ cannot say it (QuantizeLinear rounds half to even), QONNX and
+// TorchScript can.
+TEST(ExportFidelityRounding, HalfUpIsRefusedByQdqAndKeptByQonnxAndTorchScript) {
+  ir::Graph g = quantized("ptq", 4, "half_up");
+  at::Tensor x = inputs();
+  at::Tensor want = simulate(g, x);
+  TempDir dir;
+  try {
+    deploy::export_model(g, "onnx", dir.file("m.onnx"));
+    FAIL() << "half-up activations exported to QDQ";
+  } catch (const UnsupportedError& e) {
+    EXPECT_NE(std::string(e.what()).find("half"), std::string::npos) << e.what();
+  }
+  EXPECT_FALSE(fs::exists(dir.file("m.onnx")));
+  deploy::export_model(g, "torchscript", dir.file("m.pt"));
+  EXPECT_TRUE(matches("half_up torchscript (libtorch)", g, torch::jit::load(dir.file("m.pt")).forward({x}).toTensor(), want));
+  deploy::export_model(g, "qonnx", dir.file("m.qonnx.onnx"));
+  if (!testing::onnxruntime_missing().empty()) GTEST_SKIP() << testing::onnxruntime_missing();
+  lower_qonnx(dir.file("m.qonnx.onnx"), dir.file("lowered.onnx"));
+  auto got = testing::run_onnxruntime(dir.file("lowered.onnx"), {x}, testing::kOrtDisabled);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_TRUE(matches("half_up qonnx (ONNX Runtime, optimizations disabled)", g, got[0], want));
+}
+
+// The command line refuses what a format cannot express with exit code 2, naming the layer and
+// what to do instead, and writes nothing.
+TEST(ExportFidelityCli, DynamicToQonnxExitsWithCode2) {
+  TempDir dir;
+  io::save_sqz(model("dynamic"), dir.file("dynamic.sqz"));
+  std::ostringstream out, err;
+  int code = cli::run_cli({"--quiet", "export", dir.file("dynamic.sqz"), "--to", "qonnx", "--out", dir.file("m.qonnx.onnx")},
+                          out, err);
+  log::set_level(log::Level::kInfo);
+  EXPECT_EQ(code, 2) << err.str();
+  EXPECT_NE(err.str().find("fc1"), std::string::npos) << err.str();
+  EXPECT_NE(err.str().find("dynamic"), std::string::npos) << err.str();
+  EXPECT_FALSE(fs::exists(dir.file("m.qonnx.onnx")));
+  std::ostringstream out2, err2;
+  EXPECT_EQ(cli::run_cli({"--quiet", "export", dir.file("dynamic.sqz"), "--to", "onnx", "--out", dir.file("m.onnx")},
+                         out2, err2),
+            0)
+      << err2.str();
+  log::set_level(log::Level::kInfo);
+}
+
+// An int8 TorchScript file stores its weights as int8: about the size of the .sqz, not of the float
+// model (the issue: 440 kB against 118 kB for small_cnn).
+TEST(ExportFidelitySize, Int8TorchScriptIsAboutTheSizeOfTheSqz) {
+  at::manual_seed(0);
+  ir::Graph f = models::build("small_cnn", {}, 3);
+  ir::Graph q = testing::ptq(f, splits(), 8);
+  TempDir dir;
+  io::save_sqz(q, dir.file("q.sqz"));
+  deploy::export_model(f, "torchscript", dir.file("float.pt"));
+  deploy::export_model(q, "torchscript", dir.file("int8.pt"));
+  auto sqz = fs::file_size(dir.file("q.sqz")), fpt = fs::file_size(dir.file("float.pt")),
+       qpt = fs::file_size(dir.file("int8.pt"));
+  std::cout << "[fidelity] small_cnn sizes: .sqz " << sqz << " B, int8 TorchScript " << qpt << " B, float TorchScript "
+            << fpt << " B\n";
+  EXPECT_LT(qpt, fpt / 3);
+  EXPECT_LT(qpt, sqz * 3 / 2);
 }
 
 std::vector<std::string> mode_names() {
