@@ -53,13 +53,14 @@ at::Tensor effective(const ir::Param& p) {
   return v.contiguous().clone();
 }
 
-std::string torch_dtype(const ir::Node& n, const std::string& name) {
+// The Tensor method that casts to an IR type: code compiled by Module::define() in C++ cannot name
+// dtypes (torch.float64 is "a builtin that cannot be used as a value" there).
+std::string torch_cast(const ir::Node& n, const std::string& name) {
   static const std::map<std::string, std::string> m = {
-      {"float", "torch.float32"}, {"double", "torch.float64"}, {"half", "torch.float16"},
-      {"bfloat16", "torch.bfloat16"}, {"int64", "torch.int64"}, {"int32", "torch.int32"},
-      {"int16", "torch.int16"}, {"int8", "torch.int8"}, {"uint8", "torch.uint8"}, {"bool", "torch.bool"}};
+      {"float", "float"}, {"double", "double"}, {"half", "half"}, {"bfloat16", "bfloat16"}, {"int64", "long"},
+      {"int32", "int"},   {"int16", "short"},   {"int8", "char"}, {"uint8", "byte"},        {"bool", "bool"}};
   auto it = m.find(name);
-  if (it == m.end()) throw UnsupportedError(msg("node '", n.name, "' (Cast): type '", name, "' has no TorchScript dtype"));
+  if (it == m.end()) throw UnsupportedError(msg("node '", n.name, "' (Cast): type '", name, "' has no TorchScript cast"));
   return it->second;
 }
 
@@ -444,7 +445,7 @@ void ScriptWriter::node_body(const ir::Node& n) {
       throw UnsupportedError(msg("node '", n.name, "' (Pad): mode '", mode, "' here has no TorchScript export"));
     return set(f + std::to_string(r - 2) + "d(" + in[0] + ", " + list(tp) + ")");
   }
-  if (op == "Cast") return set(in[0] + ".to(" + torch_dtype(n, n.attr_str("to", "float")) + ")");
+  if (op == "Cast") return set(in[0] + "." + torch_cast(n, n.attr_str("to", "float")) + "()");
   if (op == "Gather") {
     int64_t axis = n.attr_int("axis", 0);
     const ir::Shape& is = g_.shape_of(n.inputs[1]);

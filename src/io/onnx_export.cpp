@@ -17,7 +17,8 @@
 // writes them: DynamicQuantizeLinear on the input, MatMulInteger with the int8 weight, Cast, Mul by
 // both scales, Add bias. What a format cannot express is refused with UnsupportedError instead of
 // written as a different model: QDQ activations rounded half up or quantized per channel, QONNX
-// dynamic quantization and unsigned narrow ranges.
+// unsigned narrow ranges. QONNX has no dynamic quantization op: there the input is quantized with
+// DynamicQuantizeLinear + DequantizeLinear in front of the float layer.
 #include <ATen/ATen.h>
 #include <onnx/checker.h>
 
@@ -246,10 +247,22 @@ void Exporter::quantize_value(const ir::QuantSpec& spec, const std::string& x, c
 }
 
 void Exporter::export_dynamic_linear(const ir::Node& n) {
-  if (format_ == QuantFormat::kQonnx)
-    throw UnsupportedError(msg("node '", n.name, "' (Linear, dynamic int8): QONNX has no per-batch activation "
-                               "quantization (its Quant takes fixed scales); export to onnx (DynamicQuantizeLinear + "
-                               "MatMulInteger) or torchscript, or quantize with mode: ptq"));
+  if (format_ == QuantFormat::kQonnx) {
+    // QONNX's Quant takes fixed scales, so the per-batch input quantization is written with the
+    // standard ops that compute it (DynamicQuantizeLinear, DequantizeLinear), and the layer reads
+    // the dequantized input: QONNX's fake-quantized float form, with the weight's Quant as usual.
+    std::string xq = fresh(n.name + "/input_quantized"), xs = fresh(n.name + "/input_scale"),
+                xz = fresh(n.name + "/input_zero_point"), xd = fresh(n.name + "/input_dequantized");
+    add("DynamicQuantizeLinear", {n.inputs[0]}, {xq, xs, xz}, n.name + "/input_quantize");
+    add("DequantizeLinear", {xq, xs, xz}, {xd}, n.name + "/input_dequantize");
+    ir::Node copy = n;
+    copy.inputs[0] = xd;
+    copy.attrs.erase("quant_dynamic");
+    g_.shapes[xd] = g_.shape_of(n.inputs[0]);
+    dtype_[xd] = at::kFloat;
+    export_node(copy);
+    return;
+  }
   const ir::Param& w = n.param("weight");
   const ir::QuantSpec& spec = *w.qspec;
   if (!spec.scale.defined() || spec.bits > 8 || (spec.axis > 0 && spec.scale.numel() > 1))

@@ -2,7 +2,8 @@
 // ONNX Runtime for .onnx (QDQ, dynamic int8) and for .qonnx.onnx (its Quant nodes written out as
 // standard ops by the QONNX definition), libtorch and PyTorch for TorchScript. One test per
 // compression mode (float, structured-pruned, PTQ w8a8, dynamic int8, QAT w8a8, PTQ 2..7 bits)
-// and format; a format that cannot express a mode must refuse it (UnsupportedError, exit code 2).
+// and format; what a format cannot express must be refused (UnsupportedError, exit code 2): see
+// the half-up rounding tests.
 //
 // The reference is always squeeze's *simulated* execution (quant::set_int8_enabled(false)):
 // quantized values with float arithmetic, the numbers quant_math.h defines. Real int8 kernels are
@@ -293,17 +294,6 @@ TEST_P(ExportFidelity, RuntimeReproducesSqueeze) {
   TempDir dir;
   std::string path = dir.file("model" + deploy::export_extension(format));
 
-  if (format == "qonnx" && is_dynamic(g)) {
-    // QONNX's Quant has fixed scales: no per-batch activation quantization. Refused, not approximated.
-    try {
-      deploy::export_model(g, format, path);
-      FAIL() << "dynamic int8 exported to QONNX";
-    } catch (const UnsupportedError& e) {
-      EXPECT_NE(std::string(e.what()).find("dynamic"), std::string::npos) << e.what();
-    }
-    EXPECT_FALSE(fs::exists(path));
-    return;
-  }
   deploy::export_model(g, format, path);
   ASSERT_TRUE(fs::exists(path));
   std::string what = mode + " " + format;
@@ -321,8 +311,9 @@ TEST_P(ExportFidelity, RuntimeReproducesSqueeze) {
 
   auto counts = op_counts(path);
   if (is_dynamic(g)) {
-    EXPECT_GE(counts["DynamicQuantizeLinear"], 2);  // fc1, fc2
-    EXPECT_EQ(counts["MatMulInteger"], counts["DynamicQuantizeLinear"]);
+    EXPECT_EQ(counts["DynamicQuantizeLinear"], 2);  // fc1, fc2
+    // ONNX: ONNX Runtime's quantizer form; QONNX: the dequantized input into the float layer.
+    EXPECT_EQ(counts[format == "onnx" ? "MatMulInteger" : "Gemm"], 2);
   }
   if (!testing::onnxruntime_missing().empty()) GTEST_SKIP() << testing::onnxruntime_missing();
   std::string file = path;
@@ -365,19 +356,19 @@ TEST(ExportFidelityRounding, HalfUpIsRefusedByQdqAndKeptByQonnxAndTorchScript) {
 
 // The command line refuses what a format cannot express with exit code 2, naming the layer and
 // what to do instead, and writes nothing.
-TEST(ExportFidelityCli, DynamicToQonnxExitsWithCode2) {
+TEST(ExportFidelityCli, HalfUpToQdqExitsWithCode2) {
   TempDir dir;
-  io::save_sqz(model("dynamic"), dir.file("dynamic.sqz"));
+  io::save_sqz(quantized("ptq", 8, "half_up"), dir.file("half_up.sqz"));
   std::ostringstream out, err;
-  int code = cli::run_cli({"--quiet", "export", dir.file("dynamic.sqz"), "--to", "qonnx", "--out", dir.file("m.qonnx.onnx")},
+  int code = cli::run_cli({"--quiet", "export", dir.file("half_up.sqz"), "--to", "onnx", "--out", dir.file("m.onnx")},
                           out, err);
   log::set_level(log::Level::kInfo);
   EXPECT_EQ(code, 2) << err.str();
-  EXPECT_NE(err.str().find("fc1"), std::string::npos) << err.str();
-  EXPECT_NE(err.str().find("dynamic"), std::string::npos) << err.str();
-  EXPECT_FALSE(fs::exists(dir.file("m.qonnx.onnx")));
+  EXPECT_NE(err.str().find("half"), std::string::npos) << err.str();
+  EXPECT_NE(err.str().find("qonnx"), std::string::npos) << err.str();
+  EXPECT_FALSE(fs::exists(dir.file("m.onnx")));
   std::ostringstream out2, err2;
-  EXPECT_EQ(cli::run_cli({"--quiet", "export", dir.file("dynamic.sqz"), "--to", "onnx", "--out", dir.file("m.onnx")},
+  EXPECT_EQ(cli::run_cli({"--quiet", "export", dir.file("half_up.sqz"), "--to", "torchscript", "--out", dir.file("m.pt")},
                          out2, err2),
             0)
       << err2.str();

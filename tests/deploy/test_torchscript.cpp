@@ -93,5 +93,29 @@ TEST(TorchScript, MaskedWeightsAreZeroInTheFile) {
   EXPECT_TRUE(at::allclose(torch::jit::load(pt).forward({x}).toTensor(), want, kRtol, kAtol));
 }
 
+TEST(TorchScript, CastsCompile) {
+  // Module::define() in C++ cannot name dtypes (torch.float64): casts are written as methods.
+  ir::Graph g;
+  g.inputs.push_back({"x", {ir::kDynamic, 4}, at::kFloat});
+  auto cast = [&](const std::string& in, const std::string& out, const std::string& to) {
+    ir::Node n;
+    n.name = out + "_node";
+    n.op = "Cast";
+    n.inputs = {in};
+    n.outputs = {out};
+    n.attrs["to"] = to;
+    g.nodes.push_back(n);
+  };
+  cast("x", "a", "int64");
+  cast("a", "b", "double");
+  cast("b", "y", "float");
+  g.outputs = {"y"};
+  ir::verify(g);
+  std::string pt = tmp_path("cast.pt");
+  deploy::export_torchscript(g, pt);
+  at::Tensor x = at::randn({3, 4}) * 10;
+  EXPECT_TRUE(at::equal(torch::jit::load(pt).forward({x}).toTensor(), exec::Executor(g).forward(x)));
+}
+
 }  // namespace
 }  // namespace squeeze
