@@ -2,6 +2,13 @@
 // forward() is TorchScript source generated op by op, compiled with define() and saved. Inside
 // define() only torch.* functions resolve (torch.nn.functional does not), so every op is written
 // with aten functions: torch.conv2d, torch.linear, torch.batch_norm, ...
+//
+// Quantized graphs keep their numbers in PyTorch: a quantized weight is stored as a qint8/quint8
+// tensor (its integers, per-tensor or per-channel scales and zero points) and dequantized in
+// forward(), which gives back the grid values squeeze computes with; every out_qspec becomes
+// torch.fake_quantize_per_tensor_affine (or _per_channel_) on that value; a dynamic int8 Linear
+// fake-quantizes its input with the batch's own uint8 parameters, computed as squeeze computes
+// them. So PyTorch runs squeeze's simulated quantized arithmetic (quant_math.h), in float.
 #include "squeeze/deploy/torchscript.h"
 
 #include <ATen/ATen.h>
@@ -14,6 +21,7 @@
 
 #include <unistd.h>
 
+#include "squeeze/compress/quantize/quant_math.h"
 #include "squeeze/util/error.h"
 #include "squeeze/util/fs.h"
 
@@ -45,13 +53,14 @@ at::Tensor effective(const ir::Param& p) {
   return v.contiguous().clone();
 }
 
-std::string torch_dtype(const ir::Node& n, const std::string& name) {
+// The Tensor method that casts to an IR type: code compiled by Module::define() in C++ cannot name
+// dtypes (torch.float64 is "a builtin that cannot be used as a value" there).
+std::string torch_cast(const ir::Node& n, const std::string& name) {
   static const std::map<std::string, std::string> m = {
-      {"float", "torch.float32"}, {"double", "torch.float64"}, {"half", "torch.float16"},
-      {"bfloat16", "torch.bfloat16"}, {"int64", "torch.int64"}, {"int32", "torch.int32"},
-      {"int16", "torch.int16"}, {"int8", "torch.int8"}, {"uint8", "torch.uint8"}, {"bool", "torch.bool"}};
+      {"float", "float"}, {"double", "double"}, {"half", "half"}, {"bfloat16", "bfloat16"}, {"int64", "long"},
+      {"int32", "int"},   {"int16", "short"},   {"int8", "char"}, {"uint8", "byte"},        {"bool", "bool"}};
   auto it = m.find(name);
-  if (it == m.end()) throw UnsupportedError(msg("node '", n.name, "' (Cast): type '", name, "' has no TorchScript dtype"));
+  if (it == m.end()) throw UnsupportedError(msg("node '", n.name, "' (Cast): type '", name, "' has no TorchScript cast"));
   return it->second;
 }
 
@@ -70,6 +79,7 @@ class ScriptWriter {
     if (it != vars_.end()) return it->second;
     std::string v = "v" + std::to_string(vars_.size());
     vars_[value] = v;
+    v_values_[v] = value;
     return v;
   }
   std::string attr_name(const std::string& node, const std::string& key) {
@@ -81,10 +91,19 @@ class ScriptWriter {
     names_.insert(name);
     return name;
   }
-  // Registers a parameter (float, trainable) or buffer; returns "self.NAME".
+  // Registers a parameter (float, trainable) or buffer; returns "self.NAME", or for a quantized
+  // weight the expression that dequantizes its stored integers.
   std::string param(const ir::Node& n, const std::string& key, bool buffer = false) {
-    return tensor(effective(n.param(key)), n.name, key, buffer || !n.param(key).trainable);
+    const ir::Param& p = n.param(key);
+    if (p.qspec && p.qspec->scale.defined() && p.value.is_floating_point() && p.qspec->bits <= 8)
+      return quantized_param(n, key);
+    return tensor(effective(p), n.name, key, buffer || !p.trainable);
   }
+  std::string quantized_param(const ir::Node& n, const std::string& key);
+  // Fake-quantizes variable `v` in place with a spec (an out_qspec).
+  void fake_quantize(const std::string& v, const ir::QuantSpec& spec, const std::string& where);
+  // Fake-quantizes `x` into `out` with the batch's uint8 affine parameters (dynamic int8).
+  void fake_quantize_dynamic(const std::string& x, const std::string& out);
   std::string tensor(const at::Tensor& t, const std::string& node, const std::string& key, bool buffer) {
     std::string name = attr_name(node, key);
     if (buffer || !t.is_floating_point())
@@ -95,16 +114,87 @@ class ScriptWriter {
   }
   void line(const std::string& s) { body_ << "    " << s << "\n"; }
   void node(const ir::Node& n);
+  void node_body(const ir::Node& n);
   size_t rank(const std::string& v) const { return g_.shape_of(v).size(); }
 
   ir::Graph g_;
   torch::jit::Module& m_;
   std::map<std::string, std::string> vars_;
+  std::map<std::string, std::string> v_values_;  // variable -> IR value
   std::set<std::string> names_;
   std::ostringstream body_;
 };
 
+std::string ScriptWriter::quantized_param(const ir::Node& n, const std::string& key) {
+  const ir::Param& p = n.param(key);
+  const ir::QuantSpec& spec = *p.qspec;
+  quant::validate_spec(spec, msg("node '", n.name, "' ", key));
+  at::Tensor v = effective(p);
+  // The integers of the grid values, exactly; libtorch's quantized tensors then hold them with the
+  // same scales, and dequantize() gives float32(q - zero_point) * scale like quant::dequantize.
+  at::Tensor q = quant::quantize(v, spec);
+  at::ScalarType qtype = spec.is_signed ? at::kQInt8 : at::kQUInt8;
+  at::Tensor zp = spec.zero_point.defined() ? spec.zero_point.to(at::kLong) : at::zeros_like(spec.scale, at::kLong);
+  at::Tensor stored;
+  if (spec.axis >= 0 && spec.scale.numel() > 1) {
+    at::Tensor s = spec.scale.to(at::kDouble).reshape({-1});
+    stored = at::_make_per_channel_quantized_tensor(q.to(spec.is_signed ? at::kChar : at::kByte), s,
+                                                    zp.reshape({-1}), spec.axis);
+  } else {
+    stored = at::_make_per_tensor_quantized_tensor(q.to(spec.is_signed ? at::kChar : at::kByte),
+                                                   spec.scale.to(at::kFloat).item<double>(), zp.item<int64_t>());
+  }
+  SQZ_ASSERT(stored.scalar_type() == qtype, "quantized weight type");
+  SQZ_ASSERT(at::equal(stored.dequantize(), quant::dequantize(q, spec)), "node '", n.name, "' ", key,
+             ": the quantized tensor does not dequantize to squeeze's grid values");
+  return tensor(stored, n.name, key, /*buffer=*/true) + ".dequantize()";
+}
+
+void ScriptWriter::fake_quantize(const std::string& v, const ir::QuantSpec& spec, const std::string& where) {
+  quant::validate_spec(spec, where);
+  quant::QRange r = quant::qrange(spec);
+  bool per_channel = spec.axis >= 0 && spec.scale.numel() > 1;
+  if (spec.rounding == "half_even") {
+    if (per_channel) {
+      std::string s = tensor(spec.scale.to(at::kFloat).reshape({-1}).clone(), where, "scale", true);
+      at::Tensor zp = spec.zero_point.defined() ? spec.zero_point.to(at::kInt) : at::zeros_like(spec.scale, at::kInt);
+      std::string z = tensor(zp.reshape({-1}).clone(), where, "zero_point", true);
+      line(v + " = torch.fake_quantize_per_channel_affine(" + v + ", " + s + ", " + z + ", " +
+           std::to_string(spec.axis) + ", " + std::to_string(r.qmin) + ", " + std::to_string(r.qmax) + ")");
+    } else {
+      int64_t z = spec.zero_point.defined() ? spec.zero_point.item<int64_t>() : 0;
+      line(v + " = torch.fake_quantize_per_tensor_affine(" + v + ", " + num(spec.scale.to(at::kFloat).item<double>()) +
+           ", " + std::to_string(z) + ", " + std::to_string(r.qmin) + ", " + std::to_string(r.qmax) + ")");
+    }
+    return;
+  }
+  // PyTorch's fake-quantize ops round half to even; half up is written out as quant_math does it.
+  int64_t rank = static_cast<int64_t>(g_.shape_of(v_values_.at(v)).size());
+  std::string s = tensor(quant::broadcast_scale(spec, per_channel ? rank : 0).contiguous().clone(), where, "scale", true);
+  std::string z = tensor(quant::broadcast_zero_point(spec, per_channel ? rank : 0).to(at::kFloat).contiguous().clone(),
+                         where, "zero_point", true);
+  line(v + " = (torch.floor(torch.clamp(" + v + " / " + s + " + " + z + ", " + num(double(r.qmin)) + ", " +
+       num(double(r.qmax)) + ") + 0.5) - " + z + ") * " + s);
+}
+
+void ScriptWriter::fake_quantize_dynamic(const std::string& x, const std::string& out) {
+  // quant_math's choose_qparams for uint8 affine: the range widened to include 0, the scale in
+  // double (stored as float32), zero point qmin - round_half_even(min / scale); then fake quantize.
+  line(out + "_lo = torch.clamp(torch.min(" + x + ").double(), None, 0.0)");
+  line(out + "_hi = torch.clamp(torch.max(" + x + ").double(), 0.0, None)");
+  line(out + "_s = (" + out + "_hi - " + out + "_lo) / 255.0");
+  line(out + "_s = torch.where(" + out + "_s > 0.0, " + out + "_s, torch.ones_like(" + out + "_s))");
+  line(out + "_z = torch.clamp(-torch.round(" + out + "_lo / " + out + "_s), 0.0, 255.0)");
+  line(out + " = torch.fake_quantize_per_tensor_affine(" + x + ", float(" + out + "_s), int(" + out + "_z), 0, 255)");
+}
+
 void ScriptWriter::node(const ir::Node& n) {
+  node_body(n);
+  if (n.out_qspec && n.out_qspec->scale.defined() && !n.outputs.empty())
+    fake_quantize(var(n.outputs[0]), *n.out_qspec, n.name + "_out");
+}
+
+void ScriptWriter::node_body(const ir::Node& n) {
   const std::string& op = n.op;
   std::vector<std::string> in;
   for (const auto& i : n.inputs) in.push_back(var(i));
@@ -147,9 +237,15 @@ void ScriptWriter::node(const ir::Node& n) {
                list(ints("output_padding", nd, 0)) + ", " + std::to_string(n.attr_int("group", 1)) + ", " +
                list(ints("dilations", nd, 1)) + ")");
   }
-  if (op == "Linear")
-    return set("torch.linear(" + in[0] + ", " + param(n, "weight") + ", " +
+  if (op == "Linear") {
+    std::string x = in[0];
+    if (n.attr_int("quant_dynamic", 0) != 0 && n.param("weight").qspec) {
+      x = y + "_in";
+      fake_quantize_dynamic(in[0], x);
+    }
+    return set("torch.linear(" + x + ", " + param(n, "weight") + ", " +
                (n.has_param("bias") ? param(n, "bias") : std::string("None")) + ")");
+  }
   if (op == "MatMul") return set("torch.matmul(" + in[0] + ", " + in[1] + ")");
   if (op == "BatchNorm")
     return set("torch.batch_norm(" + in[0] + ", " + param(n, "weight") + ", " + param(n, "bias") + ", " +
@@ -349,7 +445,7 @@ void ScriptWriter::node(const ir::Node& n) {
       throw UnsupportedError(msg("node '", n.name, "' (Pad): mode '", mode, "' here has no TorchScript export"));
     return set(f + std::to_string(r - 2) + "d(" + in[0] + ", " + list(tp) + ")");
   }
-  if (op == "Cast") return set(in[0] + ".to(" + torch_dtype(n, n.attr_str("to", "float")) + ")");
+  if (op == "Cast") return set(in[0] + "." + torch_cast(n, n.attr_str("to", "float")) + "()");
   if (op == "Gather") {
     int64_t axis = n.attr_int("axis", 0);
     const ir::Shape& is = g_.shape_of(n.inputs[1]);

@@ -12,6 +12,13 @@
 // qonnx.custom_op.general; inputs x, scale, zero_point, bit_width; attributes signed, narrow,
 // rounding_mode), any width 2..8, the format hls4ml and FINN read. Both re-import into squeeze
 // (onnx_import.cpp) as the same quantized graph.
+//
+// Dynamic int8 Linear layers (quant_dynamic = 1) are written as ONNX Runtime's dynamic quantizer
+// writes them: DynamicQuantizeLinear on the input, MatMulInteger with the int8 weight, Cast, Mul by
+// both scales, Add bias. What a format cannot express is refused with UnsupportedError instead of
+// written as a different model: QDQ activations rounded half up or quantized per channel, QONNX
+// unsigned narrow ranges. QONNX has no dynamic quantization op: there the input is quantized with
+// DynamicQuantizeLinear + DequantizeLinear in front of the float layer.
 #include <ATen/ATen.h>
 #include <onnx/checker.h>
 
@@ -149,6 +156,8 @@ class Exporter {
   void quantize_value(const ir::QuantSpec& spec, const std::string& x, const std::string& out, const std::string& name,
                       int64_t rank = 0);
   void value_info(onnx::ValueInfoProto* vi, const std::string& name, const ir::Shape& shape, at::ScalarType type);
+  // A Linear with quant_dynamic = 1, the way ONNX Runtime's dynamic quantizer writes it.
+  void export_dynamic_linear(const ir::Node& n);
 
   ir::Graph g_;
   onnx::GraphProto* gp_ = nullptr;
@@ -191,6 +200,9 @@ void Exporter::quantize_value(const ir::QuantSpec& spec, const std::string& x, c
                               const std::string& name, int64_t rank) {
   bool per_channel = spec.axis >= 0 && spec.scale.numel() > 1;
   if (format_ == QuantFormat::kQonnx) {
+    if (!spec.is_signed && spec.narrow_range)
+      throw UnsupportedError(msg("node '", name, "': unsigned narrow range [1, 2^b-1] has no QONNX Quant equivalent "
+                                 "(QONNX's unsigned narrow range is [0, 2^b-2]); export to onnx or torchscript"));
     // Scale and zero point broadcast against x (QONNX has no axis attribute).
     at::Tensor scale = quant::broadcast_scale(spec, per_channel ? rank : 0).contiguous();
     at::Tensor zp = quant::broadcast_zero_point(spec, per_channel ? rank : 0).to(at::kFloat).contiguous();
@@ -204,7 +216,14 @@ void Exporter::quantize_value(const ir::QuantSpec& spec, const std::string& x, c
     set_s(q, "rounding_mode", spec.rounding == "half_up" ? "HALF_UP" : "ROUND");
     return;
   }
-  SQZ_ASSERT(!per_channel, "QDQ export of per-channel activations");
+  if (per_channel)
+    throw UnsupportedError(msg("node '", name, "': per-channel activation quantization (axis ", spec.axis,
+                               ") has no QDQ export here; export to qonnx or torchscript"));
+  if (spec.rounding != "half_even")
+    throw UnsupportedError(msg("node '", name, "': activations rounded '", spec.rounding,
+                               "', but ONNX QuantizeLinear rounds half to even, so the file would compute other "
+                               "numbers; export to qonnx (rounding_mode HALF_UP) or torchscript, or quantize "
+                               "with rounding: half_even"));
   std::string in = x;
   quant::QRange r = quant::qrange(spec);
   double s = spec.scale.to(at::kFloat).item<double>();
@@ -225,6 +244,55 @@ void Exporter::quantize_value(const ir::QuantSpec& spec, const std::string& x, c
   std::string q = fresh(name + "_quantized");
   add("QuantizeLinear", {in, sc, zp}, {q}, name + "_quantize");
   add("DequantizeLinear", {q, sc, zp}, {out}, name + "_dequantize");
+}
+
+void Exporter::export_dynamic_linear(const ir::Node& n) {
+  if (format_ == QuantFormat::kQonnx) {
+    // QONNX's Quant takes fixed scales, so the per-batch input quantization is written with the
+    // standard ops that compute it (DynamicQuantizeLinear, DequantizeLinear), and the layer reads
+    // the dequantized input: QONNX's fake-quantized float form, with the weight's Quant as usual.
+    std::string xq = fresh(n.name + "/input_quantized"), xs = fresh(n.name + "/input_scale"),
+                xz = fresh(n.name + "/input_zero_point"), xd = fresh(n.name + "/input_dequantized");
+    add("DynamicQuantizeLinear", {n.inputs[0]}, {xq, xs, xz}, n.name + "/input_quantize");
+    add("DequantizeLinear", {xq, xs, xz}, {xd}, n.name + "/input_dequantize");
+    ir::Node copy = n;
+    copy.inputs[0] = xd;
+    copy.attrs.erase("quant_dynamic");
+    g_.shapes[xd] = g_.shape_of(n.inputs[0]);
+    dtype_[xd] = at::kFloat;
+    export_node(copy);
+    return;
+  }
+  const ir::Param& w = n.param("weight");
+  const ir::QuantSpec& spec = *w.qspec;
+  if (!spec.scale.defined() || spec.bits > 8 || (spec.axis > 0 && spec.scale.numel() > 1))
+    throw UnsupportedError(msg("node '", n.name, "' (Linear, dynamic int8): weight quantization ", quant::describe(spec),
+                               " has no MatMulInteger form (8 bits at most, per tensor or per output channel)"));
+  // squeeze quantizes the whole input per call, uint8 affine from its min/max widened to include 0,
+  // rounding half to even: DynamicQuantizeLinear's definition. MatMulInteger sums the integer
+  // products exactly; the float result is that sum times both scales.
+  std::string xq = fresh(n.name + "/input_quantized"), xs = fresh(n.name + "/input_scale"),
+              xz = fresh(n.name + "/input_zero_point");
+  add("DynamicQuantizeLinear", {n.inputs[0]}, {xq, xs, xz}, n.name + "/input_quantize");
+  at::Tensor q = quant::quantize(effective(w), spec).to(spec.is_signed ? at::kChar : at::kByte).t().contiguous();
+  bool per_channel = spec.axis == 0 && spec.scale.numel() > 1;
+  std::vector<std::string> mm_in{xq, init(q, n.name + ".weight_quantized_t"), xz};
+  at::Tensor zp = spec.zero_point.defined() ? spec.zero_point.to(at::kLong) : at::zeros({}, at::kLong);
+  if (zp.ne(0).any().item<bool>())
+    mm_in.push_back(init((per_channel ? zp.reshape({-1}) : zp.reshape({})).to(q.scalar_type()),
+                         n.name + ".weight_zero_point"));
+  std::string acc = step(n, "MatMulInteger", mm_in, "matmul_integer");
+  std::string accf = fresh(n.name + "/matmul_float");
+  set_i(add("Cast", {acc}, {accf}, n.name + "/cast"), "to", TensorProto::FLOAT);
+  at::Tensor ws = spec.scale.to(at::kFloat);
+  ws = per_channel ? ws.reshape({-1}) : ws.reshape({});
+  std::string scale = step(n, "Mul", {xs, init(ws, n.name + ".weight_scale")}, "scale");
+  if (!n.has_param("bias")) {
+    add("Mul", {accf, scale}, {n.outputs[0]}, n.name);
+    return;
+  }
+  std::string y = step(n, "Mul", {accf, scale}, "scaled");
+  add("Add", {y, param_value(n, "bias")}, {n.outputs[0]}, n.name);
 }
 
 void Exporter::export_quantized_node(const ir::Node& n) {
@@ -287,6 +355,10 @@ void Exporter::export_node(const ir::Node& n) {
     return;
   }
   if (op == "Linear") {
+    if (n.attr_int("quant_dynamic", 0) != 0 && n.param("weight").qspec && format_ != QuantFormat::kFloat) {
+      export_dynamic_linear(n);
+      return;
+    }
     if (rank(in[0]) == 2) {
       std::vector<std::string> ins{in[0], param("weight")};
       if (n.has_param("bias")) ins.push_back(param("bias"));

@@ -15,44 +15,18 @@
 #include "squeeze/exec/executor.h"
 #include "squeeze/io/onnx.h"
 #include "squeeze/models/zoo.h"
+#include "testing/runtimes.h"
 
 namespace squeeze {
 namespace {
 
 namespace fs = std::filesystem;
 constexpr double kRtol = 1e-4, kAtol = 1e-5;
-const char* kPython = "/usr/bin/python3";
 
 std::string tmp_path(const std::string& name) {
   fs::path dir = fs::temp_directory_path() / ("squeeze_ts_test_" + std::to_string(::getpid()));
   fs::create_directories(dir);
   return (dir / name).string();
-}
-
-bool python_has_torch() {
-  static const bool ok = fs::exists(kPython) &&
-                         std::system((std::string(kPython) + " -c 'import torch, numpy' >/dev/null 2>&1").c_str()) == 0;
-  return ok;
-}
-
-at::Tensor run_in_python(const std::string& pt, const at::Tensor& x) {
-  std::string in = pt + ".in.f32", out = pt + ".out.f32";
-  at::Tensor c = x.contiguous().to(at::kFloat);
-  {
-    std::ofstream f(in, std::ios::binary);
-    f.write(static_cast<const char*>(c.data_ptr()), c.numel() * 4);
-  }
-  std::string shape;
-  for (auto d : c.sizes()) shape += (shape.empty() ? "" : ",") + std::to_string(d);
-  std::string cmd = std::string(kPython) + " " + SQUEEZE_SOURCE_DIR + "/tests/scripts/run_torchscript.py " + pt + " " +
-                    shape + " " + in + " " + out;
-  int rc = std::system(cmd.c_str());
-  EXPECT_EQ(rc, 0) << cmd;
-  std::ifstream f(out, std::ios::binary);
-  std::vector<char> bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-  at::Tensor y = at::empty({static_cast<int64_t>(bytes.size() / 4)}, at::kFloat);
-  std::memcpy(y.data_ptr(), bytes.data(), bytes.size());
-  return y;
 }
 
 at::Tensor sample(const ir::Graph& g, int64_t batch) {
@@ -75,8 +49,10 @@ TEST_P(TorchScriptZoo, LibtorchAndPyTorchReproduceSqueeze) {
   torch::jit::Module m = torch::jit::load(pt);
   at::Tensor got = m.forward({x}).toTensor();
   EXPECT_TRUE(at::allclose(got, want, kRtol, kAtol)) << "libtorch: max diff " << (got - want).abs().max().item<double>();
-  if (!python_has_torch()) GTEST_SKIP() << kPython << " has no torch: PyTorch check skipped";
-  at::Tensor py = run_in_python(pt, x).reshape(want.sizes());
+  if (!testing::pytorch_missing().empty()) GTEST_SKIP() << testing::pytorch_missing();
+  at::Tensor py = testing::run_torchscript_in_pytorch(pt, x);
+  ASSERT_TRUE(py.defined());
+  py = py.reshape(want.sizes());
   EXPECT_TRUE(at::allclose(py, want, kRtol, kAtol)) << "PyTorch: max diff " << (py - want).abs().max().item<double>();
 }
 
@@ -115,6 +91,30 @@ TEST(TorchScript, MaskedWeightsAreZeroInTheFile) {
   exec::apply_masks(g);
   at::Tensor want = exec::Executor(g).forward(x);
   EXPECT_TRUE(at::allclose(torch::jit::load(pt).forward({x}).toTensor(), want, kRtol, kAtol));
+}
+
+TEST(TorchScript, CastsCompile) {
+  // Module::define() in C++ cannot name dtypes (torch.float64): casts are written as methods.
+  ir::Graph g;
+  g.inputs.push_back({"x", {ir::kDynamic, 4}, at::kFloat});
+  auto cast = [&](const std::string& in, const std::string& out, const std::string& to) {
+    ir::Node n;
+    n.name = out + "_node";
+    n.op = "Cast";
+    n.inputs = {in};
+    n.outputs = {out};
+    n.attrs["to"] = to;
+    g.nodes.push_back(n);
+  };
+  cast("x", "a", "int64");
+  cast("a", "b", "double");
+  cast("b", "y", "float");
+  g.outputs = {"y"};
+  ir::verify(g);
+  std::string pt = tmp_path("cast.pt");
+  deploy::export_torchscript(g, pt);
+  at::Tensor x = at::randn({3, 4}) * 10;
+  EXPECT_TRUE(at::equal(torch::jit::load(pt).forward({x}).toTensor(), exec::Executor(g).forward(x)));
 }
 
 }  // namespace

@@ -7,6 +7,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <iostream>
 
 #include "io/onnx_internal.h"  // ONNX_ML before any onnx header
 #include <onnx/checker.h>
@@ -14,12 +15,16 @@
 #include "squeeze/io/onnx.h"
 #include "squeeze/models/zoo.h"
 #include "squeeze/util/error.h"
+#include "testing/runtimes.h"
 
 namespace squeeze {
 namespace {
 
 namespace fs = std::filesystem;
 constexpr double kRtol = 1e-5, kAtol = 1e-6;  // the 1e-5 relative
+// squeeze vs ONNX Runtime: float32 kernels of two libraries (summation order, fused conv+relu);
+// measured at most 1.3e-7 absolute on small_cnn outputs of magnitude 0.5.
+constexpr double kOrtRtol = 1e-4, kOrtAtol = 1e-5;
 
 std::string tmp_path(const std::string& name) {
   fs::path dir = fs::temp_directory_path() / ("squeeze_onnx_test_" + std::to_string(::getpid()));
@@ -56,6 +61,16 @@ TEST_P(ZooRoundTrip, ExportImportGivesSameOutputs) {
     at::Tensor got = exec::Executor(back).forward(x);
     EXPECT_TRUE(at::allclose(got, want, kRtol, kAtol))
         << zc.name << " batch " << batch << ": max diff " << (got - want).abs().max().item<double>();
+  }
+  // ONNX Runtime, the judge of the file, agrees with squeeze (default optimizations: what users get).
+  if (testing::onnxruntime_missing().empty()) {
+    at::Tensor x = sample_input(g, 2);
+    at::Tensor want = exec::Executor(g).forward(x);
+    auto got = testing::run_onnxruntime(path, {x}, testing::kOrtDefault);
+    ASSERT_EQ(got.size(), 1u);
+    EXPECT_TRUE(testing::tensors_close(got[0], want, kOrtRtol, kOrtAtol)) << zc.name << " in ONNX Runtime";
+  } else {
+    std::cout << "[  SKIPPED ] ONNX Runtime check: " << testing::onnxruntime_missing() << "\n";
   }
   // And again: squeeze -> ONNX -> squeeze -> ONNX -> squeeze.
   std::string path2 = tmp_path(zc.name + "_2.onnx");
