@@ -21,7 +21,7 @@
 
 #include <unistd.h>
 
-#include "squeeze/compress/quantize/quant_math.h"
+#include "squeeze/ir/quant_math.h"
 #include "squeeze/util/error.h"
 #include "squeeze/util/fs.h"
 

@@ -26,12 +26,12 @@
 #include "io/onnx_internal.h"  // ONNX_ML before any onnx header
 #include <onnx/checker.h>
 #include "squeeze/compress/prune/structured_prune.h"
-#include "squeeze/compress/quantize/int8_exec.h"
-#include "squeeze/compress/quantize/quant_math.h"
 #include "squeeze/compress/quantize/quantize.h"
 #include "squeeze/deploy/export.h"
 #include "squeeze/exec/executor.h"
+#include "squeeze/exec/int8.h"
 #include "squeeze/io/sqz.h"
+#include "squeeze/ir/quant_math.h"
 #include "squeeze/models/zoo.h"
 #include "squeeze/train/trainer.h"
 #include "squeeze/util/error.h"
