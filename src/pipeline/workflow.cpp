@@ -68,7 +68,8 @@ report::ModelStats evaluated_stats(ir::Graph& g, const data::Splits* data, int64
   for (size_t i = 0; i < m.classes.size(); ++i) {
     report::ClassStats cs;
     cs.cls = m.classes[i];
-    if (cs.cls < static_cast<int64_t>(data->class_names.size())) cs.name = data->class_names[cs.cls];
+    if (cs.cls < static_cast<int64_t>(data->class_names.size()))
+      cs.name = data->class_names[cs.cls];
     cs.accuracy = cs.recall = m.per_class_accuracy[i];
     cs.precision = m.per_class_precision[i];
     s.per_class.push_back(cs);
@@ -206,9 +207,9 @@ report::Report run_workflow(const WorkflowConfig& config, const RunOptions& opti
   // A zoo model starts from random weights: without training, every accuracy and drop in the
   // report is measured against chance, which reads like a result unless it is said loudly.
   if (!config.model.zoo.empty() && baseline_steps == 0) {
-    std::string w = msg("the baseline zoo:", config.model.zoo, " is untrained (random weights",
-                        config.baseline_train ? ", baseline.train ran no step" : ", no baseline.train",
-                        ")");
+    std::string w =
+        msg("the baseline zoo:", config.model.zoo, " is untrained (random weights",
+            config.baseline_train ? ", baseline.train ran no step" : ", no baseline.train", ")");
     if (rep.baseline.evaluated)
       w += msg(": its test accuracy ", std::round(rep.baseline.accuracy * 10000.0) / 100.0,
                "% is that of random weights, and every accuracy drop below compares against it");

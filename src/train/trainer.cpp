@@ -96,8 +96,8 @@ Metrics evaluate(ir::Graph& graph, const data::Dataset& data, int64_t batch_size
     at::Tensor x = data.x.narrow(0, start, len), y = data.y.narrow(0, start, len);
     at::Tensor logits = ex.forward(x, exec::Mode::kEval);
     if (logits.dim() != 2 || logits.size(1) < 1)
-      throw InputError(msg("evaluation needs class scores: the model outputs shape ", logits.sizes(),
-                           " (expected [batch, classes])"));
+      throw InputError(msg("evaluation needs class scores: the model outputs shape ",
+                           logits.sizes(), " (expected [batch, classes])"));
     if (k < 0) {
       // Checked once for the whole set so a bad label is reported before any metric is computed.
       k = logits.size(1);

@@ -28,7 +28,8 @@ bool user_fixable(int err) {
 [[noreturn]] void throw_write_error(const std::string& path, const std::string& why, int err) {
   const std::string text = msg("cannot write '", path, "': ", why);
   if (user_fixable(err))
-    throw UserError(text + " (choose an output path in a folder you can write, or one that can be created)");
+    throw UserError(
+        text + " (choose an output path in a folder you can write, or one that can be created)");
   throw Error(text);
 }
 
@@ -49,8 +50,9 @@ void prepare_parent(const std::string& path) {
       if (!p.empty() && fs::exists(p, ec2) && !fs::is_directory(p, ec2))
         throw_write_error(path, msg("'", p.string(), "' is a file, not a folder"), ENOTDIR);
       const int err = ec ? ec.value() : ENOTDIR;
-      throw_write_error(path, msg("cannot create folder '", parent.string(), "': ",
-                                  ec ? ec.message() : std::string("not a folder")),
+      throw_write_error(path,
+                        msg("cannot create folder '", parent.string(),
+                            "': ", ec ? ec.message() : std::string("not a folder")),
                         err);
     }
   }
@@ -58,8 +60,8 @@ void prepare_parent(const std::string& path) {
   // report that library's message about the temporary file.
   if (::access(parent.c_str(), W_OK) != 0) {
     const int err = errno;
-    throw_write_error(path, msg("folder '", parent.string(), "' is not writable: ", std::strerror(err)),
-                      err);
+    throw_write_error(
+        path, msg("folder '", parent.string(), "' is not writable: ", std::strerror(err)), err);
   }
 }
 
@@ -102,7 +104,8 @@ void write_file_atomic(const std::string& path, const std::vector<std::string_vi
   if (::rename(tmp.c_str(), path.c_str()) != 0) {
     const int err = errno;
     ::unlink(tmp.c_str());
-    throw_write_error(path, err == EISDIR ? std::string("it is a folder") : std::strerror(err), err);
+    throw_write_error(path, err == EISDIR ? std::string("it is a folder") : std::strerror(err),
+                      err);
   }
   // Makes the rename itself durable; a failure here leaves a complete file, so it is not fatal.
   std::string parent = fs::path(path).parent_path().string();

@@ -49,7 +49,9 @@ std::string slurp(const std::string& path) {
   return ss.str();
 }
 
-bool mentions(const std::string& text, const std::string& word) { return text.find(word) != std::string::npos; }
+bool mentions(const std::string& text, const std::string& word) {
+  return text.find(word) != std::string::npos;
+}
 
 // An NPY data set of 16 features whose labels are `labels` (repeated), and a data YAML for it
 // with a 25% test split.
@@ -57,8 +59,8 @@ std::string npy_data(const TempDir& dir, const std::vector<int64_t>& labels, int
   at::Tensor y = at::tensor(labels, at::kLong).repeat({n / static_cast<int64_t>(labels.size())});
   data::write_npy(dir.file("x.npy"), at::randn({y.size(0), 16}));
   data::write_npy(dir.file("y.npy"), y);
-  return dir.write("data.yaml", "data: {dataset: npy, features: " + dir.file("x.npy") + ", labels: " +
-                                    dir.file("y.npy") + ", split: {test: 0.25}}\n");
+  return dir.write("data.yaml", "data: {dataset: npy, features: " + dir.file("x.npy") +
+                                    ", labels: " + dir.file("y.npy") + ", split: {test: 0.25}}\n");
 }
 
 // -----------------------------------------------------------------------------------------------
@@ -181,7 +183,8 @@ TEST(CliOutputs, InferUnderARegularFileOrOntoAFolderNamesTheUsersPath) {
   TempDir dir;
   data::write_npy(dir.file("x.npy"), at::randn({3, 16}));
   dir.write("file", "");
-  for (const std::string& out : {dir.file("file/y.npy"), dir.file("file/deeper/y.npy"), dir.path()}) {
+  for (const std::string& out :
+       {dir.file("file/y.npy"), dir.file("file/deeper/y.npy"), dir.path()}) {
     auto r = cli({"infer", "zoo:jet_tagger", "--input", dir.file("x.npy"), "--output", out});
     EXPECT_EQ(r.code, 2) << out << ": " << r.err;
     EXPECT_TRUE(mentions(r.err, "cannot write '" + out + "'")) << r.err;
@@ -203,9 +206,10 @@ json run_report(const TempDir& dir, const std::string& yaml, Result* result = nu
   return json::parse(std::ifstream(dir.file("out/report.json")));
 }
 
-const char* kJets = "data: {dataset: synthetic-jets, samples: 1200}\n"
-                    "experiments: [{name: p50, stages: [{method: prune, params: {ratio: 0.5}}]}]\n"
-                    "output: {latency: false}\n";
+const char* kJets =
+    "data: {dataset: synthetic-jets, samples: 1200}\n"
+    "experiments: [{name: p50, stages: [{method: prune, params: {ratio: 0.5}}]}]\n"
+    "output: {latency: false}\n";
 
 TEST(CliReport, WarnsAboutAnUntrainedZooBaseline) {
   TempDir dir;
@@ -216,21 +220,25 @@ TEST(CliReport, WarnsAboutAnUntrainedZooBaseline) {
   const std::string w = rep["warnings"][0];
   EXPECT_TRUE(mentions(w, "zoo:jet_tagger is untrained")) << w;
   EXPECT_TRUE(mentions(w, "baseline: {train:")) << w;
-  EXPECT_TRUE(mentions(slurp(dir.file("out/report.md")), "**Warning:** the baseline zoo:jet_tagger"));
-  EXPECT_TRUE(mentions(slurp(dir.file("out/report.html")),
-                       "<p class=\"warning\"><strong>Warning:</strong> the baseline zoo:jet_tagger"));
+  EXPECT_TRUE(
+      mentions(slurp(dir.file("out/report.md")), "**Warning:** the baseline zoo:jet_tagger"));
+  EXPECT_TRUE(
+      mentions(slurp(dir.file("out/report.html")),
+               "<p class=\"warning\"><strong>Warning:</strong> the baseline zoo:jet_tagger"));
   // The terminal summary repeats it after the comparison table.
   EXPECT_TRUE(mentions(r.out, "warning: the baseline zoo:jet_tagger")) << r.out;
 
   // baseline.train that runs no step leaves it untrained too.
   TempDir dir2;
-  rep = run_report(dir2, std::string("model: {zoo: jet_tagger}\nbaseline: {train: {epochs: 0}}\n") + kJets);
+  rep = run_report(
+      dir2, std::string("model: {zoo: jet_tagger}\nbaseline: {train: {epochs: 0}}\n") + kJets);
   EXPECT_EQ(rep["warnings"].size(), 1u);
 }
 
 TEST(CliReport, NoWarningForATrainedBaselineOrAGivenModel) {
   TempDir dir;
-  json rep = run_report(dir, std::string("model: {zoo: jet_tagger}\nbaseline: {train: {epochs: 1}}\n") + kJets);
+  json rep = run_report(
+      dir, std::string("model: {zoo: jet_tagger}\nbaseline: {train: {epochs: 1}}\n") + kJets);
   ASSERT_TRUE(rep.contains("warnings"));
   EXPECT_TRUE(rep["warnings"].empty()) << rep["warnings"];
   EXPECT_FALSE(mentions(slurp(dir.file("out/report.md")), "Warning"));

@@ -8,21 +8,20 @@
 
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
-#include <limits>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <limits>
 #include <map>
 #include <set>
 #include <sstream>
 #include <string>
 #include <vector>
-
-#include <unistd.h>
 
 #include "squeeze/exec/executor.h"
 #include "squeeze/io/onnx.h"
@@ -176,7 +175,8 @@ inline std::vector<std::string> sorted_files(const fs::path& dir, const std::str
 // The value a Softmax producing graph output 0 reads (through shape-only ops), or "".
 inline std::string softmax_logits(const ir::Graph& g) {
   const ir::Node* p = g.producer(g.outputs.at(0));
-  while (p && (p->op == "Reshape" || p->op == "Flatten" || p->op == "Squeeze" || p->op == "Identity"))
+  while (p &&
+         (p->op == "Reshape" || p->op == "Flatten" || p->op == "Squeeze" || p->op == "Identity"))
     p = g.producer(p->inputs.at(0));
   return p && p->op == "Softmax" ? p->inputs.at(0) : "";
 }
@@ -186,7 +186,8 @@ inline std::string softmax_logits(const ir::Graph& g) {
 template <typename Float>
 bool softmax_unresolved(double largest, double rtol) {
   const Float m = static_cast<Float>(largest);
-  const double ulp = static_cast<double>(std::nextafter(m, std::numeric_limits<Float>::infinity()) - m);
+  const double ulp =
+      static_cast<double>(std::nextafter(m, std::numeric_limits<Float>::infinity()) - m);
   return ulp > std::log1p(rtol);
 }
 
@@ -216,7 +217,8 @@ inline std::string check_unresolved_softmax(const ir::Graph& g, const std::strin
   exec::Executor ex(gl);
   std::vector<std::pair<std::string, at::Tensor>> runs = {{"batch 1", logits1}};
   at::Tensor two = ex.run({at::cat({x, x}, 0)}).at(0);
-  for (int64_t i = 0; i < two.size(0); ++i) runs.push_back({"batch of 2, row " + std::to_string(i), two.narrow(0, i, 1)});
+  for (int64_t i = 0; i < two.size(0); ++i)
+    runs.push_back({"batch of 2, row " + std::to_string(i), two.narrow(0, i, 1)});
 
   ir::Graph g64 = in_float64(g);
   g64.outputs.push_back(logits_value);
@@ -228,13 +230,14 @@ inline std::string check_unresolved_softmax(const ir::Graph& g, const std::strin
   for (const auto& [what, logits] : runs) {
     at::Tensor l = logits.to(at::kDouble).reshape({-1});
     if (l.numel() != ref_centred.numel())
-      return what + ": " + std::to_string(l.numel()) + " logits for " + std::to_string(ref_centred.numel()) +
-             " reference probabilities";
+      return what + ": " + std::to_string(l.numel()) + " logits for " +
+             std::to_string(ref_centred.numel()) + " reference probabilities";
     // (a) Centred logits: only differences between logits are defined by the reference.
     const double scale = l.abs().max().item<double>();
     const Tolerance centred{tol.name, 0.0, tol.rtol * scale + tol.atol};
     std::string why = compare(l - l.max(), ref_centred, centred);
-    if (!why.empty()) return what + ", logits against those the reference implies (up to a constant): " + why;
+    if (!why.empty())
+      return what + ", logits against those the reference implies (up to a constant): " + why;
     // (b)
     why = compare(logits, logits64, tol);
     if (!why.empty()) return what + ", float32 logits against float64: " + why;

@@ -65,7 +65,8 @@ TEST(Fs, AtomicWritesCreateFoldersAndNameTheUsersPathOnFailure) {
     } catch (const UserError& e) {
       const std::string w = e.what();
       EXPECT_NE(w.find("cannot write '" + path + "'"), std::string::npos) << w;
-      EXPECT_NE(w.find("'" + dir.file("plain") + "' is a file, not a folder"), std::string::npos) << w;
+      EXPECT_NE(w.find("'" + dir.file("plain") + "' is a file, not a folder"), std::string::npos)
+          << w;
       EXPECT_EQ(w.find(".tmp-"), std::string::npos) << w;
     }
     EXPECT_THROW(temp_path_for(path), UserError);

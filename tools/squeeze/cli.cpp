@@ -124,8 +124,9 @@ int cmd_eval(const std::string& model, const std::string& data_yaml, bool as_jso
   for (size_t i = 0; i < m.classes.size(); ++i) {
     const size_t c = static_cast<size_t>(m.classes[i]);
     out << std::setw(5) << c << "  " << std::left << std::setw(20)
-        << (c < splits.class_names.size() ? splits.class_names[c] : "") << std::right << std::setw(10)
-        << m.per_class_accuracy[i] << std::setw(11) << m.per_class_precision[i] << "\n";
+        << (c < splits.class_names.size() ? splits.class_names[c] : "") << std::right
+        << std::setw(10) << m.per_class_accuracy[i] << std::setw(11) << m.per_class_precision[i]
+        << "\n";
   }
   if (static_cast<int64_t>(m.classes.size()) < m.num_outputs)
     out << "(" << m.classes.size() << " of the model's " << m.num_outputs

@@ -44,10 +44,10 @@ struct Metrics {
   double accuracy = 0.0;  // fraction in [0, 1]
   double loss = 0.0;      // mean cross entropy
   int64_t samples = 0;
-  int64_t num_outputs = 0;                 // the model's output width (its number of classes)
-  std::vector<int64_t> classes;            // the classes that occur in the labels, ascending
-  std::vector<double> per_class_accuracy;  // = recall of classes[i]
-  std::vector<double> per_class_precision; // of classes[i]; 0 when never predicted
+  int64_t num_outputs = 0;                  // the model's output width (its number of classes)
+  std::vector<int64_t> classes;             // the classes that occur in the labels, ascending
+  std::vector<double> per_class_accuracy;   // = recall of classes[i]
+  std::vector<double> per_class_precision;  // of classes[i]; 0 when never predicted
   // [i][j]: samples of classes[i] predicted as classes[j]. When the model outputs classes that
   // do not occur in the labels, one more column, j == classes.size(), counts the samples
   // predicted as any of those, so every row sums to the samples of its class.
