@@ -111,8 +111,13 @@ int cmd_eval(const std::string& model, const std::string& data_yaml, bool as_jso
   ir::Graph graph = io::load_model(model, g.seed);
   ir::verify(graph);
   // The labels need only be valid outputs of the model (a 1000-class model on a few classes).
+  // Every split is checked, not only the evaluated one: a bad label anywhere is a bad data file.
   const int64_t k = train::output_classes(graph);
-  if (k > 0) train::check_labels(splits.test, k, msg(data_yaml, ": the test split"));
+  if (k > 0) {
+    train::check_labels(splits.train, k, msg(data_yaml, ": the training split"));
+    train::check_labels(splits.val, k, msg(data_yaml, ": the validation split"));
+    train::check_labels(splits.test, k, msg(data_yaml, ": the test split"));
+  }
   train::Metrics m = train::evaluate(graph, splits.test, 256);
   if (as_json) {
     out << report::eval_json(model, splits.description, m, splits.class_names);
