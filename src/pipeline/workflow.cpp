@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 
 #include <chrono>
+#include <cmath>
 #include <filesystem>
 #include <iostream>
 
@@ -60,16 +61,17 @@ void fill_zoo_params(const std::string& name, std::map<std::string, std::string>
 report::ModelStats evaluated_stats(ir::Graph& g, const data::Splits* data, int64_t batch_size) {
   report::ModelStats s = static_stats(g);
   if (!data || data->test.size() == 0) return s;
-  train::Metrics m = train::evaluate(g, data->test, std::max<int64_t>(batch_size, 256), data->num_classes);
+  train::Metrics m = train::evaluate(g, data->test, std::max<int64_t>(batch_size, 256));
   s.evaluated = true;
   s.accuracy = m.accuracy;
   s.loss = m.loss;
-  for (size_t c = 0; c < m.per_class_accuracy.size(); ++c) {
+  for (size_t i = 0; i < m.classes.size(); ++i) {
     report::ClassStats cs;
-    cs.cls = static_cast<int64_t>(c);
-    if (c < data->class_names.size()) cs.name = data->class_names[c];
-    cs.accuracy = cs.recall = m.per_class_accuracy[c];
-    cs.precision = m.per_class_precision[c];
+    cs.cls = m.classes[i];
+    if (cs.cls < static_cast<int64_t>(data->class_names.size()))
+      cs.name = data->class_names[cs.cls];
+    cs.accuracy = cs.recall = m.per_class_accuracy[i];
+    cs.precision = m.per_class_precision[i];
     s.per_class.push_back(cs);
   }
   return s;
@@ -171,6 +173,16 @@ report::Report run_workflow(const WorkflowConfig& config, const RunOptions& opti
   ir::Graph baseline = build_model(config.model, data_ptr, config.seed);
   log::info("model: ", baseline.name, ", ", with_commas(baseline.num_params()), " parameters, ",
             with_commas(ir::graph_flops(baseline)), " FLOPs per sample");
+  // Labels only need to be valid outputs of the model; the data may hold a few of its classes.
+  // Checked on every split now, before any training, when the output width is known statically.
+  if (splits) {
+    const int64_t k = train::output_classes(baseline);
+    if (k > 0) {
+      train::check_labels(splits->train, k, "data: the training split");
+      train::check_labels(splits->val, k, "data: the validation split");
+      train::check_labels(splits->test, k, "data: the test split");
+    }
+  }
 
   report::Report rep;
   rep.squeeze_version = SQUEEZE_VERSION;
@@ -184,12 +196,28 @@ report::Report run_workflow(const WorkflowConfig& config, const RunOptions& opti
   fs::create_directories(out_dir);
   write_text_atomic((fs::path(out_dir) / "config.yaml").string(), effective + "\n");
 
+  int64_t baseline_steps = 0;
   if (config.baseline_train) {
     log::info("baseline: training ", config.baseline_train->epochs, " epochs");
-    train::fit(baseline, *splits, *config.baseline_train, batch_size, config.seed);
+    baseline_steps =
+        train::fit(baseline, *splits, *config.baseline_train, batch_size, config.seed).steps;
   }
   rep.baseline = evaluated_stats(baseline, data_ptr, batch_size);
   if (rep.baseline.evaluated) log::info("baseline: test accuracy ", rep.baseline.accuracy);
+  // A zoo model starts from random weights: without training, every accuracy and drop in the
+  // report is measured against chance, which reads like a result unless it is said loudly.
+  if (!config.model.zoo.empty() && baseline_steps == 0) {
+    std::string w =
+        msg("the baseline zoo:", config.model.zoo, " is untrained (random weights",
+            config.baseline_train ? ", baseline.train ran no step" : ", no baseline.train", ")");
+    if (rep.baseline.evaluated)
+      w += msg(": its test accuracy ", std::round(rep.baseline.accuracy * 10000.0) / 100.0,
+               "% is that of random weights, and every accuracy drop below compares against it");
+    w += "; add baseline: {train: {epochs: N}} or start from a trained model (model: {onnx: ...} "
+         "or {checkpoint: ...})";
+    log::warn(w);
+    rep.warnings.push_back(w);
+  }
   rep.baseline_artifacts = write_artifacts(baseline, "baseline", out_dir, config.output.exports);
 
   std::vector<ir::Graph> compressed;

@@ -42,18 +42,21 @@ std::string inspect_json(const std::string& model, const std::vector<LayerRow>& 
 std::string eval_json(const std::string& model, const std::string& data, const train::Metrics& m,
                       const std::vector<std::string>& class_names) {
   json pc = json::array();
-  for (size_t c = 0; c < m.per_class_accuracy.size(); ++c)
+  for (size_t i = 0; i < m.classes.size(); ++i) {
+    const size_t c = static_cast<size_t>(m.classes[i]);
     pc.push_back({{"class", c},
                   {"name", c < class_names.size() ? class_names[c] : ""},
-                  {"accuracy", m.per_class_accuracy[c]},
-                  {"recall", m.per_class_accuracy[c]},
-                  {"precision", m.per_class_precision[c]}});
+                  {"accuracy", m.per_class_accuracy[i]},
+                  {"recall", m.per_class_accuracy[i]},
+                  {"precision", m.per_class_precision[i]}});
+  }
   json j;
   j["model"] = model;
   j["data"] = data;
   j["samples"] = m.samples;
   j["accuracy"] = m.accuracy;
   j["loss"] = m.loss;
+  j["num_outputs"] = m.num_outputs;
   j["per_class"] = pc;
   j["confusion"] = m.confusion;
   return j.dump(2) + "\n";

@@ -276,6 +276,7 @@ Json report_json(const Report& r) {
   j["environment"] = env;
   j["model"] = r.model_name;
   j["data"] = r.data_description;
+  j["warnings"] = r.warnings;
 
   Json base = Json::object();
   add_stats(base, r.baseline);
@@ -564,6 +565,10 @@ std::string report_md(const Report& r) {
   os << "- data: " << (r.data_description.empty() ? "-" : r.data_description) << "\n";
   os << "- config hash: `" << (r.config_hash.empty() ? "-" : r.config_hash) << "`\n";
   os << "- total time: " << fmt_seconds(r.seconds) << "\n";
+  if (!r.warnings.empty()) {
+    os << "\n## Warnings\n\n";
+    for (const auto& w : r.warnings) os << "> **Warning:** " << w << "\n>\n";
+  }
   if (!r.baseline.evaluated)
     os << "\nNo data was given, so accuracy was not measured (shown as `-`).\n";
 
@@ -859,7 +864,9 @@ svg{font-family:inherit;max-width:100%;height:auto}
 svg .plot{fill:#fff;stroke:#bbb}svg .grid{stroke:#e6e6e6}svg .tick{font-size:11px;fill:#555}
 svg .axis{font-size:12px;fill:#333}svg .label{font-size:12px;fill:#222}
 svg .note{font-size:13px;fill:#777}svg .base{stroke:#000;stroke-dasharray:4 3}
-pre{background:#f6f6f6;padding:.8em;overflow:auto}.note{color:#666})";
+pre{background:#f6f6f6;padding:.8em;overflow:auto}.note{color:#666}
+.warning{background:#fff4e5;border:1px solid #e8a33d;border-left:6px solid #d9822b;padding:.5em .8em;
+margin:.6em 0})";
 
 std::string report_html(const Report& r) {
   std::ostringstream os;
@@ -872,6 +879,8 @@ std::string report_html(const Report& r) {
      << " &middot; data: " << esc(r.data_description.empty() ? "-" : r.data_description)
      << " &middot; config hash <code>" << esc(r.config_hash.empty() ? "-" : r.config_hash)
      << "</code> &middot; total time " << esc(fmt_seconds(r.seconds)) << "</p>\n";
+  for (const auto& w : r.warnings)
+    os << "<p class=\"warning\"><strong>Warning:</strong> " << esc(w) << "</p>\n";
   if (!r.baseline.evaluated)
     os << "<p class=\"note\">No data was given, so accuracy was not measured (shown as -).</p>\n";
 
@@ -938,6 +947,10 @@ void write_report(const Report& report, const std::string& dir) {
   write_text_atomic((base / "report.html").string(), report_html(report));
 }
 
-std::string comparison_table(const Report& report) { return text_table(comparison(report, true)); }
+std::string comparison_table(const Report& report) {
+  std::string out = text_table(comparison(report, true));
+  for (const auto& w : report.warnings) out += "warning: " + w + "\n";
+  return out;
+}
 
 }  // namespace squeeze::report

@@ -61,39 +61,84 @@ void restore(ir::Graph& g, const std::vector<at::Tensor>& s) {
 
 }  // namespace
 
-Metrics evaluate(ir::Graph& graph, const data::Dataset& data, int64_t batch_size, int64_t num_classes) {
+void check_labels(const data::Dataset& data, int64_t num_outputs, const std::string& what) {
+  if (data.size() == 0) return;
+  const at::Tensor bad = (data.y < 0) | (data.y >= num_outputs);
+  if (!bad.any().item<bool>()) return;
+  const int64_t row = bad.nonzero().select(1, 0)[0].item<int64_t>();
+  throw InputError(msg(what, ": label ", data.y[row].item<int64_t>(), " in row ", row,
+                       " is outside the model's ", num_outputs, " outputs (valid labels: 0 to ",
+                       num_outputs - 1, ")"));
+}
+
+int64_t output_classes(const ir::Graph& graph) {
+  if (graph.outputs.empty()) return -1;
+  auto it = graph.shapes.find(graph.outputs[0]);
+  if (it == graph.shapes.end() || it->second.size() != 2) return -1;
+  return it->second[1] > 0 ? it->second[1] : -1;
+}
+
+Metrics evaluate(ir::Graph& graph, const data::Dataset& data, int64_t batch_size,
+                 int64_t /*num_classes*/) {
+  return evaluate(graph, data, batch_size);
+}
+
+Metrics evaluate(ir::Graph& graph, const data::Dataset& data, int64_t batch_size) {
   Metrics m;
   if (data.size() == 0) return m;
   at::NoGradGuard no_grad;
   exec::Executor ex(graph);
-  at::Tensor confusion = at::zeros({num_classes, num_classes}, at::kLong);
+  int64_t k = -1;
   double loss_sum = 0.0;
+  std::vector<at::Tensor> preds;
   for (int64_t start = 0; start < data.size(); start += batch_size) {
     int64_t len = std::min(batch_size, data.size() - start);
     at::Tensor x = data.x.narrow(0, start, len), y = data.y.narrow(0, start, len);
     at::Tensor logits = ex.forward(x, exec::Mode::kEval);
-    if (logits.dim() != 2 || logits.size(1) != num_classes)
-      throw InputError(msg("the model outputs shape ", logits.sizes(), " but the data has ", num_classes,
-                           " classes (expected [batch, ", num_classes, "])"));
-    loss_sum += at::cross_entropy_loss(logits, y, {}, at::Reduction::Sum).item<double>();
-    at::Tensor pred = logits.argmax(1);
-    confusion.view(-1).index_add_(0, y * num_classes + pred, at::ones_like(y));
-  }
-  m.samples = data.size();
-  m.loss = loss_sum / double(m.samples);
-  auto c = confusion.accessor<int64_t, 2>();
-  int64_t correct = 0;
-  m.confusion.assign(num_classes, std::vector<int64_t>(num_classes, 0));
-  for (int64_t i = 0; i < num_classes; ++i) {
-    int64_t row = 0, col = 0;
-    for (int64_t j = 0; j < num_classes; ++j) {
-      m.confusion[i][j] = c[i][j];
-      row += c[i][j];
-      col += c[j][i];
+    if (logits.dim() != 2 || logits.size(1) < 1)
+      throw InputError(msg("evaluation needs class scores: the model outputs shape ",
+                           logits.sizes(), " (expected [batch, classes])"));
+    if (k < 0) {
+      // Checked once for the whole set so a bad label is reported before any metric is computed.
+      k = logits.size(1);
+      check_labels(data, k, "the evaluated data");
     }
-    correct += c[i][i];
-    m.per_class_accuracy.push_back(row ? double(c[i][i]) / double(row) : 0.0);
-    m.per_class_precision.push_back(col ? double(c[i][i]) / double(col) : 0.0);
+    loss_sum += at::cross_entropy_loss(logits, y, {}, at::Reduction::Sum).item<double>();
+    preds.push_back(logits.argmax(1));
+  }
+  const at::Tensor pred = at::cat(preds);
+  const at::Tensor y = data.y.contiguous();
+  m.samples = data.size();
+  m.num_outputs = k;
+  m.loss = loss_sum / double(m.samples);
+
+  // Counted over the model's K outputs, then reported for the classes present; K may be large
+  // (1000) while the data holds a few classes, so no K x K matrix is built.
+  const at::Tensor label_count = at::bincount(y, {}, k);
+  const at::Tensor pred_count = at::bincount(pred, {}, k);
+  const at::Tensor hit = y.eq(pred);
+  const at::Tensor correct_count = at::bincount(y.masked_select(hit), {}, k);
+  auto lc = label_count.accessor<int64_t, 1>();
+  auto pc = pred_count.accessor<int64_t, 1>();
+  auto cc = correct_count.accessor<int64_t, 1>();
+  std::vector<int64_t> column(static_cast<size_t>(k), -1);
+  int64_t correct = 0;
+  for (int64_t c = 0; c < k; ++c) {
+    correct += cc[c];
+    if (lc[c] == 0) continue;
+    column[c] = static_cast<int64_t>(m.classes.size());
+    m.classes.push_back(c);
+    m.per_class_accuracy.push_back(double(cc[c]) / double(lc[c]));
+    m.per_class_precision.push_back(pc[c] ? double(cc[c]) / double(pc[c]) : 0.0);
+  }
+  const size_t n = m.classes.size();
+  const size_t other = static_cast<int64_t>(n) < k ? 1 : 0;
+  m.confusion.assign(n, std::vector<int64_t>(n + other, 0));
+  auto ya = y.accessor<int64_t, 1>();
+  auto pa = pred.accessor<int64_t, 1>();
+  for (int64_t i = 0; i < m.samples; ++i) {
+    const int64_t col = column[pa[i]];
+    m.confusion[column[ya[i]]][col >= 0 ? col : static_cast<int64_t>(n)] += 1;
   }
   m.accuracy = double(correct) / double(m.samples);
   return m;
@@ -134,6 +179,15 @@ TrainResult fit(ir::Graph& graph, const data::Splits& splits, const TrainOptions
       for (auto& group : optimizer->param_groups()) group.options().set_lr(lr);
       optimizer->zero_grad();
       at::Tensor logits = ex.forward(x, exec::Mode::kTrain);
+      if (step == 0) {
+        // Before the first update, so a bad label costs no training time; libtorch's own error
+        // would name neither the row nor the valid range.
+        if (logits.dim() != 2)
+          throw InputError(msg("training needs class scores: the model outputs shape ",
+                               logits.sizes(), " (expected [batch, classes])"));
+        check_labels(splits.train, logits.size(1), "the training split");
+        check_labels(splits.val, logits.size(1), "the validation split");
+      }
       at::Tensor loss = at::cross_entropy_loss(logits, y, {}, at::Reduction::Mean, -100, options.label_smoothing);
       loss.backward();
       optimizer->step();
@@ -154,7 +208,7 @@ TrainResult fit(ir::Graph& graph, const data::Splits& splits, const TrainOptions
     rec.lr = lr;
     rec.samples_per_s = secs > 0 ? double(seen) / secs : 0.0;
     if (have_val) {
-      Metrics v = evaluate(graph, splits.val, std::max<int64_t>(batch_size, 256), splits.num_classes);
+      Metrics v = evaluate(graph, splits.val, std::max<int64_t>(batch_size, 256));
       rec.val_loss = v.loss;
       rec.val_accuracy = v.accuracy;
     }

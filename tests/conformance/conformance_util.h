@@ -8,19 +8,20 @@
 
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <limits>
 #include <map>
 #include <set>
 #include <sstream>
 #include <string>
 #include <vector>
-
-#include <unistd.h>
 
 #include "squeeze/exec/executor.h"
 #include "squeeze/io/onnx.h"
@@ -144,6 +145,109 @@ inline std::vector<std::string> sorted_files(const fs::path& dir, const std::str
   return out;
 }
 
+// ---------------------------------------------------------------------------------------------
+// Light models whose output is a softmax that float32 cannot resolve.
+//
+// Most light models end in Softmax over logits that are mathematically equal (their weights are
+// constants, so every output channel computes the same sum) and huge: light_squeezenet's 1000
+// logits are all 9.48e9, where one float32 ulp is 1024. The reference output is therefore exactly
+// uniform (0.001), but a one-ulp difference between two logits multiplies a probability by
+// e^1024: the float32 softmax is uniform only when every channel rounds identically, which is
+// luck, not correctness. Measured: light_squeezenet's last Conv (1x1, 512 -> 1000 channels, a
+// GEMM) gives identical channels with OpenBLAS's default kernel set on this machine
+// ("Cooperlake") but channels 1 ulp apart with its "Zen" and "Haswell" kernels (the ones an AVX2
+// machine gets), and the case fails with "1000 of 1000 elements outside rtol 0.001": the result
+// depends on the CPU the suite runs on and on the thread count, not on squeeze. Nothing in the
+// executor's inference optimizations is involved (it fails the same with optimize_inference off).
+//
+// For such cases the comparison is made where it is well conditioned, so it is deterministic and
+// still anchored to ONNX's reference:
+//  (a) the float32 logits (the executor users run, batch 1 and each row of a batch of 2) against
+//      the logits the reference output implies: log(p) fixes logits up to one additive constant,
+//      so centred logits are compared, with the case's rtol relative to the logits' magnitude;
+//  (b) the float32 logits against a float64 execution of the same graph (no inference
+//      optimizations), with the case's tolerance: this checks their magnitude too;
+//  (c) the float64 execution's own output against the reference, with the case's tolerance,
+//      when float64 does resolve the softmax (light_squeezenet: ulp 2e-6 at 9.5e9): this checks
+//      the Softmax (axis, normalization) and everything after it.
+// What is not checked is only what the reference cannot decide: float32 rounding of equal logits.
+
+// The value a Softmax producing graph output 0 reads (through shape-only ops), or "".
+inline std::string softmax_logits(const ir::Graph& g) {
+  const ir::Node* p = g.producer(g.outputs.at(0));
+  while (p &&
+         (p->op == "Reshape" || p->op == "Flatten" || p->op == "Squeeze" || p->op == "Identity"))
+    p = g.producer(p->inputs.at(0));
+  return p && p->op == "Softmax" ? p->inputs.at(0) : "";
+}
+
+// True when a rounding of `largest` (the largest logit magnitude) in the given precision moves a
+// softmax probability by more than the relative tolerance.
+template <typename Float>
+bool softmax_unresolved(double largest, double rtol) {
+  const Float m = static_cast<Float>(largest);
+  const double ulp =
+      static_cast<double>(std::nextafter(m, std::numeric_limits<Float>::infinity()) - m);
+  return ulp > std::log1p(rtol);
+}
+
+// The graph computing in float64: inputs and floating parameters converted.
+inline ir::Graph in_float64(const ir::Graph& g) {
+  ir::Graph d = g.clone();
+  for (auto& in : d.inputs)
+    if (in.dtype == at::kFloat) in.dtype = at::kDouble;
+  for (auto& n : d.nodes)
+    for (auto& [k, p] : n.params)
+      if (p.value.scalar_type() == at::kFloat) p.value = p.value.to(at::kDouble);
+  return d;
+}
+
+// Checks (a), (b), (c) above for one light case; "" when they hold.
+// `logits1` is the float32 logits of x (batch 1), already computed by the caller.
+inline std::string check_unresolved_softmax(const ir::Graph& g, const std::string& logits_value,
+                                            const at::Tensor& x, const at::Tensor& logits1,
+                                            const at::Tensor& want, const Tolerance& tol) {
+  at::Tensor p_ref = want.to(at::kDouble).reshape({-1});
+  if (!(p_ref > 0).all().item<bool>())
+    return "the reference output has zero probabilities: the logits it implies are unbounded";
+  at::Tensor ref_centred = at::log(p_ref) - at::log(p_ref).max();
+
+  ir::Graph gl = g.clone();
+  gl.outputs = {logits_value};
+  exec::Executor ex(gl);
+  std::vector<std::pair<std::string, at::Tensor>> runs = {{"batch 1", logits1}};
+  at::Tensor two = ex.run({at::cat({x, x}, 0)}).at(0);
+  for (int64_t i = 0; i < two.size(0); ++i)
+    runs.push_back({"batch of 2, row " + std::to_string(i), two.narrow(0, i, 1)});
+
+  ir::Graph g64 = in_float64(g);
+  g64.outputs.push_back(logits_value);
+  exec::ExecutorOptions plain;
+  plain.optimize_inference = false;
+  std::vector<at::Tensor> out64 = exec::Executor(g64, plain).run({x.to(at::kDouble)});
+  const at::Tensor& logits64 = out64.at(1);
+
+  for (const auto& [what, logits] : runs) {
+    at::Tensor l = logits.to(at::kDouble).reshape({-1});
+    if (l.numel() != ref_centred.numel())
+      return what + ": " + std::to_string(l.numel()) + " logits for " +
+             std::to_string(ref_centred.numel()) + " reference probabilities";
+    // (a) Centred logits: only differences between logits are defined by the reference.
+    const double scale = l.abs().max().item<double>();
+    const Tolerance centred{tol.name, 0.0, tol.rtol * scale + tol.atol};
+    std::string why = compare(l - l.max(), ref_centred, centred);
+    if (!why.empty())
+      return what + ", logits against those the reference implies (up to a constant): " + why;
+    // (b)
+    why = compare(logits, logits64, tol);
+    if (!why.empty()) return what + ", float32 logits against float64: " + why;
+  }
+  // (c)
+  if (softmax_unresolved<double>(logits64.abs().max().item<double>(), tol.rtol)) return "";
+  std::string why = compare(out64.at(0), want, tol);
+  return why.empty() ? "" : "float64 execution, output 0: " + why;
+}
+
 // Runs one case: "" on success, else why it failed.
 inline std::string run_case(const Case& c) {
   try {
@@ -156,10 +260,18 @@ inline std::string run_case(const Case& c) {
       int64_t n = 1;
       for (auto d : s) n *= d;
       at::Tensor x = (at::arange(n, at::kFloat) / static_cast<double>(n)).reshape(s);
-      at::Tensor y = ex.run({x}).at(0);
       bool dense = c.id.find("densenet") != std::string::npos;
       const Tolerance& tol = dense ? kLightDenseNetTolerance : kLightTolerance;
       at::Tensor want = io::load_onnx_tensor(c.light_output);
+      const std::string logits = softmax_logits(g);
+      if (!logits.empty()) {
+        ir::Graph gl = g.clone();
+        gl.outputs = {logits};
+        const at::Tensor l = exec::Executor(gl).run({x}).at(0);
+        if (softmax_unresolved<float>(l.abs().max().item<double>(), tol.rtol))
+          return check_unresolved_softmax(g, logits, x, l, want, tol);
+      }
+      at::Tensor y = ex.run({x}).at(0);
       std::string why = compare(y, want, tol);
       if (!why.empty()) return "output 0: " + why;
       // The imported batch dimension is dynamic: a batch of two copies gives the same rows.

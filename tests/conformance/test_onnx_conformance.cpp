@@ -1,6 +1,7 @@
 // ONNX backend conformance: pytorch-converted, pytorch-operator, simple and light. See
-// conformance_util.h for the rules. The light models (224x224 real architectures) take about 4 s
-// together on the 2-core reference machine, so they stay in the fast set.
+// conformance_util.h for the rules. The light models (224x224 real architectures) take about 8 s
+// together on the 2-core reference machine (the float64 runs of the softmax check are most of it),
+// so they stay in the fast set.
 #include "conformance/conformance_util.h"
 
 namespace squeeze::conformance {

@@ -182,7 +182,10 @@ TEST(DataNpy, WriteReadRoundTrip) {
   }
   EXPECT_EQ(files, tensors.size());
 
-  EXPECT_THROW(write_npy(dir.file("no-such-dir/x.npy"), tensors[0]), Error);
+  // A missing folder is created (as every atomic writer does); a path under a file is an error.
+  write_npy(dir.file("new-dir/x.npy"), tensors[0]);
+  EXPECT_TRUE(read_npy(dir.file("new-dir/x.npy")).equal(tensors[0]));
+  EXPECT_THROW(write_npy(dir.file("new-dir/x.npy/y.npy"), tensors[0]), UserError);
   EXPECT_THROW(write_npy(dir.file("h.npy"), at::ones({2}, at::kHalf)), UnsupportedError);
 }
 

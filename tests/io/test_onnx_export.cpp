@@ -130,7 +130,12 @@ TEST(OnnxExport, PassesCheckerAndWritesOpset13WithSymbolicBatch) {
 
 TEST(OnnxExport, FailedWriteLeavesNoFile) {
   ir::Graph g = models::build("mlp", {}, 0);
-  EXPECT_ANY_THROW(io::export_onnx(g, "/nonexistent-dir/model.onnx"));
+  // Missing folders are created (util/fs.h), so the impossible path is one under a regular file.
+  const std::string file = tmp_path("plain-file");
+  std::ofstream(file) << "x";
+  EXPECT_THROW(io::export_onnx(g, file + "/model.onnx"), UserError);
+  EXPECT_FALSE(fs::exists(file + "/model.onnx"));
+  fs::remove(file);
   EXPECT_THROW(io::export_onnx(g, tmp_path("x.onnx"), io::OnnxExportOptions{11}), UnsupportedError);
 }
 

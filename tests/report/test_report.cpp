@@ -319,6 +319,31 @@ TEST(ReportWriter, NoExperimentsStillWrites) {
   EXPECT_EQ(comparison_table(r).find("prune50"), std::string::npos);
 }
 
+TEST(ReportWriter, WarningsAppearInEveryForm) {
+  TempDir dir;
+  Report r = make_report();
+  write_report(r, dir.path());
+  EXPECT_TRUE(Json::parse(read(dir.file("report.json")))["warnings"].empty());
+  EXPECT_EQ(read(dir.file("report.md")).find("Warning"), std::string::npos);
+  EXPECT_EQ(read(dir.file("report.html")).find("class=\"warning\""), std::string::npos);
+
+  r.warnings = {"the baseline <zoo:x> is untrained", "second"};
+  write_report(r, dir.path());
+  const Json j = Json::parse(read(dir.file("report.json")));
+  ASSERT_EQ(j["warnings"].size(), 2u);
+  EXPECT_EQ(j["warnings"][0], "the baseline <zoo:x> is untrained");
+  const std::string md = read(dir.file("report.md"));
+  EXPECT_NE(md.find("## Warnings"), std::string::npos);
+  EXPECT_NE(md.find("> **Warning:** the baseline <zoo:x> is untrained"), std::string::npos) << md;
+  // Before the numbers it qualifies.
+  EXPECT_LT(md.find("## Warnings"), md.find("## Baseline"));
+  const std::string html = read(dir.file("report.html"));
+  EXPECT_EQ(count(html, "<p class=\"warning\">"), 2u);
+  EXPECT_NE(html.find("the baseline &lt;zoo:x&gt; is untrained"), std::string::npos);
+  EXPECT_LT(html.find("class=\"warning\""), html.find("<h2>Comparison</h2>"));
+  EXPECT_NE(comparison_table(r).find("warning: second\n"), std::string::npos);
+}
+
 TEST(ReportWriter, UnwritableFolderThrows) {
   TempDir dir;
   { std::ofstream(dir.file("a_file")) << "x"; }

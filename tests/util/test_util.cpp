@@ -48,6 +48,40 @@ TEST(Fs, AtomicWriteReplacesWholeFilesOnly) {
   EXPECT_THROW(read_text(dir.file("missing")), InputError);
 }
 
+TEST(Fs, AtomicWritesCreateFoldersAndNameTheUsersPathOnFailure) {
+  testing::TempDir dir;
+  write_file_atomic(dir.file("x/y/z.bin"), {"abc"});
+  EXPECT_EQ(read_text(dir.file("x/y/z.bin")), "abc");
+  // A library that writes the temporary file itself finds its folder ready.
+  const std::string tmp = temp_path_for(dir.file("p/q/r.pt"));
+  EXPECT_TRUE(std::filesystem::is_directory(dir.file("p/q")));
+  EXPECT_EQ(tmp.rfind(dir.file("p/q/r.pt.tmp-"), 0), 0u) << tmp;
+
+  dir.write("plain", "keep me");
+  for (const std::string& path : {dir.file("plain/a.txt"), dir.file("plain/sub/a.txt")}) {
+    try {
+      write_text_atomic(path, "x");
+      FAIL() << "no error for " << path;
+    } catch (const UserError& e) {
+      const std::string w = e.what();
+      EXPECT_NE(w.find("cannot write '" + path + "'"), std::string::npos) << w;
+      EXPECT_NE(w.find("'" + dir.file("plain") + "' is a file, not a folder"), std::string::npos)
+          << w;
+      EXPECT_EQ(w.find(".tmp-"), std::string::npos) << w;
+    }
+    EXPECT_THROW(temp_path_for(path), UserError);
+  }
+  EXPECT_EQ(read_text(dir.file("plain")), "keep me");
+  try {
+    write_text_atomic(dir.file("x"), "onto a folder");
+    FAIL() << "no error";
+  } catch (const UserError& e) {
+    EXPECT_NE(std::string(e.what()).find("it is a folder"), std::string::npos) << e.what();
+  }
+  for (const auto& e : std::filesystem::recursive_directory_iterator(dir.path()))
+    EXPECT_EQ(e.path().filename().string().find(".tmp-"), std::string::npos) << e.path();
+}
+
 TEST(Env, ReportsThreadsAndBlas) {
   EXPECT_EQ(env::set_threads(1), 1);
   auto d = env::describe();

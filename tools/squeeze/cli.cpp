@@ -120,7 +120,15 @@ int cmd_eval(const std::string& model, const std::string& data_yaml, bool as_jso
   data::Splits splits = load_data_file(data_yaml, g.seed);
   ir::Graph graph = io::load_model(model, g.seed);
   ir::verify(graph);
-  train::Metrics m = train::evaluate(graph, splits.test, 256, splits.num_classes);
+  // The labels need only be valid outputs of the model (a 1000-class model on a few classes).
+  // Every split is checked, not only the evaluated one: a bad label anywhere is a bad data file.
+  const int64_t k = train::output_classes(graph);
+  if (k > 0) {
+    train::check_labels(splits.train, k, msg(data_yaml, ": the training split"));
+    train::check_labels(splits.val, k, msg(data_yaml, ": the validation split"));
+    train::check_labels(splits.test, k, msg(data_yaml, ": the test split"));
+  }
+  train::Metrics m = train::evaluate(graph, splits.test, 256);
   if (as_json) {
     out << report::eval_json(model, splits.description, m, splits.class_names);
     return 0;
@@ -128,10 +136,16 @@ int cmd_eval(const std::string& model, const std::string& data_yaml, bool as_jso
   out << "model: " << model << "\ndata: " << splits.description << " (evaluated on the test split)\n";
   out << std::fixed << std::setprecision(4) << "accuracy: " << m.accuracy << "\nloss: " << m.loss << "\n";
   out << "class  name                  accuracy  precision\n";
-  for (size_t c = 0; c < m.per_class_accuracy.size(); ++c)
+  for (size_t i = 0; i < m.classes.size(); ++i) {
+    const size_t c = static_cast<size_t>(m.classes[i]);
     out << std::setw(5) << c << "  " << std::left << std::setw(20)
-        << (c < splits.class_names.size() ? splits.class_names[c] : "") << std::right << std::setw(10)
-        << m.per_class_accuracy[c] << std::setw(11) << m.per_class_precision[c] << "\n";
+        << (c < splits.class_names.size() ? splits.class_names[c] : "") << std::right
+        << std::setw(10) << m.per_class_accuracy[i] << std::setw(11) << m.per_class_precision[i]
+        << "\n";
+  }
+  if (static_cast<int64_t>(m.classes.size()) < m.num_outputs)
+    out << "(" << m.classes.size() << " of the model's " << m.num_outputs
+        << " classes occur in the data)\n";
   return 0;
 }
 

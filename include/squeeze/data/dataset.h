@@ -47,8 +47,10 @@ struct Dataset {
 struct Splits {
   Dataset train, val, test;
   std::vector<int64_t> sample_shape;  // without the batch dimension, e.g. {1, 28, 28}
+  // 1 + the largest label (at least the number of class names): what a zoo model built for this
+  // data needs. A given model may output more classes; the data need not hold all of them.
   int64_t num_classes = 0;
-  std::vector<std::string> class_names;  // may be empty
+  std::vector<std::string> class_names;  // may be empty; class_names[c] names label c
   std::string description;               // "fashion-mnist (train 54000, val 6000, test 10000)"
   at::Tensor mean, std;                  // the normalization applied (per feature / channel)
 };

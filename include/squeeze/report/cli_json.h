@@ -27,6 +27,8 @@ struct ModelTotals {
 };
 
 std::string inspect_json(const std::string& model, const std::vector<LayerRow>& layers, const ModelTotals& total);
+// squeeze eval --json: accuracy, loss, num_outputs (the model's classes), per_class for the
+// classes that occur in the data, and confusion as train::Metrics defines it.
 std::string eval_json(const std::string& model, const std::string& data, const train::Metrics& metrics,
                       const std::vector<std::string>& class_names);
 std::string bench_json(const std::string& model, int threads, const std::vector<deploy::LatencyStats>& results);

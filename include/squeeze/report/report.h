@@ -69,6 +69,9 @@ struct Report {
   ModelStats baseline;
   std::map<std::string, std::string> baseline_artifacts;
   std::vector<ExperimentResult> results;
+  // Things that make the numbers misleading (an untrained baseline, ...), one sentence each;
+  // listed first in every form of the report, and as "warnings" in report.json.
+  std::vector<std::string> warnings;
   double seconds = 0.0;
 };
 

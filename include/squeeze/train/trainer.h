@@ -37,13 +37,21 @@ struct TrainOptions {
   void validate() const;                       // throws ConfigError
 };
 
+// Classification metrics. A data set need not hold every class the model outputs (a 1000-class
+// model evaluated on a few labelled images), so the per-class lists cover the classes that occur
+// in the labels, in ascending order: per_class_*[i] is about class classes[i].
 struct Metrics {
   double accuracy = 0.0;  // fraction in [0, 1]
   double loss = 0.0;      // mean cross entropy
   int64_t samples = 0;
-  std::vector<double> per_class_accuracy;  // = recall of each class
-  std::vector<double> per_class_precision;
-  std::vector<std::vector<int64_t>> confusion;  // [true][predicted]
+  int64_t num_outputs = 0;                  // the model's output width (its number of classes)
+  std::vector<int64_t> classes;             // the classes that occur in the labels, ascending
+  std::vector<double> per_class_accuracy;   // = recall of classes[i]
+  std::vector<double> per_class_precision;  // of classes[i]; 0 when never predicted
+  // [i][j]: samples of classes[i] predicted as classes[j]. When the model outputs classes that
+  // do not occur in the labels, one more column, j == classes.size(), counts the samples
+  // predicted as any of those, so every row sums to the samples of its class.
+  std::vector<std::vector<int64_t>> confusion;
 };
 
 struct EpochRecord {
@@ -66,12 +74,28 @@ struct TrainResult {
 using StepHook = std::function<void(ir::Graph&, int64_t step, int64_t total_steps)>;
 
 // Trains the graph in place on splits.train, validating on splits.val after each epoch.
-// Masked parameters stay zero. Shows progress (see util/progress.h).
+// Masked parameters stay zero. Shows progress (see util/progress.h). Labels must be valid for
+// the model's output width (check_labels; InputError before the first step otherwise).
 TrainResult fit(ir::Graph& graph, const data::Splits& splits, const TrainOptions& options,
                 int64_t batch_size, uint64_t seed, const StepHook& hook = nullptr);
 
-// Evaluates in eval mode over a data set.
+// Evaluates in eval mode over a data set. The model's output width K decides which labels are
+// valid: 0 <= label < K; the data may hold any subset of those classes. Throws InputError when
+// the model does not output [batch, K] scores, or when a label is outside [0, K) (see
+// check_labels).
+Metrics evaluate(ir::Graph& graph, const data::Dataset& data, int64_t batch_size);
+
+// The same; num_classes (the data's class count) is not needed any more, since the model's output
+// width decides. Kept so that existing callers compile; prefer the form above.
 Metrics evaluate(ir::Graph& graph, const data::Dataset& data, int64_t batch_size,
                  int64_t num_classes);
+
+// Throws InputError when a label of `data` is outside [0, num_outputs), naming the first such
+// label, its row in `data` (0-based), `what` ("test split") and the valid range.
+void check_labels(const data::Dataset& data, int64_t num_outputs, const std::string& what);
+
+// The number of classes a classifier graph outputs: the last dimension of its first output when
+// that output is [batch, K] with K known after shape inference; -1 otherwise.
+int64_t output_classes(const ir::Graph& graph);
 
 }  // namespace squeeze::train
