@@ -179,6 +179,11 @@ TEST_P(TorchvisionVit, PrunesChannelsExactlyAndExportsBack) {
   EXPECT_TRUE(testing::same_outputs(narrow, zeroed, v.x));
   EXPECT_TRUE(testing::same_outputs(narrow, zeroed, v.x5));
   EXPECT_LT(testing::run_graph(narrow, v.x).numel(), 11);
+  // Still whole heads for head pruning: 4 per block, each half as wide.
+  auto narrow_blocks = compress::find_attention(narrow);
+  ASSERT_EQ(narrow_blocks.size(), 2u);
+  EXPECT_EQ(narrow_blocks[0].heads, 4);
+  EXPECT_EQ(narrow_blocks[0].head_dim, 8);
   // Half of q, k and v (in every head) and half of out_proj's input columns are gone.
   for (const auto& n : narrow.nodes)
     if (n.op == "Linear" && n.name.find("self_attention") != std::string::npos) {
@@ -397,12 +402,41 @@ TEST(TorchvisionVitHeadsRefused, PackedSlicesThatAreNotThirds) {
     ADD_FAILURE() << "head pruning ran on a packed projection that is not cut in thirds";
   } catch (const UnsupportedError &e) {
     std::string m = e.what();
+    std::cout << "refused: " << m << "\n";
     for (const std::string& want : {in_proj(0), std::string("256 output rows"), std::string("[192, 256)"),
                                     std::string("equal thirds"), std::string("granularity channel")})
       EXPECT_NE(m.find(want), std::string::npos) << want << " not in: " << m;
   }
   // The unchanged model has nothing to explain.
   EXPECT_TRUE(compress::unmatched_packed_attention(v.graph, compress::find_attention(v.graph)).empty());
+}
+
+// Thirds, but a Softmax across the heads (axis 0 of [N*H, L, L]): the kept heads would depend on
+// the removed ones, so that block is refused too, naming the layout head pruning rewrites.
+TEST(TorchvisionVitHeadsRefused, SoftmaxAcrossHeads) {
+  if (vit_dir().empty())
+    GTEST_SKIP() << kPython << " has no torch/torchvision";
+  ir::Graph g = load(17).graph.clone();
+  std::string attn = in_proj(0).substr(0, in_proj(0).size() - 6);
+  ir::Node* softmax = g.find_node(attn + "Softmax");
+  ASSERT_NE(softmax, nullptr);
+  softmax->attrs["axis"] = int64_t{0};
+  ir::verify(g);
+  auto blocks = compress::find_attention(g);
+  ASSERT_EQ(blocks.size(), 1u);
+  EXPECT_EQ(blocks[0].q, in_proj(1));
+  compress::StructuredPruneOptions o;
+  o.granularity = "head";
+  compress::PassContext ctx;
+  try {
+    compress::HeadPrune(o).run(g, ctx);
+    ADD_FAILURE() << "head pruning ran with a Softmax across heads";
+  } catch (const UnsupportedError &e) {
+    std::string m = e.what();
+    EXPECT_NE(m.find(in_proj(0) + "' (192 output rows) is read by [0, 64), [64, 128), [128, 192)"),
+              std::string::npos) << m;
+    EXPECT_NE(m.find("do not follow the layout"), std::string::npos) << m;
+  }
 }
 
 // End to end through the command line: a workflow prunes the imported ViT

@@ -229,7 +229,11 @@ std::vector<AttentionBlock> find_attention(const ir::Graph& g) {
     bool softmax = false;
     while (n) {
       if (n->op == "Softmax") {
-        softmax = true;
+        // Over the keys (the last axis), so every head normalises its own scores; a Softmax
+        // across heads would make the kept heads depend on the removed ones.
+        int64_t r = static_cast<int64_t>(g.shape_of(n->inputs[0]).size()), axis = n->attr_int("axis", -1);
+        softmax = (axis < 0 ? axis + r : axis) == r - 1;
+        if (!softmax) break;
       } else if (!(((n->op == "Mul" || n->op == "Div") && n->inputs.size() == 2 && scalar_like(g, n->inputs[1])) ||
                    n->op == "Dropout" || n->op == "Identity")) {
         break;
