@@ -346,6 +346,15 @@ TEST_P(TorchvisionVitHeads, PassRemovesTheLeastImportantHeads) {
   EXPECT_TRUE(testing::tensors_close(testing::run_graph(r.graph, x),
                                      testing::run_graph(zero_heads(v.graph, blocks, lowest), x),
                                      testing::kPruneRtol, testing::kPruneAtol));
+  // In steps, each step finding the narrower blocks again.
+  o.steps = 2;
+  o.ratio = 0.75;
+  auto stepped = compress::HeadPrune(o).run(v.graph, ctx);
+  EXPECT_NE(stepped.summary.find("step 1/2: 4 heads"), std::string::npos) << stepped.summary;
+  EXPECT_NE(stepped.summary.find("heads 8 -> 2 (per block: 1, 1)"), std::string::npos) << stepped.summary;
+  EXPECT_EQ(testing::run_graph(stepped.graph, x).sizes(), (at::IntArrayRef{x.size(0), 10}));
+  o.steps = 1;
+  o.ratio = 0.5;
   // The other criteria run on the packed layout too (taylor on gradients of a few batches).
   data::Splits data = testing::random_splits({3, 32, 32}, 10, static_batch ? 4 : 16);
   for (const char* c : {"l2", "taylor", "random"}) {
