@@ -30,6 +30,7 @@ TEST(HeadPrune, FindsEveryAttentionBlockOfVitTiny) {
   EXPECT_EQ(blocks[0].out, "enc0_proj");
   EXPECT_EQ(blocks[0].heads, 4);
   EXPECT_EQ(blocks[0].head_dim, 16);
+  EXPECT_FALSE(blocks[0].packed());  // separate q, k, v Linears
   EXPECT_TRUE(compress::find_attention(models::build("resnet8", {}, 0)).empty());
 }
 
