@@ -87,30 +87,33 @@ Executor::Executor(const ir::Graph& graph, ExecutorOptions options) : graph_(gra
     for (int s : steps_[k].in_slots) ++uses[s];
   }
   for (int s : output_slots_) ++uses[s];
+  // The step whose output step k alone reads (k has one input and no out_qspec), or -1.
+  auto sole_producer = [&](size_t k) {
+    const Step& step = steps_[k];
+    if (step.node->out_qspec || step.in_slots.size() != 1) return -1;
+    int in = step.in_slots[0];
+    auto it = producer_of.find(in);
+    return it == producer_of.end() || uses[in] != 1 ? -1 : it->second;
+  };
   for (size_t k = 0; k < steps_.size(); ++k) {
     const ir::Node& bn = *steps_[k].node;
-    if (bn.op != "BatchNorm" || bn.out_qspec || steps_[k].in_slots.size() != 1) continue;
-    int in = steps_[k].in_slots[0];
-    auto it = producer_of.find(in);
-    if (it == producer_of.end() || uses[in] != 1) continue;
-    Step& prod = steps_[static_cast<size_t>(it->second)];
+    int from = bn.op == "BatchNorm" ? sole_producer(k) : -1;
+    if (from < 0) continue;
+    Step& prod = steps_[static_cast<size_t>(from)];
     const ir::Node& p = *prod.node;
     bool ok = (p.op == "Conv" || p.op == "Linear") && p.outputs.size() == 1 && !p.out_qspec && p.has_param("weight") &&
               !p.param("weight").qspec && p.param("weight").value.is_floating_point() && prod.folds < 0;
     if (p.op == "Linear") ok = ok && bn.param("weight").value.dim() == 1;
     if (!ok) continue;
     prod.folds = static_cast<int>(k);
-    steps_[k].fold_into = it->second;
+    steps_[k].fold_into = from;
   }
   // Relu fusion candidates (int8 kernels apply it in their requantization): a quantized
   // Conv/Linear/Add whose output only this Relu reads, and a Relu that keeps its input's grid.
   for (size_t k = 0; k < steps_.size(); ++k) {
-    const ir::Node& relu = *steps_[k].node;
-    if (relu.op != "Relu" || relu.out_qspec || steps_[k].in_slots.size() != 1) continue;
-    int in = steps_[k].in_slots[0];
-    auto it = producer_of.find(in);
-    if (it == producer_of.end() || uses[in] != 1) continue;
-    Step& prod = steps_[static_cast<size_t>(it->second)];
+    int from = steps_[k].node->op == "Relu" ? sole_producer(k) : -1;
+    if (from < 0) continue;
+    Step& prod = steps_[static_cast<size_t>(from)];
     const ir::Node& p = *prod.node;
     if ((p.op == "Conv" || p.op == "Linear" || p.op == "Add") && p.out_qspec && p.outputs.size() == 1 &&
         prod.folds < 0 && prod.fold_into < 0)

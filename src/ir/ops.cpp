@@ -22,6 +22,12 @@ int64_t numel(const Shape& s, bool skip_batch) {
   return n;
 }
 
+int64_t count(const Shape& s) {
+  int64_t n = 1;
+  for (int64_t d : s) n *= d == kDynamic ? 1 : d;
+  return n;
+}
+
 int64_t norm_axis(int64_t axis, size_t rank, const Node& node) {
   int64_t r = static_cast<int64_t>(rank);
   if (axis < -r || axis >= std::max<int64_t>(r, 1))
@@ -92,7 +98,7 @@ std::vector<Shape> same_shape(const Node&, const std::vector<Shape>& in) { retur
 
 int64_t flops_per_output(const Node&, const std::vector<Shape>&, const std::vector<Shape>& out) {
   int64_t n = 0;
-  for (const auto& s : out) n += std::max<int64_t>(shape::numel(s, true), 0);
+  for (const auto& s : out) n += shape::count(s);
   return n;
 }
 int64_t no_flops(const Node&, const std::vector<Shape>&, const std::vector<Shape>&) { return 0; }
@@ -122,7 +128,7 @@ int64_t conv_flops(const Node& n, const std::vector<Shape>&, const std::vector<S
   const auto& w = n.param("weight").value;
   int64_t per_out = 1;
   for (int64_t d = 1; d < w.dim(); ++d) per_out *= w.size(d);  // Cin/g * k...
-  return 2 * per_out * shape::numel(out[0], true);
+  return 2 * per_out * shape::count(out[0]);
 }
 
 std::vector<Shape> conv_transpose_infer(const Node& n, const std::vector<Shape>& in) {
@@ -148,7 +154,7 @@ int64_t conv_transpose_flops(const Node& n, const std::vector<Shape>& in, const 
   const auto& w = n.param("weight").value;
   int64_t per_in = 1;
   for (int64_t d = 1; d < w.dim(); ++d) per_in *= w.size(d);
-  return 2 * per_in * shape::numel(in[0], true);
+  return 2 * per_in * shape::count(in[0]);
 }
 
 // --- Linear / MatMul ---
@@ -166,7 +172,7 @@ std::vector<Shape> linear_infer(const Node& n, const std::vector<Shape>& in) {
 
 int64_t linear_flops(const Node& n, const std::vector<Shape>&, const std::vector<Shape>& out) {
   const auto& w = n.param("weight").value;
-  return 2 * w.size(1) * shape::numel(out[0], true);
+  return 2 * w.size(1) * shape::count(out[0]);
 }
 
 std::vector<Shape> matmul_infer(const Node& n, const std::vector<Shape>& in) {
@@ -189,7 +195,7 @@ std::vector<Shape> matmul_infer(const Node& n, const std::vector<Shape>& in) {
 int64_t matmul_flops(const Node& n, const std::vector<Shape>& in, const std::vector<Shape>& out) {
   int64_t k = in[0].back();
   if (k == kDynamic) k = 1;
-  return 2 * k * std::max<int64_t>(shape::numel(out[0], out[0].size() > 2), 0);
+  return 2 * k * shape::count(out[0]);
 }
 
 // --- Normalization ---
@@ -232,7 +238,7 @@ std::vector<Shape> pool_infer(const Node& n, const std::vector<Shape>& in) {
 int64_t pool_flops(const Node& n, const std::vector<Shape>&, const std::vector<Shape>& out) {
   auto k = n.attr_ints("kernel_shape", {1});
   int64_t kk = std::accumulate(k.begin(), k.end(), int64_t{1}, std::multiplies<int64_t>());
-  return kk * shape::numel(out[0], true);
+  return kk * shape::count(out[0]);
 }
 
 std::vector<Shape> global_pool_infer(const Node& n, const std::vector<Shape>& in) {
@@ -243,7 +249,7 @@ std::vector<Shape> global_pool_infer(const Node& n, const std::vector<Shape>& in
 }
 
 int64_t global_pool_flops(const Node&, const std::vector<Shape>& in, const std::vector<Shape>&) {
-  return shape::numel(in[0], true);
+  return shape::count(in[0]);
 }
 
 // --- Elementwise and structure ---
@@ -404,7 +410,7 @@ std::vector<Shape> reduce_infer(const Node& n, const std::vector<Shape>& in) {
 }
 
 int64_t reduce_flops(const Node&, const std::vector<Shape>& in, const std::vector<Shape>&) {
-  return shape::numel(in[0], true);
+  return shape::count(in[0]);
 }
 
 std::vector<Shape> pad_infer(const Node& n, const std::vector<Shape>& in) {
@@ -700,7 +706,15 @@ int64_t node_flops(const Graph& graph, const Node& node) {
   std::vector<Shape> in, out;
   for (const auto& v : node.inputs) in.push_back(graph.shape_of(v));
   for (const auto& v : node.outputs) out.push_back(graph.shape_of(v));
-  return std::max<int64_t>(def.flops(node, in, out), 0);
+  // The op formulas count every element of their shapes, a dynamic dim (the batch) as 1, so the
+  // batch may sit on any axis (sequence-first attention has it on axis 1); a graph whose input
+  // has no dynamic dim has a fixed batch, its first dim, and is divided by it.
+  int64_t batch = 1;
+  if (!graph.inputs.empty()) {
+    const Shape& s = graph.inputs[0].shape;
+    if (!s.empty() && std::find(s.begin(), s.end(), kDynamic) == s.end() && s[0] > 0) batch = s[0];
+  }
+  return std::max<int64_t>(def.flops(node, in, out), 0) / batch;
 }
 
 int64_t graph_flops(const Graph& graph) {

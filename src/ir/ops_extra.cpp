@@ -15,7 +15,7 @@ std::vector<Shape> same_shape(const Node&, const std::vector<Shape>& in) { retur
 
 int64_t per_output(const Node&, const std::vector<Shape>&, const std::vector<Shape>& out) {
   int64_t n = 0;
-  for (const auto& s : out) n += std::max<int64_t>(shape::numel(s, true), 0);
+  for (const auto& s : out) n += shape::count(s);
   return n;
 }
 int64_t none(const Node&, const std::vector<Shape>&, const std::vector<Shape>&) { return 0; }

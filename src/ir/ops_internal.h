@@ -9,6 +9,7 @@ namespace squeeze::ir {
 
 namespace shape {
 int64_t mul(int64_t a, int64_t b);                   // kDynamic-aware product
+int64_t count(const Shape& s);                      // elements, kDynamic dims counted as 1 (FLOPs)
 int64_t numel(const Shape& s, bool skip_batch);      // kDynamic if any counted dim is dynamic
 int64_t norm_axis(int64_t axis, size_t rank, const Node& node);  // throws GraphError
 Shape broadcast(const Shape& a, const Shape& b, const Node& node);  // numpy rules

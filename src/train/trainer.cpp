@@ -78,11 +78,6 @@ int64_t output_classes(const ir::Graph& graph) {
   return it->second[1] > 0 ? it->second[1] : -1;
 }
 
-Metrics evaluate(ir::Graph& graph, const data::Dataset& data, int64_t batch_size,
-                 int64_t /*num_classes*/) {
-  return evaluate(graph, data, batch_size);
-}
-
 Metrics evaluate(ir::Graph& graph, const data::Dataset& data, int64_t batch_size) {
   Metrics m;
   if (data.size() == 0) return m;

@@ -14,6 +14,7 @@
 #include "squeeze/models/zoo.h"
 #include "squeeze/util/log.h"
 #include "testing/asserts.h"
+#include "testing/cli.h"
 
 namespace squeeze {
 namespace {
@@ -22,18 +23,8 @@ namespace fs = std::filesystem;
 using nlohmann::json;
 using testing::TempDir;
 
-struct Result {
-  int code;
-  std::string out, err;
-};
-
-Result cli(std::vector<std::string> args) {
-  std::ostringstream out, err;
-  args.insert(args.begin(), "--quiet");
-  int code = cli::run_cli(args, out, err);
-  log::set_level(log::Level::kInfo);
-  return {code, out.str(), err.str()};
-}
+using Result = testing::CliResult;
+using testing::cli;
 
 void write(const std::string& path, const std::string& text) { std::ofstream(path) << text; }
 

@@ -7,6 +7,7 @@
 #include <map>
 
 #include "io/onnx_internal.h"
+#include "io/onnx_test_util.h"
 #include "squeeze/compress/quantize/quantize.h"
 #include "squeeze/deploy/export.h"
 #include "squeeze/exec/executor.h"
@@ -29,14 +30,7 @@ ir::Graph quantized_cnn(int bits, const data::Splits& d, bool per_channel = true
   return testing::ptq(models::build("lenet5", {}, 0), d, bits, per_channel);
 }
 
-std::map<std::string, int> op_counts(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  onnx::ModelProto m;
-  EXPECT_TRUE(m.ParseFromIstream(&f));
-  std::map<std::string, int> counts;
-  for (const auto& n : m.graph().node()) ++counts[n.op_type()];
-  return counts;
-}
+using testing::op_counts;
 
 // Simulated execution on both sides, so the comparison is about the graphs, not the kernels.
 at::Tensor simulate(const ir::Graph& g, const at::Tensor& x) {

@@ -25,6 +25,7 @@
 #include "cli.h"
 #include "io/onnx_internal.h"  // ONNX_ML before any onnx header
 #include <onnx/checker.h>
+#include "io/onnx_test_util.h"
 #include "squeeze/compress/prune/structured_prune.h"
 #include "squeeze/compress/quantize/quantize.h"
 #include "squeeze/deploy/export.h"
@@ -273,14 +274,7 @@ void lower_qonnx(const std::string& in, const std::string& out) {
   ASSERT_TRUE(m.SerializeToOstream(&f));
 }
 
-std::map<std::string, int> op_counts(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  onnx::ModelProto m;
-  EXPECT_TRUE(m.ParseFromIstream(&f));
-  std::map<std::string, int> counts;
-  for (const auto& n : m.graph().node()) ++counts[n.op_type()];
-  return counts;
-}
+using testing::op_counts;
 
 using Case = std::tuple<std::string, std::string>;  // mode, format
 

@@ -2,13 +2,26 @@
 #pragma once
 
 #include <ATen/ATen.h>
+#include <gtest/gtest.h>
 
+#include <fstream>
+#include <map>
 #include <string>
 #include <vector>
 
 #include "io/onnx_internal.h"
 
 namespace squeeze::testing {
+
+// Node count per op type of an ONNX file.
+inline std::map<std::string, int> op_counts(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  onnx::ModelProto m;
+  EXPECT_TRUE(m.ParseFromIstream(&f));
+  std::map<std::string, int> counts;
+  for (const auto& n : m.graph().node()) ++counts[n.op_type()];
+  return counts;
+}
 
 class OnnxMaker {
  public:

@@ -98,6 +98,23 @@ TEST(Graph, FlopsCountMultiplyAddAsTwo) {
   EXPECT_EQ(ir::node_flops(g, *g.find_node("fc")), 2 * 3 * 4);
 }
 
+// Per-sample FLOPs wherever the batch axis is: first (CNNs), second (sequence-first attention,
+// as torch exports nn.MultiheadAttention), or fixed in the shape.
+TEST(Graph, FlopsPerSampleWhereverTheBatchIs) {
+  ir::GraphBuilder b("seq", 0);
+  std::string x = b.input("x", {4, 8});
+  b.linear(x, 16, true, "fc");
+  ir::Graph g = b.finish({"fc"});
+  const int64_t per_sample = 2 * 8 * 16 * 4;
+  EXPECT_EQ(ir::graph_flops(g), per_sample);  // [N, 4, 8]
+  g.inputs[0].shape = {4, ir::kDynamic, 8};   // [L, N, 8]
+  ir::verify(g);
+  EXPECT_EQ(ir::graph_flops(g), per_sample);
+  g.inputs[0].shape = {3, 4, 8};  // a fixed batch of 3
+  ir::verify(g);
+  EXPECT_EQ(ir::graph_flops(g), per_sample);
+}
+
 TEST(Graph, InferredShapesMatchExecutionOnEveryZooModel) {
   for (const auto& entry : models::zoo()) {
     std::map<std::string, std::string> params;

@@ -30,14 +30,14 @@ class TrainerTest : public ::testing::Test {
 TEST_F(TrainerTest, TrainingBeatsChanceAndTheUntrainedModel) {
   auto splits = jets(6000);
   ir::Graph g = models::build("jet_tagger", {}, 0);
-  double before = train::evaluate(g, splits.test, 256, splits.num_classes).accuracy;
+  double before = train::evaluate(g, splits.test, 256).accuracy;
   train::TrainOptions o;
   o.epochs = 4;
   o.lr = 3e-3;
   auto r = train::fit(g, splits, o, 128, 0);
   EXPECT_EQ(r.epochs.size(), 4u);
   EXPECT_GT(r.steps, 0);
-  auto m = train::evaluate(g, splits.test, 256, splits.num_classes);
+  auto m = train::evaluate(g, splits.test, 256);
   EXPECT_GT(m.accuracy, before + 0.1);
   EXPECT_GT(m.accuracy, 0.5);
   EXPECT_EQ(m.samples, splits.test.size());
@@ -116,7 +116,7 @@ TEST_F(TrainerTest, InvalidOptionsAreConfigErrors) {
 TEST_F(TrainerTest, EvaluateRejectsAModelWithTheWrongClassCount) {
   auto splits = jets(500);
   ir::Graph g = models::build("jet_tagger", {{"num_classes", "3"}}, 0);
-  EXPECT_THROW(train::evaluate(g, splits.test, 64, splits.num_classes), InputError);
+  EXPECT_THROW(train::evaluate(g, splits.test, 64), InputError);
 }
 
 // A data set holding only classes 1 and 3 of a 12-class model (a 1000-class model evaluated on

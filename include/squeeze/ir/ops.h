@@ -21,7 +21,8 @@ struct OpDef {
   std::vector<std::string> required_attrs;
   // Output shapes from input shapes (kDynamic propagates). Throws GraphError on mismatch.
   std::function<std::vector<Shape>(const Node&, const std::vector<Shape>&)> infer;
-  // FLOPs for one sample (batch dimension counted as 1); a multiply-add counts 2.
+  // FLOPs over every element of the shapes given, a dynamic dim (the batch) counted as 1; a
+  // multiply-add counts 2. node_flops divides by a fixed batch.
   std::function<int64_t(const Node&, const std::vector<Shape>& in, const std::vector<Shape>& out)>
       flops;
   // Output channels are the input channels, index for index (activations, BN, pooling...).
@@ -33,7 +34,8 @@ const OpDef* find_op(const std::string& name);
 const OpDef& op_def(const std::string& name);  // throws UnsupportedError listing known ops
 std::vector<std::string> op_names();
 
-// FLOPs of a node for one sample given the graph's inferred shapes.
+// FLOPs of a node for one sample given the graph's inferred shapes, wherever the batch axis is;
+// dims unknown because the batch is dynamic (N * heads after a Reshape) count as 1.
 int64_t node_flops(const Graph& graph, const Node& node);
 int64_t graph_flops(const Graph& graph);
 

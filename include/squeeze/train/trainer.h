@@ -85,11 +85,6 @@ TrainResult fit(ir::Graph& graph, const data::Splits& splits, const TrainOptions
 // check_labels).
 Metrics evaluate(ir::Graph& graph, const data::Dataset& data, int64_t batch_size);
 
-// The same; num_classes (the data's class count) is not needed any more, since the model's output
-// width decides. Kept so that existing callers compile; prefer the form above.
-Metrics evaluate(ir::Graph& graph, const data::Dataset& data, int64_t batch_size,
-                 int64_t num_classes);
-
 // Throws InputError when a label of `data` is outside [0, num_outputs), naming the first such
 // label, its row in `data` (0-based), `what` ("test split") and the valid range.
 void check_labels(const data::Dataset& data, int64_t num_outputs, const std::string& what);

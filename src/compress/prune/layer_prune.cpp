@@ -181,10 +181,10 @@ std::vector<double> LayerPrune::scores(const ir::Graph& graph, const std::vector
   int64_t bs = std::max<int64_t>(1, std::min<int64_t>(ctx.batch_size, 256));
   data::Dataset sample = full.head(options_.batches * bs);
   ir::Graph base = graph.clone();
-  double acc0 = train::evaluate(base, sample, bs, ctx.data->num_classes).accuracy;
+  double acc0 = train::evaluate(base, sample, bs).accuracy;
   for (const auto& blk : blocks) {
     ir::Graph g = remove_blocks(graph, {blk});
-    out.push_back(acc0 - train::evaluate(g, sample, bs, ctx.data->num_classes).accuracy);
+    out.push_back(acc0 - train::evaluate(g, sample, bs).accuracy);
   }
   return out;
 }

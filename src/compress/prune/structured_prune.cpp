@@ -267,7 +267,7 @@ PassResult StructuredPrune::run(const ir::Graph& graph, PassContext& ctx) {
       train::fit(result.graph, *ctx.data, *ctx.finetune, ctx.batch_size, ctx.seed + 100 + s);
     }
     if (n > 1 && ctx.data && ctx.data->val.size() > 0 && ctx.data->num_classes > 0) {
-      auto m = train::evaluate(result.graph, ctx.data->val, ctx.batch_size, ctx.data->num_classes);
+      auto m = train::evaluate(result.graph, ctx.data->val, ctx.batch_size);
       acc = msg(", val accuracy ", round1(m.accuracy * 100.0), "%");
     }
     if (n > 1) {

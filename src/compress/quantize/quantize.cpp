@@ -450,9 +450,8 @@ void Quantize::run_sensitivity(const ir::Graph& float_graph, const ir::Graph& qu
   }
   const data::Dataset& full = ctx.data->val.size() > 0 ? ctx.data->val : ctx.data->test;
   data::Dataset d = full.head(options_.sensitivity_samples);
-  int64_t classes = ctx.data->num_classes;
   ir::Graph fg = float_graph.clone();
-  double base = train::evaluate(fg, d, 256, classes).accuracy;
+  double base = train::evaluate(fg, d, 256).accuracy;
   for (const auto& [name, bits] : targets(float_graph)) {
     // The float graph with only this layer's weights and activation points taken from the fully
     // quantized graph.
@@ -480,7 +479,7 @@ void Quantize::run_sensitivity(const ir::Graph& float_graph, const ir::Graph& qu
     SensitivityRow row;
     row.layer = name;
     row.bits = bits;
-    row.accuracy = train::evaluate(one, d, 256, classes).accuracy;
+    row.accuracy = train::evaluate(one, d, 256).accuracy;
     row.drop = base - row.accuracy;
     sensitivity_.push_back(row);
   }
