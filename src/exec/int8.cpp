@@ -13,6 +13,7 @@
 #include <mutex>
 #include <unordered_map>
 
+#include "kernels_internal.h"
 #include "squeeze/exec/int8.h"
 #include "squeeze/ir/quant_math.h"
 #include "squeeze/util/error.h"
@@ -213,15 +214,9 @@ Cached& packed_for(const ir::Node& n) {
   return pk;
 }
 
-// The batch's own uint8 affine spec (dynamic quantization).
-ir::QuantSpec dynamic_spec(const at::Tensor& x) {
-  ir::QuantSpec s;
-  s.bits = 8;
-  s.is_signed = false;
-  s.symmetric = false;
-  choose_qparams(s, x.min().item<double>(), x.max().item<double>());
-  return s;
-}
+// The batch's own uint8 affine spec (dynamic quantization): ONNX's DynamicQuantizeLinear in
+// float32, so exported and imported dynamic models compute the same grid.
+ir::QuantSpec dynamic_spec(const at::Tensor& x) { return exec::dynamic_quantize_spec(x); }
 
 }  // namespace
 

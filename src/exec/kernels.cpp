@@ -10,6 +10,7 @@
 #include "kernels_internal.h"
 #include "squeeze/exec/executor.h"
 #include "squeeze/exec/int8.h"
+#include "squeeze/ir/quant_math.h"
 #include "squeeze/util/error.h"
 
 namespace squeeze::exec {
@@ -44,6 +45,11 @@ Tensors conv(const ir::Node& n, const Tensors& in, const KernelContext& ctx) {
   at::Tensor b = optional_param(n, "bias", ctx);
   size_t nd = w.dim() - 2;
   at::Tensor x = in[0];
+  // A dynamically quantized Conv (quant_dynamic = 1, imported from ONNX Runtime's ConvInteger)
+  // quantizes its input per call like a dynamic Linear; with no int8 kernel for it, it is simulated
+  // on the same grid (exec/int8.h).
+  if (!ctx.training && n.attr_int("quant_dynamic", 0) != 0 && n.param("weight").qspec && !x.is_quantized())
+    x = quant::fake_quantize(x, dynamic_quantize_spec(x));
   // Inference runs 2-D convolutions channels-last (see exec::layout_agnostic).
   if (nd == 2 && ctx.channels_last) x = x.contiguous(at::MemoryFormat::ChannelsLast);
   auto pad = symmetric_pads(n, x, nd, 0.0);

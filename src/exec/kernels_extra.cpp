@@ -2,8 +2,10 @@
 #include <ATen/ATen.h>
 
 #include <algorithm>
+#include <cmath>
 
 #include "kernels_internal.h"
+#include "squeeze/ir/quant_math.h"
 #include "squeeze/util/error.h"
 
 namespace squeeze::exec {
@@ -177,6 +179,71 @@ Tensors depth_space(const ir::Node& n, const Tensors& in, const KernelContext&) 
   return {x.reshape({N, C, H / b, b, W / b, b}).permute({0, 3, 5, 1, 2, 4}).reshape({N, C * b * b, H / b, W / b})};
 }
 
+// --- integer ops (ONNX Runtime's dynamic quantization) ---
+// Integer sums are computed in float64, exact for |sum| < 2^53 (far beyond any int32 result),
+// then wrapped to int32 as ONNX allows the accumulation to overflow only in 32 bits.
+
+Tensors dynamic_quantize(const ir::Node&, const Tensors& in, const KernelContext&) {
+  ir::QuantSpec s = dynamic_quantize_spec(in[0]);
+  return {quant::quantize(in[0], s).to(at::kByte), s.scale.to(at::kFloat).reshape({}),
+          s.zero_point.to(at::kByte).reshape({})};
+}
+
+Tensors dequantize_value(const ir::Node& n, const Tensors& in, const KernelContext&) {
+  const at::Tensor& q = in[0];
+  at::Tensor scale = in[1].to(at::kFloat), zp = in.size() > 2 ? in[2].to(at::kFloat) : at::zeros({}, at::kFloat);
+  if (scale.numel() > 1 && q.dim() > 0) {
+    int64_t axis = n.attr_int("axis", 1);
+    if (axis < 0) axis += q.dim();
+    if (axis < 0 || axis >= q.dim() || q.size(axis) != scale.numel())
+      throw InputError(msg("node '", n.name, "' (DequantizeLinear): ", scale.numel(), " scales along axis ",
+                           n.attr_int("axis", 1), " of a tensor of shape ", q.sizes()));
+    std::vector<int64_t> shape(static_cast<size_t>(q.dim()), 1);
+    shape[static_cast<size_t>(axis)] = -1;
+    scale = scale.reshape(shape);
+    if (zp.numel() > 1) zp = zp.reshape(shape);
+  }
+  return {(q.to(at::kFloat) - zp) * scale};
+}
+
+at::Tensor wrap_int32(const at::Tensor& sum) { return sum.to(at::kLong).to(at::kInt); }
+
+Tensors matmul_integer(const ir::Node&, const Tensors& in, const KernelContext&) {
+  at::Tensor a = in[0].to(at::kDouble), b = in[1].to(at::kDouble);
+  if (in.size() > 2) {
+    at::Tensor za = in[2].to(at::kDouble);
+    a = a - (za.numel() > 1 ? za.reshape({-1, 1}) : za.reshape({}));  // one per row of A
+  }
+  if (in.size() > 3) {
+    at::Tensor zb = in[3].to(at::kDouble);
+    b = b - (zb.numel() > 1 ? zb.reshape({-1}) : zb.reshape({}));  // one per column of B
+  }
+  return {wrap_int32(at::matmul(a, b))};
+}
+
+Tensors conv_integer(const ir::Node& n, const Tensors& in, const KernelContext&) {
+  at::Tensor x = in[0].to(at::kDouble), w = in[1].to(at::kDouble);
+  size_t nd = static_cast<size_t>(w.dim()) - 2;
+  if (in.size() > 2) x = x - in[2].to(at::kDouble).reshape({});
+  if (in.size() > 3) {
+    at::Tensor zw = in[3].to(at::kDouble);
+    std::vector<int64_t> shape(static_cast<size_t>(w.dim()), 1);
+    shape[0] = -1;
+    w = w - (zw.numel() > 1 ? zw.reshape(shape) : zw.reshape({}));  // one per output channel
+  }
+  // Padding with the zero point, as ONNX Runtime does: 0 once the zero point is subtracted.
+  auto pads = n.attr_ints("pads", std::vector<int64_t>(2 * nd, 0));
+  std::vector<int64_t> torch_pad;  // last dim first
+  for (size_t i = nd; i-- > 0;) {
+    torch_pad.push_back(pads[i]);
+    torch_pad.push_back(pads[i + nd]);
+  }
+  x = at::constant_pad_nd(x, torch_pad, 0.0);
+  return {wrap_int32(at::convolution(x, w, at::Tensor(), n.attr_ints("strides", std::vector<int64_t>(nd, 1)),
+                                     std::vector<int64_t>(nd, 0), n.attr_ints("dilations", std::vector<int64_t>(nd, 1)),
+                                     false, std::vector<int64_t>(nd, 0), n.attr_int("group", 1)))};
+}
+
 }  // namespace
 
 std::map<std::string, Kernel> extra_kernels() {
@@ -196,7 +263,32 @@ std::map<std::string, Kernel> extra_kernels() {
   k["ArgMax"] = k["ArgMin"] = arg;
   k["InstanceNorm"] = instancenorm;
   k["DepthToSpace"] = k["SpaceToDepth"] = depth_space;
+  k["DynamicQuantizeLinear"] = dynamic_quantize;
+  k["DequantizeLinear"] = dequantize_value;
+  k["MatMulInteger"] = matmul_integer;
+  k["ConvInteger"] = conv_integer;
   return k;
+}
+
+ir::QuantSpec dynamic_quantize_spec(const at::Tensor& x) {
+  float lo = 0.0f, hi = 0.0f;
+  if (x.numel() > 0) {
+    at::Tensor v = x.detach().to(at::kFloat);
+    lo = std::min(lo, v.min().item<float>());
+    hi = std::max(hi, v.max().item<float>());
+  }
+  if (!std::isfinite(lo) || !std::isfinite(hi))
+    throw InputError(msg("dynamic quantization: the input's range [", lo, ", ", hi, "] is not finite"));
+  // float32 throughout, in this order: what DynamicQuantizeLinear defines (see the header).
+  float scale = hi == lo ? 1.0f : (hi - lo) / 255.0f;
+  float zp = std::nearbyint(std::clamp(0.0f - lo / scale, 0.0f, 255.0f));
+  ir::QuantSpec s;
+  s.bits = 8;
+  s.is_signed = false;
+  s.symmetric = false;
+  s.scale = at::scalar_tensor(scale, at::kFloat);
+  s.zero_point = at::scalar_tensor(static_cast<int64_t>(zp), at::kLong);
+  return s;
 }
 
 }  // namespace squeeze::exec

@@ -15,6 +15,19 @@
 // an IR value. Static shapes are tracked with the IR's shape inference while converting, with
 // every input dimension fixed (symbolic dimensions count as 1); after conversion the batch
 // dimension is made dynamic when shape inference shows every output follows it.
+//
+// Dynamically quantized models (ONNX Runtime's quantize_dynamic, squeeze's own dynamic export)
+// are read as the integer ops they are written with (DynamicQuantizeLinear, MatMulInteger,
+// ConvInteger, DequantizeLinear of a graph value: IR ops with exact integer kernels), then
+// fuse_dynamic_quantization() turns each complete pattern into one Linear or Conv with
+// quant_dynamic = 1 and its weight's qspec, the graph the quantize pass writes:
+//   y, s, z = DynamicQuantizeLinear(x)
+//   acc = MatMulInteger(y, B, z[, B_zp])  or  ConvInteger(y, W, z[, W_zp])    B, W, zero points constant
+//   out = Cast(acc, float) * (s * w_scale)   (or the two scales multiplied one after the other)
+//   [out = out + bias]
+// and QONNX's form of it, y, s, z = DynamicQuantizeLinear(x) -> DequantizeLinear(y, s, z) -> a
+// Linear/Conv with a quantized weight. Whatever does not match stays as those integer ops, which
+// compute exactly what the file says.
 #include <ATen/ATen.h>
 #include <onnx/checker.h>
 #include <onnx/shape_inference/implementation.h>
@@ -202,11 +215,19 @@ class Importer {
   ir::QuantSpec qdq_spec(const NodeProto& n, const at::Tensor& scale, const at::Tensor& zp, int64_t rank);
   Ref quantized_identity(const NodeProto& n, const Ref& x, const ir::QuantSpec& spec);
   std::optional<ir::QuantSpec> weight_qspec(const NodeProto& n, int i) const;
+  // Dynamic quantization (ONNX Runtime's integer ops); fused by fuse_dynamic_quantization().
+  void op_dynamic_quantize_linear(const NodeProto& n);
+  void op_matmul_integer(const NodeProto& n);
+  void op_conv_integer(const NodeProto& n);
+  // The zero-point inputs of MatMulInteger/ConvInteger (inputs 2 and 3): none, or both (a missing
+  // one is 0).
+  std::vector<Ref> integer_zero_points(const NodeProto& n);
 
   // --- after conversion ---
   void bind_outputs();
   void fold_pads();
   void fuse_patterns();
+  void fuse_dynamic_quantization();
   void make_batch_dynamic();
   bool follow_batch_arithmetic(ir::Graph& g);
 
@@ -232,6 +253,7 @@ class Importer {
   // stops before the batch dimension is made dynamic.
   int64_t batch_probe_ = 0;
   std::set<std::string> q_values_;  // outputs of QuantizeLinear on graph values
+  std::set<std::string> int_values_;  // integer graph values: DynamicQuantizeLinear, MatMulInteger, ConvInteger
   std::map<std::string, ir::QuantSpec> const_qspecs_;  // dequantized constants -> their spec
 };
 
@@ -290,6 +312,9 @@ const std::map<std::string, Importer::Handler>& Importer::handlers() {
     t["QuantizeLinear"] = &Importer::op_quantize_linear;
     t["DequantizeLinear"] = &Importer::op_dequantize_linear;
     t["Quant"] = &Importer::op_qonnx_quant;  // QONNX, domain qonnx.custom_op.general
+    t["DynamicQuantizeLinear"] = &Importer::op_dynamic_quantize_linear;
+    t["MatMulInteger"] = &Importer::op_matmul_integer;
+    t["ConvInteger"] = &Importer::op_conv_integer;
     for (const char* op : {"SequenceEmpty", "SequenceConstruct", "SequenceInsert", "SequenceErase", "SequenceAt",
                            "SequenceLength", "ConcatFromSequence", "SplitToSequence"})
       t[op] = &Importer::op_sequence;
@@ -892,6 +917,10 @@ void Importer::op_matmul(const NodeProto& n) {
   if (!A.is_const() && B.is_const() && B.c.dim() == 2 && B.c.is_floating_point() && shape(A).size() >= 2) {
     std::map<std::string, ir::Param> p;
     p["weight"].value = B.c.t().to(at::kFloat).contiguous();
+    if (auto q = weight_qspec(n, 1)) {  // B is [in, out]: its axis 1 is the Linear's axis 0
+      if (q->axis >= 0) q->axis = 1 - q->axis;
+      if (q->axis <= 0) p["weight"].qspec = *q;
+    }
     out_hint_emit(n, "Linear", {A}, {}, p);
     return;
   }
@@ -1314,9 +1343,17 @@ void Importer::op_quantize_linear(const NodeProto& n) {
 void Importer::op_dequantize_linear(const NodeProto& n) {
   Ref x = in(n, 0);
   if (!x.is_const()) {
+    if (int_values_.count(n.input(0))) {
+      // The integers of a dynamic quantization (QONNX's form of it) or an integer product.
+      std::vector<Ref> ins{x, in(n, 1)};
+      if (has_input(n, 2)) ins.push_back(in(n, 2));
+      out_hint_emit(n, "DequantizeLinear", ins, {{"axis", attr_i(n, "axis", 1)}});
+      return;
+    }
     if (!q_values_.count(n.input(0)))
       throw UnsupportedError(msg(where(), ": DequantizeLinear of '", n.input(0),
-                                 "', which is neither a constant nor the output of a QuantizeLinear"));
+                                 "', which is neither a constant nor the output of a QuantizeLinear, "
+                                 "DynamicQuantizeLinear, MatMulInteger or ConvInteger"));
     bind(n.output(0), x);
     return;
   }
@@ -1371,6 +1408,50 @@ void Importer::op_qonnx_quant(const NodeProto& n) {
   }
   if (s.axis >= 0) throw UnsupportedError(msg(where(), ": per-channel quantization of a graph value is not supported"));
   quantized_identity(n, x, s);
+}
+
+void Importer::op_dynamic_quantize_linear(const NodeProto& n) {
+  std::vector<std::string> hints;
+  for (int i = 0; i < 3; ++i) hints.push_back(i < n.output_size() ? n.output(i) : "");
+  std::vector<Ref> outs = emit("DynamicQuantizeLinear", {in(n, 0)}, {}, {}, 3, hints);
+  for (int i = 0; i < 3 && i < n.output_size(); ++i) {
+    bind(n.output(i), outs[static_cast<size_t>(i)]);
+    if (!outs[static_cast<size_t>(i)].is_const()) int_values_.insert(n.output(i));
+  }
+}
+
+std::vector<Ref> Importer::integer_zero_points(const NodeProto& n) {
+  if (!has_input(n, 2) && !has_input(n, 3)) return {};
+  Ref zero{at::zeros({}, at::kByte), "", ""};
+  return {has_input(n, 2) ? in(n, 2) : zero, has_input(n, 3) ? in(n, 3) : zero};
+}
+
+void Importer::op_matmul_integer(const NodeProto& n) {
+  std::vector<Ref> ins{in(n, 0), in(n, 1)};
+  for (const Ref& z : integer_zero_points(n)) ins.push_back(z);
+  if (shape(ins[0]).empty() || shape(ins[1]).empty()) unsupported("MatMulInteger of a scalar");
+  Ref r = out_hint_emit(n, "MatMulInteger", ins);
+  if (!r.is_const()) int_values_.insert(n.output(0));
+}
+
+void Importer::op_conv_integer(const NodeProto& n) {
+  Ref x = in(n, 0), w = in(n, 1);
+  ir::Shape ws = shape(w);
+  if (ws.size() < 3 || shape(x).size() != ws.size())
+    throw InputError(msg(where(), ": input of rank ", shape(x).size(), " and weight of rank ", ws.size(),
+                         " (both need the same rank >= 3)"));
+  size_t nd = ws.size() - 2;
+  std::vector<int64_t> k = attr_ints(n, "kernel_shape", std::vector<int64_t>(ws.begin() + 2, ws.end()));
+  auto strides = attr_ints(n, "strides", std::vector<int64_t>(nd, 1));
+  auto dil = attr_ints(n, "dilations", std::vector<int64_t>(nd, 1));
+  std::map<std::string, ir::Attr> a{{"strides", strides},
+                                    {"dilations", dil},
+                                    {"pads", conv_pads(n, shape(x), k, strides, dil)},
+                                    {"group", attr_i(n, "group", 1)}};
+  std::vector<Ref> ins{x, w};
+  for (const Ref& z : integer_zero_points(n)) ins.push_back(z);
+  Ref r = out_hint_emit(n, "ConvInteger", ins, a);
+  if (!r.is_const()) int_values_.insert(n.output(0));
 }
 
 void Importer::op_where(const NodeProto& n) { out_hint_emit(n, "Where", {in(n, 0), in(n, 1), in(n, 2)}); }
@@ -1721,6 +1802,141 @@ void Importer::fuse_patterns() {
   }
 }
 
+namespace {
+
+// A constant that multiplies (or is added to) a layer's output of rank `rank` either as one value
+// or as one value per channel along `axis` (numpy broadcasting): that value (a scalar) or the
+// channel vector [channels]; nullopt for any other shape.
+std::optional<at::Tensor> per_channel_operand(const at::Tensor& t, size_t rank, size_t axis, int64_t channels) {
+  if (t.numel() == 1) return t.reshape({});
+  if (t.dim() > static_cast<int64_t>(rank)) return std::nullopt;
+  size_t lead = rank - static_cast<size_t>(t.dim());
+  for (int64_t d = 0; d < t.dim(); ++d) {
+    size_t o = lead + static_cast<size_t>(d);
+    if (t.size(d) != (o == axis ? channels : 1)) return std::nullopt;
+  }
+  if (axis < lead) return std::nullopt;
+  return t.reshape({-1});
+}
+
+}  // namespace
+
+void Importer::fuse_dynamic_quantization() {
+  GraphIndex ix(g_);
+  bool changed = false;
+  // ONNX Runtime's form (see the top of this file).
+  for (auto& mm : g_.nodes) {
+    bool conv = mm.op == "ConvInteger";
+    if ((mm.op != "MatMulInteger" && !conv) || mm.inputs.size() < 3) continue;
+    ir::Node* dq = ix.prod(mm.inputs[0], "DynamicQuantizeLinear");
+    if (!dq || dq->outputs[0] != mm.inputs[0] || dq->outputs[2] != mm.inputs[2]) continue;
+    const std::string& x = dq->inputs[0];
+    const std::string& x_scale = dq->outputs[1];
+    auto wq = ix.constant(mm.inputs[1]);
+    if (!wq || (wq->scalar_type() != at::kChar && wq->scalar_type() != at::kByte)) continue;
+    if (conv ? wq->dim() < 3 : wq->dim() != 2 || shapes_.at(x).size() < 2) continue;
+    at::Tensor wzp = at::zeros({}, at::kLong);
+    if (mm.inputs.size() > 3) {
+      auto z = ix.constant(mm.inputs[3]);
+      if (!z) continue;
+      wzp = z->to(at::kLong);
+    }
+    int64_t channels = conv ? wq->size(0) : wq->size(1);
+    size_t rank = shapes_.at(mm.outputs[0]).size();
+    size_t axis = conv ? 1 : rank - 1;
+    if (wzp.numel() != 1 && wzp.numel() != channels) continue;
+    ir::Node* cast = ix.sole(mm.outputs[0], "Cast");
+    if (!cast || cast->attr_str("to", "") != "float") continue;
+    // The two scales: f * (s * w_scale), (f * s) * w_scale or (f * w_scale) * s.
+    const std::string& f = cast->outputs[0];
+    ir::Node* m1 = ix.sole(f, "Mul");
+    if (!m1 || m1->inputs.size() != 2 || m1->inputs[0] == m1->inputs[1]) continue;
+    std::string o1 = GraphIndex::other(*m1, f);
+    std::optional<at::Tensor> w_scale;
+    ir::Node* last = nullptr;
+    if (o1 == x_scale) {
+      if (ir::Node* m2 = ix.sole(m1->outputs[0], "Mul"); m2 && m2->inputs.size() == 2) {
+        w_scale = ix.constant(GraphIndex::other(*m2, m1->outputs[0]));
+        last = m2;
+      }
+    } else if (ir::Node* sm = ix.prod(o1, "Mul"); sm && sm->inputs.size() == 2) {
+      for (int k = 0; k < 2; ++k)
+        if (sm->inputs[k] == x_scale && sm->inputs[1 - k] != x_scale) w_scale = ix.constant(sm->inputs[1 - k]);
+      last = m1;
+    } else if (auto c = ix.constant(o1)) {
+      if (ir::Node* m2 = ix.sole(m1->outputs[0], "Mul");
+          m2 && m2->inputs.size() == 2 && GraphIndex::other(*m2, m1->outputs[0]) == x_scale) {
+        w_scale = c;
+        last = m2;
+      }
+    }
+    if (!w_scale || !last || !w_scale->is_floating_point()) continue;
+    auto ws = per_channel_operand(*w_scale, rank, axis, channels);
+    if (!ws) continue;
+    ir::Node* final = last;
+    std::optional<at::Tensor> bias;
+    if (ir::Node* add = ix.sole(last->outputs[0], "Add"); add && add->inputs.size() == 2) {
+      auto b = ix.constant(GraphIndex::other(*add, last->outputs[0]));
+      if (b && b->is_floating_point())
+        if (auto bv = per_channel_operand(*b, rank, axis, channels)) {
+          bias = bv->to(at::kFloat).expand({channels}).contiguous();
+          final = add;
+        }
+    }
+    // The weight's qspec: int8 (or uint8) per tensor, or per output channel (axis 0) when either
+    // the scale or the zero point is one per channel.
+    ir::QuantSpec spec;
+    spec.bits = 8;
+    spec.is_signed = wq->scalar_type() == at::kChar;
+    at::Tensor scale = ws->to(at::kFloat), zp = wzp.reshape(wzp.numel() == 1 ? std::vector<int64_t>{} : std::vector<int64_t>{-1});
+    if (scale.numel() > 1 || zp.numel() > 1) {
+      spec.axis = 0;
+      scale = scale.expand({channels}).contiguous();
+      zp = zp.expand({channels}).contiguous();
+    }
+    spec.scale = scale;
+    spec.zero_point = zp;
+    spec.symmetric = spec.is_signed && zp.eq(0).all().item<bool>();
+    if (!(scale > 0).all().item<bool>()) continue;  // not a quantization grid: keep the integer ops
+    quant::validate_spec(spec, msg(source_, ": node '", final->name, "'"));
+    at::Tensor q = (conv ? *wq : wq->t()).to(at::kLong).contiguous();
+    ir::Param weight;
+    weight.value = quant::dequantize(q, spec).contiguous();
+    weight.qspec = spec;
+    std::map<std::string, ir::Attr> attrs;
+    if (conv)
+      for (const char* k : {"strides", "pads", "dilations", "group"})
+        if (mm.attrs.count(k)) attrs[k] = mm.attrs.at(k);
+    attrs["quant_dynamic"] = int64_t{1};
+    final->op = conv ? "Conv" : "Linear";
+    final->inputs = {x};
+    final->attrs = std::move(attrs);
+    final->params.clear();
+    final->params["weight"] = std::move(weight);
+    if (bias) final->params["bias"].value = *bias;
+    final->out_qspec.reset();
+    changed = true;
+  }
+  // QONNX's form: the dequantized integers of DynamicQuantizeLinear read by a Linear/Conv whose
+  // weight is quantized. A layer with a float weight keeps the explicit ops.
+  for (auto& dql : g_.nodes) {
+    if (dql.op != "DequantizeLinear" || dql.inputs.size() != 3) continue;
+    ir::Node* dq = ix.prod(dql.inputs[0], "DynamicQuantizeLinear");
+    if (!dq || dq->outputs[0] != dql.inputs[0] || dq->outputs[1] != dql.inputs[1] || dq->outputs[2] != dql.inputs[2])
+      continue;
+    for (auto& layer : g_.nodes) {
+      if ((layer.op != "Linear" && layer.op != "Conv") || layer.inputs.empty() || layer.inputs[0] != dql.outputs[0])
+        continue;
+      if (!layer.has_param("weight") || !layer.param("weight").qspec || layer.attr_int("quant_dynamic", 0) != 0)
+        continue;
+      layer.inputs[0] = dq->inputs[0];
+      layer.attrs["quant_dynamic"] = int64_t{1};
+      changed = true;
+    }
+  }
+  if (changed) ir::remove_dead_nodes(g_);
+}
+
 void Importer::make_batch_dynamic() {
   if (g_.inputs.empty()) return;
   // Inputs no node reads (their data is irrelevant) take any shape of their rank.
@@ -2036,6 +2252,7 @@ ir::Graph Importer::convert() {
   }
   bind_outputs();
   ir::remove_dead_nodes(g_);
+  fuse_dynamic_quantization();
   fold_pads();
   fuse_patterns();
   fuse_quantized_outputs(g_);

@@ -155,6 +155,54 @@ std::vector<Shape> depth_to_space_infer(const Node& n, const std::vector<Shape>&
   return {out};
 }
 
+// --- integer ops of dynamically quantized ONNX models (ONNX Runtime's quantize_dynamic) ---
+
+// DynamicQuantizeLinear(x) -> y (uint8, x's shape), y_scale (float scalar), y_zero_point (uint8
+// scalar).
+std::vector<Shape> dynamic_quantize_infer(const Node&, const std::vector<Shape>& in) { return {in[0], {}, {}}; }
+
+// MatMulInteger(A, B[, a_zero_point, b_zero_point]) -> int32: numpy matmul of (A - a_zp) and
+// (B - b_zp); a_zp is a scalar or one per row of A, b_zp a scalar or one per column of B.
+std::vector<Shape> matmul_integer_infer(const Node& n, const std::vector<Shape>& in) {
+  return op_def("MatMul").infer(n, {in[0], in[1]});
+}
+
+int64_t matmul_integer_flops(const Node& n, const std::vector<Shape>& in, const std::vector<Shape>& out) {
+  return op_def("MatMul").flops(n, {in[0], in[1]}, out);
+}
+
+// ConvInteger(x, w[, x_zero_point, w_zero_point]) -> int32, the weight an input [M, C/group, k...];
+// attrs strides, pads, dilations, group as Conv. w_zp is a scalar or one per output channel.
+std::vector<Shape> conv_integer_infer(const Node& n, const std::vector<Shape>& in) {
+  const Shape& x = in[0];
+  const Shape& w = in[1];
+  if (w.size() < 3 || x.size() != w.size())
+    throw GraphError(msg("node '", n.name, "' (ConvInteger): input of rank ", x.size(), " and weight of rank ", w.size(),
+                         " (both need the same rank >= 3)"));
+  size_t nd = w.size() - 2;
+  auto strides = n.attr_ints("strides", std::vector<int64_t>(nd, 1));
+  auto dil = n.attr_ints("dilations", std::vector<int64_t>(nd, 1));
+  auto pads = n.attr_ints("pads", std::vector<int64_t>(2 * nd, 0));
+  if (strides.size() != nd || dil.size() != nd || pads.size() != 2 * nd)
+    throw GraphError(msg("node '", n.name, "' (ConvInteger): strides, dilations or pads do not match ", nd,
+                         " spatial dims"));
+  int64_t groups = n.attr_int("group", 1);
+  if (x[1] != kDynamic && w[1] != kDynamic && x[1] != w[1] * groups)
+    throw GraphError(msg("node '", n.name, "' (ConvInteger): input has ", x[1], " channels but the weight expects ",
+                         w[1] * groups, " (group=", groups, ")"));
+  Shape out{x[0], w[0]};
+  for (size_t i = 0; i < nd; ++i)
+    out.push_back(w[i + 2] == kDynamic ? kDynamic
+                                       : shape::pool_out(x[i + 2], w[i + 2], strides[i], pads[i], pads[i + nd], dil[i], false));
+  return {out};
+}
+
+int64_t conv_integer_flops(const Node&, const std::vector<Shape>& in, const std::vector<Shape>& out) {
+  int64_t per_out = 1;
+  for (size_t d = 1; d < in[1].size(); ++d) per_out = shape::mul(per_out, in[1][d]);
+  return std::max<int64_t>(shape::mul(2 * per_out, shape::numel(out[0], true)), 0);
+}
+
 }  // namespace
 
 std::vector<OpDef> extra_ops() {
@@ -198,6 +246,16 @@ std::vector<OpDef> extra_ops() {
     d.required_attrs = {"blocksize"};
     ops.push_back(d);
   }
+  {
+    OpDef d = make("DynamicQuantizeLinear", 1, 1, dynamic_quantize_infer, per_output);
+    d.num_outputs = 3;
+    ops.push_back(d);
+  }
+  // DequantizeLinear(q, scale[, zero_point]) of a graph value: float (q - zero_point) * scale;
+  // attr axis for 1-D scales (constants are dequantized by the importer instead).
+  ops.push_back(make("DequantizeLinear", 2, 3, same_shape, per_output));
+  ops.push_back(make("MatMulInteger", 2, 4, matmul_integer_infer, matmul_integer_flops));
+  ops.push_back(make("ConvInteger", 2, 4, conv_integer_infer, conv_integer_flops));
   return ops;
 }
 

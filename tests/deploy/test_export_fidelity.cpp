@@ -31,6 +31,7 @@
 #include "squeeze/deploy/export.h"
 #include "squeeze/exec/executor.h"
 #include "squeeze/exec/int8.h"
+#include "squeeze/io/onnx.h"
 #include "squeeze/io/sqz.h"
 #include "squeeze/ir/quant_math.h"
 #include "squeeze/models/zoo.h"
@@ -61,8 +62,9 @@ constexpr double kStepsExact = 1.0;
 // bits. The larger of the two bounds.
 constexpr double kOrtOptimizedRel = 0.05;
 constexpr double kOrtOptimizedSteps = 2.0;
-// Dynamic int8 has no output grid: the integer sums are exact on both sides and only the float
-// scaling and the per-batch scale (float32 in ONNX, double then float32 in squeeze) differ.
+// Dynamic int8 has no output grid: the integer sums are exact on both sides (squeeze computes the
+// per-batch scale and zero point as DynamicQuantizeLinear does, in float32) and only the float
+// scaling differs.
 constexpr double kDynamicRel = 1e-4;
 
 struct Mode {
@@ -308,6 +310,12 @@ TEST_P(ExportFidelity, RuntimeReproducesSqueeze) {
     EXPECT_EQ(counts["DynamicQuantizeLinear"], 2);  // fc1, fc2
     // ONNX: ONNX Runtime's quantizer form; QONNX: the dequantized input into the float layer.
     EXPECT_EQ(counts[format == "onnx" ? "MatMulInteger" : "Gemm"], 2);
+    // squeeze reads either form back as the same dynamic layers.
+    ir::Graph back = io::import_onnx(path);
+    int dynamic_layers = 0;
+    for (const auto& n : back.nodes) dynamic_layers += n.attr_int("quant_dynamic", 0) != 0;
+    EXPECT_EQ(dynamic_layers, 2);
+    EXPECT_TRUE(matches(what + " (imported by squeeze)", g, simulate(back, x), want));
   }
   if (!testing::onnxruntime_missing().empty()) GTEST_SKIP() << testing::onnxruntime_missing();
   std::string file = path;

@@ -18,6 +18,14 @@ struct OnnxImportOptions {
 // Reads an .onnx file (opsets 7..17, IR versions 3..8) into the IR, verified. Throws InputError
 // for unreadable/malformed files, UnsupportedError naming op, node, opset and the supported ops,
 // GraphError for cycles and missing values.
+// Quantized files: QDQ and QONNX Quant become qspecs. Dynamically quantized files (ONNX Runtime's
+// quantize_dynamic: DynamicQuantizeLinear -> MatMulInteger/ConvInteger with a constant int8 or
+// uint8 weight -> Cast -> Mul by both scales [-> Add bias]; and squeeze's QONNX form
+// DynamicQuantizeLinear -> DequantizeLinear -> quantized layer) become Linear/Conv nodes with
+// quant_dynamic = 1 and the weight's qspec (per tensor, or per output channel on axis 0), the
+// weight stored dequantized on its grid. Anything else built from those ops stays as the integer
+// IR ops DynamicQuantizeLinear, MatMulInteger, ConvInteger and DequantizeLinear, which execute
+// exactly what the file says (int32 sums) but have no ONNX export.
 ir::Graph import_onnx(const std::string& path, const OnnxImportOptions& options = {});
 ir::Graph import_onnx_bytes(const std::string& bytes, const std::string& source_name,
                             const OnnxImportOptions& options = {});
