@@ -200,7 +200,8 @@ TEST(QuantMath, GridValuesArePackedBySqz) {
   // zero points: 328 bytes instead of 640.
   EXPECT_EQ(io::stored_size_bytes(g), 640);
   EXPECT_EQ(io::stored_size_bytes(q), 328);
-  auto path = (std::filesystem::temp_directory_path() / "sqz_quant_test.sqz").string();
+  squeeze::testing::TempDir tmp;
+  auto path = tmp.file("sqz_quant_test.sqz");
   io::save_sqz(q, path);
   ir::Graph back = io::load_sqz(path);
   EXPECT_TRUE(back.find_node("fc")->param("weight").value.equal(p.value));
@@ -494,7 +495,8 @@ TEST(QuantizePass, ReduceRangeFollowsTheInt8Probe) {
     // The ratio stays that of 8-bit storage.
     EXPECT_GE(double(io::stored_size_bytes(g)) / double(io::stored_size_bytes(r.graph)), 3.9) << mode;
     // The 7-bit grid survives a .sqz round trip.
-    auto path = (std::filesystem::temp_directory_path() / "sqz_reduce_range.sqz").string();
+    squeeze::testing::TempDir tmp;
+    auto path = tmp.file("sqz_reduce_range.sqz");
     io::save_sqz(r.graph, path);
     ir::Graph back = io::load_sqz(path);
     std::filesystem::remove(path);
@@ -513,7 +515,8 @@ TEST(QuantizePass, SqzRoundTripKeepsTheQuantizedGraph) {
   o.weight_bits = 5;
   o.act_bits = 6;
   ir::Graph q = quantize(g, o, &d).graph;
-  auto path = (std::filesystem::temp_directory_path() / "sqz_quant_graph.sqz").string();
+  squeeze::testing::TempDir tmp;
+  auto path = tmp.file("sqz_quant_graph.sqz");
   io::save_sqz(q, path);
   EXPECT_LE(std::filesystem::file_size(path), io::stored_size_bytes(q) + 16384);
   ir::Graph back = io::load_sqz(path);
@@ -550,7 +553,8 @@ TEST(QuantizePass, SensitivityRanksLayers) {
   o.weight_bits = 2;
   o.sensitivity = true;
   o.sensitivity_samples = 64;
-  auto csv = (std::filesystem::temp_directory_path() / "sqz_sens.csv").string();
+  squeeze::testing::TempDir tmp;
+  auto csv = tmp.file("sqz_sens.csv");
   o.sensitivity_out = csv;
   Quantize pass(o);
   compress::PassContext ctx = testing::pass_context(&d, 64);

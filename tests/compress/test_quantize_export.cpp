@@ -51,7 +51,8 @@ TEST(QuantExport, QdqRoundTrip) {
   at::manual_seed(0);
   data::Splits d = random_splits({1, 28, 28});
   ir::Graph q = quantized_cnn(8, d);
-  std::string path = (fs::temp_directory_path() / "sqz_qdq.onnx").string();
+  squeeze::testing::TempDir tmp;
+  std::string path = tmp.file("sqz_qdq.onnx");
   io::export_onnx(q, path);  // runs the ONNX checker
   auto counts = op_counts(path);
   EXPECT_EQ(counts["DequantizeLinear"], 5 + counts["QuantizeLinear"]);  // 5 weights + activations
@@ -76,7 +77,8 @@ TEST(QuantExport, QdqClipsNarrowWidths) {
   at::manual_seed(0);
   data::Splits d = random_splits({1, 28, 28});
   ir::Graph q = quantized_cnn(4, d);
-  std::string path = (fs::temp_directory_path() / "sqz_qdq4.onnx").string();
+  squeeze::testing::TempDir tmp;
+  std::string path = tmp.file("sqz_qdq4.onnx");
   io::export_onnx(q, path);
   EXPECT_GE(op_counts(path)["Clip"], 6);
   ir::Graph back = io::import_onnx(path);
@@ -90,7 +92,8 @@ TEST(QuantExport, QonnxRoundTripKeepsBitWidths) {
   data::Splits d = random_splits({1, 28, 28});
   for (int bits : {3, 8}) {
     ir::Graph q = quantized_cnn(bits, d);
-    std::string path = (fs::temp_directory_path() / "sqz_model.qonnx.onnx").string();
+    squeeze::testing::TempDir tmp;
+    std::string path = tmp.file("sqz_model.qonnx.onnx");
     deploy::export_model(q, "qonnx", path);
     auto counts = op_counts(path);
     EXPECT_EQ(counts["QuantizeLinear"], 0);
@@ -109,7 +112,8 @@ TEST(QuantExport, QonnxRoundTripKeepsBitWidths) {
 
 TEST(QuantExport, FloatGraphsExportUnchanged) {
   ir::Graph g = models::build("lenet5", {}, 0);
-  std::string path = (fs::temp_directory_path() / "sqz_float.onnx").string();
+  squeeze::testing::TempDir tmp;
+  std::string path = tmp.file("sqz_float.onnx");
   io::export_qonnx(g, path);
   auto counts = op_counts(path);
   EXPECT_EQ(counts["Quant"], 0);
