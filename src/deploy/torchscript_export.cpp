@@ -6,8 +6,8 @@
 // Quantized graphs keep their numbers in PyTorch: a quantized weight is stored as a qint8/quint8
 // tensor (its integers, per-tensor or per-channel scales and zero points) and dequantized in
 // forward(), which gives back the grid values squeeze computes with; every out_qspec becomes
-// torch.fake_quantize_per_tensor_affine (or _per_channel_) on that value; a dynamic int8 Linear
-// fake-quantizes its input with the batch's own uint8 parameters, computed as squeeze computes
+// torch.fake_quantize_per_tensor_affine (or _per_channel_) on that value; a dynamic int8 Linear or
+// Conv fake-quantizes its input with the batch's own uint8 parameters, computed as squeeze computes
 // them. So PyTorch runs squeeze's simulated quantized arithmetic (quant_math.h), in float.
 #include "squeeze/deploy/torchscript.h"
 
@@ -104,6 +104,14 @@ class ScriptWriter {
   void fake_quantize(const std::string& v, const ir::QuantSpec& spec, const std::string& where);
   // Fake-quantizes `x` into `out` with the batch's uint8 affine parameters (dynamic int8).
   void fake_quantize_dynamic(const std::string& x, const std::string& out);
+  // The input a Linear or Conv computes with: `x` itself, or for a dynamic layer (quant_dynamic = 1)
+  // `x` fake-quantized with its batch's parameters, before any padding as the executor does.
+  std::string dynamic_input(const ir::Node& n, const std::string& x) {
+    if (n.attr_int("quant_dynamic", 0) == 0 || !n.param("weight").qspec) return x;
+    std::string out = var(n.outputs[0]) + "_in";
+    fake_quantize_dynamic(x, out);
+    return out;
+  }
   std::string tensor(const at::Tensor& t, const std::string& node, const std::string& key, bool buffer) {
     std::string name = attr_name(node, key);
     if (buffer || !t.is_floating_point())
@@ -178,13 +186,14 @@ void ScriptWriter::fake_quantize(const std::string& v, const ir::QuantSpec& spec
 }
 
 void ScriptWriter::fake_quantize_dynamic(const std::string& x, const std::string& out) {
-  // quant_math's choose_qparams for uint8 affine: the range widened to include 0, the scale in
-  // double (stored as float32), zero point qmin - round_half_even(min / scale); then fake quantize.
-  line(out + "_lo = torch.clamp(torch.min(" + x + ").double(), None, 0.0)");
-  line(out + "_hi = torch.clamp(torch.max(" + x + ").double(), 0.0, None)");
+  // exec::dynamic_quantize_spec, i.e. DynamicQuantizeLinear: float32 throughout, in this order (the
+  // range widened to include 0, scale (hi - lo) / 255, zero point round_half_even(clamp(-lo / scale,
+  // 0, 255))); then fake quantize on that uint8 grid.
+  line(out + "_lo = torch.clamp(torch.min(" + x + ").float(), None, 0.0)");
+  line(out + "_hi = torch.clamp(torch.max(" + x + ").float(), 0.0, None)");
   line(out + "_s = (" + out + "_hi - " + out + "_lo) / 255.0");
-  line(out + "_s = torch.where(" + out + "_s > 0.0, " + out + "_s, torch.ones_like(" + out + "_s))");
-  line(out + "_z = torch.clamp(-torch.round(" + out + "_lo / " + out + "_s), 0.0, 255.0)");
+  line(out + "_s = torch.where(" + out + "_hi > " + out + "_lo, " + out + "_s, torch.ones_like(" + out + "_s))");
+  line(out + "_z = torch.round(torch.clamp(0.0 - " + out + "_lo / " + out + "_s, 0.0, 255.0))");
   line(out + " = torch.fake_quantize_per_tensor_affine(" + x + ", float(" + out + "_s), int(" + out + "_z), 0, 255)");
 }
 
@@ -218,7 +227,7 @@ void ScriptWriter::node_body(const ir::Node& n) {
   if (op == "Constant") return set(tensor(effective(n.param("value")), n.name, "value", true));
   if (op == "Conv") {
     size_t nd = n.param("weight").value.dim() - 2;
-    std::string x = in[0];
+    std::string x = dynamic_input(n, in[0]);
     auto pad = symmetric(x, nd, "0.0");
     std::string b = n.has_param("bias") ? param(n, "bias") : "None";
     return set("torch.conv" + std::to_string(nd) + "d(" + x + ", " + param(n, "weight") + ", " + b + ", " +
@@ -238,11 +247,7 @@ void ScriptWriter::node_body(const ir::Node& n) {
                list(ints("dilations", nd, 1)) + ")");
   }
   if (op == "Linear") {
-    std::string x = in[0];
-    if (n.attr_int("quant_dynamic", 0) != 0 && n.param("weight").qspec) {
-      x = y + "_in";
-      fake_quantize_dynamic(in[0], x);
-    }
+    std::string x = dynamic_input(n, in[0]);
     return set("torch.linear(" + x + ", " + param(n, "weight") + ", " +
                (n.has_param("bias") ? param(n, "bias") : std::string("None")) + ")");
   }

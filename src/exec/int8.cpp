@@ -333,8 +333,10 @@ std::string planned_execution(const ir::Graph& graph, const ir::Node& node) {
   if (!node.has_param("weight") || !node.param("weight").qspec) {
     return node.out_qspec ? "simulated" : "float";
   }
-  if (node.attr_int("quant_dynamic", 0) != 0)
-    return int8_enabled() && exact_weight_node(node) ? "int8-dynamic" : "simulated";
+  if (node.attr_int("quant_dynamic", 0) != 0) {
+    // Only Linear has an int8 dynamic kernel (quantized_forward); a dynamic Conv is simulated.
+    return node.op == "Linear" && int8_enabled() && exact_weight_node(node) ? "int8-dynamic" : "simulated";
+  }
   const ir::QuantSpec* in = input_qspec(graph, node);
   if (int8_enabled() && static_int8_node(node) && in && is_quint8_spec(*in)) return "int8";
   return "simulated";

@@ -13,9 +13,10 @@
 // rounding_mode), any width 2..8, the format hls4ml and FINN read. Both re-import into squeeze
 // (onnx_import.cpp) as the same quantized graph.
 //
-// Dynamic int8 Linear layers (quant_dynamic = 1) are written as ONNX Runtime's dynamic quantizer
-// writes them: DynamicQuantizeLinear on the input, MatMulInteger with the int8 weight, Cast, Mul by
-// both scales, Add bias. What a format cannot express is refused with UnsupportedError instead of
+// Dynamic int8 Linear and Conv layers (quant_dynamic = 1) are written as ONNX Runtime's dynamic
+// quantizer writes them: DynamicQuantizeLinear on the input, MatMulInteger (ConvInteger, with the
+// conv's attributes) with the int8 weight, Cast, Mul by both scales, Add bias (per-channel
+// operands shaped [1, C, 1, 1] for a Conv). What a format cannot express is refused with UnsupportedError instead of
 // written as a different model: QDQ activations rounded half up or quantized per channel, QONNX
 // unsigned narrow ranges. QONNX has no dynamic quantization op: there the input is quantized with
 // DynamicQuantizeLinear + DequantizeLinear in front of the float layer.
@@ -156,8 +157,16 @@ class Exporter {
   void quantize_value(const ir::QuantSpec& spec, const std::string& x, const std::string& out, const std::string& name,
                       int64_t rank = 0);
   void value_info(onnx::ValueInfoProto* vi, const std::string& name, const ir::Shape& shape, at::ScalarType type);
-  // A Linear with quant_dynamic = 1, the way ONNX Runtime's dynamic quantizer writes it.
-  void export_dynamic_linear(const ir::Node& n);
+  // A Linear or Conv with quant_dynamic = 1, the way ONNX Runtime's dynamic quantizer writes it
+  // (DynamicQuantizeLinear -> MatMulInteger/ConvInteger -> Cast -> Mul -> Add); in QONNX, the
+  // float layer on DynamicQuantizeLinear + DequantizeLinear of its input.
+  void export_dynamic_layer(const ir::Node& n);
+  // DynamicQuantizeLinear of the layer's input: its {uint8 values, scale, zero point}.
+  std::vector<std::string> dynamic_quantize_input(const ir::Node& n);
+  bool dynamic_layer(const ir::Node& n) const {
+    return format_ != QuantFormat::kFloat && n.attr_int("quant_dynamic", 0) != 0 && n.has_param("weight") &&
+           n.param("weight").qspec;
+  }
 
   ir::Graph g_;
   onnx::GraphProto* gp_ = nullptr;
@@ -246,15 +255,23 @@ void Exporter::quantize_value(const ir::QuantSpec& spec, const std::string& x, c
   add("DequantizeLinear", {q, sc, zp}, {out}, name + "_dequantize");
 }
 
-void Exporter::export_dynamic_linear(const ir::Node& n) {
+std::vector<std::string> Exporter::dynamic_quantize_input(const ir::Node& n) {
+  std::string xq = fresh(n.name + "/input_quantized"), xs = fresh(n.name + "/input_scale"),
+              xz = fresh(n.name + "/input_zero_point");
+  add("DynamicQuantizeLinear", {n.inputs[0]}, {xq, xs, xz}, n.name + "/input_quantize");
+  return {xq, xs, xz};
+}
+
+void Exporter::export_dynamic_layer(const ir::Node& n) {
+  bool conv = n.op == "Conv";
+  SQZ_ASSERT(conv || n.op == "Linear", "node '", n.name, "': dynamic quantization of a ", n.op);
   if (format_ == QuantFormat::kQonnx) {
     // QONNX's Quant takes fixed scales, so the per-batch input quantization is written with the
     // standard ops that compute it (DynamicQuantizeLinear, DequantizeLinear), and the layer reads
     // the dequantized input: QONNX's fake-quantized float form, with the weight's Quant as usual.
-    std::string xq = fresh(n.name + "/input_quantized"), xs = fresh(n.name + "/input_scale"),
-                xz = fresh(n.name + "/input_zero_point"), xd = fresh(n.name + "/input_dequantized");
-    add("DynamicQuantizeLinear", {n.inputs[0]}, {xq, xs, xz}, n.name + "/input_quantize");
-    add("DequantizeLinear", {xq, xs, xz}, {xd}, n.name + "/input_dequantize");
+    std::vector<std::string> xq = dynamic_quantize_input(n);
+    std::string xd = fresh(n.name + "/input_dequantized");
+    add("DequantizeLinear", xq, {xd}, n.name + "/input_dequantize");
     ir::Node copy = n;
     copy.inputs[0] = xd;
     copy.attrs.erase("quant_dynamic");
@@ -263,36 +280,56 @@ void Exporter::export_dynamic_linear(const ir::Node& n) {
     export_node(copy);
     return;
   }
+  const std::string integer_op = conv ? "ConvInteger" : "MatMulInteger";
   const ir::Param& w = n.param("weight");
   const ir::QuantSpec& spec = *w.qspec;
   if (!spec.scale.defined() || spec.bits > 8 || (spec.axis > 0 && spec.scale.numel() > 1))
-    throw UnsupportedError(msg("node '", n.name, "' (Linear, dynamic int8): weight quantization ", quant::describe(spec),
-                               " has no MatMulInteger form (8 bits at most, per tensor or per output channel)"));
+    throw UnsupportedError(msg("node '", n.name, "' (", n.op, ", dynamic int8): weight quantization ",
+                               quant::describe(spec), " has no ", integer_op,
+                               " form (8 bits at most, per tensor or per output channel)"));
   // squeeze quantizes the whole input per call, uint8 affine from its min/max widened to include 0,
-  // rounding half to even: DynamicQuantizeLinear's definition. MatMulInteger sums the integer
+  // rounding half to even: DynamicQuantizeLinear's definition. The integer op sums the integer
   // products exactly; the float result is that sum times both scales.
-  std::string xq = fresh(n.name + "/input_quantized"), xs = fresh(n.name + "/input_scale"),
-              xz = fresh(n.name + "/input_zero_point");
-  add("DynamicQuantizeLinear", {n.inputs[0]}, {xq, xs, xz}, n.name + "/input_quantize");
-  at::Tensor q = quant::quantize(effective(w), spec).to(spec.is_signed ? at::kChar : at::kByte).t().contiguous();
+  std::vector<std::string> xq = dynamic_quantize_input(n);
   bool per_channel = spec.axis == 0 && spec.scale.numel() > 1;
-  std::vector<std::string> mm_in{xq, init(q, n.name + ".weight_quantized_t"), xz};
-  at::Tensor zp = spec.zero_point.defined() ? spec.zero_point.to(at::kLong) : at::zeros({}, at::kLong);
+  // Per-channel operands broadcast against the integer op's output: along its last axis for
+  // MatMulInteger ([C]), along axis 1 for ConvInteger ([1, C, 1, 1]).
+  int64_t channels = w.value.size(0);
+  std::vector<int64_t> channel_shape{channels};
+  if (conv) {
+    channel_shape.assign(static_cast<size_t>(w.value.dim()), 1);
+    channel_shape[1] = channels;
+  }
+  at::Tensor q = quant::quantize(effective(w), spec).to(spec.is_signed ? at::kChar : at::kByte);
+  if (!conv) q = q.t().contiguous();
+  std::vector<std::string> int_in{xq[0], init(q, n.name + (conv ? ".weight_quantized" : ".weight_quantized_t")),
+                                  xq[2]};
+  at::Tensor zp = spec.zero_point.defined() ? spec.zero_point.to(at::kLong).reshape({-1}) : at::zeros({1}, at::kLong);
+  // One zero point where they are all equal: ONNX Runtime's ConvInteger takes no other.
+  bool zp_per_channel = zp.ne(zp[0]).any().item<bool>();
+  if (conv && zp_per_channel)
+    throw UnsupportedError(msg("node '", n.name, "' (Conv, dynamic int8): one weight zero point per output channel (",
+                               quant::describe(spec), ") is not run by ONNX Runtime's ConvInteger, which takes one "
+                               "per tensor; export to qonnx or torchscript"));
   if (zp.ne(0).any().item<bool>())
-    mm_in.push_back(init((per_channel ? zp.reshape({-1}) : zp.reshape({})).to(q.scalar_type()),
-                         n.name + ".weight_zero_point"));
-  std::string acc = step(n, "MatMulInteger", mm_in, "matmul_integer");
-  std::string accf = fresh(n.name + "/matmul_float");
+    int_in.push_back(init((zp_per_channel ? zp : zp[0]).to(q.scalar_type()), n.name + ".weight_zero_point"));
+  std::string acc = fresh(n.name + "/" + (conv ? "conv_integer" : "matmul_integer"));
+  NodeProto* integer = add(integer_op, int_in, {acc}, acc);
+  if (conv) {
+    set_ints(integer, "kernel_shape", std::vector<int64_t>(w.value.sizes().begin() + 2, w.value.sizes().end()));
+    copy_attrs(n, integer, {"strides", "pads", "dilations", "group"});
+  }
+  std::string accf = fresh(n.name + "/integer_float");
   set_i(add("Cast", {acc}, {accf}, n.name + "/cast"), "to", TensorProto::FLOAT);
   at::Tensor ws = spec.scale.to(at::kFloat);
-  ws = per_channel ? ws.reshape({-1}) : ws.reshape({});
-  std::string scale = step(n, "Mul", {xs, init(ws, n.name + ".weight_scale")}, "scale");
+  ws = per_channel ? ws.reshape(channel_shape) : ws.reshape({});
+  std::string scale = step(n, "Mul", {xq[1], init(ws, n.name + ".weight_scale")}, "scale");
   if (!n.has_param("bias")) {
     add("Mul", {accf, scale}, {n.outputs[0]}, n.name);
     return;
   }
   std::string y = step(n, "Mul", {accf, scale}, "scaled");
-  add("Add", {y, param_value(n, "bias")}, {n.outputs[0]}, n.name);
+  add("Add", {y, init(effective(n.param("bias")).reshape(channel_shape), n.name + ".bias")}, {n.outputs[0]}, n.name);
 }
 
 void Exporter::export_quantized_node(const ir::Node& n) {
@@ -345,6 +382,10 @@ void Exporter::export_node(const ir::Node& n) {
     tensor_to_proto(v, a->mutable_t());
     return;
   }
+  if (op == "Conv" && dynamic_layer(n)) {
+    export_dynamic_layer(n);
+    return;
+  }
   if (op == "Conv" || op == "ConvTranspose") {
     std::vector<std::string> ins{in[0], param("weight")};
     if (n.has_param("bias")) ins.push_back(param("bias"));
@@ -355,8 +396,8 @@ void Exporter::export_node(const ir::Node& n) {
     return;
   }
   if (op == "Linear") {
-    if (n.attr_int("quant_dynamic", 0) != 0 && n.param("weight").qspec && format_ != QuantFormat::kFloat) {
-      export_dynamic_linear(n);
+    if (dynamic_layer(n)) {
+      export_dynamic_layer(n);
       return;
     }
     if (rank(in[0]) == 2) {

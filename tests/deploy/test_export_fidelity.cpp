@@ -1,7 +1,8 @@
 // Every export reproduces the model it came from, judged by the runtime that reads the format:
 // ONNX Runtime for .onnx (QDQ, dynamic int8) and for .qonnx.onnx (its Quant nodes written out as
 // standard ops by the QONNX definition), libtorch and PyTorch for TorchScript. One test per
-// compression mode (float, structured-pruned, PTQ w8a8, dynamic int8, QAT w8a8, PTQ 2..7 bits)
+// compression mode (float, structured-pruned, PTQ w8a8, dynamic int8 on the Linears, dynamic int8
+// on the Convs too (per tensor and per channel), QAT w8a8, PTQ 2..7 bits)
 // and format; what a format cannot express must be refused (UnsupportedError, exit code 2): see
 // the half-up rounding tests.
 //
@@ -102,6 +103,21 @@ ir::Graph quantized(const std::string& mode, int bits, const std::string& roundi
   return g;
 }
 
+// Dynamic int8 on every layer: the quantize pass makes fc1 and fc2 dynamic and quantizes the convs'
+// weights; marking the convs quant_dynamic too gives the model ONNX Runtime's quantize_dynamic
+// writes with ConvInteger.
+ir::Graph dynamic_convs(bool per_channel) {
+  compress::QuantizeOptions o;
+  o.mode = "dynamic";
+  o.per_channel = per_channel;
+  compress::Quantize pass(o);
+  compress::PassContext ctx = testing::pass_context(&splits(), 32);
+  ir::Graph g = pass.run(base_model(), ctx).graph;
+  for (auto& n : g.nodes)
+    if (n.op == "Conv" && n.has_param("weight") && n.param("weight").qspec) n.attrs["quant_dynamic"] = int64_t{1};
+  return g;
+}
+
 const std::vector<Mode>& modes() {
   static const std::vector<Mode> m = [] {
     std::vector<Mode> v = {
@@ -114,6 +130,8 @@ const std::vector<Mode>& modes() {
          }},
         {"ptq_w8a8", [] { return quantized("ptq", 8); }},
         {"dynamic", [] { return quantized("dynamic", 8); }},
+        {"dynamic_conv", [] { return dynamic_convs(false); }},
+        {"dynamic_conv_per_channel", [] { return dynamic_convs(true); }},
         {"qat_w8a8", [] { return quantized("qat", 8); }},
     };
     for (int bits = 2; bits <= 7; ++bits)
@@ -163,11 +181,14 @@ bool is_quantized(const ir::Graph& g) {
   return false;
 }
 
-bool is_dynamic(const ir::Graph& g) {
-  for (const auto& n : g.nodes)
-    if (n.attr_int("quant_dynamic", 0) != 0) return true;
-  return false;
+// The graph's dynamic layers of `op` ("" for any).
+int dynamic_layers(const ir::Graph& g, const std::string& op = "") {
+  int count = 0;
+  for (const auto& n : g.nodes) count += n.attr_int("quant_dynamic", 0) != 0 && (op.empty() || n.op == op);
+  return count;
 }
+
+bool is_dynamic(const ir::Graph& g) { return dynamic_layers(g) > 0; }
 
 // Compares a runtime's output with squeeze's under the tolerance of the mode, and prints the
 // measured error (for the record: `grep '\[fidelity\]'`).
@@ -307,14 +328,15 @@ TEST_P(ExportFidelity, RuntimeReproducesSqueeze) {
 
   auto counts = op_counts(path);
   if (is_dynamic(g)) {
-    EXPECT_EQ(counts["DynamicQuantizeLinear"], 2);  // fc1, fc2
+    EXPECT_EQ(counts["DynamicQuantizeLinear"], dynamic_layers(g));
     // ONNX: ONNX Runtime's quantizer form; QONNX: the dequantized input into the float layer.
-    EXPECT_EQ(counts[format == "onnx" ? "MatMulInteger" : "Gemm"], 2);
+    EXPECT_EQ(counts[format == "onnx" ? "MatMulInteger" : "Gemm"], dynamic_layers(g, "Linear"));
+    EXPECT_EQ(counts["ConvInteger"], format == "onnx" ? dynamic_layers(g, "Conv") : 0);
+    if (format == "onnx") EXPECT_EQ(counts["Conv"], 0);
     // squeeze reads either form back as the same dynamic layers.
     ir::Graph back = io::import_onnx(path);
-    int dynamic_layers = 0;
-    for (const auto& n : back.nodes) dynamic_layers += n.attr_int("quant_dynamic", 0) != 0;
-    EXPECT_EQ(dynamic_layers, 2);
+    EXPECT_EQ(dynamic_layers(back, "Linear"), dynamic_layers(g, "Linear"));
+    EXPECT_EQ(dynamic_layers(back, "Conv"), dynamic_layers(g, "Conv"));
     EXPECT_TRUE(matches(what + " (imported by squeeze)", g, simulate(back, x), want));
   }
   if (!testing::onnxruntime_missing().empty()) GTEST_SKIP() << testing::onnxruntime_missing();
@@ -375,6 +397,58 @@ TEST(ExportFidelityCli, HalfUpToQdqExitsWithCode2) {
             0)
       << err2.str();
   log::set_level(log::Level::kInfo);
+}
+
+// A dynamic Conv whose uint8 weight has one zero point per output channel (a ConvInteger file
+// ONNX Runtime itself cannot run: its ConvInteger takes one weight zero point): the onnx export
+// refuses it (exit code 2 from the command line, nothing written); QONNX and TorchScript keep it.
+TEST(ExportFidelityDynamicConv, PerChannelZeroPointsAreRefusedByOnnxAndKeptByQonnxAndTorchScript) {
+  at::manual_seed(13);
+  testing::OnnxMaker m;
+  m.input("x", {-1, 3, 8, 8}).output("y");
+  m.node("DynamicQuantizeLinear", {"x"}, {"xq", "xs", "xz"}, "conv_dql");
+  m.init("W", at::randint(0, 256, {5, 3, 3, 3}, at::kLong).to(at::kByte))
+      .init("ws", at::rand({5}).reshape({1, 5, 1, 1}) * 0.01 + 0.001)
+      .init("wz", at::randint(100, 156, {5}, at::kLong).to(at::kByte));
+  auto* c = m.node("ConvInteger", {"xq", "W", "xz", "wz"}, {"acc"}, "conv_quant");
+  testing::OnnxMaker::attr(c, "pads", std::vector<int64_t>{1, 1, 1, 1});
+  auto* cast = m.node("Cast", {"acc"}, {"accf"}, "conv_cast");
+  testing::OnnxMaker::attr(cast, "to", int64_t{onnx::TensorProto::FLOAT});
+  m.node("Mul", {"xs", "ws"}, {"scales"}, "conv_scales_mul");
+  m.node("Mul", {"accf", "scales"}, {"y"}, "conv");
+  ir::Graph g = io::import_onnx_bytes(m.bytes(), "conv_per_channel_zp.onnx");
+  ASSERT_EQ(dynamic_layers(g, "Conv"), 1);
+  at::Tensor x = at::randn({4, 3, 8, 8});
+  at::Tensor want = simulate(g, x);
+  TempDir dir;
+  try {
+    deploy::export_model(g, "onnx", dir.file("m.onnx"));
+    FAIL() << "per-channel ConvInteger zero points exported to onnx";
+  } catch (const UnsupportedError& e) {
+    EXPECT_NE(std::string(e.what()).find("zero point"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("qonnx"), std::string::npos) << e.what();
+  }
+  EXPECT_FALSE(fs::exists(dir.file("m.onnx")));
+  io::save_sqz(g, dir.file("m.sqz"));
+  std::ostringstream out, err;
+  int code = cli::run_cli({"--quiet", "export", dir.file("m.sqz"), "--to", "onnx", "--out", dir.file("m.onnx")}, out, err);
+  log::set_level(log::Level::kInfo);
+  EXPECT_EQ(code, 2) << err.str();
+  EXPECT_NE(err.str().find("ConvInteger"), std::string::npos) << err.str();
+  EXPECT_FALSE(fs::exists(dir.file("m.onnx")));
+
+  deploy::export_model(g, "torchscript", dir.file("m.pt"));
+  EXPECT_TRUE(matches("per-channel zero points torchscript (libtorch)", g,
+                      torch::jit::load(dir.file("m.pt")).forward({x}).toTensor(), want));
+  deploy::export_model(g, "qonnx", dir.file("m.qonnx.onnx"));
+  ir::Graph back = io::import_onnx(dir.file("m.qonnx.onnx"));
+  EXPECT_EQ(dynamic_layers(back, "Conv"), 1);
+  EXPECT_TRUE(matches("per-channel zero points qonnx (imported by squeeze)", g, simulate(back, x), want));
+  if (!testing::onnxruntime_missing().empty()) GTEST_SKIP() << testing::onnxruntime_missing();
+  lower_qonnx(dir.file("m.qonnx.onnx"), dir.file("lowered.onnx"));
+  auto got = testing::run_onnxruntime(dir.file("lowered.onnx"), {x}, testing::kOrtDisabled);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_TRUE(matches("per-channel zero points qonnx (ONNX Runtime, optimizations disabled)", g, got[0], want));
 }
 
 // An int8 TorchScript file stores its weights as int8: about the size of the .sqz, not of the float

@@ -363,6 +363,166 @@ TEST(OnnxDynamicImport, ConvIntegerBecomesDynamicConv) {
   compare_with_onnxruntime("ConvInteger", m, g, x, kDynamicRel);
 }
 
+// --- dynamic Conv export: squeeze's own ConvInteger form ---
+
+// A dynamic Conv as ONNX Runtime's quantize_dynamic writes it, with the variations squeeze's
+// exporter must carry over: weight type and zero point, per-channel scales, conv attributes, bias.
+struct ConvIntegerCase {
+  std::string name;
+  at::ScalarType weight_type;
+  bool per_channel_scale;
+  int64_t zero_point;  // the weight's (per tensor)
+  int64_t group;
+  std::vector<int64_t> strides, pads, dilations;
+  bool bias;
+};
+
+// x [N, 4, 11, 9] -> ConvInteger -> y; the weight's integers are returned in `w_int`.
+OnnxMaker conv_integer_model(const ConvIntegerCase& c, at::Tensor& w_int, int64_t out_channels = 6) {
+  OnnxMaker m;
+  m.input("x", {-1, 4, 11, 9}).output("y");
+  m.node("DynamicQuantizeLinear", {"x"}, {"xq", "xs", "xz"}, "conv_dql");
+  std::vector<int64_t> shape{out_channels, 4 / c.group, 3, 3};
+  w_int = c.weight_type == at::kChar ? at::randint(-127, 128, shape, at::kLong).to(at::kChar)
+                                     : at::randint(0, 256, shape, at::kLong).to(at::kByte);
+  at::Tensor ws = c.per_channel_scale ? (at::rand({1, out_channels, 1, 1}) * 0.02 + 0.001) : at::scalar_tensor(0.013f);
+  m.init("W", w_int).init("ws", ws).init("wz", at::scalar_tensor(c.zero_point, at::kLong).to(c.weight_type));
+  auto* conv = m.node("ConvInteger", {"xq", "W", "xz", "wz"}, {"acc"}, "conv_quant");
+  OnnxMaker::attr(conv, "strides", c.strides);
+  OnnxMaker::attr(conv, "pads", c.pads);
+  OnnxMaker::attr(conv, "dilations", c.dilations);
+  OnnxMaker::attr(conv, "group", c.group);
+  auto* cast = m.node("Cast", {"acc"}, {"accf"}, "conv_cast");
+  OnnxMaker::attr(cast, "to", int64_t{onnx::TensorProto::FLOAT});
+  m.node("Mul", {"xs", "ws"}, {"scales"}, "conv_scales_mul");
+  m.node("Mul", {"accf", "scales"}, c.bias ? std::vector<std::string>{"scaled"} : std::vector<std::string>{"y"},
+         "conv_output_scale_mul");
+  if (c.bias) {
+    m.init("b", at::randn({1, out_channels, 1, 1}));
+    m.node("Add", {"scaled", "b"}, {"y"}, "conv");
+  }
+  return m;
+}
+
+class DynamicConvExport : public ::testing::TestWithParam<ConvIntegerCase> {};
+
+// Exported as DynamicQuantizeLinear -> ConvInteger -> Cast -> Mul -> Add, which ONNX Runtime runs
+// to squeeze's numbers and squeeze reads back as the same dynamic Conv.
+TEST_P(DynamicConvExport, OnnxIsConvIntegerThatOnnxRuntimeAndSqueezeReproduce) {
+  const ConvIntegerCase& c = GetParam();
+  at::manual_seed(10);
+  at::Tensor w_int;
+  ir::Graph g = io::import_onnx_bytes(conv_integer_model(c, w_int).bytes(), "ort_dynamic_conv.onnx");
+  ASSERT_EQ(g.nodes.size(), 1u);
+  ASSERT_EQ(g.nodes[0].op, "Conv");
+  ASSERT_EQ(count_dynamic(g), 1);
+  TempDir dir;
+  std::string path = dir.file("model.onnx");
+  io::export_onnx(g, path);
+  auto counts = testing::op_counts(path);
+  EXPECT_EQ(counts["DynamicQuantizeLinear"], 1);
+  EXPECT_EQ(counts["ConvInteger"], 1);
+  EXPECT_EQ(counts["Conv"], 0);
+  EXPECT_EQ(counts["DequantizeLinear"], 0);
+
+  ir::Graph back = io::import_onnx(path);
+  ASSERT_EQ(count_dynamic(back), 1);
+  EXPECT_EQ(count_op(back, "ConvInteger"), 0);
+  expect_same_quantized_layers(g, back);
+  const ir::Node& n = g.nodes[0];
+  const ir::Node& m = *back.find_node(n.name);
+  for (const char* k : {"strides", "pads", "dilations"}) EXPECT_EQ(m.attr_ints(k, {}), n.attr_ints(k, {})) << k;
+  EXPECT_EQ(m.attr_int("group", 1), n.attr_int("group", 1));
+
+  at::manual_seed(11);
+  at::Tensor x = at::randn({8, 4, 11, 9}) * 2 + 0.5;
+  at::Tensor want = run(g, x, false);
+  EXPECT_TRUE(close_rel(c.name + " re-imported vs squeeze", run(back, x, false), want, kSameGraphRel));
+  // The input really is quantized: the float Conv on the same weights is far from squeeze's answer.
+  at::Tensor b = n.has_param("bias") ? n.param("bias").value : at::Tensor();
+  at::Tensor float_conv = at::conv2d(at::constant_pad_nd(x, {c.pads[1], c.pads[3], c.pads[0], c.pads[2]}),
+                                     n.param("weight").value, b, c.strides, std::vector<int64_t>{0, 0}, c.dilations,
+                                     c.group);
+  EXPECT_GT((want - float_conv).abs().max().item<double>(), 10 * kDynamicRel * want.abs().max().item<double>());
+
+  if (!testing::onnxruntime_missing().empty()) GTEST_SKIP() << testing::onnxruntime_missing();
+  auto ort = testing::run_onnxruntime(path, {x}, testing::kOrtDisabled);
+  ASSERT_EQ(ort.size(), 1u);
+  EXPECT_TRUE(close_rel(c.name + " export: ONNX Runtime vs squeeze", ort[0], want, kDynamicRel));
+  auto opt = testing::run_onnxruntime(path, {x}, testing::kOrtDefault);
+  ASSERT_EQ(opt.size(), 1u);
+  EXPECT_TRUE(close_rel(c.name + " export: ONNX Runtime (optimized) vs squeeze", opt[0], want, kDynamicRel));
+}
+
+// QONNX: the float Conv (its weight a Quant node) reads DynamicQuantizeLinear + DequantizeLinear
+// of its input, and squeeze reads it back as the same dynamic Conv.
+TEST_P(DynamicConvExport, QonnxQuantizesTheInputAndImportsAsTheSameConv) {
+  const ConvIntegerCase& c = GetParam();
+  at::manual_seed(10);
+  at::Tensor w_int;
+  ir::Graph g = io::import_onnx_bytes(conv_integer_model(c, w_int).bytes(), "ort_dynamic_conv.onnx");
+  TempDir dir;
+  std::string path = dir.file("model.qonnx.onnx");
+  io::export_qonnx(g, path);
+  auto counts = testing::op_counts(path);
+  EXPECT_EQ(counts["DynamicQuantizeLinear"], 1);
+  EXPECT_EQ(counts["DequantizeLinear"], 1);
+  EXPECT_EQ(counts["Conv"], 1);
+  EXPECT_EQ(counts["Quant"], 1);
+  ir::Graph back = io::import_onnx(path);
+  EXPECT_EQ(count_dynamic(back), 1);
+  EXPECT_EQ(count_op(back, "DynamicQuantizeLinear"), 0);
+  expect_same_quantized_layers(g, back);
+  at::manual_seed(11);
+  at::Tensor x = at::randn({8, 4, 11, 9}) * 2 + 0.5;
+  EXPECT_TRUE(close_rel(c.name + " qonnx re-imported vs squeeze", run(back, x, false), run(g, x, false), kSameGraphRel));
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    ConvIntegerForms, DynamicConvExport,
+    ::testing::Values(
+        ConvIntegerCase{"int8_per_tensor", at::kChar, false, 0, 1, {2, 2}, {1, 1, 1, 1}, {1, 1}, true},
+        ConvIntegerCase{"int8_per_channel_grouped", at::kChar, true, 0, 2, {1, 2}, {0, 1, 2, 0}, {2, 1}, false},
+        ConvIntegerCase{"uint8_zero_point", at::kByte, false, 131, 1, {1, 1}, {1, 1, 1, 1}, {1, 1}, true},
+        ConvIntegerCase{"uint8_per_channel_dilated", at::kByte, true, 120, 1, {2, 1}, {2, 2, 2, 2}, {2, 2}, true}),
+    [](const ::testing::TestParamInfo<ConvIntegerCase>& i) { return i.param.name; });
+
+// Only Linear has an int8 dynamic kernel: a dynamic Conv says "simulated", even where its weight
+// would run exactly on the int8 kernels (|q| <= 64) and the dynamic Linear next to it says int8.
+TEST(OnnxDynamicImport, PlannedExecutionOfADynamicConvIsSimulated) {
+  at::manual_seed(12);
+  OnnxMaker m;
+  m.input("x", {-1, 3, 6, 6}).output("y");
+  m.node("DynamicQuantizeLinear", {"x"}, {"xq", "xs", "xz"}, "conv_dql");
+  m.init("W", at::randint(-64, 65, {4, 3, 3, 3}, at::kLong).to(at::kChar))
+      .init("ws", at::scalar_tensor(0.02f))
+      .init("wz", at::zeros({}, at::kChar));
+  m.node("ConvInteger", {"xq", "W", "xz", "wz"}, {"acc"}, "conv_quant");
+  auto* cast = m.node("Cast", {"acc"}, {"accf"}, "conv_cast");
+  OnnxMaker::attr(cast, "to", int64_t{onnx::TensorProto::FLOAT});
+  m.node("Mul", {"xs", "ws"}, {"scales"}, "conv_scales_mul");
+  m.node("Mul", {"accf", "scales"}, {"c"}, "conv");
+  m.node("Flatten", {"c"}, {"f"}, "flatten");
+  add_dynamic_matmul(m, "fc", "f", "y", at::randint(-64, 65, {5, 64}, at::kLong).to(at::kChar), at::scalar_tensor(0.01f),
+                     at::zeros({}, at::kChar), at::randn({5}), ScaleForm::kScalesMul);
+  ir::Graph g = io::import_onnx_bytes(m.bytes(), "conv_fc_dynamic.onnx");
+  ASSERT_EQ(count_dynamic(g), 2);
+  const ir::Node* conv = g.find_node("conv");
+  const ir::Node* fc = g.find_node("fc_bias_add");
+  ASSERT_TRUE(conv && fc);
+  ASSERT_EQ(conv->op, "Conv");
+  bool was = quant::int8_enabled();
+  quant::set_int8_enabled(true);
+  EXPECT_EQ(quant::planned_execution(g, *conv), "simulated");
+  EXPECT_EQ(quant::planned_execution(g, *fc), quant::int8_available() ? "int8-dynamic" : "simulated");
+  quant::set_int8_enabled(false);
+  EXPECT_EQ(quant::planned_execution(g, *conv), "simulated");
+  quant::set_int8_enabled(was);
+  // And it is simulated: the same output with int8 kernels on or off, up to the Linear's int8 sums.
+  at::Tensor x = at::randn({4, 3, 6, 6});
+  EXPECT_TRUE(close_rel("conv + fc: int8 vs simulated", run(g, x, true), run(g, x, false), kDynamicRel));
+}
+
 // --- must not fire ---
 
 // Both operands of MatMulInteger are graph values (a dynamic "attention" product): no constant
