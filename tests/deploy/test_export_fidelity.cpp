@@ -67,6 +67,16 @@ constexpr double kOrtOptimizedSteps = 2.0;
 // per-batch scale and zero point as DynamicQuantizeLinear does, in float32) and only the float
 // scaling differs.
 constexpr double kDynamicRel = 1e-4;
+// Dynamic Convs feeding further dynamic layers: thousands of values per sample enter the next
+// layer's quantization, so a float difference of 1e-7 moves one of them across a rounding boundary
+// now and then: one input step for that element, which changes that one sample's outputs. Measured
+// on small_cnn with all four layers dynamic over 48 runs (per tensor and per channel, 6 batches,
+// onnx and qonnx, both ONNX Runtime levels): 1e-7 of max |output| without a crossing, 5.8e-4 to
+// 1.6e-3 with one, on at most 5.3% of the outputs (two samples). So: kDynamicRel everywhere except on
+// at most kDynamicChainOff of the outputs, which stay within kDynamicChainRel. (Dropping the
+// input quantization instead is 7e-3 of max |output|, on 93-95% of the outputs.)
+constexpr double kDynamicChainRel = 5e-3;
+constexpr double kDynamicChainOff = 0.1;
 
 struct Mode {
   std::string name;
@@ -202,12 +212,22 @@ bool is_dynamic(const ir::Graph& g) { return dynamic_layers(g) > 0; }
   double step = output_step(g);
   double bound;
   std::string rule;
-  if (optimized_int8 && is_quantized(g)) {
+  // Dynamic graphs have no requantization for ONNX Runtime's fusions to round differently.
+  if (optimized_int8 && is_quantized(g) && !is_dynamic(g)) {
     bound = std::max(kOrtOptimizedRel * scale, kOrtOptimizedSteps * step * (1 + 1e-5));
     rule = "kOrtOptimizedRel of max |output| or kOrtOptimizedSteps output steps";
   } else if (step > 0) {
     bound = kStepsExact * step * (1 + 1e-5) + kFloatAtol;
     rule = "kStepsExact output steps";
+  } else if (dynamic_layers(g, "Conv") > 0 && dynamic_layers(g) > 1) {
+    bound = kDynamicChainRel * scale + kFloatAtol;
+    rule = "kDynamicChainRel of max |output|, kDynamicRel on all but kDynamicChainOff of the outputs";
+    double off = (got.to(at::kDouble) - want.to(at::kDouble)).abs().gt(kDynamicRel * scale + kFloatAtol)
+                     .to(at::kDouble).mean().item<double>();
+    std::cout << "[fidelity] " << what << ": " << off * 100 << "% of outputs beyond kDynamicRel\n";
+    if (off > kDynamicChainOff)
+      return ::testing::AssertionFailure() << what << ": " << off * 100 << "% of outputs beyond kDynamicRel of max |output| ("
+                                           << rule << ")";
   } else if (is_dynamic(g)) {
     bound = kDynamicRel * scale + kFloatAtol;
     rule = "kDynamicRel of max |output|";
@@ -332,7 +352,9 @@ TEST_P(ExportFidelity, RuntimeReproducesSqueeze) {
     // ONNX: ONNX Runtime's quantizer form; QONNX: the dequantized input into the float layer.
     EXPECT_EQ(counts[format == "onnx" ? "MatMulInteger" : "Gemm"], dynamic_layers(g, "Linear"));
     EXPECT_EQ(counts["ConvInteger"], format == "onnx" ? dynamic_layers(g, "Conv") : 0);
-    if (format == "onnx") EXPECT_EQ(counts["Conv"], 0);
+    int convs = 0;
+    for (const auto& n : g.nodes) convs += n.op == "Conv";
+    if (format == "onnx") EXPECT_EQ(counts["Conv"], convs - dynamic_layers(g, "Conv"));
     // squeeze reads either form back as the same dynamic layers.
     ir::Graph back = io::import_onnx(path);
     EXPECT_EQ(dynamic_layers(back, "Linear"), dynamic_layers(g, "Linear"));
