@@ -311,7 +311,10 @@ at::Tensor apply_out_qspec(const ir::Node& n, const at::Tensor& y, const exec::K
   }
   if (!ctx.training && is_quint8_spec(s) && int8_enabled() && y.scalar_type() == at::kFloat) {
     int64_t z = s.zero_point.defined() ? s.zero_point.item<int64_t>() : 0;
-    return at::quantize_per_tensor(y, s.scale.item<double>(), z, at::kQUInt8);
+    // Images enter the int8 convolutions channels-last, the layout their kernels work in (an
+    // NCHW quint8 input costs the first convolution a reorder).
+    at::Tensor v = ctx.channels_last && y.dim() == 4 ? y.contiguous(at::MemoryFormat::ChannelsLast) : y;
+    return at::quantize_per_tensor(v, s.scale.item<double>(), z, at::kQUInt8);
   }
   return fake_quantize(y, s);
 }

@@ -80,7 +80,7 @@ std::vector<at::Tensor> quantized_op(const ir::Node& node, const std::vector<at:
 at::Tensor apply_out_qspec(const ir::Node& node, const at::Tensor& y, const exec::KernelContext& ctx);
 
 // How a node is expected to run in eval mode, from the graph's specs:
-// "int8" (quantized kernels), "int8-dynamic", "simulated" (quantized values, float arithmetic),
+// "int8" (quantized kernels), "int8-dynamic" (Linear only), "simulated" (quantized values, float arithmetic),
 // or "float".
 std::string planned_execution(const ir::Graph& graph, const ir::Node& node);
 // The quantization spec of the value a node reads as input 0, looking through ops that keep the
