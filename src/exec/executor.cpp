@@ -220,7 +220,7 @@ std::vector<at::Tensor> Executor::run(const std::vector<at::Tensor>& inputs, Mod
     for (const auto& a : args) any_quantized |= a.defined() && a.is_quantized();
     if (any_quantized && !quant::accepts_quantized(node, args))
       for (auto& a : args)
-        if (a.defined() && a.is_quantized()) a = a.dequantize();
+        if (a.defined() && a.is_quantized()) a = quant::from_quint8(a);
     std::vector<at::Tensor> outs;
     if (!ctx.training && !any_quantized && step.in_place) outs = run_in_place(step, slots, args);
     try {
@@ -255,7 +255,7 @@ std::vector<at::Tensor> Executor::run(const std::vector<at::Tensor>& inputs, Mod
   out.reserve(output_slots_.size());
   for (int s : output_slots_)
     out.push_back(!slots[s].defined()       ? slots[s]
-                  : slots[s].is_quantized() ? slots[s].dequantize().contiguous()
+                  : slots[s].is_quantized() ? quant::from_quint8(slots[s]).contiguous()
                                             : slots[s].contiguous());
   return out;
 }

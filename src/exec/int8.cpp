@@ -233,6 +233,22 @@ std::map<std::string, std::string> int8_environment() {
   return {{"int8_engine", p.engine}, {"int8_isa", p.isa}, {"int8_saturates", p.saturates ? "true" : "false"}};
 }
 
+// libtorch 1.13's quantize_per_tensor and dequantize run a scalar loop (about 4 ns per element
+// here: 0.9 ms for one 64 x 3 x 32 x 32 batch); these vectorised ATen expressions are 5-10x
+// faster and round exactly as quant::quantize (x / scale, half to even), so the int8 path and the
+// simulation quantize alike.
+at::Tensor to_quint8(const at::Tensor& x, double scale, int64_t zero_point) {
+  at::Tensor q = at::clamp(at::round(x / scale) + double(zero_point), 0.0, 255.0).to(at::kByte);
+  return at::_make_per_tensor_quantized_tensor(q, scale, zero_point);
+}
+
+at::Tensor from_quint8(const at::Tensor& q) {
+  if (q.scalar_type() != at::kQUInt8 || q.qscheme() != at::kPerTensorAffine) return q.dequantize();
+  // The quint8 storage read as uint8 in place (no int_repr copy); q outlives the view.
+  at::Tensor raw = at::from_blob(q.data_ptr(), q.sizes(), q.strides(), at::TensorOptions().dtype(at::kByte));
+  return (raw.to(at::kFloat) - double(q.q_zero_point())) * q.q_scale();
+}
+
 bool int8_available() { return select_engine(); }
 void set_int8_enabled(bool enabled) { g_enabled = enabled; }
 bool int8_enabled() { return g_enabled && int8_available(); }
@@ -314,7 +330,7 @@ at::Tensor apply_out_qspec(const ir::Node& n, const at::Tensor& y, const exec::K
     // Images enter the int8 convolutions channels-last, the layout their kernels work in (an
     // NCHW quint8 input costs the first convolution a reorder).
     at::Tensor v = ctx.channels_last && y.dim() == 4 ? y.contiguous(at::MemoryFormat::ChannelsLast) : y;
-    return at::quantize_per_tensor(v, s.scale.item<double>(), z, at::kQUInt8);
+    return to_quint8(v, s.scale.item<double>(), z);
   }
   return fake_quantize(y, s);
 }

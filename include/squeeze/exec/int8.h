@@ -79,6 +79,12 @@ std::vector<at::Tensor> quantized_op(const ir::Node& node, const std::vector<at:
 // represented as quint8, a real quint8 tensor in eval mode otherwise.
 at::Tensor apply_out_qspec(const ir::Node& node, const at::Tensor& y, const exec::KernelContext& ctx);
 
+// Float <-> per-tensor quint8, vectorised: to_quint8 rounds x / scale half to even (as
+// quant::quantize) and clamps to [0, 255]; from_quint8 is (q - zero_point) * scale (other
+// quantized tensors: at::dequantize). Both keep the input's memory format.
+at::Tensor to_quint8(const at::Tensor& x, double scale, int64_t zero_point);
+at::Tensor from_quint8(const at::Tensor& q);
+
 // How a node is expected to run in eval mode, from the graph's specs:
 // "int8" (quantized kernels), "int8-dynamic" (Linear only), "simulated" (quantized values, float arithmetic),
 // or "float".
