@@ -166,6 +166,7 @@ struct DependencyGraph::Impl {
   bool head_merge(const ir::Node& n, const Track& t);
   bool head_split_into_batch(const ir::Node& n, const Track& t);
   bool head_merge_from_batch(const ir::Node& n, const Track& t);
+  bool merged_heads(const ir::Node& n, const Track& t, int64_t axis, int64_t heads, int64_t per);
   bool channel_slice(const ir::Node& n, const Track& t);
   void per_channel(const ir::Node& n);
   void prelu(const ir::Node& n);
@@ -506,6 +507,19 @@ bool DependencyGraph::Impl::head_split(const ir::Node& n, const Track& t) {
   return true;
 }
 
+// Shared by head_merge and head_merge_from_batch: heads of `per` channels merged on output axis
+// `axis`, position h*per + j being channel j; a fixed Reshape dim there is rewritten on pruning.
+bool DependencyGraph::Impl::merged_heads(const ir::Node& n, const Track& t, int64_t axis, int64_t heads,
+                                         int64_t per) {
+  std::vector<int> ids(heads * per);
+  for (int64_t f = 0; f < heads * per; ++f) ids[f] = t.ids[f % per];
+  set_track(n.outputs[0], axis, std::move(ids));
+  auto target = n.attr_ints("shape");
+  if (axis < static_cast<int64_t>(target.size()) && target[axis] > 0)
+    fixes.push_back({AttrFix::kReshapeDim, n.name, {n.outputs[0]}, axis});
+  return true;
+}
+
 bool DependencyGraph::Impl::head_merge(const ir::Node& n, const Track& t) {
   // The inverse: [.., H, D, ...] -> [.., H*D, ...] with the channels on the inner axis D. Merged
   // position h*D + j belongs to channel j.
@@ -517,14 +531,7 @@ bool DependencyGraph::Impl::head_merge(const ir::Node& n, const Track& t) {
     if (o[i] != s[i]) return false;
   for (size_t i = a + 1; i < s.size(); ++i)
     if (o[i - 1] != s[i]) return false;
-  int64_t heads = s[a - 1], per = s[a];
-  std::vector<int> ids(heads * per);
-  for (int64_t f = 0; f < heads * per; ++f) ids[f] = t.ids[f % per];
-  set_track(n.outputs[0], a - 1, std::move(ids));
-  auto target = n.attr_ints("shape");
-  if (a - 1 < static_cast<int64_t>(target.size()) && target[a - 1] > 0)
-    fixes.push_back({AttrFix::kReshapeDim, n.name, {n.outputs[0]}, a - 1});
-  return true;
+  return merged_heads(n, t, a - 1, s[a - 1], s[a]);
 }
 
 bool DependencyGraph::Impl::channel_slice(const ir::Node& n, const Track& t) {
@@ -595,14 +602,7 @@ bool DependencyGraph::Impl::head_merge_from_batch(const ir::Node& n, const Track
   bool rows_ok = (s[a - 1] == ir::kDynamic || s[a - 1] % heads == 0) &&
                  (o[a - 2] == ir::kDynamic || (s[a - 2] != ir::kDynamic && s[a - 1] != ir::kDynamic &&
                                               o[a - 2] == s[a - 2] * (s[a - 1] / heads)));
-  if (!rows_ok) return false;
-  std::vector<int> ids(heads * per);
-  for (int64_t f = 0; f < heads * per; ++f) ids[f] = t.ids[f % per];
-  set_track(n.outputs[0], a - 1, std::move(ids));
-  auto target = n.attr_ints("shape");
-  if (a - 1 < static_cast<int64_t>(target.size()) && target[a - 1] > 0)
-    fixes.push_back({AttrFix::kReshapeDim, n.name, {n.outputs[0]}, a - 1});
-  return true;
+  return rows_ok && merged_heads(n, t, a - 1, heads, per);
 }
 
 bool DependencyGraph::Impl::shuffle(const ir::Node& n, const Track& t) {

@@ -40,6 +40,16 @@ struct HeadSource {
   int64_t heads, head_dim;
 };
 
+// The producer of n's data input when n only passes it on or scales it by a scalar (Identity,
+// Dropout, Mul/Div by a constant scalar), else nullptr: attention scales q or k that way.
+const ir::Node* through_scaling(const ir::Graph& g, const ir::Node& n) {
+  if (n.op == "Identity" || n.op == "Dropout") return g.producer(n.inputs[0]);
+  if ((n.op == "Mul" || n.op == "Div") && n.inputs.size() == 2 && scalar_like(g, n.inputs[1]))
+    return g.producer(n.inputs[0]);
+  if (n.op == "Mul" && n.inputs.size() == 2 && scalar_like(g, n.inputs[0])) return g.producer(n.inputs[1]);
+  return nullptr;
+}
+
 // Back from a MatMul operand through Transpose (heads to axis 1) and scalar scaling to the
 // Reshape [N, T, D] -> [N, T, H, dh] of a Linear's output.
 std::optional<HeadSource> head_source(const ir::Graph& g, const std::string& v) {
@@ -51,12 +61,8 @@ std::optional<HeadSource> head_source(const ir::Graph& g, const std::string& v) 
       if (perm.size() != 4 || perm[1] != 2) return std::nullopt;
       transposed = true;
       n = g.producer(n->inputs[0]);
-    } else if (n->op == "Identity" || n->op == "Dropout") {
-      n = g.producer(n->inputs[0]);
-    } else if ((n->op == "Mul" || n->op == "Div") && n->inputs.size() == 2 && scalar_like(g, n->inputs[1])) {
-      n = g.producer(n->inputs[0]);
-    } else if (n->op == "Mul" && n->inputs.size() == 2 && scalar_like(g, n->inputs[0])) {
-      n = g.producer(n->inputs[1]);
+    } else if (const ir::Node* before = through_scaling(g, *n)) {
+      n = before;
     } else if (n->op == "Reshape") {
       const auto& in = g.shape_of(n->inputs[0]);
       const auto& out = g.shape_of(n->outputs[0]);
@@ -116,12 +122,8 @@ std::optional<PackedSource> packed_head_source(const ir::Graph& g, const std::st
       if (perm.size() != 3 || perm[0] != 1) return std::nullopt;
       transposed = true;
       n = g.producer(n->inputs[0]);
-    } else if (n->op == "Identity" || n->op == "Dropout") {
-      n = g.producer(n->inputs[0]);
-    } else if ((n->op == "Mul" || n->op == "Div") && n->inputs.size() == 2 && scalar_like(g, n->inputs[1])) {
-      n = g.producer(n->inputs[0]);
-    } else if (n->op == "Mul" && n->inputs.size() == 2 && scalar_like(g, n->inputs[0])) {
-      n = g.producer(n->inputs[1]);
+    } else if (const ir::Node* before = through_scaling(g, *n)) {
+      n = before;
     } else if (n->op == "Reshape") {
       const auto& in = g.shape_of(n->inputs[0]);
       const auto& out = g.shape_of(n->outputs[0]);
