@@ -4,6 +4,7 @@
 
 #include <algorithm>
 
+#include "squeeze/compress/lowrank/lowrank.h"
 #include "squeeze/compress/prune/magnitude_prune.h"
 #include "squeeze/compress/quantize/quantize.h"
 #include "squeeze/compress/prune/structured_prune.h"
@@ -28,6 +29,13 @@ const std::vector<MethodInfo>& methods() {
        "quantization to 2-8 bits: post-training (mode: ptq), dynamic int8 (dynamic) or quantization-aware (qat)",
        [](Params& p) -> std::unique_ptr<Pass> {
          return std::make_unique<Quantize>(QuantizeOptions::from_params(p));
+       }},
+      {"lowrank",
+       {"low_rank"},
+       "low-rank factorization of Linear and Conv layers by truncated SVD into two smaller layers, rank from "
+       "rank, ratio (of the full rank) or energy (share of squared singular values), global or per layer",
+       [](Params& p) -> std::unique_ptr<Pass> {
+         return std::make_unique<LowRank>(LowRankOptions::from_params(p));
        }},
   };
   return all;
