@@ -162,8 +162,10 @@ std::vector<LowRankLayer> LowRank::plan(const ir::Graph& graph) const {
       int64_t after = l.rank * (l.m + l.n);
       double saving = 1.0 - double(after) / double(l.m * l.n);
       if (saving < options_.min_saving) {
-        l.reason = msg("rank ", l.rank, " of ", std::min(l.m, l.n), " saves ", pct(std::max(0.0, saving)),
-                       " < min_saving ", pct(options_.min_saving));
+        l.reason = saving < 0.0 ? msg("rank ", l.rank, " of ", std::min(l.m, l.n), " would add ", pct(-saving),
+                                      " weights; min_saving ", pct(options_.min_saving))
+                                : msg("rank ", l.rank, " of ", std::min(l.m, l.n), " saves ", pct(saving),
+                                      " < min_saving ", pct(options_.min_saving));
       } else {
         l.factorized = true;
         l.params_after = after;
