@@ -317,6 +317,15 @@ void lower_qonnx(const std::string& in, const std::string& out) {
   ASSERT_TRUE(m.SerializeToOstream(&f));
 }
 
+// Output 0 of a QONNX file run in ONNX Runtime (optimizations disabled) after lowering its Quant
+// nodes to standard ops; the lowered file is written next to it.
+at::Tensor qonnx_in_onnxruntime(const TempDir& dir, const std::string& name, const at::Tensor& x) {
+  lower_qonnx(dir.file(name), dir.file("lowered.onnx"));
+  auto got = testing::run_onnxruntime(dir.file("lowered.onnx"), {x}, testing::kOrtDisabled);
+  EXPECT_EQ(got.size(), 1u);
+  return got.empty() ? at::Tensor() : got[0];
+}
+
 using testing::op_counts;
 
 using Case = std::tuple<std::string, std::string>;  // mode, format
@@ -394,10 +403,8 @@ TEST(ExportFidelityRounding, HalfUpIsRefusedByQdqAndKeptByQonnxAndTorchScript) {
   EXPECT_TRUE(matches("half_up torchscript (libtorch)", g, torch::jit::load(dir.file("m.pt")).forward({x}).toTensor(), want));
   deploy::export_model(g, "qonnx", dir.file("m.qonnx.onnx"));
   if (!testing::onnxruntime_missing().empty()) GTEST_SKIP() << testing::onnxruntime_missing();
-  lower_qonnx(dir.file("m.qonnx.onnx"), dir.file("lowered.onnx"));
-  auto got = testing::run_onnxruntime(dir.file("lowered.onnx"), {x}, testing::kOrtDisabled);
-  ASSERT_EQ(got.size(), 1u);
-  EXPECT_TRUE(matches("half_up qonnx (ONNX Runtime, optimizations disabled)", g, got[0], want));
+  EXPECT_TRUE(matches("half_up qonnx (ONNX Runtime, optimizations disabled)", g,
+                      qonnx_in_onnxruntime(dir, "m.qonnx.onnx", x), want));
 }
 
 // The command line refuses what a format cannot express with exit code 2, naming the layer and
@@ -467,10 +474,8 @@ TEST(ExportFidelityDynamicConv, PerChannelZeroPointsAreRefusedByOnnxAndKeptByQon
   EXPECT_EQ(dynamic_layers(back, "Conv"), 1);
   EXPECT_TRUE(matches("per-channel zero points qonnx (imported by squeeze)", g, simulate(back, x), want));
   if (!testing::onnxruntime_missing().empty()) GTEST_SKIP() << testing::onnxruntime_missing();
-  lower_qonnx(dir.file("m.qonnx.onnx"), dir.file("lowered.onnx"));
-  auto got = testing::run_onnxruntime(dir.file("lowered.onnx"), {x}, testing::kOrtDisabled);
-  ASSERT_EQ(got.size(), 1u);
-  EXPECT_TRUE(matches("per-channel zero points qonnx (ONNX Runtime, optimizations disabled)", g, got[0], want));
+  EXPECT_TRUE(matches("per-channel zero points qonnx (ONNX Runtime, optimizations disabled)", g,
+                      qonnx_in_onnxruntime(dir, "m.qonnx.onnx", x), want));
 }
 
 // An int8 TorchScript file stores its weights as int8: about the size of the .sqz, not of the float

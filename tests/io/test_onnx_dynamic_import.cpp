@@ -139,6 +139,14 @@ struct ZooCase {
   bool per_channel;
 };
 
+// 16 random samples of this shape (seed 1).
+at::Tensor batch_of(const std::vector<int64_t>& sample) {
+  at::manual_seed(1);
+  std::vector<int64_t> shape{16};
+  shape.insert(shape.end(), sample.begin(), sample.end());
+  return at::randn(shape);
+}
+
 class DynamicRoundTrip : public ::testing::TestWithParam<ZooCase> {};
 
 TEST_P(DynamicRoundTrip, OnnxExportImportsAsTheSameGraph) {
@@ -154,10 +162,7 @@ TEST_P(DynamicRoundTrip, OnnxExportImportsAsTheSameGraph) {
   EXPECT_EQ(count_op(back, "DynamicQuantizeLinear"), 0);
   expect_same_quantized_layers(g, back);
 
-  at::manual_seed(1);
-  std::vector<int64_t> shape{16};
-  shape.insert(shape.end(), c.sample.begin(), c.sample.end());
-  at::Tensor x = at::randn(shape);
+  at::Tensor x = batch_of(c.sample);
   std::string what = c.zoo + (c.per_channel ? " per-channel" : " per-tensor");
   EXPECT_TRUE(close_rel(what + " simulated: imported vs squeeze", run(back, x, false), run(g, x, false), kSameGraphRel));
   EXPECT_TRUE(close_rel(what + " int8: imported vs squeeze", run(back, x, true), run(g, x, true), kSameGraphRel));
@@ -177,10 +182,7 @@ TEST_P(DynamicRoundTrip, QonnxExportImportsAsTheSameGraph) {
   EXPECT_EQ(count_op(back, "DynamicQuantizeLinear"), 0);
   EXPECT_EQ(count_op(back, "DequantizeLinear"), 0);
   expect_same_quantized_layers(g, back);
-  at::manual_seed(1);
-  std::vector<int64_t> shape{16};
-  shape.insert(shape.end(), c.sample.begin(), c.sample.end());
-  at::Tensor x = at::randn(shape);
+  at::Tensor x = batch_of(c.sample);
   EXPECT_TRUE(close_rel(c.zoo + " qonnx simulated: imported vs squeeze", run(back, x, false), run(g, x, false),
                         kSameGraphRel));
 }

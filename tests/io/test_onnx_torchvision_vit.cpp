@@ -411,7 +411,6 @@ TEST(TorchvisionVitHeadsRefused, PackedSlicesThatAreNotThirds) {
     ADD_FAILURE() << "head pruning ran on a packed projection that is not cut in thirds";
   } catch (const UnsupportedError &e) {
     std::string m = e.what();
-    std::cout << "refused: " << m << "\n";
     for (const std::string& want : {in_proj(0), std::string("256 output rows"), std::string("[192, 256)"),
                                     std::string("equal thirds"), std::string("granularity channel")})
       EXPECT_NE(m.find(want), std::string::npos) << want << " not in: " << m;
