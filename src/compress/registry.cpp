@@ -4,6 +4,7 @@
 
 #include <algorithm>
 
+#include "squeeze/compress/distill/distill.h"
 #include "squeeze/compress/lowrank/lowrank.h"
 #include "squeeze/compress/prune/magnitude_prune.h"
 #include "squeeze/compress/quantize/quantize.h"
@@ -36,6 +37,15 @@ const std::vector<MethodInfo>& methods() {
        "rank, ratio (of the full rank) or energy (share of squared singular values), global or per layer",
        [](Params& p) -> std::unique_ptr<Pass> {
          return std::make_unique<LowRank>(LowRankOptions::from_params(p));
+       }},
+      // Last: it trains, so in a chain it usually follows the methods that shrink the model.
+      {"distill",
+       {"distillation"},
+       "knowledge distillation during the stage's fine-tuning: the current model, or a new zoo student "
+       "trained from scratch, learns from a teacher (the baseline by default) with alpha, temperature and "
+       "optional feature matching",
+       [](Params& p) -> std::unique_ptr<Pass> {
+         return std::make_unique<Distill>(DistillPassOptions::from_params(p));
        }},
   };
   return all;

@@ -159,6 +159,18 @@ at::Tensor fake_quantize(const at::Tensor& x, const ir::QuantSpec& spec) {
   return (vr - z) * s;
 }
 
+void snap_to_grid(ir::Graph& g) {
+  at::NoGradGuard no_grad;
+  for (auto& n : g.nodes)
+    for (auto& [key, p] : n.params) {
+      if (!p.qspec || !p.value.is_floating_point()) continue;
+      if (p.qspec->scale.defined()) p.qspec->scale = p.qspec->scale.detach().abs().clamp_min(1e-12).clone();
+      at::Tensor v = p.value.detach();
+      if (p.mask) v = v * *p.mask;
+      p.value = fake_quantize(v, *p.qspec).contiguous();
+    }
+}
+
 bool on_grid(const at::Tensor& x, const ir::QuantSpec& spec) {
   if (!spec.scale.defined() || !x.is_floating_point()) return false;
   at::Tensor v = x.detach().to(at::kFloat);

@@ -19,6 +19,7 @@ struct Args {
   std::string model;
   std::map<std::string, std::string> raw;
   std::map<std::string, bool> used;
+  std::string key_path = "model.params";  // where the params were given, for messages
 
   int64_t get(const std::string& key, int64_t fallback, int64_t min = 1) {
     used[key] = true;
@@ -31,7 +32,7 @@ struct Args {
       if (v < min) throw std::out_of_range("min");
       return v;
     } catch (const std::exception&) {
-      throw ConfigError(msg("model.params.", key, ": '", it->second, "' is not valid for ", model,
+      throw ConfigError(msg(key_path, ".", key, ": '", it->second, "' is not valid for ", model,
                             " (expected an integer >= ", min, ")"));
     }
   }
@@ -66,13 +67,13 @@ std::vector<int64_t> int_list(Args& a, const std::string& key, const std::string
       try {
         out.push_back(std::stoll(item));
       } catch (const std::exception&) {
-        throw ConfigError(msg("model.params.", key, ": '", text, "' is not a list of integers"));
+        throw ConfigError(msg(a.key_path, ".", key, ": '", text, "' is not a list of integers"));
       }
     }
     if (end == std::string::npos) break;
     start = end + 1;
   }
-  if (out.empty()) throw ConfigError(msg("model.params.", key, ": expected a list of integers, got '", text, "'"));
+  if (out.empty()) throw ConfigError(msg(a.key_path, ".", key, ": expected a list of integers, got '", text, "'"));
   return out;
 }
 
@@ -249,7 +250,46 @@ const std::vector<ZooEntry>& zoo() {
   return infos;
 }
 
-ir::Graph build(const std::string& name, const std::map<std::string, std::string>& params, uint64_t seed) {
+std::string ModelSpec::describe() const {
+  if (!onnx.empty()) return onnx;
+  if (!checkpoint.empty()) return checkpoint;
+  std::string out = "zoo:" + zoo;
+  if (!params.empty()) {
+    out += "(";
+    bool first = true;
+    for (const auto& [k, v] : params) out += (first ? "" : ", ") + k + "=" + v, first = false;
+    out += ")";
+  }
+  return out;
+}
+
+void fill_params_from_data(const std::string& name, std::map<std::string, std::string>& params,
+                           const std::vector<int64_t>& sample_shape, int64_t num_classes) {
+  const ZooEntry* entry = nullptr;
+  for (const auto& e : zoo())
+    if (e.name == name) entry = &e;
+  if (!entry) return;
+  auto set = [&](const std::string& key, int64_t v) {
+    const bool accepted = std::find(entry->params.begin(), entry->params.end(), key) != entry->params.end();
+    if (accepted && !params.count(key)) params[key] = std::to_string(v);
+  };
+  set("num_classes", num_classes);
+  const auto& s = sample_shape;
+  if (s.size() == 1) {
+    set("in_features", s[0]);
+  } else if (s.size() == 3) {
+    set("in_channels", s[0]);
+    if (s[1] == s[2]) {
+      set("input_size", s[1]);
+    } else {
+      set("height", s[1]);
+      set("width", s[2]);
+    }
+  }
+}
+
+ir::Graph build(const std::string& name, const std::map<std::string, std::string>& params, uint64_t seed,
+                const std::string& key_path) {
   for (const auto& e : entries()) {
     if (e.info.name != name) continue;
     for (const auto& [key, value] : params)
@@ -257,10 +297,10 @@ ir::Graph build(const std::string& name, const std::map<std::string, std::string
         std::string valid;
         for (const auto& p : e.info.params) valid += (valid.empty() ? "" : ", ") + p;
         std::string hint = did_you_mean(key, e.info.params);
-        throw ConfigError(msg("model.params: unknown parameter '", key, "' for zoo model ", name, " (valid: ", valid,
+        throw ConfigError(msg(key_path, ": unknown parameter '", key, "' for zoo model ", name, " (valid: ", valid,
                               ")", hint.empty() ? "" : msg("; did you mean '", hint, "'?")));
       }
-    Args args{name, params, {}};
+    Args args{name, params, {}, key_path};
     ir::Graph g = e.build(args, seed);
     g.metadata["zoo"] = name;
     return g;

@@ -14,6 +14,7 @@
 #include <sstream>
 
 #include "squeeze/compress/registry.h"
+#include "squeeze/train/distill.h"
 #include "squeeze/util/error.h"
 
 namespace squeeze {
@@ -153,6 +154,60 @@ DataOptions DataOptions::from_params(Params& p) {
 
 namespace train {
 
+models::ModelSpec model_spec_from_params(Params& parent, const std::string& key,
+                                         const std::vector<std::string>& extra) {
+  models::ModelSpec m;
+  const std::string at = parent.key_path(key);
+  const Value* raw = parent.raw(key);
+  if (raw && raw->kind() == Value::Kind::kScalar) {
+    // The CLI's MODEL spelling: zoo:NAME, x.onnx or x.sqz.
+    const std::string t = raw->text();
+    auto ends = [&](const std::string& suffix) {
+      return t.size() > suffix.size() &&
+             t.compare(t.size() - suffix.size(), suffix.size(), suffix) == 0;
+    };
+    if (t.rfind("zoo:", 0) == 0 && t.size() > 4)
+      m.zoo = t.substr(4);
+    else if (ends(".onnx"))
+      m.onnx = t;
+    else if (ends(".sqz"))
+      m.checkpoint = t;
+    else
+      throw ConfigError(
+          msg(at, ": expected {zoo: NAME}, {onnx: PATH}, {checkpoint: PATH}, "
+              "zoo:NAME, a .onnx or a .sqz path, got '",
+              t, "'"));
+    return m;
+  }
+  auto p = parent.get_map(key);
+  if (!p)
+    throw ConfigError(msg("missing required key '", key, "' in ", where(parent),
+                          ": give {zoo: NAME}, {onnx: PATH} or {checkpoint: PATH}"));
+  if (p->has("zoo") && p->has("type"))
+    throw ConfigError(msg(at, ": both 'zoo' and 'type' given; they are the same key, keep one"));
+  std::string zoo_key = p->has("type") ? "type" : "zoo";
+  m.zoo = p->get_string(zoo_key, "");
+  m.onnx = p->get_string("onnx", "");
+  m.checkpoint = p->get_string("checkpoint", "");
+  std::vector<std::string> given;
+  if (!m.zoo.empty()) given.push_back(zoo_key);
+  if (!m.onnx.empty()) given.push_back("onnx");
+  if (!m.checkpoint.empty()) given.push_back("checkpoint");
+  if (given.size() != 1)
+    throw ConfigError(msg(at, ": expected exactly one of zoo (or type), onnx, checkpoint; got ",
+                          given.empty() ? std::string("none") : join(given)));
+  if (p->has("params")) {
+    if (m.zoo.empty())
+      throw ConfigError(msg(p->key_path("params"), ": parameters apply to zoo models only (zoo: NAME)"));
+    m.params = p->get_string_map("params");
+  }
+  std::vector<std::string> allowed = extra;
+  allowed.push_back(zoo_key == "zoo" ? "type" : "zoo");
+  for (const auto& k : extra) p->raw(k);  // read by the caller
+  p->finish(allowed);
+  return m;
+}
+
 TrainOptions TrainOptions::from_params(Params& p) {
   TrainOptions o;
   o.epochs = p.get_int("epochs", o.epochs, 0);
@@ -172,6 +227,48 @@ TrainOptions TrainOptions::from_params(Params& p) {
   o.keep_best = p.get_bool("keep_best", o.keep_best);
   o.early_stopping = p.get_int("early_stopping", o.early_stopping, 0);
   o.label_smoothing = get_bounded(p, "label_smoothing", o.label_smoothing, 0, false, 1, true);
+  if (auto distill = p.get_map("distill"))
+    o.distill = std::make_shared<const DistillOptions>(DistillOptions::from_params(*distill));
+  p.finish();
+  o.validate();
+  return o;
+}
+
+DistillOptions DistillOptions::from_params(Params& p) {
+  DistillOptions o;
+  o.key_path = p.path();
+  o.alpha = get_bounded(p, "alpha", o.alpha, 0, false, 1, false);
+  o.temperature = get_bounded(p, "temperature", o.temperature, 0, true, 1e6, false);
+  const std::vector<std::shared_ptr<Params>> features = p.get_map_list("features");
+  for (const auto& f : features) {
+    FeatureMatch m;
+    need(*f, "student", "a feature pair names a student layer (or value) and a teacher layer");
+    need(*f, "teacher", "a feature pair names a student layer (or value) and a teacher layer");
+    m.student = f->get_string("student", "");
+    m.teacher = f->get_string("teacher", "");
+    m.weight = get_bounded(*f, "weight", m.weight, 0, true, 1e300, false);
+    f->finish();
+    o.features.push_back(m);
+  }
+  if (p.has("teacher")) {
+    o.teacher = model_spec_from_params(p, "teacher", {"train"});
+    const bool is_map = p.raw("teacher")->kind() == Value::Kind::kMap;
+    std::shared_ptr<Params> spec_map = is_map ? p.get_map("teacher") : nullptr;
+    std::shared_ptr<Params> train = spec_map ? spec_map->get_map("train") : nullptr;
+    if (train) {
+      if (o.teacher->zoo.empty())
+        throw ConfigError(msg(spec_map->key_path("train"),
+                              ": only a zoo teacher is trained first; an ONNX or checkpoint teacher is used as "
+                              "it is (remove train)"));
+      o.teacher_train = std::make_shared<const TrainOptions>(TrainOptions::from_params(*train));
+      if (o.teacher_train->distill)
+        throw ConfigError(msg(train->key_path("distill"), ": a teacher's own training cannot distill"));
+    } else if (!o.teacher->zoo.empty()) {
+      throw ConfigError(msg(p.key_path("teacher"), ": a zoo teacher (", o.teacher->describe(),
+                            ") starts from random weights; give it train: {epochs: N} to train it on the data "
+                            "first, or name a trained model ({onnx: PATH} or {checkpoint: PATH})"));
+    }
+  }
   p.finish();
   o.validate();
   return o;
@@ -322,54 +419,11 @@ void check_name(const std::string& name, const std::string& key_path) {
 }
 
 ModelSpec parse_model(Params& root) {
-  ModelSpec m;
-  const Value* raw = root.raw("model");
-  if (raw && raw->kind() == Value::Kind::kScalar) {
-    // The CLI's MODEL spelling: zoo:NAME, x.onnx or x.sqz.
-    const std::string t = raw->text();
-    auto ends = [&](const std::string& suffix) {
-      return t.size() > suffix.size() &&
-             t.compare(t.size() - suffix.size(), suffix.size(), suffix) == 0;
-    };
-    if (t.rfind("zoo:", 0) == 0 && t.size() > 4)
-      m.zoo = t.substr(4);
-    else if (ends(".onnx"))
-      m.onnx = t;
-    else if (ends(".sqz"))
-      m.checkpoint = t;
-    else
-      throw ConfigError(
-          msg("model: expected {zoo: NAME}, {onnx: PATH}, {checkpoint: PATH}, "
-              "zoo:NAME, a .onnx or a .sqz path, got '",
-              t, "'"));
-    return m;
-  }
-  auto p = root.get_map("model");
-  if (!p) {
+  if (!root.has("model"))
     throw ConfigError(
         "missing required key 'model' at the top level: give {zoo: NAME}, "
         "{onnx: PATH} or {checkpoint: PATH}");
-  }
-  if (p->has("zoo") && p->has("type"))
-    throw ConfigError("model: both 'zoo' and 'type' given; they are the same key, keep one");
-  std::string zoo_key = p->has("type") ? "type" : "zoo";
-  m.zoo = p->get_string(zoo_key, "");
-  m.onnx = p->get_string("onnx", "");
-  m.checkpoint = p->get_string("checkpoint", "");
-  std::vector<std::string> given;
-  if (!m.zoo.empty()) given.push_back(zoo_key);
-  if (!m.onnx.empty()) given.push_back("onnx");
-  if (!m.checkpoint.empty()) given.push_back("checkpoint");
-  if (given.size() != 1)
-    throw ConfigError(msg("model: expected exactly one of zoo (or type), onnx, checkpoint; got ",
-                          given.empty() ? std::string("none") : join(given)));
-  if (p->has("params")) {
-    if (m.zoo.empty())
-      throw ConfigError("model.params: parameters apply to zoo models only (zoo: NAME)");
-    m.params = p->get_string_map("params");
-  }
-  p->finish({zoo_key == "zoo" ? "type" : "zoo"});
-  return m;
+  return train::model_spec_from_params(root, "model");
 }
 
 }  // namespace

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <iostream>
 
+#include "squeeze/compress/distill/distill.h"
 #include "squeeze/compress/registry.h"
 #include "squeeze/deploy/export.h"
 #include "squeeze/deploy/latency.h"
@@ -14,6 +15,7 @@
 #include "squeeze/io/sqz.h"
 #include "squeeze/ir/ops.h"
 #include "squeeze/models/zoo.h"
+#include "squeeze/train/distill.h"
 #include "squeeze/train/trainer.h"
 #include "squeeze/util/env.h"
 #include "squeeze/util/error.h"
@@ -29,33 +31,6 @@ namespace {
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
-
-bool accepts(const models::ZooEntry& e, const std::string& key) {
-  return std::find(e.params.begin(), e.params.end(), key) != e.params.end();
-}
-
-void fill_zoo_params(const std::string& name, std::map<std::string, std::string>& params, const data::Splits& data) {
-  const models::ZooEntry* entry = nullptr;
-  for (const auto& e : models::zoo())
-    if (e.name == name) entry = &e;
-  if (!entry) return;  // models::build names the valid models
-  auto set = [&](const std::string& key, int64_t v) {
-    if (accepts(*entry, key) && !params.count(key)) params[key] = std::to_string(v);
-  };
-  set("num_classes", data.num_classes);
-  const auto& s = data.sample_shape;
-  if (s.size() == 1) {
-    set("in_features", s[0]);
-  } else if (s.size() == 3) {
-    set("in_channels", s[0]);
-    if (s[1] == s[2]) {
-      set("input_size", s[1]);
-    } else {
-      set("height", s[1]);
-      set("width", s[2]);
-    }
-  }
 }
 
 report::ModelStats evaluated_stats(ir::Graph& g, const data::Splits* data, int64_t batch_size) {
@@ -102,7 +77,26 @@ std::map<std::string, std::string> write_artifacts(const ir::Graph& g, const std
 struct PreparedStage {
   const StageSpec* spec;
   std::unique_ptr<compress::Pass> pass;
+  // The stage's fine-tuning with the method's distillation folded in (method distill).
+  std::optional<train::TrainOptions> finetune;
+  const ir::Graph* teacher = nullptr;  // set when finetune->distill: the baseline or a loaded model
 };
+
+// A distillation teacher other than the baseline: loaded (ONNX, checkpoint) or built (zoo) once
+// per distinct spec, trained first when it is a zoo model.
+struct Teacher {
+  ir::Graph graph;
+  std::shared_ptr<const train::TrainOptions> train;
+  bool trained = false;
+};
+
+std::string teacher_key(const train::DistillOptions& d) {
+  std::string key = d.teacher->describe();
+  if (const auto& t = d.teacher_train)
+    key += msg("|", t->epochs, "|", t->optimizer, "|", t->lr, "|", t->schedule, "|", t->weight_decay, "|",
+               t->max_steps, "|", t->label_smoothing);
+  return key;
+}
 
 }  // namespace
 
@@ -118,7 +112,7 @@ report::ModelStats static_stats(const ir::Graph& graph) {
 ir::Graph build_model(const ModelSpec& spec, const data::Splits* data, uint64_t seed) {
   if (!spec.zoo.empty()) {
     auto params = spec.params;
-    if (data) fill_zoo_params(spec.zoo, params, *data);
+    if (data) models::fill_params_from_data(spec.zoo, params, data->sample_shape, data->num_classes);
     return models::build(spec.zoo, params, seed);
   }
   ir::Graph g = io::load_model(!spec.onnx.empty() ? spec.onnx : spec.checkpoint, seed);
@@ -147,10 +141,21 @@ report::Report run_workflow(const WorkflowConfig& config, const RunOptions& opti
         throw ConfigError(msg("experiment '", exp.name, "': unknown method '", stage.method, "' (valid: ",
                               join(compress::method_names(), ", "), ")"));
       auto params = stage.params ? stage.params->clone() : std::make_shared<Params>();
-      PreparedStage ps{&stage, method->make(*params)};
+      PreparedStage ps{&stage, method->make(*params), stage.finetune, nullptr};
       if (ps.pass->finetune_hook() && !stage.finetune)
         throw ConfigError(msg("experiment '", exp.name, "', stage ", stage.method,
                               ": a gradual schedule needs fine-tuning (add finetune: {epochs: N})"));
+      if (const train::DistillOptions* d = ps.pass->distill_options()) {
+        if (!stage.finetune)
+          throw ConfigError(msg("experiment '", exp.name, "', stage ", stage.method,
+                                ": distillation trains the student during the stage's fine-tuning; add "
+                                "finetune: {epochs: N}"));
+        if (stage.finetune->distill)
+          throw ConfigError(msg("experiment '", exp.name, "', stage ", stage.method,
+                                ": the method already distills; give its settings in params, not also in "
+                                "finetune.distill"));
+        ps.finetune->distill = std::make_shared<const train::DistillOptions>(*d);
+      }
       if (stage.finetune && !config.data)
         throw ConfigError(msg("experiment '", exp.name, "', stage ", stage.method,
                               ": fine-tuning needs a data: block"));
@@ -184,6 +189,39 @@ report::Report run_workflow(const WorkflowConfig& config, const RunOptions& opti
     }
   }
 
+  // Distillation teachers, loaded and checked against their students before any training.
+  std::map<std::string, std::unique_ptr<Teacher>> teachers;
+  for (auto& stages : prepared) {
+    // The student each stage trains, as far as it is known before running: the baseline until a
+    // stage swaps in a new zoo student (later stages may rename layers; checked again then).
+    std::optional<ir::Graph> student_now;
+    for (auto& ps : stages) {
+      if (auto* dp = dynamic_cast<compress::Distill*>(ps.pass.get())) {
+        if (auto s = dp->make_student(data_ptr, config.seed)) student_now = std::move(*s);
+      }
+      if (!ps.finetune || !ps.finetune->distill) continue;
+      const train::DistillOptions& d = *ps.finetune->distill;
+      if (!d.teacher) {
+        ps.teacher = &baseline;
+      } else {
+        auto& slot = teachers[teacher_key(d)];
+        if (!slot) {
+          slot = std::make_unique<Teacher>();
+          try {
+            slot->graph = build_model(*d.teacher, data_ptr, config.seed);
+          } catch (const ConfigError& e) {
+            throw ConfigError(msg(d.key_path, ".teacher: ", e.what()));
+          } catch (const InputError& e) {
+            throw InputError(msg(d.key_path, ".teacher: ", e.what()));
+          }
+          slot->train = d.teacher_train;
+        }
+        ps.teacher = &slot->graph;
+      }
+      train::check_distill_pair(*ps.teacher, student_now ? *student_now : baseline, d);
+    }
+  }
+
   report::Report rep;
   rep.squeeze_version = SQUEEZE_VERSION;
   rep.config = config.tree;
@@ -201,6 +239,12 @@ report::Report run_workflow(const WorkflowConfig& config, const RunOptions& opti
     log::info("baseline: training ", config.baseline_train->epochs, " epochs");
     baseline_steps =
         train::fit(baseline, *splits, *config.baseline_train, batch_size, config.seed).steps;
+  }
+  for (auto& [key, t] : teachers) {
+    if (!t->train || t->trained) continue;
+    log::info("teacher ", key.substr(0, key.find('|')), ": training ", t->train->epochs, " epochs");
+    train::fit(t->graph, *splits, *t->train, batch_size, config.seed);
+    t->trained = true;
   }
   rep.baseline = evaluated_stats(baseline, data_ptr, batch_size);
   if (rep.baseline.evaluated) log::info("baseline: test accuracy ", rep.baseline.accuracy);
@@ -228,24 +272,38 @@ report::Report run_workflow(const WorkflowConfig& config, const RunOptions& opti
     report::ExperimentResult res;
     res.name = exp.name;
     ir::Graph g = baseline.clone();
-    for (auto& ps : prepared[e]) {
+    for (size_t si = 0; si < prepared[e].size(); ++si) {
+      PreparedStage& ps = prepared[e][si];
       auto t_stage = std::chrono::steady_clock::now();
       compress::PassContext ctx;
       ctx.data = data_ptr;
       ctx.batch_size = batch_size;
       ctx.seed = config.seed;
-      ctx.finetune = ps.spec->finetune ? &*ps.spec->finetune : nullptr;
+      ctx.finetune = ps.finetune ? &*ps.finetune : nullptr;
       compress::PassResult pr = ps.pass->run(g, ctx);
       g = std::move(pr.graph);
       ir::verify(g);
       log::info("  ", ps.spec->method, ": ", pr.summary);
-      if (ps.spec->finetune) {
-        log::info("  fine-tuning ", ps.spec->finetune->epochs, " epochs");
-        train::fit(g, *splits, *ps.spec->finetune, batch_size, config.seed + 1 + e, ps.pass->finetune_hook());
+      report::StageRecord rec;
+      if (ps.finetune) {
+        const train::DistillOptions* d = ps.finetune->distill.get();
+        log::info("  fine-tuning ", ps.finetune->epochs, " epochs", d ? ", distilling from " + d->describe() : "");
+        // The same seed for the same stage position in every experiment, so that experiments
+        // differing in one setting see the same batches (a fair comparison).
+        train::TrainResult tr = train::fit(g, *splits, *ps.finetune, batch_size, config.seed + 1 + si,
+                                           ps.pass->finetune_hook(), ps.teacher);
+        rec.finetune_steps = tr.steps;
+        rec.step_ms = tr.steps > 0 ? 1000.0 * tr.step_seconds / double(tr.steps) : 0.0;
+        if (d) {
+          rec.teacher = d->describe();
+          rec.teacher_ms_per_step = tr.steps > 0 ? 1000.0 * tr.teacher_seconds / double(tr.steps) : 0.0;
+          if (!d->needs_teacher()) rec.teacher += "; alpha 0 and no features: teacher not run";
+          log::info("  distillation: teacher forward ", rec.teacher_ms_per_step, " ms of ", rec.step_ms,
+                    " ms per step");
+        }
       }
       ps.pass->finalize(g);
       ir::verify(g);
-      report::StageRecord rec;
       report::ModelStats st = evaluated_stats(g, data_ptr, batch_size);
       rec.stage = ps.spec->method;
       rec.summary = pr.summary;

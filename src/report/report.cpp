@@ -304,15 +304,21 @@ Json report_json(const Report& r) {
     e["speedup"] = map_json(res.speedup);
     e["per_class"] = per_class_json(res.stats.per_class);
     Json history = Json::array();
-    for (const auto& h : res.history)
-      history.push_back({{"stage", h.stage},
-                         {"summary", h.summary},
-                         {"accuracy", number_or_null(h.evaluated, h.accuracy)},
-                         {"params", h.params},
-                         {"nonzero_params", h.nonzero_params},
-                         {"size_bytes", h.size_bytes},
-                         {"flops", h.flops},
-                         {"seconds", h.seconds}});
+    for (const auto& h : res.history) {
+      Json stage = {{"stage", h.stage},
+                    {"summary", h.summary},
+                    {"accuracy", number_or_null(h.evaluated, h.accuracy)},
+                    {"params", h.params},
+                    {"nonzero_params", h.nonzero_params},
+                    {"size_bytes", h.size_bytes},
+                    {"flops", h.flops},
+                    {"seconds", h.seconds},
+                    {"finetune_steps", h.finetune_steps},
+                    {"step_ms", number_or_null(h.finetune_steps > 0, h.step_ms)}};
+      if (!h.teacher.empty())
+        stage["distill"] = {{"teacher", h.teacher}, {"teacher_ms_per_step", h.teacher_ms_per_step}};
+      history.push_back(stage);
+    }
     e["history"] = history;
     e["artifacts"] = string_map_json(res.artifacts);
     e["seconds"] = res.seconds;
@@ -413,7 +419,13 @@ Table history_table(const ExperimentResult& res) {
           {}};
   for (size_t i = 0; i < res.history.size(); ++i) {
     const StageRecord& h = res.history[i];
-    t.rows.push_back({std::to_string(i + 1), h.stage, h.summary.empty() ? "-" : h.summary,
+    std::string summary = h.summary.empty() ? "-" : h.summary;
+    if (h.finetune_steps > 0) {
+      summary += msg("; fine-tuned ", h.finetune_steps, " steps, ", fmt_us(1000.0 * h.step_ms), " per step");
+      if (!h.teacher.empty())
+        summary += msg(", distilled from ", h.teacher, ": teacher ", fmt_us(1000.0 * h.teacher_ms_per_step), " of each step");
+    }
+    t.rows.push_back({std::to_string(i + 1), h.stage, summary,
                       h.evaluated ? fmt_pct(h.accuracy) : "-", with_commas(h.nonzero_params),
                       fmt_bytes(h.size_bytes), fmt_flops(h.flops), fmt_seconds(h.seconds)});
   }

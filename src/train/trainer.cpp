@@ -11,6 +11,8 @@
 #include <cmath>
 
 #include "squeeze/exec/executor.h"
+#include "squeeze/ir/quant_math.h"
+#include "squeeze/train/distill.h"
 #include "squeeze/util/error.h"
 #include "squeeze/util/log.h"
 
@@ -140,8 +142,10 @@ Metrics evaluate(ir::Graph& graph, const data::Dataset& data, int64_t batch_size
 }
 
 TrainResult fit(ir::Graph& graph, const data::Splits& splits, const TrainOptions& options, int64_t batch_size,
-                uint64_t seed, const StepHook& hook) {
+                uint64_t seed, const StepHook& hook, const ir::Graph* teacher) {
   options.validate();
+  if (options.distill && !teacher)
+    throw ConfigError("distillation needs a teacher model, and none was given to the trainer");
   TrainResult result;
   if (options.epochs == 0 || splits.train.size() == 0) return result;
   auto start = std::chrono::steady_clock::now();
@@ -149,6 +153,12 @@ TrainResult fit(ir::Graph& graph, const data::Splits& splits, const TrainOptions
   if (params.empty()) {
     log::warn("training: the model has no trainable parameters; skipped");
     return result;
+  }
+  // Made before the executor: it adds the student's feature values to the graph outputs.
+  std::unique_ptr<Distiller> distiller;
+  if (options.distill) {
+    distiller = std::make_unique<Distiller>(*teacher, graph, *options.distill, seed);
+    for (const at::Tensor& w : distiller->parameters()) params.push_back(w);
   }
   auto optimizer = make_optimizer(params, options);
   exec::Executor ex(graph);
@@ -172,8 +182,10 @@ TrainResult fit(ir::Graph& graph, const data::Splits& splits, const TrainOptions
     while (step < total_steps && batches.next(x, y)) {
       lr = lr_at(options, step, total_steps, steps_per_epoch);
       for (auto& group : optimizer->param_groups()) group.options().set_lr(lr);
+      auto step_start = std::chrono::steady_clock::now();
       optimizer->zero_grad();
-      at::Tensor logits = ex.forward(x, exec::Mode::kTrain);
+      std::vector<at::Tensor> outputs = ex.run({x}, exec::Mode::kTrain);
+      const at::Tensor& logits = outputs.at(0);
       if (step == 0) {
         // Before the first update, so a bad label costs no training time; libtorch's own error
         // would name neither the row nor the valid range.
@@ -183,10 +195,14 @@ TrainResult fit(ir::Graph& graph, const data::Splits& splits, const TrainOptions
         check_labels(splits.train, logits.size(1), "the training split");
         check_labels(splits.val, logits.size(1), "the validation split");
       }
-      at::Tensor loss = at::cross_entropy_loss(logits, y, {}, at::Reduction::Mean, -100, options.label_smoothing);
+      at::Tensor loss = distiller ? distiller->loss(outputs, x, y, options.label_smoothing)
+                                  : at::cross_entropy_loss(logits, y, {}, at::Reduction::Mean, -100,
+                                                           options.label_smoothing);
       loss.backward();
       optimizer->step();
       exec::apply_masks(graph);
+      result.step_seconds +=
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - step_start).count();
       ++step;
       if (hook) hook(graph, step, total_steps);
       double l = loss.item<double>();
@@ -230,6 +246,14 @@ TrainResult fit(ir::Graph& graph, const data::Splits& splits, const TrainOptions
     log::info("restored the parameters of epoch ", result.best_epoch, " (best validation accuracy ",
               result.best_val_accuracy, ")");
   }
+  if (distiller) {
+    // Before evaluation and keep_best's restore: the graph gets its own outputs back.
+    distiller->restore_outputs();
+    result.teacher_seconds = distiller->teacher_seconds();
+  }
+  // A quantized graph trained by a later stage (distillation after QAT, pruning after PTQ) keeps
+  // its weights on their grids; a no-op for float graphs and for weights already snapped.
+  quant::snap_to_grid(graph);
   exec::freeze(graph);
   result.steps = step;
   result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

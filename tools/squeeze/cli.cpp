@@ -235,7 +235,7 @@ int cmd_zoo(std::ostream& out) {
 }  // namespace
 
 int run_cli(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
-  CLI::App app{"squeeze: compress trained neural networks (prune, quantize, low-rank factorize)", "squeeze"};
+  CLI::App app{"squeeze: compress trained neural networks (prune, quantize, low-rank factorize, distill)", "squeeze"};
   app.require_subcommand(1);
   app.fallthrough();  // global options may follow the subcommand
   app.set_version_flag("--version", std::string("squeeze ") + SQUEEZE_VERSION);

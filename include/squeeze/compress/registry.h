@@ -10,6 +10,7 @@
 
 #include "squeeze/data/dataset.h"
 #include "squeeze/ir/graph.h"
+#include "squeeze/train/distill.h"
 #include "squeeze/train/trainer.h"
 
 namespace squeeze {
@@ -45,6 +46,8 @@ class Pass {
   // Called once after the stage's fine-tuning (or right after run() when there is none), e.g. to
   // snap quantization-aware-trained weights back to their grid. Default: nothing.
   virtual void finalize(ir::Graph& graph) {}
+  // The distillation the stage's fine-tuning must use (method distill); null for other passes.
+  virtual const train::DistillOptions* distill_options() const { return nullptr; }
 };
 
 struct MethodInfo {

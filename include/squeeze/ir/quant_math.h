@@ -66,6 +66,11 @@ at::Tensor broadcast_zero_point(const ir::QuantSpec& spec, int64_t rank);
 // True when every value of x already lies on the grid (what save_sqz needs to pack it).
 bool on_grid(const at::Tensor& x, const ir::QuantSpec& spec);
 
+// Puts every float parameter that has a quantization spec back on its grid (masked values stay
+// zero; scales made positive). Training moves the shadow weights of a quantized graph between
+// grid points; after it, this makes the stored weights the ones the forward pass used.
+void snap_to_grid(ir::Graph& graph);
+
 // "int8 per-channel(axis 0) symmetric" style description for summaries.
 std::string describe(const ir::QuantSpec& spec);
 

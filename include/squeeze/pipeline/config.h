@@ -11,17 +11,13 @@
 #include <vector>
 
 #include "squeeze/data/dataset.h"
+#include "squeeze/models/zoo.h"
 #include "squeeze/train/trainer.h"
 #include "squeeze/util/params.h"
 
 namespace squeeze::pipeline {
 
-struct ModelSpec {
-  std::string zoo;                              // zoo name, e.g. "small_cnn" (also `type:`)
-  std::map<std::string, std::string> params;    // zoo parameters as given (num_classes: 10)
-  std::string onnx;                             // path to an .onnx file
-  std::string checkpoint;                       // path to a .sqz file
-};
+using ModelSpec = models::ModelSpec;
 
 struct StageSpec {
   std::string method;                 // canonical name ("prune"); aliases resolved

@@ -38,6 +38,10 @@ struct StageRecord {
   double accuracy = 0.0;
   int64_t params = 0, nonzero_params = 0, size_bytes = 0, flops = 0;
   double seconds = 0.0;  // pass + fine-tuning wall time
+  int64_t finetune_steps = 0;        // optimizer steps of the stage's fine-tuning (0: none)
+  double step_ms = 0.0;              // mean wall time of one fine-tuning step
+  std::string teacher;               // distillation: the teacher and settings; empty: none
+  double teacher_ms_per_step = 0.0;  // distillation: of step_ms, the teacher's forward pass
 };
 
 struct ExperimentResult {

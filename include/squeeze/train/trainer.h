@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -16,6 +17,8 @@ class Params;
 }
 
 namespace squeeze::train {
+
+struct DistillOptions;  // train/distill.h
 
 struct TrainOptions {
   int64_t epochs = 1;
@@ -32,6 +35,8 @@ struct TrainOptions {
   bool keep_best = true;            // restore the parameters with the best validation accuracy
   int64_t early_stopping = 0;       // stop after N epochs without improvement (0: off)
   double label_smoothing = 0.0;
+  // Distill from a teacher while training (finetune: {distill: ...}); fit() then needs the teacher.
+  std::shared_ptr<const DistillOptions> distill;
 
   static TrainOptions from_params(Params& p);  // validates ranges, names bad keys
   void validate() const;                       // throws ConfigError
@@ -66,7 +71,9 @@ struct TrainResult {
   int64_t best_epoch = -1;
   double best_val_accuracy = 0.0;
   int64_t steps = 0;
-  double seconds = 0.0;
+  double seconds = 0.0;          // everything, validation included
+  double step_seconds = 0.0;     // the optimizer steps alone (forward, loss, backward, update)
+  double teacher_seconds = 0.0;  // of step_seconds: the teacher's forward passes (distillation)
 };
 
 // Called after every optimizer step with the global step count; passes use it for gradual
@@ -76,8 +83,11 @@ using StepHook = std::function<void(ir::Graph&, int64_t step, int64_t total_step
 // Trains the graph in place on splits.train, validating on splits.val after each epoch.
 // Masked parameters stay zero. Shows progress (see util/progress.h). Labels must be valid for
 // the model's output width (check_labels; InputError before the first step otherwise).
+// With options.distill the loss is the distillation loss (train/distill.h) against `teacher`,
+// which must then be given (ConfigError otherwise) and is only read.
 TrainResult fit(ir::Graph& graph, const data::Splits& splits, const TrainOptions& options,
-                int64_t batch_size, uint64_t seed, const StepHook& hook = nullptr);
+                int64_t batch_size, uint64_t seed, const StepHook& hook = nullptr,
+                const ir::Graph* teacher = nullptr);
 
 // Evaluates in eval mode over a data set. The model's output width K decides which labels are
 // valid: 0 <= label < K; the data may hold any subset of those classes. Throws InputError when

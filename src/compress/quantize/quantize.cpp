@@ -496,20 +496,7 @@ void Quantize::run_sensitivity(const ir::Graph& float_graph, const ir::Graph& qu
   }
 }
 
-void Quantize::finalize(ir::Graph& g) {
-  at::NoGradGuard no_grad;
-  for (auto& n : g.nodes)
-    for (auto& [key, p] : n.params) {
-      if (!p.qspec || !p.value.is_floating_point()) continue;
-      if (p.qspec->scale.defined()) {
-        at::Tensor s = p.qspec->scale.detach().abs().clamp_min(1e-12).clone();
-        p.qspec->scale = s;
-      }
-      at::Tensor v = p.value.detach();
-      if (p.mask) v = v * *p.mask;
-      p.value = quant::fake_quantize(v, *p.qspec).contiguous();
-    }
-}
+void Quantize::finalize(ir::Graph& g) { quant::snap_to_grid(g); }
 
 train::StepHook Quantize::finetune_hook() {
   if (options_.mode != "qat") return nullptr;
