@@ -294,6 +294,30 @@ class SqliteStudy final : public Study {
     tx.commit();
   }
 
+  // A trial still held here was dropped without an ending (an exception unwound past the
+  // study): it is abandoned like a dead worker's, so one that always throws ends up failed
+  // instead of stopping every resumed search. A clean interruption calls release_trial first.
+  ~SqliteStudy() override {
+    std::lock_guard<std::mutex> lock(mu_);
+    std::vector<int64_t> numbers;
+    for (const auto& entry : held_) numbers.push_back(entry.first);
+    for (int64_t number : numbers) {
+      try {
+        Transaction tx(db_, true);
+        const int64_t trial_id = held_trial(number, now_seconds());
+        if (trial_id < 0) continue;
+        Stmt q(db_, "SELECT retries FROM trials WHERE trial_id = ?");
+        q.bind(1, trial_id);
+        q.step();
+        abandon(trial_id, q.integer(0),
+                msg("its worker ", worker_, " dropped it without finishing"));
+        tx.commit();
+      } catch (const std::exception&) {
+        // Nothing more to do here: once this process exits, the next sweep re-queues it.
+      }
+    }
+  }
+
   const StudySpec& spec() const override { return spec_; }
   const std::string& location() const override { return location_; }
   const std::string& worker() const override { return worker_; }
@@ -334,7 +358,7 @@ class SqliteStudy final : public Study {
     }
     std::vector<Trial> claimed = load_trials(number);
     tx.commit();
-    last_beat_[number] = now;
+    held_[number] = now;
     return claimed.at(0);
   }
 
@@ -366,21 +390,21 @@ class SqliteStudy final : public Study {
                   "VALUES (?, ?, ?)");
     ins.bind(1, trial_id).bind(2, step).bind(3, value).run();
     tx.commit();
-    last_beat_[number] = now;
+    held_[number] = now;
     return true;
   }
 
   bool heartbeat(int64_t number) override {
     std::lock_guard<std::mutex> lock(mu_);
     const double now = now_seconds();
-    auto it = last_beat_.find(number);
-    if (it != last_beat_.end() && now - it->second < options_.heartbeat_timeout_s / 10 &&
+    auto it = held_.find(number);
+    if (it != held_.end() && now - it->second < options_.heartbeat_timeout_s / 10 &&
         now >= it->second)
       return true;
     Transaction tx(db_, true);
     if (held_trial(number, now) < 0) return false;
     tx.commit();
-    last_beat_[number] = now;
+    held_[number] = now;
     return true;
   }
 
@@ -409,7 +433,7 @@ class SqliteStudy final : public Study {
     }
     upsert_attrs(trial_id, attrs);
     tx.commit();
-    last_beat_.erase(number);
+    held_.erase(number);
     return true;
   }
 
@@ -420,7 +444,7 @@ class SqliteStudy final : public Study {
     if (trial_id < 0) return false;
     requeue(trial_id, /*retries=*/-1);
     tx.commit();
-    last_beat_.erase(number);
+    held_.erase(number);
     return true;
   }
 
@@ -621,7 +645,7 @@ class SqliteStudy final : public Study {
     q.bind(1, study_id_).bind(2, number);
     if (!q.step())
       throw InputError(msg("study '", spec_.name, "' in ", location_, " has no trial ", number));
-    last_beat_.erase(number);
+    held_.erase(number);
     return -1;
   }
 
@@ -685,17 +709,22 @@ class SqliteStudy final : public Study {
       }
     }
     for (const Abandoned& a : found) {
-      if (a.retries >= options_.max_retries) {
-        Stmt u(db_, "UPDATE trials SET state = 'failed', finished = ? WHERE trial_id = ?");
-        u.bind(1, now).bind(2, a.trial_id).run();
-        upsert_attrs(a.trial_id, {{"reason", msg("abandoned ", a.retries + 1, " times; last: ",
-                                                 a.why)}});
-      } else {
-        requeue(a.trial_id, a.retries + 1);
-      }
-      last_beat_.erase(a.number);
+      abandon(a.trial_id, a.retries, a.why);
+      held_.erase(a.number);
     }
     return static_cast<int64_t>(found.size());
+  }
+
+  // A trial whose attempt ended without a result: back to waiting, or failed once it has been
+  // retried max_retries times.
+  void abandon(int64_t trial_id, int64_t retries, const std::string& why) {
+    if (retries < options_.max_retries) {
+      requeue(trial_id, retries + 1);
+      return;
+    }
+    Stmt u(db_, "UPDATE trials SET state = 'failed', finished = ? WHERE trial_id = ?");
+    u.bind(1, now_seconds()).bind(2, trial_id).run();
+    upsert_attrs(trial_id, {{"reason", msg("abandoned ", retries + 1, " times; last: ", why)}});
   }
 
   // Trial `number`, or every trial when absent, ordered by number.
@@ -758,7 +787,8 @@ class SqliteStudy final : public Study {
   StudySpec spec_;
   int64_t study_id_ = -1;
   int64_t stored_id_ = -1;
-  std::map<int64_t, double> last_beat_;   // trial number -> our last heartbeat write
+  // The trials this object claimed and has not finished -> its last heartbeat write.
+  std::map<int64_t, double> held_;
 };
 
 }  // namespace

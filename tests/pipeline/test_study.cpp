@@ -6,6 +6,7 @@
 // the child ends with _exit(), reporting through its exit code and the database.
 #include <gtest/gtest.h>
 #include <sqlite3.h>
+#include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -171,32 +172,30 @@ TEST(Study, ReopenRoundTripsSpecAndEveryTrialField) {
   spec.fingerprint = "sha:0123456789abcdef\nsecond line";
   const double nan = std::numeric_limits<double>::quiet_NaN();
   const double inf = std::numeric_limits<double>::infinity();
-  std::vector<Trial> written;
-  {
-    auto study = open_study(path, spec, OpenMode::kCreate, worker_options("w1"));
-    EXPECT_EQ(study->location(), path);
-    EXPECT_EQ(study->worker(), "w1");
-    EXPECT_EQ(study->enqueue_trial({{"bits", 8}, {"criterion", 3}, {"lr", 1e-3}, {"ratio", 0.95}},
-                                   {{"source", "defaults"}}),
-              0);
-    auto t0 = study->claim_trial(toy_proposer());
-    ASSERT_TRUE(t0);
-    EXPECT_EQ(t0->number, 0);
-    EXPECT_EQ(t0->state, TrialState::kRunning);
-    EXPECT_EQ(t0->attrs.at("source"), "defaults");
-    EXPECT_TRUE(study->report_intermediate(0, 0, 0.25));
-    EXPECT_TRUE(study->report_intermediate(0, 1, nan));
-    EXPECT_TRUE(study->report_intermediate(0, -2, -inf));
-    EXPECT_TRUE(study->finish_trial(0, TrialState::kComplete, {0.1 + 0.2, inf},
-                                    {{"accuracy", "0.91"}, {"note", "multi\nline"}}));
-    ASSERT_TRUE(study->claim_trial(fixed({{"bits", 2}, {"criterion", 1}, {"lr", 1e-5},
-                                          {"ratio", 0.55}})));
-    EXPECT_TRUE(study->finish_trial(1, TrialState::kPruned, {}, {{"reason", "pruned at 1"}}));
-    // Trial 2 stays running.
-    ASSERT_TRUE(study->claim_trial(fixed({{"bits", 5}, {"criterion", 2}, {"lr", 0.1},
-                                          {"ratio", 0.5}})));
-    written = study->trials();
-  }
+  // `study` stays open: its trial 2 is held by a live worker while the file is read again.
+  auto study = open_study(path, spec, OpenMode::kCreate, worker_options("w1"));
+  EXPECT_EQ(study->location(), path);
+  EXPECT_EQ(study->worker(), "w1");
+  EXPECT_EQ(study->enqueue_trial({{"bits", 8}, {"criterion", 3}, {"lr", 1e-3}, {"ratio", 0.95}},
+                                 {{"source", "defaults"}}),
+            0);
+  auto t0 = study->claim_trial(toy_proposer());
+  ASSERT_TRUE(t0);
+  EXPECT_EQ(t0->number, 0);
+  EXPECT_EQ(t0->state, TrialState::kRunning);
+  EXPECT_EQ(t0->attrs.at("source"), "defaults");
+  EXPECT_TRUE(study->report_intermediate(0, 0, 0.25));
+  EXPECT_TRUE(study->report_intermediate(0, 1, nan));
+  EXPECT_TRUE(study->report_intermediate(0, -2, -inf));
+  EXPECT_TRUE(study->finish_trial(0, TrialState::kComplete, {0.1 + 0.2, inf},
+                                  {{"accuracy", "0.91"}, {"note", "multi\nline"}}));
+  ASSERT_TRUE(study->claim_trial(fixed({{"bits", 2}, {"criterion", 1}, {"lr", 1e-5},
+                                        {"ratio", 0.55}})));
+  EXPECT_TRUE(study->finish_trial(1, TrialState::kPruned, {}, {{"reason", "pruned at 1"}}));
+  // Trial 2 stays running.
+  ASSERT_TRUE(study->claim_trial(fixed({{"bits", 5}, {"criterion", 2}, {"lr", 0.1},
+                                        {"ratio", 0.5}})));
+  const std::vector<Trial> written = study->trials();
   ASSERT_EQ(written.size(), 3u);
   EXPECT_EQ(written[2].state, TrialState::kRunning);
 
@@ -226,7 +225,8 @@ TEST(Study, ReopenRoundTripsSpecAndEveryTrialField) {
   ASSERT_TRUE(one);
   expect_same_trial(*one, written[1]);
   EXPECT_FALSE(again->get(3));
-  // The same process still holds trial 2: loading (or resuming) must not re-queue it.
+  // A live worker holds trial 2: loading or joining must not re-queue it.
+  open_study(path, spec, OpenMode::kJoin, worker_options("w2"));
   EXPECT_EQ(again->get(2)->state, TrialState::kRunning);
 }
 
@@ -412,6 +412,26 @@ TEST(Study, ReleasedTrialIsRetriedWithoutCountingARetry) {
   EXPECT_EQ(again->params, t->params);
 }
 
+TEST(Study, StudyDroppedWithoutFinishingGivesItsTrialBackAsAbandoned) {
+  TempDir dir;
+  const std::string path = dir.file("study.db");
+  std::map<std::string, double> params;
+  {
+    auto study = open_study(path, make_spec(), OpenMode::kCreate);
+    run_trials(*study, 1);
+    params = study->claim_trial(toy_proposer())->params;
+    // An exception would unwind past the study here.
+  }
+  auto study = open_study(path, make_spec(), OpenMode::kResume);
+  const Trial t1 = *study->get(1);
+  EXPECT_EQ(t1.state, TrialState::kWaiting);
+  EXPECT_EQ(t1.attrs.at("retries"), "1");
+  EXPECT_EQ(study->get(0)->state, TrialState::kComplete);
+  auto again = study->claim_trial(toy_proposer());
+  EXPECT_EQ(again->number, 1);
+  EXPECT_EQ(again->params, params);
+}
+
 TEST(Study, SilentWorkerTimesOutAndCannotFinishTheTrialItLost) {
   TempDir dir;
   const std::string path = dir.file("study.db");
@@ -561,10 +581,10 @@ TEST(StudyProcesses, ResumedSearchProposesTheSameTrialsAsAnUninterruptedOne) {
 
   run_trials(*open_study(resumed, make_spec(), OpenMode::kCreate), 3);
   for (int death = 0; death < 2; ++death) {   // killed twice in the middle of trial 3
-    ASSERT_EQ(in_child([&] {
+    ASSERT_EQ(in_child([&]() -> int {
                 auto study = open_study(resumed, make_spec(), OpenMode::kResume);
                 auto t = study->claim_trial(toy_proposer());
-                return t && t->number == 3 ? 0 : 3;
+                _exit(t && t->number == 3 ? 0 : 3);   // dies holding it
               }),
               0);
   }
@@ -589,10 +609,10 @@ TEST(StudyProcesses, TrialThatKeepsKillingItsWorkerIsFailedAfterMaxRetries) {
   options.max_retries = 1;
   open_study(path, make_spec(), OpenMode::kCreate, options);
   for (int death = 0; death < 2; ++death) {
-    ASSERT_EQ(in_child([&] {
+    ASSERT_EQ(in_child([&]() -> int {
                 auto study = open_study(path, make_spec(), OpenMode::kResume, options);
                 auto t = study->claim_trial(toy_proposer());
-                return t && t->number == 0 ? 0 : 3;
+                _exit(t && t->number == 0 ? 0 : 3);   // dies holding it
               }),
               0);
   }
@@ -603,6 +623,57 @@ TEST(StudyProcesses, TrialThatKeepsKillingItsWorkerIsFailedAfterMaxRetries) {
       << t0.attrs.at("reason");
   EXPECT_NE(t0.attrs.at("reason").find("is gone"), std::string::npos) << t0.attrs.at("reason");
   EXPECT_EQ(study->claim_trial(toy_proposer())->number, 1);   // the search goes on
+}
+
+TEST(StudyProcesses, WorkerKilledAtAnyMomentLeavesAStudyThatResumes) {
+  TempDir dir;
+  const std::string path = dir.file("study.db");
+  int done[2];   // the worker writes a byte after each finished trial
+  ASSERT_EQ(pipe(done), 0);
+  std::fflush(nullptr);
+  const pid_t pid = fork();
+  if (pid == 0) {
+    close(done[0]);
+    try {
+      auto study = open_study(path, make_spec(), OpenMode::kJoin);
+      while (auto t = study->claim_trial(toy_proposer())) {
+        if (!study->report_intermediate(t->number, 0, 0.5) ||
+            !study->finish_trial(t->number, TrialState::kComplete, {objective(*t)}))
+          _exit(4);
+        if (write(done[1], "x", 1) != 1) _exit(5);
+      }
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "worker: %s\n", e.what());
+    }
+    _exit(90);
+  }
+  close(done[1]);
+  char byte;
+  for (int i = 0; i < 5; ++i) ASSERT_EQ(read(done[0], &byte, 1), 1);
+  kill(pid, SIGKILL);   // wherever it is: inside a transaction or between two
+  int status = 0;
+  waitpid(pid, &status, 0);
+  close(done[0]);
+  ASSERT_TRUE(WIFSIGNALED(status)) << "status " << status;
+
+  auto study = open_study(path, make_spec(), OpenMode::kResume);
+  const std::vector<Trial> before = study->trials();
+  ASSERT_GE(before.size(), 5u);
+  for (size_t i = 0; i < before.size(); ++i) {
+    EXPECT_EQ(before[i].number, static_cast<int64_t>(i));
+    if (i + 1 < before.size()) EXPECT_EQ(before[i].state, TrialState::kComplete) << i;
+  }
+  const Trial& last = before.back();   // complete, or re-queued after the kill
+  if (last.state != TrialState::kComplete) {
+    EXPECT_EQ(last.state, TrialState::kWaiting);
+    EXPECT_EQ(last.attrs.at("retries"), "1");
+  }
+  const int64_t n = static_cast<int64_t>(before.size());
+  run_trials(*study, n + 2);
+  const std::vector<Trial> after = study->trials();
+  ASSERT_EQ(after.size(), before.size() + 2);
+  for (const Trial& t : after) EXPECT_EQ(t.state, TrialState::kComplete) << t.number;
+  for (int64_t i = 0; i + 1 < n; ++i) expect_same_trial(after[i], before[i]);
 }
 
 TEST(StudyProcesses, ConcurrentWorkersClaimEveryNumberExactlyOnce) {
