@@ -23,10 +23,12 @@
 #include "squeeze/pipeline/study.h"
 #include "squeeze/util/error.h"
 #include "testing/asserts.h"
+#include "testing/errors.h"
 
 namespace squeeze::pipeline {
 namespace {
 
+using squeeze::testing::error_of;
 using squeeze::testing::TempDir;
 using Kind = Distribution::Kind;
 
@@ -100,18 +102,6 @@ int in_child(const std::function<int()>& body) {
   int status = 0;
   waitpid(pid, &status, 0);
   return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
-
-template <typename E, typename F>
-std::string error_of(F fn) {
-  try {
-    fn();
-  } catch (const E& e) {
-    return e.what();
-  } catch (const std::exception& e) {
-    return std::string("wrong exception type: ") + e.what();
-  }
-  return "no exception";
 }
 
 void sql(const std::string& path, const char* statements) {
