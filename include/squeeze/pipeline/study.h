@@ -84,6 +84,9 @@ constexpr int64_t kNoTrialLimit = std::numeric_limits<int64_t>::max();
 // location; a damaged or foreign file throws InputError.
 class Study {
  public:
+  // Trials this object claimed and neither finished nor released are abandoned, as a dead
+  // worker's are (re-queued, a retry counted): an exception that unwound past the study may be
+  // the trial's own fault, and counting it keeps such a trial from stopping every resume.
   virtual ~Study() = default;
 
   // The spec as stored (with kLoad: as found in the file).
