@@ -8,6 +8,7 @@
 #include "squeeze/compress/registry.h"
 #include "squeeze/pipeline/config.h"
 #include "squeeze/util/error.h"
+#include "testing/errors.h"
 
 namespace squeeze::pipeline {
 namespace {
@@ -18,18 +19,7 @@ std::string fixture(const std::string& name) {
   return (fs::path(SQUEEZE_SOURCE_DIR) / "tests" / "pipeline" / "fixtures" / name).string();
 }
 
-// Runs `fn`, expects exception type E and returns its message.
-template <typename E, typename F>
-std::string error_of(F fn) {
-  try {
-    fn();
-  } catch (const E& e) {
-    return e.what();
-  } catch (const std::exception& e) {
-    return std::string("wrong exception type: ") + e.what();
-  }
-  return "no exception";
-}
+using testing::error_of;
 
 std::string config_error(const std::string& yaml, const std::vector<std::string>& overrides = {}) {
   return error_of<ConfigError>([&] { parse_config(yaml, overrides); });

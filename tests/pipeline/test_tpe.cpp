@@ -13,6 +13,7 @@
 #include "squeeze/pipeline/pruner.h"
 #include "squeeze/pipeline/tpe.h"
 #include "squeeze/util/error.h"
+#include "testing/errors.h"
 
 namespace squeeze::pipeline {
 namespace {
@@ -126,14 +127,7 @@ std::vector<double> mixed(const Params& p) {
 // ---- validation ----
 
 std::string config_error(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const ConfigError& e) {
-    return e.what();
-  } catch (const std::exception& e) {
-    return std::string("wrong exception type: ") + e.what();
-  }
-  return "no exception";
+  return testing::error_of<ConfigError>(fn);
 }
 
 TEST(TpeValidate, AcceptsEveryKind) {

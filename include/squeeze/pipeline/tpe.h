@@ -80,10 +80,11 @@ struct TpeOptions {
   int64_t n_startup_trials = 10;    // random proposals until this many trials are complete/pruned
   int64_t n_ei_candidates = 24;     // candidates drawn from l(x) per proposal
   double prior_weight = 1.0;        // weight of the prior kernel (> 0)
-  bool consider_magic_clip = true;  // sigma >= (high - low) / min(100, n_kernels + 1)
+  bool consider_magic_clip = true;  // sigma >= (high - low) / min(100, n_observations + 2)
   bool consider_endpoints = false;  // whether the bounds widen the outermost kernels
-  // false: one estimator per parameter (Optuna's classic univariate TPE). true: one joint
-  // estimator over all parameters (kernel = one past trial), as Optuna's multivariate=True.
+  // false: one estimator per parameter, Optuna's default up to 4.x (5.0 turns multivariate on
+  // for one objective). true: one joint estimator over all parameters (a kernel is one past trial),
+  // Optuna's multivariate=True; it did better on two of the three synthetic tests in test_tpe.cpp.
   bool multivariate = false;
   uint64_t seed = 0;
 
@@ -95,7 +96,8 @@ struct TpeOptions {
 //  - Trials used: complete (values finite, one per direction) and pruned. Running, waiting and
 //    failed trials are ignored, and so are complete trials with a NaN value. Fewer than
 //    n_startup_trials used trials -> the proposal is RandomSampler's (same seed).
-//  - Split (split_trials below): the best gamma(n) trials form "below", the rest "above".
+//  - Split (split_trials below): the best gamma(n) of the n used trials form "below", the rest
+//    "above"; gamma is default_gamma, or default_gamma_multiobjective with two directions.
 //  - Per parameter (or jointly, multivariate) a Parzen estimator l(x) is fitted to "below" and
 //    g(x) to "above": one truncated Gaussian per observation plus a prior kernel (centre of the
 //    range, sigma = range), Optuna's sigma rule and magic clip, observations weighted by
@@ -103,7 +105,11 @@ struct TpeOptions {
 //  - log_float is modelled in log space; int and stepped float are discretised (bounds widened by
 //    step/2, each grid point gets the mass of its cell, samples rounded to the grid); categorical
 //    uses a categorical kernel per observation plus prior_weight spread uniformly.
-//  - n_ei_candidates are drawn from l(x); the one maximising log l(x) - log g(x) is proposed.
+//  - n_ei_candidates are drawn from l(x); the first maximising log l(x) - log g(x) is proposed.
+//    Univariate, each parameter draws from its own stream seeded by (seed, number, name);
+//    multivariate, all draw from trial_rng(seed, number).
+//  - Trials whose value of a parameter is missing or outside its domain (a resumed study whose
+//    space changed) are not observations of that parameter (multivariate: of any parameter).
 //  - A parameter whose domain holds one value is always that value.
 class TpeSampler : public Sampler {
  public:
@@ -121,8 +127,8 @@ class TpeSampler : public Sampler {
 //    first). Two objectives (pareto): by non-domination rank, the last rank that does not fit whole
 //    filled greedily by hypervolume contribution (Optuna's MOTPE split, HSSP tie-break).
 //  - Pruned trials fill what is left of n_below, ranked as Optuna does: the one that reached the
-//    later step first, then by its value at that step (intermediate_direction); a pruned trial
-//    that reported nothing (or NaN) ranks last.
+//    later step first, then by its value at that last step (intermediate_direction; NaN last
+//    among that step); pruned trials that reported nothing come after all others.
 // Throws ConfigError if a complete trial has a number of values other than directions.size().
 struct TrialSplit {
   std::vector<const Trial*> below, above;
