@@ -736,5 +736,52 @@ TEST(MedianPruner, NothingBeforeStartupWarmupOrFirstReport) {
   EXPECT_FALSE(pruner.should_prune(others, curve(11, TrialState::kRunning, {0, 0, 0, 0}), 3));
 }
 
+// The two together as the autotune pipeline will use them: accuracy curves reported per epoch,
+// hopeless trials stopped early, pruned trials fed back to TPE.
+TEST(MedianPruner, DrivesAStudyWithTpe) {
+  const SearchSpace space = {{"lr", log_dist(1e-5, 1)}, {"ratio", float_dist(0, 1, 0.05)}};
+  // Final accuracy peaks at lr = 1e-2, ratio = 0.3; the curve rises towards it over 6 epochs.
+  const auto final_accuracy = [](const Params& p) {
+    const double l = std::log10(p.at("lr")) + 2, r = p.at("ratio") - 0.3;
+    return 0.95 * std::exp(-0.3 * l * l - 4 * r * r);
+  };
+  constexpr int kTrials = 40, kEpochs = 6;
+  TpeOptions o;
+  o.seed = 5;
+  o.directions = {Direction::kMaximize};
+  const TpeSampler sampler(o);
+  const MedianPruner pruner;
+  std::vector<Trial> trials;
+  int n_pruned = 0;
+  for (int i = 0; i < kTrials; ++i) {
+    Trial t;
+    t.number = i;
+    t.state = TrialState::kRunning;
+    t.params = sampler.propose(space, trials, i);
+    for (const auto& [name, d] : space) ASSERT_TRUE(d.contains(t.params.at(name))) << name;
+    const double acc = final_accuracy(t.params);
+    for (int64_t epoch = 0; epoch < kEpochs && t.state == TrialState::kRunning; ++epoch) {
+      t.intermediate[epoch] = acc * (1 - std::exp(-(epoch + 1) / 2.0));
+      if (pruner.should_prune(trials, t, epoch)) t.state = TrialState::kPruned;
+    }
+    if (t.state == TrialState::kRunning) {
+      t.state = TrialState::kComplete;
+      t.values = {acc};
+    }
+    if (i < 5) EXPECT_EQ(t.state, TrialState::kComplete) << "trial " << i << " before startup";
+    n_pruned += t.state == TrialState::kPruned;
+    trials.push_back(std::move(t));
+  }
+  double best = 0;
+  for (const auto& t : trials) {
+    if (t.state == TrialState::kComplete) best = std::max(best, t.values[0]);
+  }
+  std::cout << "[ tpe+pruner ] " << n_pruned << " of " << kTrials << " trials pruned, best " << best
+            << " (optimum 0.95)\n";
+  EXPECT_GT(n_pruned, 0);
+  EXPECT_LT(n_pruned, kTrials - 5);
+  EXPECT_GT(best, 0.85);
+}
+
 }  // namespace
 }  // namespace squeeze::pipeline
