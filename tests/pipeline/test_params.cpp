@@ -5,6 +5,7 @@
 
 #include "squeeze/util/error.h"
 #include "squeeze/util/params.h"
+#include "testing/errors.h"
 
 namespace squeeze {
 namespace {
@@ -12,14 +13,7 @@ namespace {
 // Runs `fn`, expects a ConfigError and returns its message.
 template <typename F>
 std::string config_error(F fn) {
-  try {
-    fn();
-  } catch (const ConfigError& e) {
-    return e.what();
-  } catch (const std::exception& e) {
-    return std::string("wrong exception type: ") + e.what();
-  }
-  return "no exception";
+  return testing::error_of<ConfigError>(fn);
 }
 
 std::shared_ptr<Params> stage_params() {

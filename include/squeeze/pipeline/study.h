@@ -27,11 +27,6 @@
 
 namespace squeeze::pipeline {
 
-enum class Direction { kMaximize, kMinimize };
-const char* to_string(Direction d);   // "maximize", "minimize"
-// Throws ConfigError naming the text and the valid spellings.
-Direction parse_direction(const std::string& text);
-
 // What a study is created with. A reopened study must match it, field by field (except `name`,
 // which selects the study), or opening is refused with a ConfigError naming both values.
 struct StudySpec {

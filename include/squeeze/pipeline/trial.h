@@ -31,6 +31,12 @@ struct Distribution {
 // Ordered by name, so iteration order (and with it every random draw) is reproducible.
 using SearchSpace = std::map<std::string, Distribution>;
 
+// Whether an objective is to be made large (accuracy) or small (loss, size).
+enum class Direction { kMinimize, kMaximize };
+const char* to_string(Direction d);   // "maximize", "minimize"
+// Throws ConfigError naming the text and the valid spellings.
+Direction parse_direction(const std::string& text);
+
 enum class TrialState { kWaiting, kRunning, kComplete, kPruned, kFailed };
 const char* to_string(TrialState s);   // "waiting", "running", "complete", "pruned", "failed"
 
