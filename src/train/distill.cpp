@@ -45,7 +45,7 @@ std::string num(double v) {
 
 std::string DistillOptions::describe() const {
   return msg(teacher ? teacher->describe() : std::string("baseline"), " (alpha ", num(alpha), ", T ",
-             num(temperature), features.empty() ? "" : msg(", ", features.size(), " feature pairs"), ")");
+             num(temperature), features.empty() ? "" : msg(", ", features.size(), features.size() == 1 ? " feature pair" : " feature pairs"), ")");
 }
 
 void DistillOptions::validate() const {

@@ -24,6 +24,16 @@ inline data::Splits random_splits(const std::vector<int64_t>& shape, int64_t n =
   return s;
 }
 
+// The synthetic jet data set (16 features, 5 classes) with n samples: 60% train, 20% val, 20% test.
+inline data::Splits jets(int64_t n) {
+  data::DataOptions o;
+  o.dataset = "synthetic-jets";
+  o.samples = n;
+  o.val_fraction = 0.2;
+  o.test_fraction = 0.2;
+  return data::load(o, 0);
+}
+
 // What a pass gets from the workflow: the data (or none) and the batch size.
 inline compress::PassContext pass_context(const data::Splits* d, int64_t batch_size) {
   compress::PassContext ctx;

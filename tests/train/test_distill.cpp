@@ -20,14 +20,7 @@ class DistillTest : public ::testing::Test {
   void TearDown() override { log::set_level(log::Level::kInfo); }
 };
 
-data::Splits jets(int64_t n) {
-  data::DataOptions o;
-  o.dataset = "synthetic-jets";
-  o.samples = n;
-  o.val_fraction = 0.2;
-  o.test_fraction = 0.2;
-  return data::load(o, 0);
-}
+using testing::jets;
 
 // A teacher that knows nothing of the labels: random weights with a sharpened output layer, so
 // its confident predictions differ from what training on the labels teaches.

@@ -8,18 +8,12 @@
 #include "squeeze/train/trainer.h"
 #include "squeeze/util/error.h"
 #include "squeeze/util/log.h"
+#include "testing/data.h"
 
 namespace squeeze {
 namespace {
 
-data::Splits jets(int64_t n) {
-  data::DataOptions o;
-  o.dataset = "synthetic-jets";
-  o.samples = n;
-  o.val_fraction = 0.2;
-  o.test_fraction = 0.2;
-  return data::load(o, 0);
-}
+using testing::jets;
 
 class TrainerTest : public ::testing::Test {
  protected:
