@@ -12,8 +12,8 @@
 //     becomes MatMul(C2, MatMul(C1, x)) with two new Constants C1 [r, k], C2 [m, r] (trainable
 //     when the old one was). The old Constant is removed when nothing else reads it.
 // The new nodes are "<name>_lr1" and "<name>_lr2"; the second writes the original output value,
-// so the rest of the graph is untouched. The inner width r is an ordinary channel: structured
-// pruning and quantization apply to it afterwards.
+// so the rest of the graph is untouched. The inner width r of a Linear or Conv pair is an ordinary
+// channel: structured pruning and quantization apply to it afterwards.
 //
 // Left alone (and named in the summary with the reason): grouped and depthwise convs, layers
 // whose weight carries a quantization spec or a mask (or whose output carries an activation
@@ -27,7 +27,8 @@
 //     factorization can save nothing, so the layer is left alone with "clamped" in the summary);
 //     when that happens to every layer the global rule applies to, a ConfigError naming the key
 //     and the largest maximum rank.
-// These are found when the pass runs on the graph (the options alone cannot know the layers).
+// These are found when the pass runs on the graph (the options alone cannot know the layers), so
+// in a workflow they stop the run when the stage starts, after the baseline is trained.
 //
 // YAML (method: lowrank), exactly one of rank / ratio / energy:
 //   params: {energy: 0.95,                        # or rank: 32, or ratio: 0.25
