@@ -79,11 +79,21 @@ std::vector<int64_t> int_list(Args& a, const std::string& key, const std::string
 
 ir::Graph mlp(Args& a, uint64_t seed) {
   GraphBuilder b("mlp", seed);
-  int64_t in = a.get("in_features", 784);
   auto hidden = int_list(a, "hidden", "256,128");
   int64_t classes = a.get("num_classes", 10);
-  // Image inputs are accepted too: the first op flattens whatever comes in.
-  std::string x = b.input("input", {in});
+  // Image inputs too: given in_channels / input_size / height / width (a workflow fills them from
+  // image data), the input is [C, H, W] and the first op flattens it; otherwise [in_features].
+  std::string x;
+  if (a.raw.count("in_channels") || a.raw.count("input_size") || a.raw.count("height") || a.raw.count("width")) {
+    ir::Shape s = image_shape(a, 1, 28);
+    const int64_t in = s[0] * s[1] * s[2];
+    if (a.raw.count("in_features") && a.get("in_features", in) != in)
+      throw ConfigError(msg("model.params.in_features: ", a.raw.at("in_features"), " does not match the image input ",
+                            s[0], "x", s[1], "x", s[2], " (", in, " features); give one or the other"));
+    x = b.flatten(b.input("input", s));
+  } else {
+    x = b.input("input", {a.get("in_features", 784)});
+  }
   for (int64_t h : hidden) x = b.act("Relu", b.linear(x, h));
   return b.finish({b.linear(x, classes, true, "classifier")});
 }
@@ -209,7 +219,9 @@ const std::vector<Entry>& entries() {
   static const std::vector<std::string> scalable = {"num_classes", "in_channels", "input_size", "height", "width",
                                                     "channels"};
   static const std::vector<Entry> all = {
-      {{"mlp", "multi-layer perceptron (in_features, hidden: \"256,128\")", {"num_classes", "in_features", "hidden"}}, mlp},
+      {{"mlp", "multi-layer perceptron (in_features, hidden: \"256,128\"; image inputs are flattened)",
+        {"num_classes", "in_features", "hidden", "in_channels", "input_size", "height", "width"}},
+       mlp},
       {{"jet_tagger", "hls4ml jet tagger 16-64-32-32-5", {"num_classes", "in_features"}}, jet_tagger},
       {{"lenet5", "LeNet-5", image}, lenet5},
       {{"small_cnn", "two conv layers + two linear layers (channels: first conv's, default 32)", scalable}, small_cnn},

@@ -7,14 +7,18 @@
 
 #include "cli.h"
 #include "compress/prune_test_util.h"
+#include "io/onnx_test_util.h"
 #include "squeeze/compress/lowrank/lowrank.h"
 #include "squeeze/compress/prune/structured_prune.h"
+#include "squeeze/compress/quantize/quantize.h"
 #include "squeeze/compress/registry.h"
 #include "squeeze/io/onnx.h"
 #include "squeeze/io/sqz.h"
 #include "squeeze/ir/builder.h"
+#include "squeeze/ir/quant_math.h"
 #include "squeeze/models/zoo.h"
 #include "squeeze/pipeline/config.h"
+#include "squeeze/train/trainer.h"
 #include "squeeze/util/error.h"
 #include "squeeze/util/params.h"
 #include "testing/asserts.h"
@@ -76,6 +80,36 @@ ir::Graph known_spectrum_graph() {
   return g;
 }
 
+// x [N, 16, 5] -> MatMul(W [12, 16], x) -> [N, 12, 5], W an initializer: the importer keeps a
+// constant on the left as MatMul + Constant (a constant on the right becomes a Linear).
+std::string left_matmul_onnx(const testing::TempDir& dir) {
+  testing::OnnxMaker m;
+  at::manual_seed(5);
+  m.input("x", {-1, 16, 5}).output("y").init("W", at::randn({12, 16}));
+  m.node("MatMul", {"W", "x"}, {"y"}, "mix");
+  return dir.write("left.onnx", m.bytes());
+}
+
+// A hand-written (or checkpointed) graph with y = x B, B [16, 12] made by a Constant node.
+ir::Graph right_matmul_graph() {
+  ir::GraphBuilder b("right", 0);
+  std::string x = b.input("input", {16});
+  std::map<std::string, ir::Param> p;
+  at::manual_seed(6);
+  p["value"].value = at::randn({16, 12});
+  p["value"].trainable = false;
+  std::string c = b.node("Constant", {}, {}, p, "B");
+  return b.finish({b.node("MatMul", {x, c}, {}, {}, "mm")});
+}
+
+std::vector<std::string> nodes_ending(const ir::Graph& g, const std::string& suffix) {
+  std::vector<std::string> out;
+  for (const auto& n : g.nodes)
+    if (n.name.size() > suffix.size() && n.name.compare(n.name.size() - suffix.size(), suffix.size(), suffix) == 0)
+      out.push_back(n.name);
+  return out;
+}
+
 // --- exactness ---
 
 void expect_full_rank_exact(const std::string& zoo) {
@@ -115,6 +149,86 @@ TEST(LowRank, FullRankFactorizationIsExactOnSmallCnnConvsAndLinears) {
   EXPECT_TRUE(b->has_param("bias"));
 }
 
+TEST(LowRank, FullRankFactorizationIsExactOnVitTinyLinears) { expect_full_rank_exact("vit_tiny"); }
+
+TEST(LowRank, ImportedOnnxMatMulWithAnInitializerOnTheRightIsFactorizedAsALinear) {
+  // MatMul(x, W) + Add(b), as PyTorch exports nn.Linear without Gemm: imported as one Linear.
+  testing::TempDir dir;
+  testing::OnnxMaker m;
+  at::manual_seed(4);
+  m.input("x", {-1, 16}).output("y").init("W", at::randn({16, 12})).init("b", at::randn({12}));
+  m.node("MatMul", {"x", "W"}, {"xw"}, "fc");
+  m.node("Add", {"xw", "b"}, {"y"}, "fc_bias");
+  ir::Graph g = io::import_onnx(dir.write("right.onnx", m.bytes()));
+  ASSERT_EQ(count_op(g, "Linear"), 1);
+  ASSERT_EQ(count_op(g, "MatMul"), 0);
+  const std::string fc = g.nodes.at(0).name;
+  ir::Graph full = g.clone();
+  LowRank::factorize(full, fc, 12);
+  at::Tensor x = random_input(g, 8);
+  EXPECT_LT(relative_error(run_graph(full, x), run_graph(g, x)), kExactRtol);
+  auto r = run_pass(g, "rank: 3");  // 3 * 28 = 84 weights instead of 192
+  EXPECT_TRUE(r.changed) << r.summary;
+  EXPECT_EQ(count_op(r.graph, "Linear"), 2);
+  EXPECT_LT(r.graph.num_params(), g.num_params());
+}
+
+TEST(LowRank, MatMulWithAConstantOnTheLeftBecomesTwoMatMuls) {
+  testing::TempDir dir;
+  ir::Graph g = io::import_onnx(left_matmul_onnx(dir));
+  ASSERT_EQ(count_op(g, "MatMul"), 1);
+  ASSERT_EQ(count_op(g, "Constant"), 1);
+  ASSERT_EQ(count_op(g, "Linear"), 0);
+  const std::string mm = g.nodes.at(g.nodes.size() - 1).name;  // the MatMul, after its Constant
+  ASSERT_EQ(g.find_node(mm)->op, "MatMul");
+  auto plan = static_cast<LowRank&>(*make_pass("energy: 1.0")).plan(g);
+  ASSERT_EQ(plan.size(), 1u);
+  EXPECT_EQ(plan[0].op, "MatMul");
+  EXPECT_EQ(plan[0].m, 12);
+  EXPECT_EQ(plan[0].n, 16);
+
+  // Full rank: the same function; the old Constant is gone, two new ones feed two MatMuls.
+  ir::Graph f = g.clone();
+  LowRank::factorize(f, mm, 12);
+  EXPECT_EQ(count_op(f, "MatMul"), 2);
+  EXPECT_EQ(count_op(f, "Constant"), 2);
+  EXPECT_EQ(f.find_node(mm + "_lr1_weight")->param("value").value.sizes(), (at::IntArrayRef{12, 16}));
+  EXPECT_EQ(f.find_node(mm + "_lr2_weight")->param("value").value.sizes(), (at::IntArrayRef{12, 12}));
+  at::Tensor x = random_input(g, 4);
+  double err = relative_error(run_graph(f, x), run_graph(g, x));
+  EXPECT_LT(err, kExactRtol);
+  std::cout << "[lowrank] full-rank left MatMul: relative error " << err << "\n";
+
+  // The pass at rank 4: 4 * 28 = 112 weights instead of 192, and the output keeps its shape.
+  auto r = run_pass(g, "rank: 4");
+  ASSERT_TRUE(r.changed) << r.summary;
+  EXPECT_EQ(r.graph.num_params(), 112);
+  EXPECT_EQ(run_graph(r.graph, x).sizes(), (at::IntArrayRef{4, 12, 5}));
+  EXPECT_NE(r.summary.find(mm + " rank 4/12"), std::string::npos) << r.summary;
+
+  // ONNX round trip of the factorized graph.
+  io::export_onnx(r.graph, dir.file("left_lr.onnx"));
+  ir::Graph o = io::import_onnx(dir.file("left_lr.onnx"));
+  EXPECT_EQ(count_op(o, "MatMul"), 2);
+  EXPECT_LT(relative_error(run_graph(o, x), run_graph(r.graph, x)), kRoundTripRtol);
+}
+
+TEST(LowRank, MatMulWithAConstantOnTheRightBecomesTwoLinears) {
+  ir::Graph g = right_matmul_graph();
+  ir::Graph f = g.clone();
+  LowRank::factorize(f, "mm", 12);
+  EXPECT_EQ(count_op(f, "Linear"), 2);
+  EXPECT_EQ(count_op(f, "MatMul"), 0);
+  EXPECT_EQ(count_op(f, "Constant"), 0);
+  EXPECT_EQ(f.find_node("mm_lr1")->param("weight").value.sizes(), (at::IntArrayRef{12, 16}));
+  EXPECT_TRUE(f.find_node("mm_lr1")->param("weight").trainable);
+  at::Tensor x = random_input(g, 4);
+  EXPECT_LT(relative_error(run_graph(f, x), run_graph(g, x)), kExactRtol);
+  auto r = run_pass(g, "ratio: 0.25");  // rank 3 of 12
+  ASSERT_TRUE(r.changed) << r.summary;
+  EXPECT_EQ(r.graph.num_params(), 3 * (16 + 12));
+}
+
 TEST(LowRank, TruncationErrorFollowsTheDroppedSingularValues) {
   // Rank r leaves the weight error || W - W_r ||_2 = s_r; on an identity input the output error
   // of the layer is exactly that matrix.
@@ -130,7 +244,7 @@ TEST(LowRank, TruncationErrorFollowsTheDroppedSingularValues) {
 
 TEST(LowRank, EnergyRatioAndRankPickTheExpectedRanks) {
   ir::Graph g = known_spectrum_graph();
-  auto s = LowRank::singular_values(*g.find_node("fc"));
+  auto s = LowRank::singular_values(g, "fc");
   ASSERT_EQ(s.size(), 6u);
   EXPECT_NEAR(s[0], 8.0, 1e-4);
   EXPECT_NEAR(s[5], 0.25, 1e-4);
@@ -214,6 +328,30 @@ TEST(LowRank, GroupedConvQuantizedAndMaskedLayersAreLeftAlone) {
   EXPECT_NE(r2.summary.find(linears[1] + " (quantized)"), std::string::npos) << r2.summary;
 }
 
+TEST(LowRank, MatMulsWithoutAFactorizableConstantAreLeftAlone) {
+  // Attention's MatMuls of two computed values are not layers at all.
+  ir::Graph vit = models::build("vit_tiny", {}, 0);
+  for (const auto& l : static_cast<LowRank&>(*make_pass("energy: 0.9")).plan(vit)) EXPECT_NE(l.op, "MatMul") << l.node;
+
+  // A constant read by two MatMuls, and a constant that is not a matrix.
+  ir::GraphBuilder b("consts", 0);
+  std::string x = b.input("input", {16});
+  std::map<std::string, ir::Param> p2, p3;
+  p2["value"].value = at::randn({16, 16});
+  p3["value"].value = at::randn({1, 16, 16});
+  std::string shared = b.node("Constant", {}, {}, p2, "shared");
+  std::string cube = b.node("Constant", {}, {}, p3, "cube");
+  std::string y = b.node("MatMul", {x, shared}, {}, {}, "mm1");
+  y = b.node("MatMul", {y, shared}, {}, {}, "mm2");
+  ir::Graph g = b.finish({b.node("MatMul", {y, cube}, {}, {}, "mm3")});
+  auto r = run_pass(g, "rank: 1");
+  EXPECT_FALSE(r.changed) << r.summary;
+  EXPECT_EQ(r.graph.nodes.size(), g.nodes.size());
+  EXPECT_NE(r.summary.find("mm1 (constant operand 'shared' is used elsewhere too)"), std::string::npos) << r.summary;
+  EXPECT_NE(r.summary.find("mm3 (constant operand 'cube' has 3 dimensions, not 2)"), std::string::npos)
+      << r.summary;
+}
+
 // --- bad input ---
 
 TEST(LowRank, BadParamsAreConfigErrorsNamingTheKey) {
@@ -247,22 +385,91 @@ TEST(LowRank, BadParamsAreConfigErrorsNamingTheKey) {
   }
 }
 
-TEST(LowRank, RankLargerThanALayerAllowsNamesTheLayerAndItsMaximum) {
-  ir::Graph g = models::build("mlp", {}, 0);
+// The ConfigError the pass throws on g with `yaml`; a test failure and "" when there is none.
+std::string pass_error(const ir::Graph& g, const std::string& yaml) {
   try {
-    run_pass(g, "rank: 200");  // the second hidden layer (128 x 256) allows 128
-    ADD_FAILURE() << "no error";
+    run_pass(g, yaml);
   } catch (const ConfigError& e) {
-    std::string what = e.what();
-    EXPECT_NE(what.find("rank"), std::string::npos) << what;
-    EXPECT_NE(what.find("'linear2'"), std::string::npos) << what;
-    EXPECT_NE(what.find("maximum rank is 128"), std::string::npos) << what;
+    return e.what();
   }
-  try {
-    run_pass(g, "energy: 0.9\nlayers: {classifier: {rank: 11}}");
-    ADD_FAILURE() << "no error";
-  } catch (const ConfigError& e) {
-    EXPECT_NE(std::string(e.what()).find("layers.classifier.rank"), std::string::npos) << e.what();
+  ADD_FAILURE() << "no error: " << yaml;
+  return "";
+}
+
+TEST(LowRank, PerLayerRankLargerThanTheLayerAllowsNamesKeyLayerAndMaximum) {
+  ir::Graph g = models::build("mlp", {}, 0);
+  for (const std::string pattern : {"classifier", "Linear"}) {
+    std::string what = pass_error(g, "energy: 0.9\nlayers: {" + pattern + ": {rank: 11}}");
+    for (const std::string& word : {"layers." + pattern + ".rank: 11", std::string("'classifier'"),
+                                    std::string("maximum rank is 10")})
+      EXPECT_NE(what.find(word), std::string::npos) << word << " in: " << what;
+  }
+}
+
+TEST(LowRank, GlobalRankIsClampedWhereALayerIsSmallerAndSaidInTheSummary) {
+  // mlp: linear1 256 x 784 (max 256), linear2 128 x 256 (max 128), classifier 10 x 128 (max 10).
+  ir::Graph g = models::build("mlp", {}, 0);
+  auto pass = make_pass("rank: 100");
+  auto plan = static_cast<LowRank&>(*pass).plan(g);
+  EXPECT_FALSE(layer(plan, "linear1").clamped);
+  EXPECT_TRUE(layer(plan, "linear1").factorized);
+  EXPECT_FALSE(layer(plan, "linear2").clamped);  // 100 fits, but 100 * 384 > 128 * 256: left alone
+  EXPECT_FALSE(layer(plan, "linear2").factorized);
+  EXPECT_TRUE(layer(plan, "classifier").clamped);
+  EXPECT_EQ(layer(plan, "classifier").rank, 10);
+  EXPECT_FALSE(layer(plan, "classifier").factorized);
+  auto r = run_pass(g, "rank: 100");
+  EXPECT_TRUE(r.changed);
+  EXPECT_NE(r.summary.find("classifier (rank 100 is more than its maximum, clamped; rank 10 of 10 would add"),
+            std::string::npos)
+      << r.summary;
+
+  // A per-layer rule takes its layers out of the global one: rank 200 clamps only linear2 then.
+  EXPECT_NO_THROW(run_pass(g, "rank: 200\nlayers: {classifier: {ratio: 0.5}}"));
+}
+
+TEST(LowRank, GlobalRankLargerThanEveryLayerAllowsIsAnError) {
+  ir::Graph g = models::build("mlp", {}, 0);
+  const std::string too_large = "rank: 300 is larger than every layer allows";
+  EXPECT_NE(pass_error(g, "rank: 300").find(too_large + " (the largest maximum rank is 256, of layer 'linear1')"),
+            std::string::npos);
+  // Layers under a per-layer rule or excluded do not count.
+  EXPECT_NE(pass_error(g, "rank: 300\nlayers: {linear1: {energy: 0.9}}")
+                .find(too_large + " (the largest maximum rank is 128, of layer 'linear2')"),
+            std::string::npos);
+  EXPECT_NE(pass_error(g, "rank: 200\nexclude: [linear1]").find("rank: 200 is larger than every layer allows"),
+            std::string::npos);
+  EXPECT_NO_THROW(run_pass(g, "rank: 200"));
+}
+
+TEST(LowRank, BadInputThroughTheCliExitsWithTwoNamingTheKeyPath) {
+  struct Bad {
+    std::string params;
+    std::vector<std::string> must_mention;
+  };
+  const std::string key = "experiments[0].stages[0].params.";
+  std::vector<Bad> cases = {
+      {"{energy: 1.5}", {key + "energy", "(0, 1]"}},
+      {"{energy: 0}", {key + "energy", "(0, 1]"}},
+      {"{energy: -0.2}", {key + "energy", "(0, 1]"}},
+      {"{ratio: 2}", {key + "ratio", "(0, 1]"}},
+      {"{energy: 0.9, layers: {linear2: {energy: 1.01}}}", {key + "layers.linear2.energy", "(0, 1]"}},
+      {"{rank: 0}", {key + "rank", ">= 1"}},
+      {"{rank: 300}", {key + "rank", "300", "every layer", "256", "linear1"}},
+      {"{energy: 0.9, layers: {linear2: {rank: 129}}}", {key + "layers.linear2.rank", "'linear2'", "maximum rank is 128"}},
+  };
+  for (const auto& c : cases) {
+    testing::TempDir dir;
+    // No data and no training: the errors come from the options or from the model's layers.
+    std::string yaml = "model: {zoo: mlp}\nexperiments:\n  - name: lr\n    stages: [{method: lowrank, params: " +
+                       c.params + "}]\n";
+    auto r = testing::cli({"run", dir.write("w.yaml", yaml), "--out", dir.file("out")});
+    EXPECT_EQ(r.code, 2) << c.params << "\n" << r.err;
+    // The message starts with the full key path, once.
+    EXPECT_NE(r.err.find("error: " + c.must_mention[0] + ": "), std::string::npos) << r.err;
+    for (const auto& word : c.must_mention)
+      EXPECT_NE(r.err.find(word), std::string::npos) << word << " in: " << r.err;
+    EXPECT_FALSE(std::filesystem::exists(dir.file("out/report.json"))) << c.params;
   }
 }
 
@@ -270,7 +477,7 @@ TEST(LowRank, RankLargerThanALayerAllowsNamesTheLayerAndItsMaximum) {
 
 TEST(LowRank, SqzAndOnnxRoundTripsKeepTheOutputs) {
   testing::TempDir dir;
-  for (const char* zoo : {"mlp", "small_cnn"}) {
+  for (const char* zoo : {"mlp", "small_cnn", "vit_tiny"}) {
     ir::Graph g = models::build(zoo, {}, 0);
     auto r = run_pass(g, "ratio: 0.25");
     ASSERT_TRUE(r.changed) << zoo;
@@ -284,37 +491,114 @@ TEST(LowRank, SqzAndOnnxRoundTripsKeepTheOutputs) {
 
     io::export_onnx(r.graph, dir.file("m.onnx"));
     ir::Graph o = io::import_onnx(dir.file("m.onnx"));
-    EXPECT_EQ(count_op(o, "Linear") + count_op(o, "Conv") + count_op(o, "Gemm") + count_op(o, "MatMul"),
-              count_op(r.graph, "Linear") + count_op(r.graph, "Conv"));
+    auto layers = [](const ir::Graph& x) {
+      return count_op(x, "Linear") + count_op(x, "Conv") + count_op(x, "Gemm") + count_op(x, "MatMul");
+    };
+    EXPECT_EQ(layers(o), layers(r.graph)) << zoo;
     EXPECT_LT(relative_error(run_graph(o, x), want), kRoundTripRtol) << zoo;
   }
 }
 
-TEST(LowRank, StructuredPruningShrinksTheInnerRank) {
-  ir::Graph g = models::build("mlp", {}, 0);
-  auto r = run_pass(g, "rank: 32\nexclude: [classifier]");
-  ASSERT_TRUE(r.changed);
-  std::string inner;
-  for (const auto& n : r.graph.nodes)
-    if (n.name.size() > 4 && n.name.compare(n.name.size() - 4, 4, "_lr1") == 0) {
-      inner = n.name;
-      break;
-    }
+// Structured pruning through the method registry (method: prune, kind: structured): every inner
+// rank r is a channel like any other, so each _lr1 / _lr2 pair narrows together.
+void expect_structured_pruning_narrows_the_inner_ranks(const std::string& zoo, const std::string& lowrank) {
+  ir::Graph g = models::build(zoo, {}, 0);
+  auto r = run_pass(g, lowrank);
+  ASSERT_TRUE(r.changed) << r.summary;
+  std::vector<std::string> inner = nodes_ending(r.graph, "_lr1");
   ASSERT_FALSE(inner.empty());
-  ASSERT_EQ(r.graph.find_node(inner)->param("weight").value.size(0), 32);
+  std::map<std::string, int64_t> rank_before;
+  for (const auto& n : inner) rank_before[n] = r.graph.find_node(n)->param("weight").value.size(0);
 
-  compress::StructuredPruneOptions o;
-  o.ratio = 0.5;
-  o.scope = "local";
+  auto prune = compress::find_method("prune")->make(
+      *pipeline::yaml_to_params("kind: structured\nratio: 0.5\nscope: local", "prune.yaml"));
   compress::PassContext ctx = testing::pass_context(nullptr, 32);
-  auto pruned = compress::StructuredPrune(o).run(r.graph, ctx);
-  const auto* a = pruned.graph.find_node(inner);
-  ASSERT_NE(a, nullptr);
-  EXPECT_LT(a->param("weight").value.size(0), 32);
-  std::string second = inner.substr(0, inner.size() - 4) + "_lr2";
-  EXPECT_EQ(pruned.graph.find_node(second)->param("weight").value.size(1), a->param("weight").value.size(0));
+  auto pruned = prune->run(r.graph, ctx);
+  ASSERT_TRUE(pruned.changed) << pruned.summary;
+  EXPECT_NO_THROW(ir::verify(pruned.graph));
+  EXPECT_LT(pruned.graph.num_params(), r.graph.num_params());
+  for (const auto& n : inner) {
+    const auto* a = pruned.graph.find_node(n);
+    const auto* b = pruned.graph.find_node(n.substr(0, n.size() - 4) + "_lr2");
+    ASSERT_TRUE(a && b) << n;
+    int64_t rank = a->param("weight").value.size(0);
+    EXPECT_LT(rank, rank_before[n]) << zoo << " " << n;
+    EXPECT_EQ(b->param("weight").value.size(1), rank) << n;
+  }
   at::Tensor x = random_input(g, 4);
-  EXPECT_EQ(run_graph(pruned.graph, x).sizes(), (at::IntArrayRef{4, 10}));
+  at::Tensor y = run_graph(pruned.graph, x);
+  EXPECT_EQ(y.sizes(), run_graph(g, x).sizes());
+  EXPECT_TRUE(y.isfinite().all().item<bool>());
+  std::cout << "[lowrank] " << zoo << " {" << lowrank << "} then structured 0.5: params " << g.num_params() << " -> "
+            << r.graph.num_params() << " -> " << pruned.graph.num_params() << "\n";
+}
+
+TEST(LowRank, StructuredPruningShrinksTheInnerRank) {
+  expect_structured_pruning_narrows_the_inner_ranks("mlp", "{rank: 32, exclude: [classifier]}");
+  expect_structured_pruning_narrows_the_inner_ranks("small_cnn", "{ratio: 0.25, exclude: [fc2]}");
+  expect_structured_pruning_narrows_the_inner_ranks("vit_tiny", "{ratio: 0.25, exclude: [Conv, head]}");
+}
+
+// Post-training and quantization-aware quantization of a factorized graph: both layers of every
+// pair get a weight spec, the graph verifies and computes close to its float self.
+constexpr double kInt8Rtol = 0.05;  // 8-bit weights and activations, relative to the output scale
+
+TEST(LowRank, PtqAndQatQuantizeBothLayersOfEveryPair) {
+  at::manual_seed(0);
+  for (const char* zoo : {"mlp", "small_cnn"}) {
+    ir::Graph g = models::build(zoo, {}, 0);
+    auto r = run_pass(g, "ratio: 0.25");
+    ASSERT_TRUE(r.changed) << zoo;
+    std::vector<int64_t> sample(g.inputs[0].shape.begin() + 1, g.inputs[0].shape.end());
+    data::Splits d = testing::random_splits(sample, 128);
+    at::Tensor x = d.test.x;
+    at::Tensor want = run_graph(r.graph, x);
+    for (const char* mode : {"ptq", "qat"}) {
+      compress::QuantizeOptions o;
+      o.mode = mode;
+      o.observer_update_every = 1;
+      compress::Quantize pass(o);
+      compress::PassContext ctx = testing::pass_context(&d, 32);
+      ir::Graph q = pass.run(r.graph, ctx).graph;
+      if (std::string(mode) == "qat") {
+        train::TrainOptions t;
+        t.epochs = 1;
+        t.lr = 1e-4;
+        train::fit(q, d, t, 32, 0, pass.finetune_hook());
+      }
+      pass.finalize(q);
+      EXPECT_NO_THROW(ir::verify(q));
+      for (const auto& n : nodes_ending(q, "_lr1")) {
+        for (const auto& name : {n, n.substr(0, n.size() - 4) + "_lr2"}) {
+          const ir::Param& w = q.find_node(name)->param("weight");
+          ASSERT_TRUE(w.qspec) << zoo << " " << mode << " " << name;
+          EXPECT_TRUE(quant::on_grid(w.value, *w.qspec)) << name;
+        }
+      }
+      at::Tensor got = run_graph(q, x);
+      double err = relative_error(got, want);
+      std::cout << "[lowrank] " << zoo << " ratio 0.25 then " << mode << " int8: relative error " << err << "\n";
+      if (std::string(mode) == "ptq") EXPECT_LT(err, kInt8Rtol) << zoo;
+      EXPECT_TRUE(got.isfinite().all().item<bool>()) << zoo << " " << mode;
+    }
+  }
+}
+
+TEST(LowRank, InspectShowsTheTwoNewLayers) {
+  testing::TempDir dir;
+  ir::Graph g = models::build("mlp", {}, 0);
+  auto r = run_pass(g, "rank: 16\nexclude: [classifier]");
+  io::save_sqz(r.graph, dir.file("m.sqz"));
+  auto out = testing::cli({"inspect", dir.file("m.sqz"), "--json"});
+  ASSERT_EQ(out.code, 0) << out.err;
+  auto j = nlohmann::json::parse(out.out);
+  std::map<std::string, nlohmann::json> layers;
+  for (const auto& l : j["layers"]) layers[l["name"].get<std::string>()] = l;
+  ASSERT_TRUE(layers.count("linear1_lr1") && layers.count("linear1_lr2")) << out.out;
+  EXPECT_EQ(layers["linear1_lr1"]["params"], 16 * 784);
+  EXPECT_EQ(layers["linear1_lr2"]["params"], 256 * 16 + 256);
+  EXPECT_EQ(layers.count("linear1"), 0u);
+  EXPECT_EQ(j["total"]["params"], r.graph.num_params());
 }
 
 // --- a workflow through the CLI ---

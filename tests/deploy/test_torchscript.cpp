@@ -12,8 +12,10 @@
 
 #include <unistd.h>
 
+#include "squeeze/compress/lowrank/lowrank.h"
 #include "squeeze/exec/executor.h"
 #include "squeeze/io/onnx.h"
+#include "squeeze/ir/builder.h"
 #include "squeeze/models/zoo.h"
 #include "testing/runtimes.h"
 
@@ -75,6 +77,38 @@ TEST(TorchScript, ImportedOnnxModelExports) {
   at::Tensor want = exec::Executor(g, nchw).forward(x);
   at::Tensor got = torch::jit::load(pt).forward({x}).toTensor();
   EXPECT_TRUE(at::allclose(got, want, kRtol, 1e-7)) << "max diff " << (got - want).abs().max().item<double>() << ", max " << want.abs().max().item<double>();
+}
+
+// Low-rank factorized graphs: pairs of Linears, of Convs (k x k then 1 x 1), and of MatMuls with
+// a constant on the left.
+TEST(TorchScript, LowRankFactorizedGraphsExport) {
+  ir::GraphBuilder b("left_matmul", 3);
+  std::string x = b.input("input", {16, 5});
+  std::map<std::string, ir::Param> p;
+  p["value"].value = b.init_weight({12, 16}, 16);
+  std::string c = b.node("Constant", {}, {}, p, "W");
+  ir::Graph left = b.finish({b.node("MatMul", {c, x}, {}, {}, "mix")});
+  std::vector<std::pair<std::string, ir::Graph>> graphs = {{"left_matmul", left}};
+  for (const char* zoo : {"mlp", "small_cnn", "vit_tiny"}) graphs.emplace_back(zoo, models::build(zoo, {}, 5));
+  for (auto& [name, g] : graphs) {
+    compress::LowRankOptions o;
+    o.rule = {0, 0.25, 0.0, "ratio"};
+    compress::PassContext ctx;
+    compress::PassResult r = compress::LowRank(o).run(g, ctx);
+    ASSERT_TRUE(r.changed) << name << ": " << r.summary;
+    std::string pt = tmp_path("lowrank_" + name + ".pt");
+    deploy::export_torchscript(r.graph, pt);
+    at::manual_seed(2);
+    at::Tensor in = sample(r.graph, 3);
+    at::Tensor want = exec::Executor(r.graph).forward(in);
+    at::Tensor got = torch::jit::load(pt).forward({in}).toTensor();
+    EXPECT_TRUE(at::allclose(got, want, kRtol, kAtol)) << name << ": max diff " << (got - want).abs().max().item<double>();
+    if (!testing::pytorch_missing().empty()) continue;
+    at::Tensor py = testing::run_torchscript_in_pytorch(pt, in);
+    ASSERT_TRUE(py.defined()) << name;
+    py = py.reshape(want.sizes());
+    EXPECT_TRUE(at::allclose(py, want, kRtol, kAtol)) << name << ": PyTorch max diff " << (py - want).abs().max().item<double>();
+  }
 }
 
 TEST(TorchScript, MaskedWeightsAreZeroInTheFile) {

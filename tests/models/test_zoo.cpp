@@ -39,6 +39,18 @@ TEST(Zoo, ResnetsAcceptAnyInputChannelsAndSize) {
   EXPECT_EQ(exec::Executor(r).forward(at::randn({2, 1, 28, 28})).size(1), 10);
 }
 
+TEST(Zoo, MlpFlattensAnImageInput) {
+  // What a workflow on Fashion-MNIST asks for: the same layers as the default [784] input.
+  ir::Graph g = models::build("mlp", {{"in_channels", "1"}, {"input_size", "28"}, {"num_classes", "10"}}, 0);
+  EXPECT_EQ(g.inputs[0].shape, (ir::Shape{ir::kDynamic, 1, 28, 28}));
+  EXPECT_EQ(g.num_params(), models::build("mlp", {}, 0).num_params());
+  at::NoGradGuard no_grad;
+  EXPECT_EQ(exec::Executor(g).forward(at::randn({2, 1, 28, 28})).sizes(), (at::IntArrayRef{2, 10}));
+  EXPECT_NO_THROW(models::build("mlp", {{"in_channels", "3"}, {"input_size", "8"}, {"in_features", "192"}}, 0));
+  EXPECT_THROW(models::build("mlp", {{"in_channels", "3"}, {"input_size", "8"}, {"in_features", "784"}}, 0),
+               ConfigError);
+}
+
 TEST(Zoo, SeedsAreDeterministic) {
   auto a = models::build("lenet5", {}, 5), b = models::build("lenet5", {}, 5), c = models::build("lenet5", {}, 6);
   EXPECT_TRUE(a.nodes[0].param("weight").value.equal(b.nodes[0].param("weight").value));
