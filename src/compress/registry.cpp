@@ -33,8 +33,9 @@ const std::vector<MethodInfo>& methods() {
        }},
       {"lowrank",
        {"low_rank"},
-       "low-rank factorization of Linear and Conv layers by truncated SVD into two smaller layers, rank from "
-       "rank, ratio (of the full rank) or energy (share of squared singular values), global or per layer",
+       "low-rank factorization by truncated SVD of Linear layers, group-1 Conv layers and MatMuls with a constant "
+       "matrix operand into two smaller layers, rank from rank, ratio (of the full rank) or energy (share of "
+       "squared singular values), global or per layer; a global rank larger than a layer allows is clamped",
        [](Params& p) -> std::unique_ptr<Pass> {
          return std::make_unique<LowRank>(LowRankOptions::from_params(p));
        }},
