@@ -27,8 +27,9 @@ const std::vector<std::string> kOptimizers = {"sgd", "adam", "adamw"};
 const std::vector<std::string> kSchedules = {"constant", "step", "cosine"};
 const std::vector<std::string> kNormalize = {"standard", "minmax", "none"};
 const std::vector<std::string> kExports = {"onnx", "qonnx", "torchscript", "cpp"};
-const std::vector<std::string> kPipelines = {"progressive", "validation", "autotune", "hep-trigger",
-                                             "hep-jet"};
+// Every pipeline DESIGN.md plans; workflow.cpp says which of them this build runs.
+const std::vector<std::string> kPipelines = {"progressive", "validation",  "combinations",
+                                             "autotune",    "hep-trigger", "hep-jet"};
 
 std::string join(const std::vector<std::string>& items) {
   std::string out;
@@ -418,6 +419,99 @@ void check_name(const std::string& name, const std::string& key_path) {
         msg(key_path, ": expected a name usable as a folder (no '/'), got '", name, "'"));
 }
 
+// The guard, in either spelling: guard: {max_drop, relative} | guard: {preserve_accuracy} |
+// preserve_accuracy in the pipeline block. Absent: nullopt.
+std::optional<GuardOptions> parse_guard(Params& pipeline) {
+  auto guard = pipeline.get_map("guard");
+  pipeline.raw("preserve_accuracy");  // a valid key of every pipeline block, for messages
+  const bool outer = pipeline.has("preserve_accuracy");
+  if (guard && outer)
+    throw ConfigError(msg("both 'guard' and 'preserve_accuracy' given in ", pipeline.path(),
+                          "; preserve_accuracy is a guard, keep one"));
+  if (!guard && !outer) return std::nullopt;
+  Params& p = guard ? *guard : pipeline;
+  if (guard) {
+    // Unknown keys first: a misspelt max_drop reads better as a did-you-mean than as missing.
+    for (const char* key : {"max_drop", "relative", "preserve_accuracy"}) guard->raw(key);
+    guard->finish();
+  }
+  GuardOptions g;
+  if (p.has("preserve_accuracy")) {
+    if (guard && p.has("max_drop"))
+      throw ConfigError(msg("both 'max_drop' and 'preserve_accuracy' given in ", p.path(),
+                            "; preserve_accuracy: A means max_drop: 1 - A, relative: true; keep one"));
+    if (guard && p.has("relative") && !p.get_bool("relative", true))
+      throw ConfigError(msg(p.key_path("relative"),
+                            ": preserve_accuracy is relative to the baseline's accuracy; for an absolute "
+                            "guard write max_drop with relative: false"));
+    const double keep = p.get_double("preserve_accuracy", 1.0);
+    g.max_drop = 1.0 - keep;
+    g.relative = true;
+    g.written = msg("preserve_accuracy: ", p.raw("preserve_accuracy")->text());
+  } else {
+    need(p, "max_drop", "a guard is {max_drop: 0.01, relative: true} or {preserve_accuracy: 0.98}");
+    g.max_drop = p.get_double("max_drop", g.max_drop);
+    g.relative = p.get_bool("relative", g.relative);
+    g.written = msg("max_drop: ", p.raw("max_drop")->text(), ", relative: ", g.relative ? "true" : "false");
+  }
+  try {
+    g.validate();
+  } catch (const ConfigError& e) {
+    throw ConfigError(msg(guard ? guard->path() : pipeline.key_path("preserve_accuracy"), ": ", e.what()));
+  }
+  return g;
+}
+
+// Named steps: stages with an optional name (default: the method, "-2", "-3"... for repeats).
+std::vector<StepSpec> parse_steps(Params& pipeline) {
+  pipeline.require("steps");
+  std::vector<StepSpec> steps;
+  std::set<std::string> names;
+  auto list = pipeline.get_map_list("steps");
+  for (auto& entry : list) {
+    StepSpec step;
+    step.stage = parse_stage(*entry, true);
+    if (entry->has("name")) {
+      step.name = entry->get_string("name", "");
+      check_name(step.name, entry->key_path("name"));
+      if (!names.insert(step.name).second)
+        throw ConfigError(msg(entry->key_path("name"), ": duplicate step name '", step.name,
+                              "'; names must be unique (they name the candidates)"));
+    }
+    steps.push_back(std::move(step));
+  }
+  if (steps.empty())
+    throw ConfigError(msg(pipeline.key_path("steps"), ": expected at least one step ({method, params, finetune})"));
+  // Generated names after explicit ones, so that they never take a name the user chose.
+  for (StepSpec& step : steps) {
+    if (!step.name.empty()) continue;
+    step.name = step.stage.method;
+    for (int k = 2; names.count(step.name); ++k) step.name = msg(step.stage.method, "-", k);
+    names.insert(step.name);
+  }
+  return steps;
+}
+
+PipelineSpec parse_pipeline(Params& block) {
+  PipelineSpec spec;
+  spec.block = block.clone();
+  block.require("type");
+  spec.type = block.get_choice("type", "", kPipelines);
+  spec.guard = parse_guard(block);
+  if (spec.type == "validation" || spec.type == "combinations") {
+    spec.steps = parse_steps(block);
+    if (spec.type == "validation" && !spec.guard)
+      throw ConfigError(msg("missing required key 'guard' in ", block.path(),
+                            ": a validation pipeline stops at the first step that breaks it; give guard: "
+                            "{max_drop: 0.01, relative: true} or preserve_accuracy: 0.98"));
+    if (spec.type == "combinations")
+      spec.max_candidates = block.get_int("max_candidates", spec.max_candidates, 1, 100000);
+    block.finish();
+  }
+  // Other types: their runner reads the rest of the block (not available in this build yet).
+  return spec;
+}
+
 ModelSpec parse_model(Params& root) {
   if (!root.has("model"))
     throw ConfigError(
@@ -463,16 +557,22 @@ WorkflowConfig parse_config(const std::string& yaml_text, const std::vector<std:
     cfg.seed = static_cast<uint64_t>(root.get_int("seed", 0, 0));
     cfg.threads = root.get_int("threads", 0, 0);
 
-    if (auto pipeline = root.get_map("pipeline")) {
-      cfg.pipeline = pipeline->clone();
-      cfg.pipeline->require("type");
-      cfg.pipeline->get_choice("type", "", kPipelines);
-    }
+    if (auto pipeline = root.get_map("pipeline")) cfg.pipeline = parse_pipeline(*pipeline);
 
-    // A pipeline may build its own model; a workflow needs one.
-    if (root.has("model") || !cfg.pipeline) cfg.model = parse_model(root);
+    // A pipeline may build its own model (the particle-physics ones); the others need one.
+    if (root.has("model") || !cfg.pipeline || !cfg.pipeline->steps.empty()) cfg.model = parse_model(root);
 
     if (auto data = root.get_map("data")) cfg.data = data::DataOptions::from_params(*data);
+    // The guard judges on the validation split; the test split only reports.
+    if (cfg.pipeline && cfg.pipeline->guard) {
+      if (!cfg.data)
+        throw ConfigError("pipeline.guard: the guard is checked on the data's validation split, but there is "
+                          "no data: block");
+      if (cfg.data->val_fraction <= 0)
+        throw ConfigError(msg("pipeline.guard: the guard is checked on the validation split, but "
+                              "data.split.val is ", cfg.data->val_fraction,
+                              "; give data: {split: {val: 0.1}} (the test split is never used to choose)"));
+    }
 
     if (auto baseline = root.get_map("baseline")) {
       if (auto train = baseline->get_map("train"))
@@ -526,6 +626,12 @@ WorkflowConfig parse_config(const std::string& yaml_text, const std::vector<std:
       }
       cfg.experiments.push_back(std::move(spec));
     }
+
+    if (cfg.pipeline && !cfg.experiments.empty())
+      throw ConfigError(msg(root.has("experiments") ? "experiments" : "compression",
+                            ": a pipeline chooses its own stages, so experiments and pipeline cannot be "
+                            "combined; put the stages in pipeline.steps, or run the experiments as a "
+                            "separate config"));
 
     namespace fs = std::filesystem;
     std::string stem = fs::path(source_name).stem().string();

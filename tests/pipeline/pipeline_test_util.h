@@ -1,0 +1,28 @@
+// Shared by the pipeline tests: a tiny jet-tagger workflow head (trained baseline, synthetic jets
+// with a validation split) and reading a run's report.
+#pragma once
+
+#include <fstream>
+#include <iterator>
+#include <nlohmann/json.hpp>
+#include <string>
+
+namespace squeeze::testing {
+
+// Everything but the pipeline block: 3000 synthetic jets (val 10%, test 20%), a jet_tagger trained
+// for 2 epochs, no latency measurement (it would only cost time here).
+inline const char* kPipelineHead = R"(seed: 3
+model: {zoo: jet_tagger}
+data: {dataset: synthetic-jets, samples: 3000, split: {val: 0.1, test: 0.2}}
+baseline: {train: {epochs: 2, lr: 3.0e-3}}
+output: {latency: false}
+)";
+
+inline nlohmann::json read_json(const std::string& path) { return nlohmann::json::parse(std::ifstream(path)); }
+
+inline std::string read_all(const std::string& path) {
+  std::ifstream in(path);
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+}  // namespace squeeze::testing
