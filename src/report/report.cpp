@@ -1130,6 +1130,7 @@ void write_report(const Report& report, const std::string& dir) {
 
 std::string comparison_table(const Report& report) {
   std::string out = text_table(comparison(report, true));
+  if (report.pipeline) out += "pipeline " + report.pipeline->type + ": " + report.pipeline->outcome + "\n";
   for (const auto& w : report.warnings) out += "warning: " + w + "\n";
   return out;
 }
