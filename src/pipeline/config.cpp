@@ -462,33 +462,42 @@ std::optional<GuardOptions> parse_guard(Params& pipeline) {
   return g;
 }
 
-// Named steps: stages with an optional name (default: the method, "-2", "-3"... for repeats).
-std::vector<StepSpec> parse_steps(Params& pipeline) {
-  pipeline.require("steps");
-  std::vector<StepSpec> steps;
-  std::set<std::string> names;
-  auto list = pipeline.get_map_list("steps");
-  for (auto& entry : list) {
+// Stages that may carry a name (the short form's compression entries, pipeline steps): the names
+// given, unique among `names`; then the others named after their method ("prune", "prune-2",
+// ...), after every explicit one so that a generated name never takes a name the user chose.
+// `what` and `why` word the duplicate-name error: "experiment", "they name the output folders".
+std::vector<StepSpec> parse_named_stages(const std::vector<std::shared_ptr<Params>>& entries,
+                                         std::set<std::string>& names, const std::string& what,
+                                         const std::string& why) {
+  std::vector<StepSpec> out;
+  for (const auto& entry : entries) {
     StepSpec step;
     step.stage = parse_stage(*entry, true);
     if (entry->has("name")) {
       step.name = entry->get_string("name", "");
       check_name(step.name, entry->key_path("name"));
       if (!names.insert(step.name).second)
-        throw ConfigError(msg(entry->key_path("name"), ": duplicate step name '", step.name,
-                              "'; names must be unique (they name the candidates)"));
+        throw ConfigError(msg(entry->key_path("name"), ": duplicate ", what, " name '", step.name,
+                              "'; names must be unique (", why, ")"));
     }
-    steps.push_back(std::move(step));
+    out.push_back(std::move(step));
   }
-  if (steps.empty())
-    throw ConfigError(msg(pipeline.key_path("steps"), ": expected at least one step ({method, params, finetune})"));
-  // Generated names after explicit ones, so that they never take a name the user chose.
-  for (StepSpec& step : steps) {
+  for (StepSpec& step : out) {
     if (!step.name.empty()) continue;
     step.name = step.stage.method;
     for (int k = 2; names.count(step.name); ++k) step.name = msg(step.stage.method, "-", k);
     names.insert(step.name);
   }
+  return out;
+}
+
+std::vector<StepSpec> parse_steps(Params& pipeline) {
+  pipeline.require("steps");
+  std::set<std::string> names;
+  std::vector<StepSpec> steps =
+      parse_named_stages(pipeline.get_map_list("steps"), names, "step", "they name the candidates");
+  if (steps.empty())
+    throw ConfigError(msg(pipeline.key_path("steps"), ": expected at least one step ({method, params, finetune})"));
   return steps;
 }
 
@@ -602,28 +611,11 @@ WorkflowConfig parse_config(const std::string& yaml_text, const std::vector<std:
     }
 
     // The short form: each entry is a one-stage experiment named after its method.
-    auto compression = root.get_map_list("compression");
-    std::vector<ExperimentSpec> short_form;
-    for (auto& entry : compression) {
+    for (StepSpec& step : parse_named_stages(root.get_map_list("compression"), names, "experiment",
+                                             "they name the output folders")) {
       ExperimentSpec spec;
-      spec.stages.push_back(parse_stage(*entry, true));
-      if (entry->has("name")) {
-        spec.name = entry->get_string("name", "");
-        check_name(spec.name, entry->key_path("name"));
-        if (!names.insert(spec.name).second)
-          throw ConfigError(msg(entry->key_path("name"), ": duplicate experiment name '", spec.name,
-                                "'; names must be unique (they name the output folders)"));
-      }
-      short_form.push_back(std::move(spec));
-    }
-    // Generated names come after explicit ones so that they never take a name the user chose.
-    for (ExperimentSpec& spec : short_form) {
-      if (spec.name.empty()) {
-        const std::string base = spec.stages[0].method;
-        spec.name = base;
-        for (int k = 2; names.count(spec.name); ++k) spec.name = msg(base, "-", k);
-        names.insert(spec.name);
-      }
+      spec.name = std::move(step.name);
+      spec.stages.push_back(std::move(step.stage));
       cfg.experiments.push_back(std::move(spec));
     }
 

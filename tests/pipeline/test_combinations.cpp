@@ -23,8 +23,7 @@ using nlohmann::json;
 using pipeline::CombinationPlan;
 using pipeline::plan_combinations;
 using pipeline::StepSpec;
-using testing::cli;
-using testing::kPipelineHead;
+using testing::run_pipeline;
 using testing::read_json;
 using testing::TempDir;
 
@@ -77,7 +76,7 @@ TEST(CombinationPlan, ANewStudentOnlyComesFirst) {
 
 TEST(CombinationsPipeline, TriesEachOrderingFromTheBaselineAndRanks) {
   TempDir dir;
-  dir.write("c.yaml", std::string(kPipelineHead) + R"(pipeline:
+  auto r = run_pipeline(dir, R"(pipeline:
   type: combinations
   guard: {max_drop: 0.3}
   steps:
@@ -85,7 +84,6 @@ TEST(CombinationsPipeline, TriesEachOrderingFromTheBaselineAndRanks) {
     - {name: int8, method: quantize, params: {mode: ptq, weight_bits: 8, act_bits: 8}}
     - {method: lowrank, params: {rank: 16, exclude: [output]}}
 )");
-  auto r = cli({"run", dir.file("c.yaml"), "--out", dir.file("out")});
   ASSERT_EQ(r.code, 0) << r.err;
   const json rep = read_json(dir.file("out/report.json"));
   const json& p = rep["pipeline"];
@@ -129,14 +127,13 @@ TEST(CombinationsPipeline, TriesEachOrderingFromTheBaselineAndRanks) {
 
 TEST(CombinationsPipeline, AGuardNothingSatisfiesStillSavesTheBestAndReportsEveryCandidate) {
   TempDir dir;
-  dir.write("c.yaml", std::string(kPipelineHead) + R"(pipeline:
+  auto r = run_pipeline(dir, R"(pipeline:
   type: combinations
   preserve_accuracy: 0.95
   steps:
     - {name: heavy, method: prune, params: {ratio: 0.99}}
     - {name: rank1, method: lowrank, params: {rank: 1}}
 )");
-  auto r = cli({"run", dir.file("c.yaml"), "--out", dir.file("out")});
   ASSERT_EQ(r.code, 0) << r.err;
   const json rep = read_json(dir.file("out/report.json"));
   const json& p = rep["pipeline"];

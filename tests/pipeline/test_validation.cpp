@@ -17,14 +17,14 @@ namespace {
 namespace fs = std::filesystem;
 using nlohmann::json;
 using testing::cli;
-using testing::kPipelineHead;
+using testing::run_pipeline;
 using testing::read_all;
 using testing::read_json;
 using testing::TempDir;
 
 TEST(ValidationPipeline, RollsBackTheStepThatBreaksTheGuardAndStops) {
   TempDir dir;
-  dir.write("v.yaml", std::string(kPipelineHead) + R"(pipeline:
+  auto r = run_pipeline(dir, R"(pipeline:
   type: validation
   preserve_accuracy: 0.9
   steps:
@@ -32,7 +32,6 @@ TEST(ValidationPipeline, RollsBackTheStepThatBreaksTheGuardAndStops) {
     - {name: heavy, method: prune, params: {ratio: 0.99}}
     - {name: low, method: lowrank, params: {rank: 8}, finetune: {epochs: 1}}
 )");
-  auto r = cli({"run", dir.file("v.yaml"), "--out", dir.file("out")});
   ASSERT_EQ(r.code, 0) << r.err;
   const json rep = read_json(dir.file("out/report.json"));
   const json& p = rep["pipeline"];
@@ -93,12 +92,11 @@ TEST(ValidationPipeline, RollsBackTheStepThatBreaksTheGuardAndStops) {
 
 TEST(ValidationPipeline, AFirstStepThatBreaksTheGuardIsStillSavedAndReported) {
   TempDir dir;
-  dir.write("v.yaml", std::string(kPipelineHead) + R"(pipeline:
+  auto r = run_pipeline(dir, R"(pipeline:
   type: validation
   guard: {max_drop: 0.05}
   steps: [{name: heavy, method: prune, params: {ratio: 0.99}}, {method: prune, params: {ratio: 0.995}}]
 )");
-  auto r = cli({"run", dir.file("v.yaml"), "--out", dir.file("out")});
   ASSERT_EQ(r.code, 0) << r.err;
   const json rep = read_json(dir.file("out/report.json"));
   const json& p = rep["pipeline"];
@@ -139,8 +137,7 @@ TEST(PipelineInput, BadInputExitsWithTwoNamingTheKeyBeforeAnyTraining) {
   };
   for (const auto& [yaml, words] : cases) {
     TempDir dir;
-    dir.write("w.yaml", kPipelineHead + yaml);
-    auto r = cli({"run", dir.file("w.yaml"), "--out", dir.file("out")});
+    auto r = run_pipeline(dir, yaml);
     EXPECT_EQ(r.code, 2) << yaml << "\n" << r.err;
     for (const auto& w : words) EXPECT_NE(r.err.find(w), std::string::npos) << w << " in: " << r.err;
     EXPECT_FALSE(fs::exists(dir.file("out"))) << yaml;  // nothing written, nothing trained
