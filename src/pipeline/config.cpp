@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -445,7 +446,7 @@ std::optional<GuardOptions> parse_guard(Params& pipeline) {
                             ": preserve_accuracy is relative to the baseline's accuracy; for an absolute "
                             "guard write max_drop with relative: false"));
     const double keep = p.get_double("preserve_accuracy", 1.0);
-    g.max_drop = 1.0 - keep;
+    g.max_drop = std::round((1.0 - keep) * 1e12) / 1e12;  // 1 - 0.9 is 0.09999999999999998
     g.relative = true;
     g.written = msg("preserve_accuracy: ", p.raw("preserve_accuracy")->text());
   } else {

@@ -852,10 +852,10 @@ std::string scatter_svg(const Report& r) {
   std::vector<Point> pts;
   if (r.baseline.evaluated && r.baseline.size_bytes > 0)
     pts.push_back({"baseline", double(r.baseline.size_bytes), r.baseline.accuracy, true, "#000"});
-  // Candidates first, so that the chosen result is drawn over its own candidate.
+  // The chosen candidate is the result's own point.
   if (r.pipeline)
     for (const auto& c : r.pipeline->candidates)
-      if (c.evaluated && c.size_bytes > 0)
+      if (c.evaluated && c.size_bytes > 0 && c.index != r.pipeline->best)
         pts.push_back({"#" + std::to_string(c.index + 1), double(c.size_bytes), c.accuracy, false,
                        c.passed ? "#2ca02c" : "#d62728", true,
                        "#" + std::to_string(c.index + 1) + " " + c.name + (c.passed ? "" : " (fails the guard)")});
@@ -1071,8 +1071,8 @@ std::string report_html(const Report& r) {
      << scatter_svg(r)
      << "<figcaption>Test accuracy against stored model size; the baseline is the black diamond."
      << (r.pipeline && !r.pipeline->candidates.empty()
-             ? " The pipeline's candidates are the numbered hollow circles (green: passes the guard; red: "
-               "fails it), numbered as in the pipeline table; the chosen model is the filled circle."
+             ? " The pipeline's other candidates are the numbered hollow circles (green: passes the guard; "
+               "red: fails it), numbered as in the pipeline table; the chosen one is its result's filled circle."
              : "")
      << "</figcaption>\n</figure>\n";
   os << "<figure>\n"
