@@ -70,7 +70,8 @@ struct StepRef {
 // One model a pipeline tried: what was applied, how it measured and how the guard judged it.
 // Selection uses the validation split only; the test accuracy is reported, never compared.
 struct CandidateRecord {
-  int64_t index = 0;               // 0, 1, ... in the order tried
+  int64_t index = 0;               // 0, 1, ... in the order tried; tables, the chart and the
+                                   // checkpoint's file name show it as #index+1
   std::string name;                // "lowrank>quantize": the steps' names in order
   std::vector<StepRef> steps;      // from the baseline, in order
   bool evaluated = false;          // false without data (no accuracies)
@@ -96,7 +97,14 @@ struct SkippedCandidate {
   std::string reason;
 };
 
-// What a pipeline run adds to the report ("pipeline" in report.json).
+// What a pipeline run adds to the report. report.json's "pipeline":
+//   {type, guard: {max_drop, relative, written, baseline_val_accuracy, min_val_accuracy,
+//   description} | null, baseline_val_accuracy, selection, outcome,
+//   <entries_key>: [{index, name, steps: [{name, method, params}], val_accuracy, val_drop,
+//   val_relative_drop, accuracy, accuracy_drop, params, nonzero_params, size_bytes, flops,
+//   compression_ratio, passed_guard, reason, status, rank, checkpoint, history, seconds}],
+//   skipped: [{name, reason}], best: {index, name, passed_guard, reason, checkpoint, result} | null}
+// where best.result names the entry of "results" that holds the chosen model.
 struct PipelineRecord {
   std::string type;                  // validation | combinations | ...
   bool guarded = false;              // false: no guard, every candidate passes
