@@ -27,45 +27,54 @@ bool closer(const report::CandidateRecord& a, const report::CandidateRecord& b) 
 
 CandidateStore::Better CandidateStore::by_compression() {
   return [](const report::CandidateRecord& a, const report::CandidateRecord& b) {
-    if (a.compression_ratio != b.compression_ratio) return a.compression_ratio > b.compression_ratio;
+    if (a.compression_ratio != b.compression_ratio)
+      return a.compression_ratio > b.compression_ratio;
     if (a.val_accuracy != b.val_accuracy) return a.val_accuracy > b.val_accuracy;
     return a.index < b.index;
   };
 }
 
 CandidateStore::Better CandidateStore::latest() {
-  return [](const report::CandidateRecord& a, const report::CandidateRecord& b) { return a.index > b.index; };
+  return [](const report::CandidateRecord& a, const report::CandidateRecord& b) {
+    return a.index > b.index;
+  };
 }
 
 void CandidateStore::check_data(const Workspace& ws, const std::optional<GuardOptions>& guard) {
   if (guard && !ws.has_validation())
-    throw ConfigError(msg("pipeline.guard: the guard is checked on the validation split, but the data (",
-                          ws.data() ? ws.data()->description : std::string("none"),
-                          ") has no validation samples; raise data.split.val or data.limit.val"));
+    throw ConfigError(
+        msg("pipeline.guard: the guard is checked on the validation split, but the data (",
+            ws.data() ? ws.data()->description : std::string("none"),
+            ") has no validation samples; raise data.split.val or data.limit.val"));
 }
 
-CandidateStore::CandidateStore(Workspace& ws, const std::optional<GuardOptions>& guard, Better better)
+CandidateStore::CandidateStore(Workspace& ws, const std::optional<GuardOptions>& guard,
+                               Better better)
     : ws_(ws), better_(std::move(better)) {
   if (ws.has_validation()) baseline_val_ = ws.val_accuracy(ws.baseline());
   if (!guard) return;
   guard_.emplace(*guard, baseline_val_);
   log::info("guard: ", guard_->describe());
   if (guard_->min_accuracy() <= 0) {
-    std::string w = msg("the guard (", guard->written, ") accepts every model: the baseline's validation accuracy ",
+    std::string w = msg("the guard (", guard->written,
+                        ") accepts every model: the baseline's validation accuracy ",
                         guard_->baseline_accuracy(), " is no more than the allowed drop");
     log::warn(w);
     ws.report().warnings.push_back(w);
   }
 }
 
-bool CandidateStore::ahead(const report::CandidateRecord& a, const report::CandidateRecord& b) const {
+bool CandidateStore::ahead(const report::CandidateRecord& a,
+                           const report::CandidateRecord& b) const {
   if (a.passed != b.passed) return a.passed;
   return a.passed ? better_(a, b) : closer(a, b);
 }
 
-const report::CandidateRecord& CandidateStore::add(const std::string& name, const std::vector<report::StepRef>& steps,
+const report::CandidateRecord& CandidateStore::add(const std::string& name,
+                                                   const std::vector<report::StepRef>& steps,
                                                    const std::vector<report::StageRecord>& history,
-                                                   const ir::Graph& graph, std::chrono::steady_clock::time_point started) {
+                                                   const ir::Graph& graph,
+                                                   std::chrono::steady_clock::time_point started) {
   ir::Graph g = graph.clone();  // evaluation runs the graph; the caller's stays as it was
   report::CandidateRecord c;
   c.index = static_cast<int64_t>(candidates_.size());
@@ -97,13 +106,15 @@ const report::CandidateRecord& CandidateStore::add(const std::string& name, cons
     }
   }
   char prefix[32];
-  std::snprintf(prefix, sizeof prefix, "%02lld-", static_cast<long long>(c.index + 1));  // as the tables number them
+  std::snprintf(prefix, sizeof prefix, "%02lld-",
+                static_cast<long long>(c.index + 1));  // as the tables number them
   c.checkpoint = "candidates/" + std::string(prefix) + safe_file_name(name) + ".sqz";
   fs::create_directories(fs::path(ws_.out_dir()) / "candidates");
   io::save_sqz(g, (fs::path(ws_.out_dir()) / c.checkpoint).string());
   c.seconds = seconds_since(started);
-  log::info("candidate ", c.index, " ", name, ": validation accuracy ", c.val_accuracy, ", compression ",
-            c.compression_ratio, "x, ", c.passed ? "passes" : "fails", guard_ ? ": " + c.reason : std::string());
+  log::info("candidate ", c.index, " ", name, ": validation accuracy ", c.val_accuracy,
+            ", compression ", c.compression_ratio, "x, ", c.passed ? "passes" : "fails",
+            guard_ ? ": " + c.reason : std::string());
 
   candidates_.push_back(std::move(c));
   const report::CandidateRecord& added = candidates_.back();
@@ -117,8 +128,10 @@ const report::CandidateRecord& CandidateStore::add(const std::string& name, cons
 void CandidateStore::rank() {
   std::vector<size_t> order(candidates_.size());
   std::iota(order.begin(), order.end(), 0);
-  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return ahead(candidates_[a], candidates_[b]); });
-  for (size_t r = 0; r < order.size(); ++r) candidates_[order[r]].rank = static_cast<int64_t>(r + 1);
+  std::sort(order.begin(), order.end(),
+            [&](size_t a, size_t b) { return ahead(candidates_[a], candidates_[b]); });
+  for (size_t r = 0; r < order.size(); ++r)
+    candidates_[order[r]].rank = static_cast<int64_t>(r + 1);
 }
 
 report::PipelineRecord CandidateStore::record(const std::string& type) const {
@@ -144,13 +157,15 @@ report::Report CandidateStore::finish(report::PipelineRecord record) {
   if (best_ >= 0) {
     const report::CandidateRecord& best = candidates_[best_];
     if (!best.passed) {
-      std::string w = msg("no candidate satisfies the guard (", guard_->describe(), "); the model in results is the ",
-                          "candidate with the highest validation accuracy, ", best.name, " (", best.val_accuracy,
-                          "), which does not: ", best.reason);
+      std::string w =
+          msg("no candidate satisfies the guard (", guard_->describe(),
+              "); the model in results is the ", "candidate with the highest validation accuracy, ",
+              best.name, " (", best.val_accuracy, "), which does not: ", best.reason);
       log::warn(w);
       ws_.report().warnings.push_back(w);
     }
-    report::ExperimentResult res = ws_.result(best.name, best.history, *best_graph_, std::chrono::steady_clock::now());
+    report::ExperimentResult res =
+        ws_.result(best.name, best.history, *best_graph_, std::chrono::steady_clock::now());
     res.seconds = 0;
     for (const auto& h : best.history) res.seconds += h.seconds;
     ws_.report().results.push_back(std::move(res));

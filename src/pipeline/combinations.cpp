@@ -17,21 +17,27 @@ namespace {
 
 using Ordering = std::vector<size_t>;
 
-std::string ordering_name(const std::vector<StepSpec>& steps, const Ordering& o, size_t len = SIZE_MAX) {
+std::string ordering_name(const std::vector<StepSpec>& steps, const Ordering& o,
+                          size_t len = SIZE_MAX) {
   std::string name;
   for (size_t i = 0; i < o.size() && i < len; ++i) name += (i ? ">" : "") + steps[o[i]].name;
   return name;
 }
 
-Ordering prefix(const Ordering& o, size_t len) { return Ordering(o.begin(), o.begin() + static_cast<long>(len)); }
+Ordering prefix(const Ordering& o, size_t len) {
+  return Ordering(o.begin(), o.begin() + static_cast<long>(len));
+}
 
 // Why an ordering cannot run, known before running it; "" when it can.
 std::string static_skip_reason(const std::vector<StepSpec>& steps, const Ordering& o) {
   for (size_t i = 1; i < o.size(); ++i) {
     const StepSpec& s = steps[o[i]];
     if (s.stage.method == "distill" && s.stage.params && s.stage.params->has("student"))
-      return msg(s.name, " trains a new student from scratch, so the steps before it would be discarded (the same "
-                         "model as ", s.name, " first)");
+      return msg(
+          s.name,
+          " trains a new student from scratch, so the steps before it would be discarded (the same "
+          "model as ",
+          s.name, " first)");
   }
   return "";
 }
@@ -100,7 +106,8 @@ report::Report run_combinations(const WorkflowConfig& config, const RunOptions& 
   std::vector<std::vector<PreparedStage>> prepared;
   for (const Ordering& o : plan.run) {
     std::vector<PreparedStage> stages;
-    for (size_t idx : o) stages.push_back(std::move(ws.prepare({&steps[idx].stage}, owner(steps, idx))[0]));
+    for (size_t idx : o)
+      stages.push_back(std::move(ws.prepare({&steps[idx].stage}, owner(steps, idx))[0]));
     ws.attach_teachers(stages);
     prepared.push_back(std::move(stages));
   }
@@ -111,20 +118,22 @@ report::Report run_combinations(const WorkflowConfig& config, const RunOptions& 
     ir::Graph graph;
     std::vector<report::StageRecord> history;
   };
-  std::map<Ordering, Done> done;               // candidates' models, reused as prefixes
+  std::map<Ordering, Done> done;                // candidates' models, reused as prefixes
   std::map<Ordering, std::string> skipped_run;  // skipped while running, why
   std::vector<report::SkippedCandidate> skipped;
   for (const auto& [o, why] : plan.skipped) skipped.push_back({ordering_name(steps, o), why});
   for (size_t c = 0; c < plan.run.size(); ++c) {
     const Ordering& o = plan.run[c];
     // Orderings come by size: the next size needs the models of this size as its prefixes only.
-    for (auto it = done.begin(); it != done.end();) it = it->first.size() + 1 < o.size() ? done.erase(it) : ++it;
+    for (auto it = done.begin(); it != done.end();)
+      it = it->first.size() + 1 < o.size() ? done.erase(it) : ++it;
     const std::string name = ordering_name(steps, o);
     log::info("candidate ", c + 1, "/", plan.run.size(), ": ", name);
     std::string why;
     for (size_t len = 1; len < o.size() && why.empty(); ++len) {
       auto it = skipped_run.find(prefix(o, len));
-      if (it != skipped_run.end()) why = msg("extends ", ordering_name(steps, o, len), ", skipped: ", it->second);
+      if (it != skipped_run.end())
+        why = msg("extends ", ordering_name(steps, o, len), ", skipped: ", it->second);
     }
     auto t0 = std::chrono::steady_clock::now();
     ir::Graph g;
@@ -146,8 +155,9 @@ report::Report run_combinations(const WorkflowConfig& config, const RunOptions& 
       if (rec)
         history.push_back(*rec);
       else
-        why = msg(steps[o[i]].name, " finds nothing to do ", i ? "after " + ordering_name(steps, o, i) : "on the baseline",
-                  " (", summary, ")", i ? ", so this would repeat " + ordering_name(steps, o, i) : "");
+        why = msg(steps[o[i]].name, " finds nothing to do ",
+                  i ? "after " + ordering_name(steps, o, i) : "on the baseline", " (", summary, ")",
+                  i ? ", so this would repeat " + ordering_name(steps, o, i) : "");
     }
     if (!why.empty()) {
       log::info("  skipped: ", why);
@@ -167,14 +177,17 @@ report::Report run_combinations(const WorkflowConfig& config, const RunOptions& 
   report::PipelineRecord rec = store.record("combinations");
   rec.entries_key = "candidates";
   rec.skipped = std::move(skipped);
-  rec.selection = "among the candidates that pass the guard, the highest compression ratio, then the highest "
-                  "validation accuracy, then the first tried; when none passes, the highest validation accuracy";
+  rec.selection =
+      "among the candidates that pass the guard, the highest compression ratio, then the highest "
+      "validation accuracy, then the first tried; when none passes, the highest validation "
+      "accuracy";
   int64_t passing = 0;
   for (const auto& c : store.candidates()) passing += c.passed ? 1 : 0;
-  rec.outcome = msg(store.candidates().size(), " of ", plan.total, " orderings tried, ", rec.skipped.size(),
-                    " skipped");
+  rec.outcome = msg(store.candidates().size(), " of ", plan.total, " orderings tried, ",
+                    rec.skipped.size(), " skipped");
   if (plan.not_examined > 0)
-    rec.outcome += msg(", ", plan.not_examined, " not examined (max_candidates: ", spec.max_candidates, ")");
+    rec.outcome +=
+        msg(", ", plan.not_examined, " not examined (max_candidates: ", spec.max_candidates, ")");
   rec.outcome += msg("; ", passing, " pass", passing == 1 ? "es" : "", " the guard.");
   if (store.best_index() >= 0) {
     const report::CandidateRecord& best = store.candidates()[store.best_index()];

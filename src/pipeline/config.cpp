@@ -439,12 +439,14 @@ std::optional<GuardOptions> parse_guard(Params& pipeline) {
   GuardOptions g;
   if (p.has("preserve_accuracy")) {
     if (guard && p.has("max_drop"))
-      throw ConfigError(msg("both 'max_drop' and 'preserve_accuracy' given in ", p.path(),
-                            "; preserve_accuracy: A means max_drop: 1 - A, relative: true; keep one"));
+      throw ConfigError(
+          msg("both 'max_drop' and 'preserve_accuracy' given in ", p.path(),
+              "; preserve_accuracy: A means max_drop: 1 - A, relative: true; keep one"));
     if (guard && p.has("relative") && !p.get_bool("relative", true))
-      throw ConfigError(msg(p.key_path("relative"),
-                            ": preserve_accuracy is relative to the baseline's accuracy; for an absolute "
-                            "guard write max_drop with relative: false"));
+      throw ConfigError(
+          msg(p.key_path("relative"),
+              ": preserve_accuracy is relative to the baseline's accuracy; for an absolute "
+              "guard write max_drop with relative: false"));
     const double keep = p.get_double("preserve_accuracy", 1.0);
     g.max_drop = std::round((1.0 - keep) * 1e12) / 1e12;  // 1 - 0.9 is 0.09999999999999998
     g.relative = true;
@@ -453,12 +455,14 @@ std::optional<GuardOptions> parse_guard(Params& pipeline) {
     need(p, "max_drop", "a guard is {max_drop: 0.01, relative: true} or {preserve_accuracy: 0.98}");
     g.max_drop = p.get_double("max_drop", g.max_drop);
     g.relative = p.get_bool("relative", g.relative);
-    g.written = msg("max_drop: ", p.raw("max_drop")->text(), ", relative: ", g.relative ? "true" : "false");
+    g.written =
+        msg("max_drop: ", p.raw("max_drop")->text(), ", relative: ", g.relative ? "true" : "false");
   }
   try {
     g.validate();
   } catch (const ConfigError& e) {
-    throw ConfigError(msg(guard ? guard->path() : pipeline.key_path("preserve_accuracy"), ": ", e.what()));
+    throw ConfigError(
+        msg(guard ? guard->path() : pipeline.key_path("preserve_accuracy"), ": ", e.what()));
   }
   return g;
 }
@@ -498,7 +502,8 @@ std::vector<StepSpec> parse_steps(Params& pipeline) {
   std::vector<StepSpec> steps =
       parse_named_stages(pipeline.get_map_list("steps"), names, "step", "they name the candidates");
   if (steps.empty())
-    throw ConfigError(msg(pipeline.key_path("steps"), ": expected at least one step ({method, params, finetune})"));
+    throw ConfigError(msg(pipeline.key_path("steps"),
+                          ": expected at least one step ({method, params, finetune})"));
   return steps;
 }
 
@@ -511,9 +516,10 @@ PipelineSpec parse_pipeline(Params& block) {
   if (spec.type == "validation" || spec.type == "combinations") {
     spec.steps = parse_steps(block);
     if (spec.type == "validation" && !spec.guard)
-      throw ConfigError(msg("missing required key 'guard' in ", block.path(),
-                            ": a validation pipeline stops at the first step that breaks it; give guard: "
-                            "{max_drop: 0.01, relative: true} or preserve_accuracy: 0.98"));
+      throw ConfigError(
+          msg("missing required key 'guard' in ", block.path(),
+              ": a validation pipeline stops at the first step that breaks it; give guard: "
+              "{max_drop: 0.01, relative: true} or preserve_accuracy: 0.98"));
     if (spec.type == "combinations")
       spec.max_candidates = block.get_int("max_candidates", spec.max_candidates, 1, 100000);
     block.finish();
@@ -570,18 +576,22 @@ WorkflowConfig parse_config(const std::string& yaml_text, const std::vector<std:
     if (auto pipeline = root.get_map("pipeline")) cfg.pipeline = parse_pipeline(*pipeline);
 
     // A pipeline may build its own model (the particle-physics ones); the others need one.
-    if (root.has("model") || !cfg.pipeline || !cfg.pipeline->steps.empty()) cfg.model = parse_model(root);
+    if (root.has("model") || !cfg.pipeline || !cfg.pipeline->steps.empty())
+      cfg.model = parse_model(root);
 
     if (auto data = root.get_map("data")) cfg.data = data::DataOptions::from_params(*data);
     // The guard judges on the validation split; the test split only reports.
     if (cfg.pipeline && cfg.pipeline->guard) {
       if (!cfg.data)
-        throw ConfigError("pipeline.guard: the guard is checked on the data's validation split, but there is "
-                          "no data: block");
+        throw ConfigError(
+            "pipeline.guard: the guard is checked on the data's validation split, but there is "
+            "no data: block");
       if (cfg.data->val_fraction <= 0)
-        throw ConfigError(msg("pipeline.guard: the guard is checked on the validation split, but "
-                              "data.split.val is ", cfg.data->val_fraction,
-                              "; give data: {split: {val: 0.1}} (the test split is never used to choose)"));
+        throw ConfigError(
+            msg("pipeline.guard: the guard is checked on the validation split, but "
+                "data.split.val is ",
+                cfg.data->val_fraction,
+                "; give data: {split: {val: 0.1}} (the test split is never used to choose)"));
     }
 
     if (auto baseline = root.get_map("baseline")) {
@@ -621,10 +631,11 @@ WorkflowConfig parse_config(const std::string& yaml_text, const std::vector<std:
     }
 
     if (cfg.pipeline && !cfg.experiments.empty())
-      throw ConfigError(msg(root.has("experiments") ? "experiments" : "compression",
-                            ": a pipeline chooses its own stages, so experiments and pipeline cannot be "
-                            "combined; put the stages in pipeline.steps, or run the experiments as a "
-                            "separate config"));
+      throw ConfigError(
+          msg(root.has("experiments") ? "experiments" : "compression",
+              ": a pipeline chooses its own stages, so experiments and pipeline cannot be "
+              "combined; put the stages in pipeline.steps, or run the experiments as a "
+              "separate config"));
 
     namespace fs = std::filesystem;
     std::string stem = fs::path(source_name).stem().string();

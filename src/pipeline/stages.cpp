@@ -36,8 +36,8 @@ namespace {
 std::string teacher_key(const train::DistillOptions& d) {
   std::string key = d.teacher->describe();
   if (const auto& t = d.teacher_train)
-    key += msg("|", t->epochs, "|", t->optimizer, "|", t->lr, "|", t->schedule, "|", t->weight_decay, "|",
-               t->max_steps, "|", t->label_smoothing);
+    key += msg("|", t->epochs, "|", t->optimizer, "|", t->lr, "|", t->schedule, "|",
+               t->weight_decay, "|", t->max_steps, "|", t->label_smoothing);
   return key;
 }
 
@@ -59,7 +59,8 @@ report::ModelStats evaluated_stats(ir::Graph& g, const data::Splits* data, int64
   for (size_t i = 0; i < m.classes.size(); ++i) {
     report::ClassStats cs;
     cs.cls = m.classes[i];
-    if (cs.cls < static_cast<int64_t>(data->class_names.size())) cs.name = data->class_names[cs.cls];
+    if (cs.cls < static_cast<int64_t>(data->class_names.size()))
+      cs.name = data->class_names[cs.cls];
     cs.accuracy = cs.recall = m.per_class_accuracy[i];
     cs.precision = m.per_class_precision[i];
     s.per_class.push_back(cs);
@@ -70,11 +71,13 @@ report::ModelStats evaluated_stats(ir::Graph& g, const data::Splits* data, int64
 std::string safe_file_name(const std::string& name) {
   std::string out;
   for (char c : name)
-    out += (std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.') ? c : '_';
+    out +=
+        (std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.') ? c : '_';
   return out.empty() ? "model" : out;
 }
 
-std::map<std::string, std::string> write_artifacts(const ir::Graph& g, const std::string& name, const std::string& dir,
+std::map<std::string, std::string> write_artifacts(const ir::Graph& g, const std::string& name,
+                                                   const std::string& dir,
                                                    const std::vector<std::string>& exports) {
   std::map<std::string, std::string> artifacts;
   fs::create_directories(fs::path(dir) / "models");
@@ -96,13 +99,16 @@ Workspace::Workspace(const WorkflowConfig& config, const RunOptions& options)
   env::keep_freed_memory();
   at::manual_seed(config.seed);
   out_dir_ = options.out_dir.empty() ? config.output.dir : options.out_dir;
-  for (const auto& format : config.output.exports) deploy::check_export_format(format, "output.export");
-  if (config.baseline_train && !config.data) throw ConfigError("baseline.train needs a data: block");
+  for (const auto& format : config.output.exports)
+    deploy::check_export_format(format, "output.export");
+  if (config.baseline_train && !config.data)
+    throw ConfigError("baseline.train needs a data: block");
 }
 
 Workspace::~Workspace() = default;
 
-std::vector<PreparedStage> Workspace::prepare(const std::vector<StageSpec>& specs, const std::string& owner) const {
+std::vector<PreparedStage> Workspace::prepare(const std::vector<StageSpec>& specs,
+                                              const std::string& owner) const {
   std::vector<const StageSpec*> ptrs;
   for (const auto& s : specs) ptrs.push_back(&s);
   return prepare(ptrs, owner);
@@ -115,8 +121,8 @@ std::vector<PreparedStage> Workspace::prepare(const std::vector<const StageSpec*
     const StageSpec& stage = *spec;
     const compress::MethodInfo* method = compress::find_method(stage.method);
     if (!method)
-      throw ConfigError(msg(owner, ": unknown method '", stage.method, "' (valid: ",
-                            join(compress::method_names(), ", "), ")"));
+      throw ConfigError(msg(owner, ": unknown method '", stage.method,
+                            "' (valid: ", join(compress::method_names(), ", "), ")"));
     auto params = stage.params ? stage.params->clone() : std::make_shared<Params>();
     PreparedStage ps{&stage, method->make(*params), stage.finetune, nullptr};
     if (ps.pass->finetune_hook() && !stage.finetune)
@@ -124,13 +130,15 @@ std::vector<PreparedStage> Workspace::prepare(const std::vector<const StageSpec*
                             ": a gradual schedule needs fine-tuning (add finetune: {epochs: N})"));
     if (const train::DistillOptions* d = ps.pass->distill_options()) {
       if (!stage.finetune)
-        throw ConfigError(msg(owner, ", stage ", stage.method,
-                              ": distillation trains the student during the stage's fine-tuning; add "
-                              "finetune: {epochs: N}"));
+        throw ConfigError(
+            msg(owner, ", stage ", stage.method,
+                ": distillation trains the student during the stage's fine-tuning; add "
+                "finetune: {epochs: N}"));
       if (stage.finetune->distill)
-        throw ConfigError(msg(owner, ", stage ", stage.method,
-                              ": the method already distills; give its settings in params, not also in "
-                              "finetune.distill"));
+        throw ConfigError(
+            msg(owner, ", stage ", stage.method,
+                ": the method already distills; give its settings in params, not also in "
+                "finetune.distill"));
       ps.finetune->distill = std::make_shared<const train::DistillOptions>(*d);
     }
     if (stage.finetune && !config_.data)
@@ -210,7 +218,8 @@ void Workspace::start() {
   int64_t baseline_steps = 0;
   if (config_.baseline_train) {
     log::info("baseline: training ", config_.baseline_train->epochs, " epochs");
-    baseline_steps = train::fit(baseline_, *splits_, *config_.baseline_train, batch_size_, config_.seed).steps;
+    baseline_steps =
+        train::fit(baseline_, *splits_, *config_.baseline_train, batch_size_, config_.seed).steps;
   }
   for (auto& [key, t] : teachers_) {
     if (!t->train || t->trained) continue;
@@ -223,8 +232,9 @@ void Workspace::start() {
   // A zoo model starts from random weights: without training, every accuracy and drop in the
   // report is measured against chance, which reads like a result unless it is said loudly.
   if (!config_.model.zoo.empty() && baseline_steps == 0) {
-    std::string w = msg("the baseline zoo:", config_.model.zoo, " is untrained (random weights",
-                        config_.baseline_train ? ", baseline.train ran no step" : ", no baseline.train", ")");
+    std::string w =
+        msg("the baseline zoo:", config_.model.zoo, " is untrained (random weights",
+            config_.baseline_train ? ", baseline.train ran no step" : ", no baseline.train", ")");
     if (rep.baseline.evaluated)
       w += msg(": its test accuracy ", std::round(rep.baseline.accuracy * 10000.0) / 100.0,
                "% is that of random weights, and every accuracy drop below compares against it");
@@ -240,13 +250,14 @@ report::StageRecord Workspace::run_stage(ir::Graph& g, PreparedStage& ps, size_t
   return *stage(g, ps, position, false, nullptr);
 }
 
-std::optional<report::StageRecord> Workspace::try_stage(ir::Graph& g, PreparedStage& ps, size_t position,
-                                                        std::string* summary) {
+std::optional<report::StageRecord> Workspace::try_stage(ir::Graph& g, PreparedStage& ps,
+                                                        size_t position, std::string* summary) {
   return stage(g, ps, position, true, summary);
 }
 
-std::optional<report::StageRecord> Workspace::stage(ir::Graph& g, PreparedStage& ps, size_t position,
-                                                    bool skip_unchanged, std::string* summary) {
+std::optional<report::StageRecord> Workspace::stage(ir::Graph& g, PreparedStage& ps,
+                                                    size_t position, bool skip_unchanged,
+                                                    std::string* summary) {
   auto t_stage = std::chrono::steady_clock::now();
   compress::PassContext ctx;
   ctx.data = data();
@@ -265,18 +276,21 @@ std::optional<report::StageRecord> Workspace::stage(ir::Graph& g, PreparedStage&
   report::StageRecord rec;
   if (ps.finetune) {
     const train::DistillOptions* d = ps.finetune->distill.get();
-    log::info("  fine-tuning ", ps.finetune->epochs, " epochs", d ? ", distilling from " + d->describe() : "");
+    log::info("  fine-tuning ", ps.finetune->epochs, " epochs",
+              d ? ", distilling from " + d->describe() : "");
     // The same seed for the same stage position in every run, so that runs differing in one
     // setting see the same batches (a fair comparison).
-    train::TrainResult tr = train::fit(g, *splits_, *ps.finetune, batch_size_, config_.seed + 1 + position,
-                                       ps.pass->finetune_hook(), ps.teacher);
+    train::TrainResult tr =
+        train::fit(g, *splits_, *ps.finetune, batch_size_, config_.seed + 1 + position,
+                   ps.pass->finetune_hook(), ps.teacher);
     rec.finetune_steps = tr.steps;
     rec.step_ms = tr.steps > 0 ? 1000.0 * tr.step_seconds / double(tr.steps) : 0.0;
     if (d) {
       rec.teacher = d->describe();
       rec.teacher_ms_per_step = tr.steps > 0 ? 1000.0 * tr.teacher_seconds / double(tr.steps) : 0.0;
       if (!d->needs_teacher()) rec.teacher += "; alpha 0 and no features: teacher not run";
-      log::info("  distillation: teacher forward ", rec.teacher_ms_per_step, " ms of ", rec.step_ms, " ms per step");
+      log::info("  distillation: teacher forward ", rec.teacher_ms_per_step, " ms of ", rec.step_ms,
+                " ms per step");
     }
   }
   ps.pass->finalize(g);
@@ -292,12 +306,15 @@ std::optional<report::StageRecord> Workspace::stage(ir::Graph& g, PreparedStage&
   rec.flops = st.flops;
   rec.seconds = seconds_since(t_stage);
   if (st.evaluated)
-    log::info("  after ", rec.stage, ": test accuracy ", st.accuracy, ", size ", human_bytes(double(st.size_bytes)));
+    log::info("  after ", rec.stage, ": test accuracy ", st.accuracy, ", size ",
+              human_bytes(double(st.size_bytes)));
   return rec;
 }
 
-report::ExperimentResult Workspace::result(const std::string& name, const std::vector<report::StageRecord>& history,
-                                           ir::Graph& g, std::chrono::steady_clock::time_point started) {
+report::ExperimentResult Workspace::result(const std::string& name,
+                                           const std::vector<report::StageRecord>& history,
+                                           ir::Graph& g,
+                                           std::chrono::steady_clock::time_point started) {
   report::ExperimentResult res;
   res.name = name;
   for (const auto& rec : history) res.stages.push_back(rec.stage);
@@ -305,7 +322,8 @@ report::ExperimentResult Workspace::result(const std::string& name, const std::v
   res.stats = evaluated_stats(g, data(), batch_size_);
   res.accuracy_drop = report_.baseline.accuracy - res.stats.accuracy;
   res.compression_ratio = ratio(double(report_.baseline.size_bytes), double(res.stats.size_bytes));
-  res.param_ratio = ratio(double(report_.baseline.nonzero_params), double(res.stats.nonzero_params));
+  res.param_ratio =
+      ratio(double(report_.baseline.nonzero_params), double(res.stats.nonzero_params));
   res.flops_ratio = ratio(double(report_.baseline.flops), double(res.stats.flops));
   res.artifacts = write_artifacts(g, name, out_dir_, config_.output.exports);
   res.seconds = seconds_since(started);
@@ -324,7 +342,8 @@ report::Report Workspace::finish(const std::vector<const ir::Graph*>& compressed
       rep.baseline.latency_us[key] = stats[0].median_us;
       for (size_t i = 0; i < rep.results.size(); ++i) {
         rep.results[i].stats.latency_us[key] = stats[i + 1].median_us;
-        rep.results[i].speedup[key] = stats[i + 1].median_us > 0 ? stats[0].median_us / stats[i + 1].median_us : 0.0;
+        rep.results[i].speedup[key] =
+            stats[i + 1].median_us > 0 ? stats[0].median_us / stats[i + 1].median_us : 0.0;
       }
     }
   }

@@ -14,7 +14,8 @@ report::Report run_validation(const WorkflowConfig& config, const RunOptions& op
   Workspace ws(config, options);
   std::vector<PreparedStage> stages;
   for (size_t i = 0; i < spec.steps.size(); ++i) {
-    auto one = ws.prepare({&spec.steps[i].stage}, msg("pipeline.steps[", i, "] (", spec.steps[i].name, ")"));
+    auto one = ws.prepare({&spec.steps[i].stage},
+                          msg("pipeline.steps[", i, "] (", spec.steps[i].name, ")"));
     stages.push_back(std::move(one[0]));
   }
   ws.load();
@@ -46,23 +47,30 @@ report::Report run_validation(const WorkflowConfig& config, const RunOptions& op
 
   report::PipelineRecord rec = store.record("validation");
   rec.entries_key = "history";
-  rec.selection = "the model after the last step kept (steps build on each other; a step that breaks the guard "
-                  "stops the pipeline)";
+  rec.selection =
+      "the model after the last step kept (steps build on each other; a step that breaks the guard "
+      "stops the pipeline)";
   for (size_t i = stopped + 1; i < spec.steps.size(); ++i)
-    rec.skipped.push_back({spec.steps[i].name, msg("not tried: step ", stopped + 1, " (", spec.steps[stopped].name,
-                                                   ") broke the guard and stopped the pipeline")});
+    rec.skipped.push_back(
+        {spec.steps[i].name, msg("not tried: step ", stopped + 1, " (", spec.steps[stopped].name,
+                                 ") broke the guard and stopped the pipeline")});
   const size_t kept = stopped;  // steps 0 .. stopped-1 were kept
   if (stopped == spec.steps.size()) {
     rec.outcome = msg("All ", kept, " steps kept; the result is the model after the last one.");
   } else {
-    rec.outcome = msg("Step ", stopped + 1, " (", spec.steps[stopped].name, ") broke the guard and was rolled back: ",
-                      store.candidates().back().reason, ". ");
+    rec.outcome =
+        msg("Step ", stopped + 1, " (", spec.steps[stopped].name,
+            ") broke the guard and was rolled back: ", store.candidates().back().reason, ". ");
     if (kept > 0)
-      rec.outcome += msg("The result is the model after step ", kept, " (", spec.steps[kept - 1].name, ").");
+      rec.outcome +=
+          msg("The result is the model after step ", kept, " (", spec.steps[kept - 1].name, ").");
     else
-      rec.outcome += "No step kept: the baseline is the last model that satisfies the guard; the rolled-back step "
-                     "is reported as the best candidate.";
-    if (!rec.skipped.empty()) rec.outcome += msg(" ", rec.skipped.size(), " later step(s) not tried.");
+      rec.outcome +=
+          "No step kept: the baseline is the last model that satisfies the guard; the rolled-back "
+          "step "
+          "is reported as the best candidate.";
+    if (!rec.skipped.empty())
+      rec.outcome += msg(" ", rec.skipped.size(), " later step(s) not tried.");
   }
   log::info(rec.outcome);
   return store.finish(std::move(rec));

@@ -52,7 +52,8 @@ report::Report run_experiments(const WorkflowConfig& config, const RunOptions& o
     log::info("experiment '", exp.name, "'");
     ir::Graph g = ws.baseline().clone();
     std::vector<report::StageRecord> history;
-    for (size_t si = 0; si < prepared[e].size(); ++si) history.push_back(ws.run_stage(g, prepared[e][si], si));
+    for (size_t si = 0; si < prepared[e].size(); ++si)
+      history.push_back(ws.run_stage(g, prepared[e][si], si));
     ws.report().results.push_back(ws.result(exp.name, history, g, t_exp));
     compressed.push_back(std::move(g));
   }
@@ -86,9 +87,10 @@ report::Report run_workflow(const WorkflowConfig& config, const RunOptions& opti
   if (!config.pipeline) return run_experiments(config, options);
   for (const auto& r : kRunners)
     if (config.pipeline->type == r.type) return r.run(config, options);
-  throw UnsupportedError(msg("pipeline.type: '", config.pipeline->type,
-                             "' is not available in this build yet (available: ", join(available_pipelines(), ", "),
-                             "; or experiments without a pipeline)"));
+  throw UnsupportedError(
+      msg("pipeline.type: '", config.pipeline->type,
+          "' is not available in this build yet (available: ", join(available_pipelines(), ", "),
+          "; or experiments without a pipeline)"));
 }
 
 }  // namespace squeeze::pipeline

@@ -283,7 +283,9 @@ Json history_json(const std::vector<StageRecord>& records) {
 Json candidate_json(const Report& r, const CandidateRecord& c) {
   Json steps = Json::array();
   for (const auto& s : c.steps)
-    steps.push_back({{"name", s.name}, {"method", s.method}, {"params", s.params ? params_json(*s.params) : Json::object()}});
+    steps.push_back({{"name", s.name},
+                     {"method", s.method},
+                     {"params", s.params ? params_json(*s.params) : Json::object()}});
   const bool tested = c.evaluated && r.baseline.evaluated;
   return {{"index", c.index},
           {"name", c.name},
@@ -330,9 +332,9 @@ Json pipeline_json(const Report& r, const PipelineRecord& p) {
   j["skipped"] = skipped;
   if (p.best >= 0 && p.best < static_cast<int64_t>(p.candidates.size())) {
     const CandidateRecord& b = p.candidates[p.best];
-    j["best"] = {{"index", b.index},         {"name", b.name},     {"passed_guard", b.passed},
-                 {"reason", b.reason},       {"checkpoint", b.checkpoint},
-                 {"result", b.name}};
+    j["best"] = {{"index", b.index},           {"name", b.name},
+                 {"passed_guard", b.passed},   {"reason", b.reason},
+                 {"checkpoint", b.checkpoint}, {"result", b.name}};
   } else {
     j["best"] = nullptr;
   }
@@ -506,7 +508,8 @@ Table pipeline_table(const Report& r, const PipelineRecord& p) {
   bool ranked = false, statuses = false;
   for (const auto& c : p.candidates) {
     ranked |= c.rank > 0;
-    statuses |= c.status != p.candidates.front().status;  // a column that says the same everywhere says nothing
+    // A status column that says the same everywhere says nothing.
+    statuses |= c.status != p.candidates.front().status;
   }
   Table t;
   auto col = [&](const std::string& name, bool right) {
@@ -528,9 +531,10 @@ Table pipeline_table(const Report& r, const PipelineRecord& p) {
   std::vector<const CandidateRecord*> rows;
   for (const auto& c : p.candidates) rows.push_back(&c);
   if (ranked)
-    std::stable_sort(rows.begin(), rows.end(), [](const CandidateRecord* a, const CandidateRecord* b) {
-      return (a->rank > 0 ? a->rank : INT64_MAX) < (b->rank > 0 ? b->rank : INT64_MAX);
-    });
+    std::stable_sort(
+        rows.begin(), rows.end(), [](const CandidateRecord* a, const CandidateRecord* b) {
+          return (a->rank > 0 ? a->rank : INT64_MAX) < (b->rank > 0 ? b->rank : INT64_MAX);
+        });
   for (const CandidateRecord* c : rows) {
     std::vector<std::string> row{std::to_string(c->index + 1)};
     if (ranked) row.push_back(c->rank > 0 ? std::to_string(c->rank) : "-");
@@ -552,7 +556,8 @@ Table pipeline_table(const Report& r, const PipelineRecord& p) {
 // The sentences above the pipeline table, shared by report.md and report.html.
 std::vector<std::pair<std::string, std::string>> pipeline_facts(const PipelineRecord& p) {
   std::vector<std::pair<std::string, std::string>> facts;
-  facts.push_back({"guard", p.guarded ? p.guard_text + "; written as " + p.guard_written : "none (every candidate passes)"});
+  facts.push_back({"guard", p.guarded ? p.guard_text + "; written as " + p.guard_written
+                                      : "none (every candidate passes)"});
   facts.push_back({"chosen", p.selection});
   facts.push_back({"outcome", p.outcome});
   return facts;
@@ -728,10 +733,12 @@ std::string report_md(const Report& r) {
     os << "\n## Pipeline: " << md_cell(p.type) << "\n\n";
     for (const auto& [k, v] : pipeline_facts(p)) os << "- " << k << ": " << md_cell(v) << "\n";
     os << "\n" << kPipelineNote << "\n\n";
-    os << (p.candidates.empty() ? std::string("No candidate was tried.\n") : md_table(pipeline_table(r, p)));
+    os << (p.candidates.empty() ? std::string("No candidate was tried.\n")
+                                : md_table(pipeline_table(r, p)));
     if (!p.skipped.empty()) {
       os << "\nNot run:\n\n";
-      for (const auto& sk : p.skipped) os << "- " << md_cell(sk.name) << ": " << md_cell(sk.reason) << "\n";
+      for (const auto& sk : p.skipped)
+        os << "- " << md_cell(sk.name) << ": " << md_cell(sk.reason) << "\n";
     }
   }
   if (!r.results.empty()) {
@@ -858,7 +865,8 @@ std::string scatter_svg(const Report& r) {
       if (c.evaluated && c.size_bytes > 0 && c.index != r.pipeline->best)
         pts.push_back({"#" + std::to_string(c.index + 1), double(c.size_bytes), c.accuracy, false,
                        c.passed ? "#2ca02c" : "#d62728", true,
-                       "#" + std::to_string(c.index + 1) + " " + c.name + (c.passed ? "" : " (fails the guard)")});
+                       "#" + std::to_string(c.index + 1) + " " + c.name +
+                           (c.passed ? "" : " (fails the guard)")});
   for (size_t i = 0; i < r.results.size(); ++i) {
     const auto& res = r.results[i];
     if (res.stats.evaluated && res.stats.size_bytes > 0)
@@ -933,12 +941,14 @@ std::string scatter_svg(const Report& r) {
      << "text-anchor=\"middle\">test accuracy</text>\n";
   for (const auto& p : pts) {
     const double x = px(p.size), y = py(p.accuracy);
-    os << "<g><title>" << esc(p.tip.empty() ? p.label : p.tip) << ": " << esc(fmt_pct(p.accuracy)) << ", "
-       << esc(fmt_bytes(static_cast<int64_t>(p.size))) << "</title>";
+    os << "<g><title>" << esc(p.tip.empty() ? p.label : p.tip) << ": " << esc(fmt_pct(p.accuracy))
+       << ", " << esc(fmt_bytes(static_cast<int64_t>(p.size))) << "</title>";
     if (p.candidate) {
-      os << "<circle cx=\"" << num(x) << "\" cy=\"" << num(y) << "\" r=\"4.5\" fill=\"none\" stroke=\"" << p.color
+      os << "<circle cx=\"" << num(x) << "\" cy=\"" << num(y)
+         << "\" r=\"4.5\" fill=\"none\" stroke=\"" << p.color
          << "\" stroke-width=\"1.8\"/><text x=\"" << num(x + 6) << "\" y=\"" << num(y + 14)
-         << "\" class=\"tick\" style=\"fill:" << p.color << "\">" << esc(p.label) << "</text></g>\n";
+         << "\" class=\"tick\" style=\"fill:" << p.color << "\">" << esc(p.label)
+         << "</text></g>\n";
       continue;
     }
     if (p.baseline)
@@ -1056,12 +1066,15 @@ std::string report_html(const Report& r) {
   if (r.pipeline) {
     const PipelineRecord& p = *r.pipeline;
     os << "<h2>Pipeline: " << esc(p.type) << "</h2>\n<ul>\n";
-    for (const auto& [k, v] : pipeline_facts(p)) os << "<li>" << esc(k) << ": " << esc(v) << "</li>\n";
+    for (const auto& [k, v] : pipeline_facts(p))
+      os << "<li>" << esc(k) << ": " << esc(v) << "</li>\n";
     os << "</ul>\n<p class=\"note\">" << esc(kPipelineNote) << "</p>\n";
-    os << (p.candidates.empty() ? std::string("<p>No candidate was tried.</p>\n") : html_table(pipeline_table(r, p)));
+    os << (p.candidates.empty() ? std::string("<p>No candidate was tried.</p>\n")
+                                : html_table(pipeline_table(r, p)));
     if (!p.skipped.empty()) {
       os << "<p>Not run:</p>\n<ul>\n";
-      for (const auto& sk : p.skipped) os << "<li>" << esc(sk.name) << ": " << esc(sk.reason) << "</li>\n";
+      for (const auto& sk : p.skipped)
+        os << "<li>" << esc(sk.name) << ": " << esc(sk.reason) << "</li>\n";
       os << "</ul>\n";
     }
   }
@@ -1071,8 +1084,10 @@ std::string report_html(const Report& r) {
      << scatter_svg(r)
      << "<figcaption>Test accuracy against stored model size; the baseline is the black diamond."
      << (r.pipeline && !r.pipeline->candidates.empty()
-             ? " The pipeline's other candidates are the numbered hollow circles (green: passes the guard; "
-               "red: fails it), numbered as in the pipeline table; the chosen one is its result's filled circle."
+             ? " The pipeline's other candidates are the numbered hollow circles (green: passes "
+               "the guard; "
+               "red: fails it), numbered as in the pipeline table; the chosen one is its result's "
+               "filled circle."
              : "")
      << "</figcaption>\n</figure>\n";
   os << "<figure>\n"
@@ -1130,7 +1145,8 @@ void write_report(const Report& report, const std::string& dir) {
 
 std::string comparison_table(const Report& report) {
   std::string out = text_table(comparison(report, true));
-  if (report.pipeline) out += "pipeline " + report.pipeline->type + ": " + report.pipeline->outcome + "\n";
+  if (report.pipeline)
+    out += "pipeline " + report.pipeline->type + ": " + report.pipeline->outcome + "\n";
   for (const auto& w : report.warnings) out += "warning: " + w + "\n";
   return out;
 }

@@ -28,7 +28,9 @@ inline CliResult run_pipeline(const TempDir& dir, const std::string& pipeline) {
   return cli({"run", dir.file("w.yaml"), "--out", dir.file("out")});
 }
 
-inline nlohmann::json read_json(const std::string& path) { return nlohmann::json::parse(std::ifstream(path)); }
+inline nlohmann::json read_json(const std::string& path) {
+  return nlohmann::json::parse(std::ifstream(path));
+}
 
 inline std::string read_all(const std::string& path) {
   std::ifstream in(path);

@@ -1,8 +1,6 @@
 // The combinations pipeline: the enumeration (order, bound, orderings that cannot run) and, end
 // to end through the CLI, the candidates tried from the baseline, skipped repeats, the ranking
 // and a guard that no candidate satisfies.
-#include "squeeze/pipeline/combinations.h"
-
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -11,6 +9,7 @@
 
 #include "cli.h"
 #include "pipeline/pipeline_test_util.h"
+#include "squeeze/pipeline/combinations.h"
 #include "squeeze/util/params.h"
 #include "testing/asserts.h"
 #include "testing/cli.h"
@@ -23,8 +22,8 @@ using nlohmann::json;
 using pipeline::CombinationPlan;
 using pipeline::plan_combinations;
 using pipeline::StepSpec;
-using testing::run_pipeline;
 using testing::read_json;
+using testing::run_pipeline;
 using testing::TempDir;
 
 std::vector<StepSpec> steps(const std::vector<std::string>& methods) {
@@ -45,8 +44,8 @@ TEST(CombinationPlan, EveryOrderingOfEverySubsetSmallestFirst) {
   EXPECT_EQ(p.not_examined, 0);
   EXPECT_TRUE(p.skipped.empty());
   const std::vector<std::vector<size_t>> expected = {
-      {0}, {1}, {2}, {0, 1}, {1, 0}, {0, 2}, {2, 0}, {1, 2}, {2, 1},
-      {0, 1, 2}, {0, 2, 1}, {1, 0, 2}, {1, 2, 0}, {2, 0, 1}, {2, 1, 0}};
+      {0},    {1},       {2},       {0, 1},    {1, 0},    {0, 2},    {2, 0},   {1, 2},
+      {2, 1}, {0, 1, 2}, {0, 2, 1}, {1, 0, 2}, {1, 2, 0}, {2, 0, 1}, {2, 1, 0}};
   EXPECT_EQ(p.run, expected);
   EXPECT_EQ(plan_combinations(steps({"a", "b", "c", "d"}), 1000).run.size(), 64u);
   EXPECT_EQ(plan_combinations(steps({"a", "b", "c", "d", "e"}), 1000).total, 325);
@@ -94,13 +93,14 @@ TEST(CombinationsPipeline, TriesEachOrderingFromTheBaselineAndRanks) {
   std::set<std::string> tried, skipped;
   for (const json& c : p["candidates"]) tried.insert(c["name"].get<std::string>());
   for (const json& s : p["skipped"]) skipped.insert(s["name"].get<std::string>());
-  EXPECT_EQ(tried, (std::set<std::string>{"prune", "int8", "lowrank", "prune>int8", "lowrank>prune", "lowrank>int8",
-                                          "lowrank>prune>int8"}))
+  EXPECT_EQ(tried, (std::set<std::string>{"prune", "int8", "lowrank", "prune>int8", "lowrank>prune",
+                                          "lowrank>int8", "lowrank>prune>int8"}))
       << p.dump(1);
   EXPECT_EQ(skipped.size(), 8u) << p.dump(1);
   EXPECT_TRUE(skipped.count("int8>prune"));
   EXPECT_TRUE(skipped.count("prune>lowrank"));
-  EXPECT_NE(p["outcome"].get<std::string>().find("7 of 15 orderings tried, 8 skipped"), std::string::npos);
+  EXPECT_NE(p["outcome"].get<std::string>().find("7 of 15 orderings tried, 8 skipped"),
+            std::string::npos);
 
   // Ranks 1..7: passing candidates first, by compression ratio; the best is in results.
   const json& cands = p["candidates"];
@@ -117,11 +117,13 @@ TEST(CombinationsPipeline, TriesEachOrderingFromTheBaselineAndRanks) {
   EXPECT_EQ(p["best"]["name"], best["name"]);
   ASSERT_EQ(rep["results"].size(), 1u);
   EXPECT_EQ(rep["results"][0]["name"], best["name"]);
-  EXPECT_DOUBLE_EQ(rep["results"][0]["compression_ratio"].get<double>(), best["compression_ratio"].get<double>());
+  EXPECT_DOUBLE_EQ(rep["results"][0]["compression_ratio"].get<double>(),
+                   best["compression_ratio"].get<double>());
   // Every candidate applied its own stages from the baseline (prefixes reused, not repeated).
   for (const json& c : cands) {
     EXPECT_EQ(c["history"].size(), c["steps"].size()) << c["name"];
-    EXPECT_TRUE(fs::exists(dir.file("out/" + c["checkpoint"].get<std::string>()))) << c["checkpoint"];
+    EXPECT_TRUE(fs::exists(dir.file("out/" + c["checkpoint"].get<std::string>())))
+        << c["checkpoint"];
   }
 }
 
@@ -138,11 +140,13 @@ TEST(CombinationsPipeline, AGuardNothingSatisfiesStillSavesTheBestAndReportsEver
   const json rep = read_json(dir.file("out/report.json"));
   const json& p = rep["pipeline"];
   const json& cands = p["candidates"];
-  ASSERT_GE(cands.size(), 3u) << p.dump(1);  // heavy, rank1, rank1>heavy (heavy>rank1: masked, skipped)
+  ASSERT_GE(cands.size(), 3u) << p.dump(
+      1);  // heavy, rank1, rank1>heavy (heavy>rank1: masked, skipped)
   double best_val = -1;
   for (const json& c : cands) {
     EXPECT_EQ(c["passed_guard"], false) << c["name"];
-    EXPECT_NE(c["reason"].get<std::string>().find("more than the guard allows"), std::string::npos) << c["reason"];
+    EXPECT_NE(c["reason"].get<std::string>().find("more than the guard allows"), std::string::npos)
+        << c["reason"];
     EXPECT_TRUE(fs::exists(dir.file("out/" + c["checkpoint"].get<std::string>())));
     best_val = std::max(best_val, c["val_accuracy"].get<double>());
   }
@@ -152,9 +156,11 @@ TEST(CombinationsPipeline, AGuardNothingSatisfiesStillSavesTheBestAndReportsEver
   EXPECT_DOUBLE_EQ(cands[p["best"]["index"].get<size_t>()]["val_accuracy"].get<double>(), best_val);
   ASSERT_EQ(rep["results"].size(), 1u);
   EXPECT_EQ(rep["results"][0]["name"], p["best"]["name"]);
-  EXPECT_TRUE(fs::exists(dir.file("out/" + rep["results"][0]["artifacts"]["checkpoint"].get<std::string>())));
+  EXPECT_TRUE(fs::exists(
+      dir.file("out/" + rep["results"][0]["artifacts"]["checkpoint"].get<std::string>())));
   ASSERT_FALSE(rep["warnings"].empty());
-  EXPECT_NE(rep["warnings"].back().get<std::string>().find("no candidate satisfies the guard"), std::string::npos);
+  EXPECT_NE(rep["warnings"].back().get<std::string>().find("no candidate satisfies the guard"),
+            std::string::npos);
 }
 
 }  // namespace

@@ -534,7 +534,8 @@ TEST(Config, Pipeline) {
   EXPECT_TRUE(p.model.zoo.empty());
 }
 
-const char* kPipelineHead = "model: {zoo: jet_tagger}\ndata: {dataset: synthetic-jets, samples: 500}\n";
+const char* kPipelineHead =
+    "model: {zoo: jet_tagger}\ndata: {dataset: synthetic-jets, samples: 500}\n";
 
 TEST(Config, ValidationAndCombinationsPipelines) {
   WorkflowConfig v = parse_config(std::string(kPipelineHead) + R"(pipeline:
@@ -560,19 +561,21 @@ TEST(Config, ValidationAndCombinationsPipelines) {
 
   // preserve_accuracy, in the guard or one level up, is the relative form.
   for (const char* guard : {"guard: {preserve_accuracy: 0.95}", "preserve_accuracy: 0.95"}) {
-    WorkflowConfig p = parse_config(std::string(kPipelineHead) + "pipeline: {type: validation, " + guard +
-                                    ", steps: [{method: prune}]}\n");
+    WorkflowConfig p = parse_config(std::string(kPipelineHead) + "pipeline: {type: validation, " +
+                                    guard + ", steps: [{method: prune}]}\n");
     ASSERT_TRUE(p.pipeline->guard) << guard;
     EXPECT_NEAR(p.pipeline->guard->max_drop, 0.05, 1e-12);
     EXPECT_TRUE(p.pipeline->guard->relative);
   }
-  WorkflowConfig a = parse_config(std::string(kPipelineHead) +
-                                  "pipeline: {type: combinations, guard: {max_drop: 0.005, relative: false}, "
-                                  "max_candidates: 5, steps: [{method: prune}, {method: lowrank}]}\n");
+  WorkflowConfig a =
+      parse_config(std::string(kPipelineHead) +
+                   "pipeline: {type: combinations, guard: {max_drop: 0.005, relative: false}, "
+                   "max_candidates: 5, steps: [{method: prune}, {method: lowrank}]}\n");
   EXPECT_FALSE(a.pipeline->guard->relative);
   EXPECT_EQ(a.pipeline->max_candidates, 5);
   // combinations may run without a guard (every candidate passes; ranked by compression)
-  WorkflowConfig n = parse_config(std::string(kPipelineHead) + "pipeline: {type: combinations, steps: [{method: prune}]}\n");
+  WorkflowConfig n = parse_config(std::string(kPipelineHead) +
+                                  "pipeline: {type: combinations, steps: [{method: prune}]}\n");
   EXPECT_FALSE(n.pipeline->guard);
   EXPECT_EQ(n.pipeline->max_candidates, 64);
 }
@@ -584,13 +587,16 @@ TEST(Config, BadPipelineNamesTheKey) {
        {"missing required key 'steps' in pipeline"}},
       {"pipeline: {type: validation, guard: {max_drop: 0.01}, steps: [{method: prune}], stpes: 1}",
        {"unknown key 'stpes' in pipeline", "did you mean 'steps'?"}},
-      {"pipeline: {type: validation, guard: {max_drop: 0.01}, steps: []}", {"pipeline.steps: expected at least one step"}},
-      {"pipeline: {type: validation, steps: [{method: prune}]}", {"missing required key 'guard' in pipeline"}},
+      {"pipeline: {type: validation, guard: {max_drop: 0.01}, steps: []}",
+       {"pipeline.steps: expected at least one step"}},
+      {"pipeline: {type: validation, steps: [{method: prune}]}",
+       {"missing required key 'guard' in pipeline"}},
       {"pipeline: {type: validation, guard: {max_dorp: 0.01}, steps: [{method: prune}]}",
        {"unknown key 'max_dorp' in pipeline.guard", "did you mean 'max_drop'?"}},
       {"pipeline: {type: validation, guard: {relative: true}, steps: [{method: prune}]}",
        {"missing required key 'max_drop' in pipeline.guard"}},
-      {"pipeline: {type: validation, guard: {max_drop: 0.01, relativ: true}, steps: [{method: prune}]}",
+      {"pipeline: {type: validation, guard: {max_drop: 0.01, relativ: true}, steps: [{method: "
+       "prune}]}",
        {"unknown key 'relativ' in pipeline.guard", "did you mean 'relative'?"}},
       {"pipeline: {type: validation, guard: {max_drop: -0.01}, steps: [{method: prune}]}",
        {"pipeline.guard", "max_drop = -0.01", "not even the baseline"}},
@@ -598,20 +604,27 @@ TEST(Config, BadPipelineNamesTheKey) {
        {"pipeline.guard", "max_drop = 1", "[0, 1)"}},
       {"pipeline: {type: validation, preserve_accuracy: 1.2, steps: [{method: prune}]}",
        {"pipeline.preserve_accuracy", "preserve_accuracy = 1.2", "not even the baseline"}},
-      {"pipeline: {type: validation, guard: {max_drop: 0.01, preserve_accuracy: 0.99}, steps: [{method: prune}]}",
+      {"pipeline: {type: validation, guard: {max_drop: 0.01, preserve_accuracy: 0.99}, steps: "
+       "[{method: prune}]}",
        {"both 'max_drop' and 'preserve_accuracy'"}},
-      {"pipeline: {type: validation, guard: {max_drop: 0.01}, preserve_accuracy: 0.99, steps: [{method: prune}]}",
+      {"pipeline: {type: validation, guard: {max_drop: 0.01}, preserve_accuracy: 0.99, steps: "
+       "[{method: prune}]}",
        {"both 'guard' and 'preserve_accuracy'"}},
-      {"pipeline: {type: validation, guard: {preserve_accuracy: 0.99, relative: false}, steps: [{method: prune}]}",
+      {"pipeline: {type: validation, guard: {preserve_accuracy: 0.99, relative: false}, steps: "
+       "[{method: prune}]}",
        {"pipeline.guard.relative", "preserve_accuracy is relative"}},
-      {"pipeline: {type: validation, guard: {max_drop: 0.01}, max_candidates: 3, steps: [{method: prune}]}",
+      {"pipeline: {type: validation, guard: {max_drop: 0.01}, max_candidates: 3, steps: [{method: "
+       "prune}]}",
        {"unknown key 'max_candidates' in pipeline"}},
-      {"pipeline: {type: combinations, max_candidates: 0, steps: [{method: prune}]}", {"pipeline.max_candidates"}},
+      {"pipeline: {type: combinations, max_candidates: 0, steps: [{method: prune}]}",
+       {"pipeline.max_candidates"}},
       {"pipeline: {type: combinations, steps: [{method: prnue}]}",
        {"pipeline.steps[0].method: unknown method 'prnue'", "did you mean 'prune'?"}},
-      {"pipeline: {type: combinations, steps: [{name: a, method: prune}, {name: a, method: lowrank}]}",
+      {"pipeline: {type: combinations, steps: [{name: a, method: prune}, {name: a, method: "
+       "lowrank}]}",
        {"pipeline.steps[1].name: duplicate step name 'a'"}},
-      {"pipeline: {type: combinations, steps: [{method: prune}]}\nexperiments: [{name: x, stages: [{method: prune}]}]",
+      {"pipeline: {type: combinations, steps: [{method: prune}]}\nexperiments: [{name: x, stages: "
+       "[{method: prune}]}]",
        {"experiments: a pipeline chooses its own stages"}},
       {"pipeline: {type: combinations, steps: [{method: prune}]}\ncompression: [{method: prune}]",
        {"compression: a pipeline chooses its own stages"}},
@@ -621,14 +634,18 @@ TEST(Config, BadPipelineNamesTheKey) {
     for (const auto& w : words) EXPECT_HAS(m, w) << yaml;
   }
   // The guard judges on the validation split: it needs data with one.
-  EXPECT_HAS(config_error("model: {zoo: jet_tagger}\npipeline: {type: validation, guard: {max_drop: 0.01}, "
-                          "steps: [{method: prune}]}\n"),
+  EXPECT_HAS(config_error(
+                 "model: {zoo: jet_tagger}\npipeline: {type: validation, guard: {max_drop: 0.01}, "
+                 "steps: [{method: prune}]}\n"),
              "no data: block");
-  EXPECT_HAS(config_error("model: {zoo: jet_tagger}\ndata: {dataset: synthetic-jets, split: {val: 0}}\n"
-                          "pipeline: {type: validation, guard: {max_drop: 0.01}, steps: [{method: prune}]}\n"),
-             "data.split.val is 0");
+  EXPECT_HAS(
+      config_error(
+          "model: {zoo: jet_tagger}\ndata: {dataset: synthetic-jets, split: {val: 0}}\n"
+          "pipeline: {type: validation, guard: {max_drop: 0.01}, steps: [{method: prune}]}\n"),
+      "data.split.val is 0");
   // validation and combinations need a model.
-  EXPECT_HAS(config_error("pipeline: {type: combinations, steps: [{method: prune}]}\n"), "missing required key 'model'");
+  EXPECT_HAS(config_error("pipeline: {type: combinations, steps: [{method: prune}]}\n"),
+             "missing required key 'model'");
 }
 
 TEST(Config, TrainOptionsValidate) {

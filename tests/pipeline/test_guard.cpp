@@ -1,9 +1,8 @@
 // The accuracy guard: relative and absolute bounds, the preserve_accuracy form, and guards that
 // no model (not even the baseline) could pass.
-#include "squeeze/pipeline/guard.h"
-
 #include <gtest/gtest.h>
 
+#include "squeeze/pipeline/guard.h"
 #include "squeeze/util/error.h"
 
 namespace squeeze::pipeline {
@@ -49,7 +48,7 @@ TEST(Guard, ZeroDropAllowsNoLossAndTheBaselineAlwaysPasses) {
 
 TEST(Guard, RejectsGuardsNoModelCouldPass) {
   EXPECT_THROW(options(-0.01, true).validate(), ConfigError);
-  EXPECT_THROW(options(1.0, true).validate(), ConfigError);   // accepts everything: a percentage?
+  EXPECT_THROW(options(1.0, true).validate(), ConfigError);  // accepts everything: a percentage?
   EXPECT_THROW(options(std::nan(""), true).validate(), ConfigError);
   GuardOptions keep = options(1.0 - 1.2, true);
   keep.written = "preserve_accuracy: 1.2";

@@ -17,9 +17,9 @@ namespace {
 namespace fs = std::filesystem;
 using nlohmann::json;
 using testing::cli;
-using testing::run_pipeline;
 using testing::read_all;
 using testing::read_json;
+using testing::run_pipeline;
 using testing::TempDir;
 
 TEST(ValidationPipeline, RollsBackTheStepThatBreaksTheGuardAndStops) {
@@ -53,22 +53,25 @@ TEST(ValidationPipeline, RollsBackTheStepThatBreaksTheGuardAndStops) {
   EXPECT_EQ(rolled["name"], "light>heavy");
   EXPECT_EQ(rolled["status"], "rolled back");
   EXPECT_EQ(rolled["passed_guard"], false);
-  EXPECT_NE(rolled["reason"].get<std::string>().find("more than the guard allows"), std::string::npos);
+  EXPECT_NE(rolled["reason"].get<std::string>().find("more than the guard allows"),
+            std::string::npos);
   EXPECT_LT(rolled["val_accuracy"].get<double>(), p["guard"]["min_val_accuracy"].get<double>());
   ASSERT_EQ(rolled["steps"].size(), 2u);
   EXPECT_EQ(rolled["steps"][1]["method"], "prune");
   EXPECT_DOUBLE_EQ(rolled["steps"][1]["params"]["ratio"].get<double>(), 0.99);
   for (const json& h : p["history"]) {
-    for (const char* key : {"val_accuracy", "val_drop", "val_relative_drop", "accuracy", "size_bytes",
-                            "compression_ratio", "reason", "checkpoint", "history"})
+    for (const char* key : {"val_accuracy", "val_drop", "val_relative_drop", "accuracy",
+                            "size_bytes", "compression_ratio", "reason", "checkpoint", "history"})
       EXPECT_TRUE(h.contains(key)) << key;
     EXPECT_NEAR(h["val_drop"].get<double>(), base_val - h["val_accuracy"].get<double>(), 1e-12);
-    EXPECT_TRUE(fs::exists(dir.file("out/" + h["checkpoint"].get<std::string>()))) << h["checkpoint"];
+    EXPECT_TRUE(fs::exists(dir.file("out/" + h["checkpoint"].get<std::string>())))
+        << h["checkpoint"];
   }
   EXPECT_EQ(p["history"][1]["history"].size(), 2u);  // both stages from the baseline
   ASSERT_EQ(p["skipped"].size(), 1u);
   EXPECT_EQ(p["skipped"][0]["name"], "low");
-  EXPECT_NE(p["outcome"].get<std::string>().find("Step 2 (heavy) broke the guard"), std::string::npos);
+  EXPECT_NE(p["outcome"].get<std::string>().find("Step 2 (heavy) broke the guard"),
+            std::string::npos);
 
   // The result is the model after the last kept step, a normal results entry with artifacts.
   EXPECT_EQ(p["best"]["name"], "light");
@@ -108,8 +111,10 @@ TEST(ValidationPipeline, AFirstStepThatBreaksTheGuardIsStillSavedAndReported) {
   EXPECT_EQ(rep["results"][0]["name"], "heavy");
   EXPECT_TRUE(fs::exists(dir.file("out/" + p["best"]["checkpoint"].get<std::string>())));
   ASSERT_EQ(rep["warnings"].size(), 1u);
-  EXPECT_NE(rep["warnings"][0].get<std::string>().find("no candidate satisfies the guard"), std::string::npos);
-  EXPECT_NE(p["outcome"].get<std::string>().find("the baseline is the last model that satisfies the guard"),
+  EXPECT_NE(rep["warnings"][0].get<std::string>().find("no candidate satisfies the guard"),
+            std::string::npos);
+  EXPECT_NE(p["outcome"].get<std::string>().find(
+                "the baseline is the last model that satisfies the guard"),
             std::string::npos);
 }
 
@@ -121,7 +126,8 @@ TEST(PipelineInput, BadInputExitsWithTwoNamingTheKeyBeforeAnyTraining) {
        {"missing required key 'steps' in pipeline"}},
       {"pipeline: {type: combinations, steps: [{method: prune}], max_candidate: 3}\n",
        {"unknown key 'max_candidate' in pipeline", "did you mean 'max_candidates'?"}},
-      {"pipeline: {type: combinations, steps: []}\n", {"pipeline.steps: expected at least one step"}},
+      {"pipeline: {type: combinations, steps: []}\n",
+       {"pipeline.steps: expected at least one step"}},
       {"pipeline: {type: validation, guard: {max_drop: -0.1}, steps: [{method: prune}]}\n",
        {"pipeline.guard", "not even the baseline"}},
       {"pipeline: {type: validation, preserve_accuracy: 1.01, steps: [{method: prune}]}\n",
@@ -139,7 +145,8 @@ TEST(PipelineInput, BadInputExitsWithTwoNamingTheKeyBeforeAnyTraining) {
     TempDir dir;
     auto r = run_pipeline(dir, yaml);
     EXPECT_EQ(r.code, 2) << yaml << "\n" << r.err;
-    for (const auto& w : words) EXPECT_NE(r.err.find(w), std::string::npos) << w << " in: " << r.err;
+    for (const auto& w : words)
+      EXPECT_NE(r.err.find(w), std::string::npos) << w << " in: " << r.err;
     EXPECT_FALSE(fs::exists(dir.file("out"))) << yaml;  // nothing written, nothing trained
   }
   // A validation split too small to hold a sample: found when the data is loaded, still before

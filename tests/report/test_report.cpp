@@ -401,14 +401,32 @@ TEST(ReportWriter, PipelineCandidatesInEveryForm) {
   const Json j = Json::parse(read(dir.file("report.json")));
   ASSERT_TRUE(j.contains("pipeline"));
   const Json& jp = j["pipeline"];
-  for (const char* key : {"type", "guard", "baseline_val_accuracy", "selection", "outcome", "candidates", "skipped", "best"})
+  for (const char* key : {"type", "guard", "baseline_val_accuracy", "selection", "outcome",
+                          "candidates", "skipped", "best"})
     EXPECT_TRUE(jp.contains(key)) << key;
   EXPECT_EQ(jp["guard"]["written"], "max_drop: 0.01, relative: true");
   ASSERT_EQ(jp["candidates"].size(), 2u);
   const Json& c = jp["candidates"][0];
-  for (const char* key : {"index", "name", "steps", "val_accuracy", "val_drop", "val_relative_drop", "accuracy",
-                          "accuracy_drop", "params", "nonzero_params", "size_bytes", "flops", "compression_ratio",
-                          "passed_guard", "reason", "status", "rank", "checkpoint", "history", "seconds"})
+  for (const char* key : {"index",
+                          "name",
+                          "steps",
+                          "val_accuracy",
+                          "val_drop",
+                          "val_relative_drop",
+                          "accuracy",
+                          "accuracy_drop",
+                          "params",
+                          "nonzero_params",
+                          "size_bytes",
+                          "flops",
+                          "compression_ratio",
+                          "passed_guard",
+                          "reason",
+                          "status",
+                          "rank",
+                          "checkpoint",
+                          "history",
+                          "seconds"})
     EXPECT_TRUE(c.contains(key)) << key;
   EXPECT_DOUBLE_EQ(c["steps"][0]["params"]["ratio"].get<double>(), 0.5);
   EXPECT_TRUE(c["steps"][1]["params"].empty());
@@ -436,7 +454,8 @@ TEST(ReportWriter, PipelineCandidatesInEveryForm) {
   // result's point.
   EXPECT_EQ(count(html, "fill=\"none\" stroke="), 1u);
   EXPECT_NE(html.find(">#2</text>"), std::string::npos);
-  EXPECT_NE(comparison_table(r).find("pipeline combinations: 2 of 2 orderings tried"), std::string::npos);
+  EXPECT_NE(comparison_table(r).find("pipeline combinations: 2 of 2 orderings tried"),
+            std::string::npos);
 }
 
 TEST(ReportWriter, UnwritableFolderThrows) {

@@ -29,7 +29,8 @@ namespace squeeze::pipeline {
 class CandidateStore {
  public:
   // better(a, b): a ranks above b; both passed the guard. A strict weak order.
-  using Better = std::function<bool(const report::CandidateRecord& a, const report::CandidateRecord& b)>;
+  using Better =
+      std::function<bool(const report::CandidateRecord& a, const report::CandidateRecord& b)>;
 
   // Highest compression ratio, then highest validation accuracy, then tried first.
   static Better by_compression();
@@ -45,8 +46,10 @@ class CandidateStore {
 
   // Measures g, judges it, saves it under candidates/ and keeps it when it is the best so far.
   // `history` is the candidate's stages from the baseline; `started` when its work began.
-  const report::CandidateRecord& add(const std::string& name, const std::vector<report::StepRef>& steps,
-                                     const std::vector<report::StageRecord>& history, const ir::Graph& g,
+  const report::CandidateRecord& add(const std::string& name,
+                                     const std::vector<report::StepRef>& steps,
+                                     const std::vector<report::StageRecord>& history,
+                                     const ir::Graph& g,
                                      std::chrono::steady_clock::time_point started);
 
   const std::vector<report::CandidateRecord>& candidates() const { return candidates_; }

@@ -8,7 +8,8 @@
 //     max_candidates: 64                          # orderings examined at most (default 64)
 //     steps:
 //       - {method: lowrank, params: {rank: 64}, finetune: {epochs: 1}}
-//       - {method: quantize, params: {mode: qat, weight_bits: 8, act_bits: 8}, finetune: {epochs: 1}}
+//       - {method: quantize, params: {mode: qat, weight_bits: 8, act_bits: 8}, finetune: {epochs:
+//       1}}
 //       - {method: prune, params: {ratio: 0.5}, finetune: {epochs: 1}}
 //
 // Order: subsets by size (smallest first), subsets of one size in lexicographic order of their
@@ -48,8 +49,8 @@ namespace squeeze::pipeline {
 struct CombinationPlan {
   std::vector<std::vector<size_t>> run;  // orderings to try, as step indices, in order
   std::vector<std::pair<std::vector<size_t>, std::string>> skipped;  // rejected before running, why
-  int64_t total = 0;                     // orderings in all (saturates at INT64_MAX)
-  int64_t not_examined = 0;              // beyond max_candidates
+  int64_t total = 0;         // orderings in all (saturates at INT64_MAX)
+  int64_t not_examined = 0;  // beyond max_candidates
 };
 
 // The orderings of the steps in the order above, at most max_candidates of them to run.

@@ -47,7 +47,7 @@ struct StepSpec {
 //   GUARD:        guard: {max_drop: 0.01, relative: true} | guard: {preserve_accuracy: 0.98}
 //                 | preserve_accuracy: 0.98 (in the pipeline block)
 struct PipelineSpec {
-  std::string type;                   // progressive | validation | combinations | autotune | hep-trigger | hep-jet
+  std::string type;  // progressive | validation | combinations | autotune | hep-trigger | hep-jet
   std::optional<GuardOptions> guard;  // absent: no accuracy guard (every candidate passes)
   std::vector<StepSpec> steps;        // validation, combinations; at least one
   int64_t max_candidates = 64;        // combinations: how many orderings are tried at most

@@ -4,8 +4,9 @@
 //
 // YAML (pipeline block):  guard: {max_drop: 0.01, relative: true}
 //                         guard: {max_drop: 0.005, relative: false}     # absolute: 0.5 points
-//                         guard: {preserve_accuracy: 0.98}               # = max_drop 0.02, relative
-//                         preserve_accuracy: 0.98                        # the same, one level up
+//                         guard: {preserve_accuracy: 0.98}               # = max_drop 0.02,
+//                         relative preserve_accuracy: 0.98                        # the same, one
+//                         level up
 #pragma once
 
 #include <string>

@@ -54,8 +54,10 @@ class Workspace {
   // Makes the passes of a list of stages (their parameters checked) and folds a distill method's
   // settings into its fine-tuning. `owner` names the list in messages ("experiment 'a'",
   // "pipeline.steps[2]"). Throws ConfigError; needs no data and trains nothing.
-  std::vector<PreparedStage> prepare(const std::vector<const StageSpec*>& specs, const std::string& owner) const;
-  std::vector<PreparedStage> prepare(const std::vector<StageSpec>& specs, const std::string& owner) const;
+  std::vector<PreparedStage> prepare(const std::vector<const StageSpec*>& specs,
+                                     const std::string& owner) const;
+  std::vector<PreparedStage> prepare(const std::vector<StageSpec>& specs,
+                                     const std::string& owner) const;
 
   // Loads the data and builds the baseline model; checks the labels against its output width.
   void load();
@@ -77,8 +79,9 @@ class Workspace {
                                                std::string* summary = nullptr);
 
   // A result entry for g: test metrics, ratios against the baseline, artifacts under models/.
-  report::ExperimentResult result(const std::string& name, const std::vector<report::StageRecord>& history,
-                                  ir::Graph& g, std::chrono::steady_clock::time_point started);
+  report::ExperimentResult result(const std::string& name,
+                                  const std::vector<report::StageRecord>& history, ir::Graph& g,
+                                  std::chrono::steady_clock::time_point started);
 
   // Measures the latency of the baseline and of `compressed` (one per entry of results, in
   // order), records the environment and the total time, writes report.json/md/html.
@@ -97,8 +100,8 @@ class Workspace {
 
  private:
   struct Teacher;
-  std::optional<report::StageRecord> stage(ir::Graph& g, PreparedStage& ps, size_t position, bool skip_unchanged,
-                                           std::string* summary);
+  std::optional<report::StageRecord> stage(ir::Graph& g, PreparedStage& ps, size_t position,
+                                           bool skip_unchanged, std::string* summary);
 
   const WorkflowConfig& config_;
   RunOptions options_;
@@ -116,7 +119,8 @@ report::ModelStats evaluated_stats(ir::Graph& g, const data::Splits* data, int64
 
 // Writes the checkpoint and the requested exports of g as models/<name>.*; returns the artifact
 // paths relative to dir.
-std::map<std::string, std::string> write_artifacts(const ir::Graph& g, const std::string& name, const std::string& dir,
+std::map<std::string, std::string> write_artifacts(const ir::Graph& g, const std::string& name,
+                                                   const std::string& dir,
                                                    const std::vector<std::string>& exports);
 
 // name with every character that is not [A-Za-z0-9._-] replaced by '_' ("model" if empty).

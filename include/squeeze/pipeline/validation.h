@@ -7,7 +7,8 @@
 //     guard: {max_drop: 0.05, relative: true}     # or preserve_accuracy: 0.95 (required)
 //     steps:
 //       - {method: lowrank, params: {rank: 64}, finetune: {epochs: 1}}
-//       - {name: int8, method: quantize, params: {mode: qat, weight_bits: 8, act_bits: 8}, finetune: {epochs: 1}}
+//       - {name: int8, method: quantize, params: {mode: qat, weight_bits: 8, act_bits: 8},
+//       finetune: {epochs: 1}}
 //
 // report.json: pipeline.history has one entry per step tried (cumulative model after it, its
 // validation accuracy and degradation, test accuracy, size, "kept" or "rolled back" and why);

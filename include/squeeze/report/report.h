@@ -87,8 +87,8 @@ struct CandidateRecord {
   int64_t rank = 0;                // 1 = best; 0 = not ranked
   std::string checkpoint;          // its saved model, relative to the output folder
   std::vector<StageRecord> history;
-  double seconds = 0.0;            // time spent on this candidate (stages reused from an earlier
-                                   // candidate are in its history but not in this time)
+  double seconds = 0.0;  // time spent on this candidate (stages reused from an earlier
+                         // candidate are in its history but not in this time)
 };
 
 // A candidate the pipeline chose not to run, and why.
@@ -103,23 +103,25 @@ struct SkippedCandidate {
 //   <entries_key>: [{index, name, steps: [{name, method, params}], val_accuracy, val_drop,
 //   val_relative_drop, accuracy, accuracy_drop, params, nonzero_params, size_bytes, flops,
 //   compression_ratio, passed_guard, reason, status, rank, checkpoint, history, seconds}],
-//   skipped: [{name, reason}], best: {index, name, passed_guard, reason, checkpoint, result} | null}
+//   skipped: [{name, reason}], best: {index, name, passed_guard, reason, checkpoint, result} |
+//   null}
 // where best.result names the entry of "results" that holds the chosen model.
 struct PipelineRecord {
-  std::string type;                  // validation | combinations | ...
-  bool guarded = false;              // false: no guard, every candidate passes
+  std::string type;      // validation | combinations | ...
+  bool guarded = false;  // false: no guard, every candidate passes
   double guard_max_drop = 0.0;
   bool guard_relative = true;
-  std::string guard_written;         // the YAML spelling: "max_drop: 0.01, relative: true"
+  std::string guard_written;  // the YAML spelling: "max_drop: 0.01, relative: true"
   double baseline_val_accuracy = 0.0;
   double guard_min_val_accuracy = 0.0;
-  std::string guard_text;            // one sentence
-  std::string entries_key = "candidates";  // report.json key of `candidates`: "history" for validation
+  std::string guard_text;  // one sentence
+  std::string entries_key =
+      "candidates";  // report.json key of `candidates`: "history" for validation
   std::vector<CandidateRecord> candidates;  // every candidate tried, in order
   std::vector<SkippedCandidate> skipped;
-  int64_t best = -1;                 // index into candidates of the model in `results`; -1: none
-  std::string selection;             // how the best was chosen, one sentence
-  std::string outcome;               // what happened, one or two sentences
+  int64_t best = -1;      // index into candidates of the model in `results`; -1: none
+  std::string selection;  // how the best was chosen, one sentence
+  std::string outcome;    // what happened, one or two sentences
 };
 
 // env::describe() plus the int8 probe of this machine (exec/int8.h): what measured numbers
