@@ -112,7 +112,7 @@ const report::CandidateRecord& CandidateStore::add(const std::string& name,
   fs::create_directories(fs::path(ws_.out_dir()) / "candidates");
   io::save_sqz(g, (fs::path(ws_.out_dir()) / c.checkpoint).string());
   c.seconds = seconds_since(started);
-  log::info("candidate ", c.index, " ", name, ": validation accuracy ", c.val_accuracy,
+  log::info("candidate #", c.index + 1, " ", name, ": validation accuracy ", c.val_accuracy,
             ", compression ", c.compression_ratio, "x, ", c.passed ? "passes" : "fails",
             guard_ ? ": " + c.reason : std::string());
 
