@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -27,8 +28,9 @@ const std::vector<std::string> kOptimizers = {"sgd", "adam", "adamw"};
 const std::vector<std::string> kSchedules = {"constant", "step", "cosine"};
 const std::vector<std::string> kNormalize = {"standard", "minmax", "none"};
 const std::vector<std::string> kExports = {"onnx", "qonnx", "torchscript", "cpp"};
-const std::vector<std::string> kPipelines = {"progressive", "validation", "autotune", "hep-trigger",
-                                             "hep-jet"};
+// Every pipeline DESIGN.md plans; workflow.cpp says which of them this build runs.
+const std::vector<std::string> kPipelines = {"progressive", "validation",  "combinations",
+                                             "autotune",    "hep-trigger", "hep-jet"};
 
 std::string join(const std::vector<std::string>& items) {
   std::string out;
@@ -418,6 +420,114 @@ void check_name(const std::string& name, const std::string& key_path) {
         msg(key_path, ": expected a name usable as a folder (no '/'), got '", name, "'"));
 }
 
+// The guard, in either spelling: guard: {max_drop, relative} | guard: {preserve_accuracy} |
+// preserve_accuracy in the pipeline block. Absent: nullopt.
+std::optional<GuardOptions> parse_guard(Params& pipeline) {
+  auto guard = pipeline.get_map("guard");
+  pipeline.raw("preserve_accuracy");  // a valid key of every pipeline block, for messages
+  const bool outer = pipeline.has("preserve_accuracy");
+  if (guard && outer)
+    throw ConfigError(msg("both 'guard' and 'preserve_accuracy' given in ", pipeline.path(),
+                          "; preserve_accuracy is a guard, keep one"));
+  if (!guard && !outer) return std::nullopt;
+  Params& p = guard ? *guard : pipeline;
+  if (guard) {
+    // Unknown keys first: a misspelt max_drop reads better as a did-you-mean than as missing.
+    for (const char* key : {"max_drop", "relative", "preserve_accuracy"}) guard->raw(key);
+    guard->finish();
+  }
+  GuardOptions g;
+  if (p.has("preserve_accuracy")) {
+    if (guard && p.has("max_drop"))
+      throw ConfigError(
+          msg("both 'max_drop' and 'preserve_accuracy' given in ", p.path(),
+              "; preserve_accuracy: A means max_drop: 1 - A, relative: true; keep one"));
+    if (guard && p.has("relative") && !p.get_bool("relative", true))
+      throw ConfigError(
+          msg(p.key_path("relative"),
+              ": preserve_accuracy is relative to the baseline's accuracy; for an absolute "
+              "guard write max_drop with relative: false"));
+    const double keep = p.get_double("preserve_accuracy", 1.0);
+    g.max_drop = std::round((1.0 - keep) * 1e12) / 1e12;  // 1 - 0.9 is 0.09999999999999998
+    g.relative = true;
+    g.written = msg("preserve_accuracy: ", p.raw("preserve_accuracy")->text());
+  } else {
+    need(p, "max_drop", "a guard is {max_drop: 0.01, relative: true} or {preserve_accuracy: 0.98}");
+    g.max_drop = p.get_double("max_drop", g.max_drop);
+    g.relative = p.get_bool("relative", g.relative);
+    g.written =
+        msg("max_drop: ", p.raw("max_drop")->text(), ", relative: ", g.relative ? "true" : "false");
+  }
+  try {
+    g.validate();
+  } catch (const ConfigError& e) {
+    throw ConfigError(
+        msg(guard ? guard->path() : pipeline.key_path("preserve_accuracy"), ": ", e.what()));
+  }
+  return g;
+}
+
+// Stages that may carry a name (the short form's compression entries, pipeline steps): the names
+// given, unique among `names`; then the others named after their method ("prune", "prune-2",
+// ...), after every explicit one so that a generated name never takes a name the user chose.
+// `what` and `why` word the duplicate-name error: "experiment", "they name the output folders".
+std::vector<StepSpec> parse_named_stages(const std::vector<std::shared_ptr<Params>>& entries,
+                                         std::set<std::string>& names, const std::string& what,
+                                         const std::string& why) {
+  std::vector<StepSpec> out;
+  for (const auto& entry : entries) {
+    StepSpec step;
+    step.stage = parse_stage(*entry, true);
+    if (entry->has("name")) {
+      step.name = entry->get_string("name", "");
+      check_name(step.name, entry->key_path("name"));
+      if (!names.insert(step.name).second)
+        throw ConfigError(msg(entry->key_path("name"), ": duplicate ", what, " name '", step.name,
+                              "'; names must be unique (", why, ")"));
+    }
+    out.push_back(std::move(step));
+  }
+  for (StepSpec& step : out) {
+    if (!step.name.empty()) continue;
+    step.name = step.stage.method;
+    for (int k = 2; names.count(step.name); ++k) step.name = msg(step.stage.method, "-", k);
+    names.insert(step.name);
+  }
+  return out;
+}
+
+std::vector<StepSpec> parse_steps(Params& pipeline) {
+  pipeline.require("steps");
+  std::set<std::string> names;
+  std::vector<StepSpec> steps =
+      parse_named_stages(pipeline.get_map_list("steps"), names, "step", "they name the candidates");
+  if (steps.empty())
+    throw ConfigError(msg(pipeline.key_path("steps"),
+                          ": expected at least one step ({method, params, finetune})"));
+  return steps;
+}
+
+PipelineSpec parse_pipeline(Params& block) {
+  PipelineSpec spec;
+  spec.block = block.clone();
+  block.require("type");
+  spec.type = block.get_choice("type", "", kPipelines);
+  spec.guard = parse_guard(block);
+  if (spec.type == "validation" || spec.type == "combinations") {
+    spec.steps = parse_steps(block);
+    if (spec.type == "validation" && !spec.guard)
+      throw ConfigError(
+          msg("missing required key 'guard' in ", block.path(),
+              ": a validation pipeline stops at the first step that breaks it; give guard: "
+              "{max_drop: 0.01, relative: true} or preserve_accuracy: 0.98"));
+    if (spec.type == "combinations")
+      spec.max_candidates = block.get_int("max_candidates", spec.max_candidates, 1, 100000);
+    block.finish();
+  }
+  // Other types: their runner reads the rest of the block (not available in this build yet).
+  return spec;
+}
+
 ModelSpec parse_model(Params& root) {
   if (!root.has("model"))
     throw ConfigError(
@@ -463,16 +573,26 @@ WorkflowConfig parse_config(const std::string& yaml_text, const std::vector<std:
     cfg.seed = static_cast<uint64_t>(root.get_int("seed", 0, 0));
     cfg.threads = root.get_int("threads", 0, 0);
 
-    if (auto pipeline = root.get_map("pipeline")) {
-      cfg.pipeline = pipeline->clone();
-      cfg.pipeline->require("type");
-      cfg.pipeline->get_choice("type", "", kPipelines);
-    }
+    if (auto pipeline = root.get_map("pipeline")) cfg.pipeline = parse_pipeline(*pipeline);
 
-    // A pipeline may build its own model; a workflow needs one.
-    if (root.has("model") || !cfg.pipeline) cfg.model = parse_model(root);
+    // A pipeline may build its own model (the particle-physics ones); the others need one.
+    if (root.has("model") || !cfg.pipeline || !cfg.pipeline->steps.empty())
+      cfg.model = parse_model(root);
 
     if (auto data = root.get_map("data")) cfg.data = data::DataOptions::from_params(*data);
+    // The guard judges on the validation split; the test split only reports.
+    if (cfg.pipeline && cfg.pipeline->guard) {
+      if (!cfg.data)
+        throw ConfigError(
+            "pipeline.guard: the guard is checked on the data's validation split, but there is "
+            "no data: block");
+      if (cfg.data->val_fraction <= 0)
+        throw ConfigError(
+            msg("pipeline.guard: the guard is checked on the validation split, but "
+                "data.split.val is ",
+                cfg.data->val_fraction,
+                "; give data: {split: {val: 0.1}} (the test split is never used to choose)"));
+    }
 
     if (auto baseline = root.get_map("baseline")) {
       if (auto train = baseline->get_map("train"))
@@ -502,30 +622,20 @@ WorkflowConfig parse_config(const std::string& yaml_text, const std::vector<std:
     }
 
     // The short form: each entry is a one-stage experiment named after its method.
-    auto compression = root.get_map_list("compression");
-    std::vector<ExperimentSpec> short_form;
-    for (auto& entry : compression) {
+    for (StepSpec& step : parse_named_stages(root.get_map_list("compression"), names, "experiment",
+                                             "they name the output folders")) {
       ExperimentSpec spec;
-      spec.stages.push_back(parse_stage(*entry, true));
-      if (entry->has("name")) {
-        spec.name = entry->get_string("name", "");
-        check_name(spec.name, entry->key_path("name"));
-        if (!names.insert(spec.name).second)
-          throw ConfigError(msg(entry->key_path("name"), ": duplicate experiment name '", spec.name,
-                                "'; names must be unique (they name the output folders)"));
-      }
-      short_form.push_back(std::move(spec));
-    }
-    // Generated names come after explicit ones so that they never take a name the user chose.
-    for (ExperimentSpec& spec : short_form) {
-      if (spec.name.empty()) {
-        const std::string base = spec.stages[0].method;
-        spec.name = base;
-        for (int k = 2; names.count(spec.name); ++k) spec.name = msg(base, "-", k);
-        names.insert(spec.name);
-      }
+      spec.name = std::move(step.name);
+      spec.stages.push_back(std::move(step.stage));
       cfg.experiments.push_back(std::move(spec));
     }
+
+    if (cfg.pipeline && !cfg.experiments.empty())
+      throw ConfigError(
+          msg(root.has("experiments") ? "experiments" : "compression",
+              ": a pipeline chooses its own stages, so experiments and pipeline cannot be "
+              "combined; put the stages in pipeline.steps, or run the experiments as a "
+              "separate config"));
 
     namespace fs = std::filesystem;
     std::string stem = fs::path(source_name).stem().string();

@@ -260,6 +260,87 @@ void add_stats(Json& j, const ModelStats& s) {
   j["flops"] = s.flops;
 }
 
+Json history_json(const std::vector<StageRecord>& records) {
+  Json history = Json::array();
+  for (const auto& h : records) {
+    Json stage = {{"stage", h.stage},
+                  {"summary", h.summary},
+                  {"accuracy", number_or_null(h.evaluated, h.accuracy)},
+                  {"params", h.params},
+                  {"nonzero_params", h.nonzero_params},
+                  {"size_bytes", h.size_bytes},
+                  {"flops", h.flops},
+                  {"seconds", h.seconds},
+                  {"finetune_steps", h.finetune_steps},
+                  {"step_ms", number_or_null(h.finetune_steps > 0, h.step_ms)}};
+    if (!h.teacher.empty())
+      stage["distill"] = {{"teacher", h.teacher}, {"teacher_ms_per_step", h.teacher_ms_per_step}};
+    history.push_back(stage);
+  }
+  return history;
+}
+
+Json candidate_json(const Report& r, const CandidateRecord& c) {
+  Json steps = Json::array();
+  for (const auto& s : c.steps)
+    steps.push_back({{"name", s.name},
+                     {"method", s.method},
+                     {"params", s.params ? params_json(*s.params) : Json::object()}});
+  const bool tested = c.evaluated && r.baseline.evaluated;
+  return {{"index", c.index},
+          {"name", c.name},
+          {"steps", steps},
+          {"val_accuracy", number_or_null(c.evaluated, c.val_accuracy)},
+          {"val_drop", number_or_null(c.evaluated, c.val_drop)},
+          {"val_relative_drop", number_or_null(c.evaluated, c.val_relative_drop)},
+          {"accuracy", number_or_null(c.evaluated, c.accuracy)},
+          {"accuracy_drop", number_or_null(tested, r.baseline.accuracy - c.accuracy)},
+          {"params", c.params},
+          {"nonzero_params", c.nonzero_params},
+          {"size_bytes", c.size_bytes},
+          {"flops", c.flops},
+          {"compression_ratio", c.compression_ratio},
+          {"passed_guard", c.passed},
+          {"reason", c.reason},
+          {"status", c.status},
+          {"rank", c.rank > 0 ? Json(c.rank) : Json(nullptr)},
+          {"checkpoint", c.checkpoint},
+          {"history", history_json(c.history)},
+          {"seconds", c.seconds}};
+}
+
+Json pipeline_json(const Report& r, const PipelineRecord& p) {
+  Json j = Json::object();
+  j["type"] = p.type;
+  if (p.guarded)
+    j["guard"] = {{"max_drop", p.guard_max_drop},
+                  {"relative", p.guard_relative},
+                  {"written", p.guard_written},
+                  {"baseline_val_accuracy", p.baseline_val_accuracy},
+                  {"min_val_accuracy", p.guard_min_val_accuracy},
+                  {"description", p.guard_text}};
+  else
+    j["guard"] = nullptr;
+  j["baseline_val_accuracy"] = p.baseline_val_accuracy;
+  j["selection"] = p.selection;
+  j["outcome"] = p.outcome;
+  Json entries = Json::array();
+  for (const auto& c : p.candidates) entries.push_back(candidate_json(r, c));
+  j[p.entries_key] = entries;
+  Json skipped = Json::array();
+  for (const auto& s : p.skipped) skipped.push_back({{"name", s.name}, {"reason", s.reason}});
+  j["skipped"] = skipped;
+  if (p.best >= 0 && p.best < static_cast<int64_t>(p.candidates.size())) {
+    const CandidateRecord& b = p.candidates[p.best];
+    j["best"] = {{"index", b.index},           {"name", b.name},
+                 {"passed_guard", b.passed},   {"reason", b.reason},
+                 {"checkpoint", b.checkpoint}, {"result", b.name}};
+  } else {
+    j["best"] = nullptr;
+  }
+  return j;
+}
+
 Json report_json(const Report& r) {
   Json j = Json::object();
   j["squeeze_version"] = r.squeeze_version;
@@ -303,28 +384,13 @@ Json report_json(const Report& r) {
     e["latency_us"] = map_json(res.stats.latency_us);
     e["speedup"] = map_json(res.speedup);
     e["per_class"] = per_class_json(res.stats.per_class);
-    Json history = Json::array();
-    for (const auto& h : res.history) {
-      Json stage = {{"stage", h.stage},
-                    {"summary", h.summary},
-                    {"accuracy", number_or_null(h.evaluated, h.accuracy)},
-                    {"params", h.params},
-                    {"nonzero_params", h.nonzero_params},
-                    {"size_bytes", h.size_bytes},
-                    {"flops", h.flops},
-                    {"seconds", h.seconds},
-                    {"finetune_steps", h.finetune_steps},
-                    {"step_ms", number_or_null(h.finetune_steps > 0, h.step_ms)}};
-      if (!h.teacher.empty())
-        stage["distill"] = {{"teacher", h.teacher}, {"teacher_ms_per_step", h.teacher_ms_per_step}};
-      history.push_back(stage);
-    }
-    e["history"] = history;
+    e["history"] = history_json(res.history);
     e["artifacts"] = string_map_json(res.artifacts);
     e["seconds"] = res.seconds;
     results.push_back(e);
   }
   j["results"] = results;
+  if (r.pipeline) j["pipeline"] = pipeline_json(r, *r.pipeline);
   j["seconds"] = r.seconds;
   return j;
 }
@@ -430,6 +496,71 @@ Table history_table(const ExperimentResult& res) {
                       fmt_bytes(h.size_bytes), fmt_flops(h.flops), fmt_seconds(h.seconds)});
   }
   return t;
+}
+
+const char* kPipelineNote =
+    "The guard and the choice use validation accuracy; test accuracy is only reported. Drops are "
+    "from the baseline's validation accuracy, in points and relative to it.";
+
+// One row per candidate a pipeline tried: by rank when ranked, else in the order tried. The
+// guard's reasons are in report.json; here the numbers they are made of.
+Table pipeline_table(const Report& r, const PipelineRecord& p) {
+  bool ranked = false, statuses = false;
+  for (const auto& c : p.candidates) {
+    ranked |= c.rank > 0;
+    // A status column that says the same everywhere says nothing.
+    statuses |= c.status != p.candidates.front().status;
+  }
+  Table t;
+  auto col = [&](const std::string& name, bool right) {
+    t.header.push_back(name);
+    t.right.push_back(right);
+  };
+  col("#", true);
+  if (ranked) col("rank", true);
+  col(p.type == "validation" ? "steps so far" : "candidate", false);
+  col("val accuracy", true);
+  col("val drop", true);
+  col("rel. drop", true);
+  col("test accuracy", true);
+  col("size", true);
+  col("compression", true);
+  col("guard", false);
+  if (statuses) col("status", false);
+  col("model", false);
+  std::vector<const CandidateRecord*> rows;
+  for (const auto& c : p.candidates) rows.push_back(&c);
+  if (ranked)
+    std::stable_sort(
+        rows.begin(), rows.end(), [](const CandidateRecord* a, const CandidateRecord* b) {
+          return (a->rank > 0 ? a->rank : INT64_MAX) < (b->rank > 0 ? b->rank : INT64_MAX);
+        });
+  for (const CandidateRecord* c : rows) {
+    std::vector<std::string> row{std::to_string(c->index + 1)};
+    if (ranked) row.push_back(c->rank > 0 ? std::to_string(c->rank) : "-");
+    row.push_back(c->name + (c->index == p.best ? " (best)" : ""));
+    row.push_back(c->evaluated ? fmt_pct(c->val_accuracy) : "-");
+    row.push_back(c->evaluated ? fmt_pp(c->val_drop) : "-");
+    row.push_back(c->evaluated ? fmt_pct(c->val_relative_drop) : "-");
+    row.push_back(c->evaluated && r.baseline.evaluated ? fmt_pct(c->accuracy) : "-");
+    row.push_back(fmt_bytes(c->size_bytes));
+    row.push_back(fmt_ratio(c->compression_ratio));
+    row.push_back(!p.guarded ? "-" : c->passed ? "pass" : "FAIL");
+    if (statuses) row.push_back(c->status.empty() ? "-" : c->status);
+    row.push_back(c->checkpoint.empty() ? "-" : c->checkpoint);
+    t.rows.push_back(row);
+  }
+  return t;
+}
+
+// The sentences above the pipeline table, shared by report.md and report.html.
+std::vector<std::pair<std::string, std::string>> pipeline_facts(const PipelineRecord& p) {
+  std::vector<std::pair<std::string, std::string>> facts;
+  facts.push_back({"guard", p.guarded ? p.guard_text + "; written as " + p.guard_written
+                                      : "none (every candidate passes)"});
+  facts.push_back({"chosen", p.selection});
+  facts.push_back({"outcome", p.outcome});
+  return facts;
 }
 
 bool any_per_class(const Report& r) {
@@ -597,6 +728,19 @@ std::string report_md(const Report& r) {
         "is stored size relative to the baseline; speedups are measured latencies.\n\n";
   os << md_table(comparison(r, false));
 
+  if (r.pipeline) {
+    const PipelineRecord& p = *r.pipeline;
+    os << "\n## Pipeline: " << md_cell(p.type) << "\n\n";
+    for (const auto& [k, v] : pipeline_facts(p)) os << "- " << k << ": " << md_cell(v) << "\n";
+    os << "\n" << kPipelineNote << "\n\n";
+    os << (p.candidates.empty() ? std::string("No candidate was tried.\n")
+                                : md_table(pipeline_table(r, p)));
+    if (!p.skipped.empty()) {
+      os << "\nNot run:\n\n";
+      for (const auto& sk : p.skipped)
+        os << "- " << md_cell(sk.name) << ": " << md_cell(sk.reason) << "\n";
+    }
+  }
   if (!r.results.empty()) {
     os << "\n## Stage history\n";
     for (const auto& res : r.results) {
@@ -706,6 +850,8 @@ struct Point {
   double accuracy;
   bool baseline;
   std::string color;
+  bool candidate = false;  // a pipeline's candidate: hollow, labelled by its number
+  std::string tip;         // tooltip text; the label when empty
 };
 
 // Accuracy against stored size; the baseline is a black diamond.
@@ -713,6 +859,14 @@ std::string scatter_svg(const Report& r) {
   std::vector<Point> pts;
   if (r.baseline.evaluated && r.baseline.size_bytes > 0)
     pts.push_back({"baseline", double(r.baseline.size_bytes), r.baseline.accuracy, true, "#000"});
+  // The chosen candidate is the result's own point.
+  if (r.pipeline)
+    for (const auto& c : r.pipeline->candidates)
+      if (c.evaluated && c.size_bytes > 0 && c.index != r.pipeline->best)
+        pts.push_back({"#" + std::to_string(c.index + 1), double(c.size_bytes), c.accuracy, false,
+                       c.passed ? "#2ca02c" : "#d62728", true,
+                       "#" + std::to_string(c.index + 1) + " " + c.name +
+                           (c.passed ? "" : " (fails the guard)")});
   for (size_t i = 0; i < r.results.size(); ++i) {
     const auto& res = r.results[i];
     if (res.stats.evaluated && res.stats.size_bytes > 0)
@@ -787,8 +941,16 @@ std::string scatter_svg(const Report& r) {
      << "text-anchor=\"middle\">test accuracy</text>\n";
   for (const auto& p : pts) {
     const double x = px(p.size), y = py(p.accuracy);
-    os << "<g><title>" << esc(p.label) << ": " << esc(fmt_pct(p.accuracy)) << ", "
-       << esc(fmt_bytes(static_cast<int64_t>(p.size))) << "</title>";
+    os << "<g><title>" << esc(p.tip.empty() ? p.label : p.tip) << ": " << esc(fmt_pct(p.accuracy))
+       << ", " << esc(fmt_bytes(static_cast<int64_t>(p.size))) << "</title>";
+    if (p.candidate) {
+      os << "<circle cx=\"" << num(x) << "\" cy=\"" << num(y)
+         << "\" r=\"4.5\" fill=\"none\" stroke=\"" << p.color
+         << "\" stroke-width=\"1.8\"/><text x=\"" << num(x + 6) << "\" y=\"" << num(y + 14)
+         << "\" class=\"tick\" style=\"fill:" << p.color << "\">" << esc(p.label)
+         << "</text></g>\n";
+      continue;
+    }
     if (p.baseline)
       os << "<path d=\"M" << num(x) << " " << num(y - 8) << " L" << num(x + 8) << " " << num(y)
          << " L" << num(x) << " " << num(y + 8) << " L" << num(x - 8) << " " << num(y)
@@ -901,11 +1063,33 @@ std::string report_html(const Report& r) {
         "speedups are measured latencies.</p>\n";
   os << html_table(comparison(r, false));
 
+  if (r.pipeline) {
+    const PipelineRecord& p = *r.pipeline;
+    os << "<h2>Pipeline: " << esc(p.type) << "</h2>\n<ul>\n";
+    for (const auto& [k, v] : pipeline_facts(p))
+      os << "<li>" << esc(k) << ": " << esc(v) << "</li>\n";
+    os << "</ul>\n<p class=\"note\">" << esc(kPipelineNote) << "</p>\n";
+    os << (p.candidates.empty() ? std::string("<p>No candidate was tried.</p>\n")
+                                : html_table(pipeline_table(r, p)));
+    if (!p.skipped.empty()) {
+      os << "<p>Not run:</p>\n<ul>\n";
+      for (const auto& sk : p.skipped)
+        os << "<li>" << esc(sk.name) << ": " << esc(sk.reason) << "</li>\n";
+      os << "</ul>\n";
+    }
+  }
+
   os << "<h2>Charts</h2>\n";
   os << "<figure>\n"
      << scatter_svg(r)
-     << "<figcaption>Test accuracy against stored model size; the baseline is the black "
-        "diamond.</figcaption>\n</figure>\n";
+     << "<figcaption>Test accuracy against stored model size; the baseline is the black diamond."
+     << (r.pipeline && !r.pipeline->candidates.empty()
+             ? " The pipeline's other candidates are the numbered hollow circles (green: passes "
+               "the guard; "
+               "red: fails it), numbered as in the pipeline table; the chosen one is its result's "
+               "filled circle."
+             : "")
+     << "</figcaption>\n</figure>\n";
   os << "<figure>\n"
      << bars_svg(r)
      << "<figcaption>Test accuracy per experiment; the dashed line is the baseline."
@@ -961,6 +1145,8 @@ void write_report(const Report& report, const std::string& dir) {
 
 std::string comparison_table(const Report& report) {
   std::string out = text_table(comparison(report, true));
+  if (report.pipeline)
+    out += "pipeline " + report.pipeline->type + ": " + report.pipeline->outcome + "\n";
   for (const auto& w : report.warnings) out += "warning: " + w + "\n";
   return out;
 }

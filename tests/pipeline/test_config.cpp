@@ -84,7 +84,7 @@ TEST(Config, DesignExampleParses) {
   ASSERT_TRUE(e1.stages[0].finetune.has_value());
   EXPECT_EQ(e1.stages[0].finetune->epochs, 1);
 
-  EXPECT_EQ(c.pipeline, nullptr);
+  EXPECT_FALSE(c.pipeline);
   EXPECT_EQ(c.output.dir, "runs/quickstart");
   EXPECT_EQ(c.output.exports, std::vector<std::string>({"onnx"}));
   EXPECT_TRUE(c.output.latency);
@@ -506,20 +506,136 @@ TEST(Config, BadMethodName) {
 }
 
 TEST(Config, Pipeline) {
+  // A type this build cannot run yet keeps its own keys for its runner.
   WorkflowConfig c =
       parse_config(std::string(kMinimal) + "pipeline: {type: progressive, steps: 3}\n");
   ASSERT_TRUE(c.pipeline);
-  EXPECT_EQ(c.pipeline->path(), "pipeline");
-  EXPECT_EQ(c.pipeline->get_int("steps", 0), 3);
-  EXPECT_NO_THROW(c.pipeline->finish());  // type was read for validation
+  EXPECT_EQ(c.pipeline->type, "progressive");
+  EXPECT_EQ(c.pipeline->block->path(), "pipeline");
+  EXPECT_EQ(c.pipeline->block->get_int("steps", 0), 3);
+  EXPECT_FALSE(c.pipeline->guard);
 
   std::string m = config_error(std::string(kMinimal) + "pipeline: {type: progresive}\n");
-  EXPECT_HAS(m, "pipeline.type: expected one of: progressive, validation, autotune");
+  EXPECT_HAS(m, "pipeline.type: expected one of: progressive, validation, combinations, autotune");
   EXPECT_HAS(m, "did you mean 'progressive'?");
 
   // a pipeline may bring its own model
   WorkflowConfig p = parse_config("pipeline: {type: hep-jet}\n");
   EXPECT_TRUE(p.model.zoo.empty());
+}
+
+const char* kPipelineHead =
+    "model: {zoo: jet_tagger}\ndata: {dataset: synthetic-jets, samples: 500}\n";
+
+TEST(Config, ValidationAndCombinationsPipelines) {
+  WorkflowConfig v = parse_config(std::string(kPipelineHead) + R"(pipeline:
+  type: validation
+  guard: {max_drop: 0.02}
+  steps:
+    - {method: prune, params: {ratio: 0.5}, finetune: {epochs: 1}}
+    - {name: int8, method: quantization, params: {dtype: qint8}}
+    - {method: prune, params: {ratio: 0.9}}
+)");
+  ASSERT_TRUE(v.pipeline);
+  EXPECT_EQ(v.pipeline->type, "validation");
+  ASSERT_TRUE(v.pipeline->guard);
+  EXPECT_DOUBLE_EQ(v.pipeline->guard->max_drop, 0.02);
+  EXPECT_TRUE(v.pipeline->guard->relative);  // the default
+  ASSERT_EQ(v.pipeline->steps.size(), 3u);
+  EXPECT_EQ(v.pipeline->steps[0].name, "prune");
+  EXPECT_EQ(v.pipeline->steps[1].name, "int8");
+  EXPECT_EQ(v.pipeline->steps[1].stage.method, "quantize");  // aliases resolved as for stages
+  EXPECT_EQ(v.pipeline->steps[2].name, "prune-2");
+  EXPECT_TRUE(v.pipeline->steps[0].stage.finetune);
+  EXPECT_TRUE(v.experiments.empty());
+
+  // preserve_accuracy, in the guard or one level up, is the relative form.
+  for (const char* guard : {"guard: {preserve_accuracy: 0.95}", "preserve_accuracy: 0.95"}) {
+    WorkflowConfig p = parse_config(std::string(kPipelineHead) + "pipeline: {type: validation, " +
+                                    guard + ", steps: [{method: prune}]}\n");
+    ASSERT_TRUE(p.pipeline->guard) << guard;
+    EXPECT_NEAR(p.pipeline->guard->max_drop, 0.05, 1e-12);
+    EXPECT_TRUE(p.pipeline->guard->relative);
+  }
+  WorkflowConfig a =
+      parse_config(std::string(kPipelineHead) +
+                   "pipeline: {type: combinations, guard: {max_drop: 0.005, relative: false}, "
+                   "max_candidates: 5, steps: [{method: prune}, {method: lowrank}]}\n");
+  EXPECT_FALSE(a.pipeline->guard->relative);
+  EXPECT_EQ(a.pipeline->max_candidates, 5);
+  // combinations may run without a guard (every candidate passes; ranked by compression)
+  WorkflowConfig n = parse_config(std::string(kPipelineHead) +
+                                  "pipeline: {type: combinations, steps: [{method: prune}]}\n");
+  EXPECT_FALSE(n.pipeline->guard);
+  EXPECT_EQ(n.pipeline->max_candidates, 64);
+}
+
+TEST(Config, BadPipelineNamesTheKey) {
+  const std::string head = kPipelineHead;
+  const std::vector<std::pair<std::string, std::vector<std::string>>> cases = {
+      {"pipeline: {type: validation, guard: {max_drop: 0.01}, stpes: [{method: prune}]}",
+       {"missing required key 'steps' in pipeline"}},
+      {"pipeline: {type: validation, guard: {max_drop: 0.01}, steps: [{method: prune}], stpes: 1}",
+       {"unknown key 'stpes' in pipeline", "did you mean 'steps'?"}},
+      {"pipeline: {type: validation, guard: {max_drop: 0.01}, steps: []}",
+       {"pipeline.steps: expected at least one step"}},
+      {"pipeline: {type: validation, steps: [{method: prune}]}",
+       {"missing required key 'guard' in pipeline"}},
+      {"pipeline: {type: validation, guard: {max_dorp: 0.01}, steps: [{method: prune}]}",
+       {"unknown key 'max_dorp' in pipeline.guard", "did you mean 'max_drop'?"}},
+      {"pipeline: {type: validation, guard: {relative: true}, steps: [{method: prune}]}",
+       {"missing required key 'max_drop' in pipeline.guard"}},
+      {"pipeline: {type: validation, guard: {max_drop: 0.01, relativ: true}, steps: [{method: "
+       "prune}]}",
+       {"unknown key 'relativ' in pipeline.guard", "did you mean 'relative'?"}},
+      {"pipeline: {type: validation, guard: {max_drop: -0.01}, steps: [{method: prune}]}",
+       {"pipeline.guard", "max_drop = -0.01", "not even the baseline"}},
+      {"pipeline: {type: validation, guard: {max_drop: 1}, steps: [{method: prune}]}",
+       {"pipeline.guard", "max_drop = 1", "[0, 1)"}},
+      {"pipeline: {type: validation, preserve_accuracy: 1.2, steps: [{method: prune}]}",
+       {"pipeline.preserve_accuracy", "preserve_accuracy = 1.2", "not even the baseline"}},
+      {"pipeline: {type: validation, guard: {max_drop: 0.01, preserve_accuracy: 0.99}, steps: "
+       "[{method: prune}]}",
+       {"both 'max_drop' and 'preserve_accuracy'"}},
+      {"pipeline: {type: validation, guard: {max_drop: 0.01}, preserve_accuracy: 0.99, steps: "
+       "[{method: prune}]}",
+       {"both 'guard' and 'preserve_accuracy'"}},
+      {"pipeline: {type: validation, guard: {preserve_accuracy: 0.99, relative: false}, steps: "
+       "[{method: prune}]}",
+       {"pipeline.guard.relative", "preserve_accuracy is relative"}},
+      {"pipeline: {type: validation, guard: {max_drop: 0.01}, max_candidates: 3, steps: [{method: "
+       "prune}]}",
+       {"unknown key 'max_candidates' in pipeline"}},
+      {"pipeline: {type: combinations, max_candidates: 0, steps: [{method: prune}]}",
+       {"pipeline.max_candidates"}},
+      {"pipeline: {type: combinations, steps: [{method: prnue}]}",
+       {"pipeline.steps[0].method: unknown method 'prnue'", "did you mean 'prune'?"}},
+      {"pipeline: {type: combinations, steps: [{name: a, method: prune}, {name: a, method: "
+       "lowrank}]}",
+       {"pipeline.steps[1].name: duplicate step name 'a'"}},
+      {"pipeline: {type: combinations, steps: [{method: prune}]}\nexperiments: [{name: x, stages: "
+       "[{method: prune}]}]",
+       {"experiments: a pipeline chooses its own stages"}},
+      {"pipeline: {type: combinations, steps: [{method: prune}]}\ncompression: [{method: prune}]",
+       {"compression: a pipeline chooses its own stages"}},
+  };
+  for (const auto& [yaml, words] : cases) {
+    std::string m = config_error(head + yaml + "\n");
+    for (const auto& w : words) EXPECT_HAS(m, w) << yaml;
+  }
+  // The guard judges on the validation split: it needs data with one.
+  EXPECT_HAS(config_error(
+                 "model: {zoo: jet_tagger}\npipeline: {type: validation, guard: {max_drop: 0.01}, "
+                 "steps: [{method: prune}]}\n"),
+             "no data: block");
+  EXPECT_HAS(
+      config_error(
+          "model: {zoo: jet_tagger}\ndata: {dataset: synthetic-jets, split: {val: 0}}\n"
+          "pipeline: {type: validation, guard: {max_drop: 0.01}, steps: [{method: prune}]}\n"),
+      "data.split.val is 0");
+  // validation and combinations need a model.
+  EXPECT_HAS(config_error("pipeline: {type: combinations, steps: [{method: prune}]}\n"),
+             "missing required key 'model'");
 }
 
 TEST(Config, TrainOptionsValidate) {

@@ -24,11 +24,17 @@ TEST(Examples, EveryWorkflowIsValid) {
     pipeline::WorkflowConfig cfg;
     ASSERT_NO_THROW(cfg = pipeline::load_config(e.path().string()));
     if (!cfg.model.zoo.empty()) EXPECT_NO_THROW(models::build(cfg.model.zoo, cfg.model.params, 0));
-    EXPECT_FALSE(cfg.experiments.empty());
+    // A workflow runs experiments, or a pipeline with its own steps.
+    EXPECT_NE(!cfg.experiments.empty(), cfg.pipeline && !cfg.pipeline->steps.empty());
     for (const auto& ex : cfg.experiments)
       for (const auto& st : ex.stages) {
         auto params = st.params->clone();
         EXPECT_NO_THROW(compress::find_method(st.method)->make(*params)) << ex.name;
+      }
+    if (cfg.pipeline)
+      for (const auto& step : cfg.pipeline->steps) {
+        auto params = step.stage.params->clone();
+        EXPECT_NO_THROW(compress::find_method(step.stage.method)->make(*params)) << step.name;
       }
     ++checked;
   }

@@ -344,6 +344,120 @@ TEST(ReportWriter, WarningsAppearInEveryForm) {
   EXPECT_NE(comparison_table(r).find("warning: second\n"), std::string::npos);
 }
 
+TEST(ReportWriter, ExperimentsHaveNoPipelineKey) {
+  TempDir dir;
+  write_report(make_report(), dir.path());
+  EXPECT_FALSE(Json::parse(read(dir.file("report.json"))).contains("pipeline"));
+  EXPECT_EQ(read(dir.file("report.md")).find("## Pipeline"), std::string::npos);
+}
+
+TEST(ReportWriter, PipelineCandidatesInEveryForm) {
+  TempDir dir;
+  Report r = make_report();
+  r.results.resize(1);
+  PipelineRecord p;
+  p.type = "combinations";
+  p.guarded = true;
+  p.guard_max_drop = 0.01;
+  p.guard_written = "max_drop: 0.01, relative: true";
+  p.baseline_val_accuracy = 0.9;
+  p.guard_min_val_accuracy = 0.891;
+  p.guard_text = "validation accuracy >= 0.8910";
+  p.selection = "highest compression ratio";
+  p.outcome = "2 of 2 orderings tried";
+  auto params = std::make_shared<Params>();
+  params->set("ratio", Value::scalar("0.5"));
+  CandidateRecord a;
+  a.index = 0;
+  a.name = "prune50-int8";
+  a.steps = {{"prune", "prune", params}, {"int8", "quantize", nullptr}};
+  a.evaluated = true;
+  a.val_accuracy = 0.895;
+  a.val_drop = 0.005;
+  a.accuracy = 0.905;
+  a.size_bytes = 220000;
+  a.compression_ratio = 7.66;
+  a.reason = "within the guard";
+  a.status = "tried";
+  a.rank = 1;
+  a.checkpoint = "candidates/01-prune50-int8.sqz";
+  CandidateRecord b = a;
+  b.index = 1;
+  b.name = "int8 <x>";
+  b.steps.resize(1);
+  b.passed = false;
+  b.val_accuracy = 0.5;
+  b.accuracy = 0.52;
+  b.size_bytes = 400000;
+  b.rank = 2;
+  b.reason = "more than the guard allows";
+  b.checkpoint = "candidates/02-int8__x_.sqz";
+  p.candidates = {a, b};
+  p.skipped = {{"int8>prune", "prune finds nothing to do"}};
+  p.best = 0;
+  r.pipeline = p;
+  write_report(r, dir.path());
+
+  const Json j = Json::parse(read(dir.file("report.json")));
+  ASSERT_TRUE(j.contains("pipeline"));
+  const Json& jp = j["pipeline"];
+  for (const char* key : {"type", "guard", "baseline_val_accuracy", "selection", "outcome",
+                          "candidates", "skipped", "best"})
+    EXPECT_TRUE(jp.contains(key)) << key;
+  EXPECT_EQ(jp["guard"]["written"], "max_drop: 0.01, relative: true");
+  ASSERT_EQ(jp["candidates"].size(), 2u);
+  const Json& c = jp["candidates"][0];
+  for (const char* key : {"index",
+                          "name",
+                          "steps",
+                          "val_accuracy",
+                          "val_drop",
+                          "val_relative_drop",
+                          "accuracy",
+                          "accuracy_drop",
+                          "params",
+                          "nonzero_params",
+                          "size_bytes",
+                          "flops",
+                          "compression_ratio",
+                          "passed_guard",
+                          "reason",
+                          "status",
+                          "rank",
+                          "checkpoint",
+                          "history",
+                          "seconds"})
+    EXPECT_TRUE(c.contains(key)) << key;
+  EXPECT_DOUBLE_EQ(c["steps"][0]["params"]["ratio"].get<double>(), 0.5);
+  EXPECT_TRUE(c["steps"][1]["params"].empty());
+  EXPECT_NEAR(c["accuracy_drop"].get<double>(), 0.912 - 0.905, 1e-12);
+  EXPECT_EQ(jp["candidates"][1]["passed_guard"], false);
+  EXPECT_EQ(jp["skipped"][0]["name"], "int8>prune");
+  EXPECT_EQ(jp["best"]["name"], "prune50-int8");
+  EXPECT_EQ(jp["best"]["result"], j["results"][0]["name"]);
+
+  // validation names its list "history"
+  r.pipeline->entries_key = "history";
+  write_report(r, dir.path());
+  EXPECT_EQ(Json::parse(read(dir.file("report.json")))["pipeline"]["history"].size(), 2u);
+
+  const std::string md = read(dir.file("report.md"));
+  EXPECT_NE(md.find("## Pipeline: combinations"), std::string::npos);
+  EXPECT_NE(md.find("| prune50-int8 (best) |"), std::string::npos) << md;
+  EXPECT_NE(md.find("candidates/02-int8__x_.sqz"), std::string::npos);
+  EXPECT_NE(md.find("- int8>prune: prune finds nothing to do"), std::string::npos);
+  const std::string html = read(dir.file("report.html"));
+  EXPECT_NE(html.find("<h2>Pipeline: combinations</h2>"), std::string::npos);
+  EXPECT_NE(html.find("int8 &lt;x&gt;"), std::string::npos);
+  EXPECT_EQ(html.find("int8 <x>"), std::string::npos);
+  // The other candidate on the accuracy-size chart, hollow and numbered; the chosen one is the
+  // result's point.
+  EXPECT_EQ(count(html, "fill=\"none\" stroke="), 1u);
+  EXPECT_NE(html.find(">#2</text>"), std::string::npos);
+  EXPECT_NE(comparison_table(r).find("pipeline combinations: 2 of 2 orderings tried"),
+            std::string::npos);
+}
+
 TEST(ReportWriter, UnwritableFolderThrows) {
   TempDir dir;
   { std::ofstream(dir.file("a_file")) << "x"; }

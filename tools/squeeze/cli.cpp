@@ -251,7 +251,10 @@ int run_cli(const std::vector<std::string>& args, std::ostream& out, std::ostrea
   int64_t infer_batch = 256;
   bool as_json = false, profile = false;
 
-  auto* run = app.add_subcommand("run", "Run a workflow or pipeline from a YAML file");
+  auto* run = app.add_subcommand(
+      "run",
+      "Run a workflow from a YAML file: experiments (stages from the baseline), or a pipeline "
+      "(pipeline: {type: validation | combinations, guard: ..., steps: [...]})");
   run->add_option("config", config, "Workflow YAML")->required();
   run->add_option("--out", out_dir, "Output folder (default: output.dir of the config)");
   run->add_option("--set", sets, "Override a config value: key.path=value (repeatable)");

@@ -12,6 +12,7 @@
 
 #include "squeeze/data/dataset.h"
 #include "squeeze/models/zoo.h"
+#include "squeeze/pipeline/guard.h"
 #include "squeeze/train/trainer.h"
 #include "squeeze/util/params.h"
 
@@ -30,6 +31,29 @@ struct ExperimentSpec {
   std::vector<StageSpec> stages;
 };
 
+// One step of a pipeline: a stage with a name (default: its method, "-2", "-3"... for repeats)
+// that names it in candidates and the report.
+struct StepSpec {
+  std::string name;
+  StageSpec stage;
+};
+
+// pipeline: {type: ..., guard: ..., ...}. The keys every type shares are parsed for every type;
+// each runnable type's own keys are parsed and checked (unknown keys rejected). A type this
+// build cannot run yet keeps its other keys unread in `block` (its runner will parse them).
+//
+//   validation:   {type: validation, guard: GUARD, steps: [STAGE...]}          guard required
+//   combinations: {type: combinations, guard: GUARD, steps: [STAGE...], max_candidates: 64}
+//   GUARD:        guard: {max_drop: 0.01, relative: true} | guard: {preserve_accuracy: 0.98}
+//                 | preserve_accuracy: 0.98 (in the pipeline block)
+struct PipelineSpec {
+  std::string type;  // progressive | validation | combinations | autotune | hep-trigger | hep-jet
+  std::optional<GuardOptions> guard;  // absent: no accuracy guard (every candidate passes)
+  std::vector<StepSpec> steps;        // validation, combinations; at least one
+  int64_t max_candidates = 64;        // combinations: how many orderings are tried at most
+  std::shared_ptr<Params> block;      // the block as written (a copy; its used flags are its own)
+};
+
 struct OutputSpec {
   std::string dir = "runs/default";
   std::vector<std::string> exports;   // onnx | qonnx | torchscript | cpp
@@ -44,7 +68,7 @@ struct WorkflowConfig {
   std::optional<data::DataOptions> data;   // absent: no evaluation or fine-tuning possible
   std::optional<train::TrainOptions> baseline_train;  // absent: evaluate the model as given
   std::vector<ExperimentSpec> experiments;
-  std::shared_ptr<Params> pipeline;   // null or {type: ...}; read by pipeline/ runners
+  std::optional<PipelineSpec> pipeline;  // absent: run the experiments
   OutputSpec output;
 
   std::shared_ptr<Params> tree;       // the whole config after overrides (for the report)

@@ -1,5 +1,7 @@
 // Runs a workflow (DESIGN.md section 4): baseline, experiments of ordered stages each from the
-// baseline, evaluation, measured latency, checkpoints, exports and the report.
+// baseline, evaluation, measured latency, checkpoints, exports and the report; or, when the
+// config has a pipeline, that pipeline's runner (pipeline/validation.h, pipeline/combinations.h).
+// The machinery they share is in pipeline/stages.h, pipeline/guard.h and pipeline/candidates.h.
 #pragma once
 
 #include <string>
@@ -17,7 +19,8 @@ struct RunOptions {
 };
 
 // Everything is validated (stage parameters, exports, model, data) before any training starts.
-// Throws ConfigError / InputError / UnsupportedError for user errors, Error for failures.
+// Throws ConfigError / InputError / UnsupportedError for user errors (UnsupportedError for a
+// pipeline type this build does not run, naming those it does), Error for failures.
 report::Report run_workflow(const WorkflowConfig& config, const RunOptions& options = {});
 
 // The model a config describes: a zoo model (missing num_classes / input shape filled in from

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -58,6 +59,71 @@ struct ExperimentResult {
   double seconds = 0.0;
 };
 
+// One pipeline step as a candidate applied it: its name in the pipeline, its method and the
+// parameters as written.
+struct StepRef {
+  std::string name;
+  std::string method;
+  std::shared_ptr<Params> params;  // may be null: no parameters
+};
+
+// One model a pipeline tried: what was applied, how it measured and how the guard judged it.
+// Selection uses the validation split only; the test accuracy is reported, never compared.
+struct CandidateRecord {
+  int64_t index = 0;               // 0, 1, ... in the order tried; tables, the chart and the
+                                   // checkpoint's file name show it as #index+1
+  std::string name;                // "lowrank>quantize": the steps' names in order
+  std::vector<StepRef> steps;      // from the baseline, in order
+  bool evaluated = false;          // false without data (no accuracies)
+  double val_accuracy = 0.0;       // on the validation split
+  double val_drop = 0.0;           // baseline validation accuracy - val_accuracy
+  double val_relative_drop = 0.0;  // val_drop / baseline validation accuracy
+  double accuracy = 0.0;           // on the test split
+  int64_t params = 0, nonzero_params = 0, size_bytes = 0, flops = 0;
+  double compression_ratio = 1.0;  // baseline size_bytes / size_bytes
+  bool passed = true;              // passed the guard (true when the pipeline has none)
+  std::string reason;              // the guard's verdict, or why the candidate was not judged
+  std::string status;              // the pipeline's word: "kept", "rolled back", "ranked", ...
+  int64_t rank = 0;                // 1 = best; 0 = not ranked
+  std::string checkpoint;          // its saved model, relative to the output folder
+  std::vector<StageRecord> history;
+  double seconds = 0.0;  // time spent on this candidate (stages reused from an earlier
+                         // candidate are in its history but not in this time)
+};
+
+// A candidate the pipeline chose not to run, and why.
+struct SkippedCandidate {
+  std::string name;
+  std::string reason;
+};
+
+// What a pipeline run adds to the report. report.json's "pipeline":
+//   {type, guard: {max_drop, relative, written, baseline_val_accuracy, min_val_accuracy,
+//   description} | null, baseline_val_accuracy, selection, outcome,
+//   <entries_key>: [{index, name, steps: [{name, method, params}], val_accuracy, val_drop,
+//   val_relative_drop, accuracy, accuracy_drop, params, nonzero_params, size_bytes, flops,
+//   compression_ratio, passed_guard, reason, status, rank, checkpoint, history, seconds}],
+//   skipped: [{name, reason}], best: {index, name, passed_guard, reason, checkpoint, result} |
+//   null}
+// where best.result names the entry of "results" that holds the chosen model.
+struct PipelineRecord {
+  std::string type;      // validation | combinations | ...
+  bool guarded = false;  // false: no guard, every candidate passes
+  double guard_max_drop = 0.0;
+  bool guard_relative = true;
+  std::string guard_written;  // the YAML spelling: "max_drop: 0.01, relative: true"
+  double baseline_val_accuracy = 0.0;
+  double guard_min_val_accuracy = 0.0;
+  std::string guard_text;  // one sentence
+  std::string entries_key =
+      "candidates";  // report.json key of `candidates`: "history" for validation
+  std::vector<CandidateRecord> candidates;  // every candidate tried, in order
+  std::vector<SkippedCandidate> skipped;
+  int64_t best = -1;      // index into candidates of the model in `results`; -1: none
+  std::string selection;  // how the best was chosen, one sentence
+  std::string outcome;    // what happened, one or two sentences
+};
+
 // env::describe() plus the int8 probe of this machine (exec/int8.h): what measured numbers
 // depend on, for report.json's "environment" and `bench --json`'s "env".
 std::map<std::string, std::string> environment();
@@ -73,6 +139,8 @@ struct Report {
   ModelStats baseline;
   std::map<std::string, std::string> baseline_artifacts;
   std::vector<ExperimentResult> results;
+  // Set by pipeline runs only (experiments leave report.json exactly as before).
+  std::optional<PipelineRecord> pipeline;
   // Things that make the numbers misleading (an untrained baseline, ...), one sentence each;
   // listed first in every form of the report, and as "warnings" in report.json.
   std::vector<std::string> warnings;

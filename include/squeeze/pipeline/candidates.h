@@ -1,0 +1,88 @@
+// The candidate store every pipeline shares: each model a pipeline tries is measured (validation
+// accuracy for the guard, test accuracy for the report, size and compression ratio), judged by
+// the guard, saved as DIR/candidates/NN-NAME.sqz and kept in the report; the store keeps the
+// best one in memory and, at the end, puts it into `results` as a normal entry with artifacts.
+//
+// Choosing the best:
+//   - among the candidates that pass the guard, by the pipeline's own order (`Better`);
+//   - when none passes, the candidate with the highest validation accuracy (the one that comes
+//     closest to satisfying an accuracy guard), then the higher compression ratio, then the one
+//     tried first. It is still saved and reported, with every candidate's reason, and the report
+//     says loudly that it does not satisfy the guard.
+// Only validation accuracy chooses; test accuracy is reported, never compared.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "squeeze/ir/graph.h"
+#include "squeeze/pipeline/config.h"
+#include "squeeze/pipeline/guard.h"
+#include "squeeze/pipeline/stages.h"
+#include "squeeze/report/report.h"
+
+namespace squeeze::pipeline {
+
+class CandidateStore {
+ public:
+  // better(a, b): a ranks above b; both passed the guard. A strict weak order.
+  using Better =
+      std::function<bool(const report::CandidateRecord& a, const report::CandidateRecord& b)>;
+
+  // Highest compression ratio, then highest validation accuracy, then tried first.
+  static Better by_compression();
+  // The candidate tried last (a pipeline whose candidates build on each other).
+  static Better latest();
+
+  // Throws ConfigError, naming the data, when a guard is given and the loaded data has no
+  // validation samples. Call after Workspace::load(), before start() (no training yet).
+  static void check_data(const Workspace& ws, const std::optional<GuardOptions>& guard);
+
+  // After ws.start(): measures the baseline's validation accuracy and binds the guard to it.
+  CandidateStore(Workspace& ws, const std::optional<GuardOptions>& guard, Better better);
+
+  // Measures g, judges it, saves it under candidates/ and keeps it when it is the best so far.
+  // `history` is the candidate's stages from the baseline; `started` when its work began.
+  const report::CandidateRecord& add(const std::string& name,
+                                     const std::vector<report::StepRef>& steps,
+                                     const std::vector<report::StageRecord>& history,
+                                     const ir::Graph& g,
+                                     std::chrono::steady_clock::time_point started);
+
+  const std::vector<report::CandidateRecord>& candidates() const { return candidates_; }
+  report::CandidateRecord& candidate(size_t i) { return candidates_.at(i); }
+  const std::optional<Guard>& guard() const { return guard_; }
+  int64_t best_index() const { return best_; }
+
+  // Sets every candidate's rank (1 = best): the passing ones by `better`, then the others as in
+  // the fallback order above.
+  void rank();
+
+  // The report's pipeline record with the guard and every candidate; the caller adds type,
+  // entries_key, skipped, selection and outcome.
+  report::PipelineRecord record(const std::string& type) const;
+
+  // Puts the best candidate into results (named after it, artifacts under models/), adds a
+  // warning when it does not satisfy the guard, measures latency and writes the report.
+  // Without any candidate, results stays empty.
+  report::Report finish(report::PipelineRecord record);
+
+ private:
+  bool ahead(const report::CandidateRecord& a, const report::CandidateRecord& b) const;
+
+  Workspace& ws_;
+  double baseline_val_ = 0.0;  // the baseline's validation accuracy (0 without validation data)
+  std::optional<Guard> guard_;
+  Better better_;
+  std::vector<report::CandidateRecord> candidates_;
+  int64_t best_ = -1;
+  std::optional<ir::Graph> best_graph_;
+};
+
+// The report's description of a pipeline step.
+report::StepRef step_ref(const StepSpec& step);
+
+}  // namespace squeeze::pipeline

@@ -1,0 +1,361 @@
+#include "squeeze/pipeline/stages.h"
+
+#include <ATen/ATen.h>
+
+#include <cctype>
+#include <cmath>
+#include <filesystem>
+
+#include "squeeze/compress/distill/distill.h"
+#include "squeeze/deploy/export.h"
+#include "squeeze/deploy/latency.h"
+#include "squeeze/io/sqz.h"
+#include "squeeze/ir/ops.h"
+#include "squeeze/train/distill.h"
+#include "squeeze/train/trainer.h"
+#include "squeeze/util/env.h"
+#include "squeeze/util/error.h"
+#include "squeeze/util/fs.h"
+#include "squeeze/util/log.h"
+#include "squeeze/util/strings.h"
+
+namespace squeeze::pipeline {
+
+namespace fs = std::filesystem;
+
+// A distillation teacher other than the baseline: loaded (ONNX, checkpoint) or built (zoo) once
+// per distinct spec, trained first when it is a zoo model.
+struct Workspace::Teacher {
+  ir::Graph graph;
+  std::shared_ptr<const train::TrainOptions> train;
+  bool trained = false;
+};
+
+namespace {
+
+std::string teacher_key(const train::DistillOptions& d) {
+  std::string key = d.teacher->describe();
+  if (const auto& t = d.teacher_train)
+    key += msg("|", t->epochs, "|", t->optimizer, "|", t->lr, "|", t->schedule, "|",
+               t->weight_decay, "|", t->max_steps, "|", t->label_smoothing);
+  return key;
+}
+
+double ratio(double a, double b) { return b > 0 ? a / b : 0.0; }
+
+}  // namespace
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+report::ModelStats evaluated_stats(ir::Graph& g, const data::Splits* data, int64_t batch_size) {
+  report::ModelStats s = static_stats(g);
+  if (!data || data->test.size() == 0) return s;
+  train::Metrics m = train::evaluate(g, data->test, std::max<int64_t>(batch_size, 256));
+  s.evaluated = true;
+  s.accuracy = m.accuracy;
+  s.loss = m.loss;
+  for (size_t i = 0; i < m.classes.size(); ++i) {
+    report::ClassStats cs;
+    cs.cls = m.classes[i];
+    if (cs.cls < static_cast<int64_t>(data->class_names.size()))
+      cs.name = data->class_names[cs.cls];
+    cs.accuracy = cs.recall = m.per_class_accuracy[i];
+    cs.precision = m.per_class_precision[i];
+    s.per_class.push_back(cs);
+  }
+  return s;
+}
+
+std::string safe_file_name(const std::string& name) {
+  std::string out;
+  for (char c : name)
+    out +=
+        (std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.') ? c : '_';
+  return out.empty() ? "model" : out;
+}
+
+std::map<std::string, std::string> write_artifacts(const ir::Graph& g, const std::string& name,
+                                                   const std::string& dir,
+                                                   const std::vector<std::string>& exports) {
+  std::map<std::string, std::string> artifacts;
+  fs::create_directories(fs::path(dir) / "models");
+  std::string base = "models/" + safe_file_name(name);
+  io::save_sqz(g, (fs::path(dir) / (base + ".sqz")).string());
+  artifacts["checkpoint"] = base + ".sqz";
+  for (const auto& format : exports) {
+    std::string rel = base + deploy::export_extension(format);
+    deploy::export_model(g, format, (fs::path(dir) / rel).string());
+    artifacts[format] = rel;
+  }
+  return artifacts;
+}
+
+Workspace::Workspace(const WorkflowConfig& config, const RunOptions& options)
+    : config_(config), options_(options), started_(std::chrono::steady_clock::now()) {
+  env::check_blas();
+  env::set_threads(static_cast<int>(config.threads));
+  env::keep_freed_memory();
+  at::manual_seed(config.seed);
+  out_dir_ = options.out_dir.empty() ? config.output.dir : options.out_dir;
+  for (const auto& format : config.output.exports)
+    deploy::check_export_format(format, "output.export");
+  if (config.baseline_train && !config.data)
+    throw ConfigError("baseline.train needs a data: block");
+}
+
+Workspace::~Workspace() = default;
+
+std::vector<PreparedStage> Workspace::prepare(const std::vector<StageSpec>& specs,
+                                              const std::string& owner) const {
+  std::vector<const StageSpec*> ptrs;
+  for (const auto& s : specs) ptrs.push_back(&s);
+  return prepare(ptrs, owner);
+}
+
+std::vector<PreparedStage> Workspace::prepare(const std::vector<const StageSpec*>& specs,
+                                              const std::string& owner) const {
+  std::vector<PreparedStage> stages;
+  for (const StageSpec* spec : specs) {
+    const StageSpec& stage = *spec;
+    const compress::MethodInfo* method = compress::find_method(stage.method);
+    if (!method)
+      throw ConfigError(msg(owner, ": unknown method '", stage.method,
+                            "' (valid: ", join(compress::method_names(), ", "), ")"));
+    auto params = stage.params ? stage.params->clone() : std::make_shared<Params>();
+    PreparedStage ps{&stage, method->make(*params), stage.finetune, nullptr};
+    if (ps.pass->finetune_hook() && !stage.finetune)
+      throw ConfigError(msg(owner, ", stage ", stage.method,
+                            ": a gradual schedule needs fine-tuning (add finetune: {epochs: N})"));
+    if (const train::DistillOptions* d = ps.pass->distill_options()) {
+      if (!stage.finetune)
+        throw ConfigError(
+            msg(owner, ", stage ", stage.method,
+                ": distillation trains the student during the stage's fine-tuning; add "
+                "finetune: {epochs: N}"));
+      if (stage.finetune->distill)
+        throw ConfigError(
+            msg(owner, ", stage ", stage.method,
+                ": the method already distills; give its settings in params, not also in "
+                "finetune.distill"));
+      ps.finetune->distill = std::make_shared<const train::DistillOptions>(*d);
+    }
+    if (stage.finetune && !config_.data)
+      throw ConfigError(msg(owner, ", stage ", stage.method, ": fine-tuning needs a data: block"));
+    stages.push_back(std::move(ps));
+  }
+  return stages;
+}
+
+void Workspace::load() {
+  if (config_.data) {
+    auto t0 = std::chrono::steady_clock::now();
+    splits_ = data::load(*config_.data, config_.seed);
+    batch_size_ = config_.data->batch_size;
+    log::info("data: ", splits_->description, " (", seconds_since(t0), " s)");
+  }
+  baseline_ = build_model(config_.model, data(), config_.seed);
+  log::info("model: ", baseline_.name, ", ", with_commas(baseline_.num_params()), " parameters, ",
+            with_commas(ir::graph_flops(baseline_)), " FLOPs per sample");
+  // Labels only need to be valid outputs of the model; the data may hold a few of its classes.
+  // Checked on every split now, before any training, when the output width is known statically.
+  if (splits_) {
+    const int64_t k = train::output_classes(baseline_);
+    if (k > 0) {
+      train::check_labels(splits_->train, k, "data: the training split");
+      train::check_labels(splits_->val, k, "data: the validation split");
+      train::check_labels(splits_->test, k, "data: the test split");
+    }
+  }
+}
+
+void Workspace::attach_teachers(std::vector<PreparedStage>& stages) {
+  // The student each stage trains, as far as it is known before running: the baseline until a
+  // stage swaps in a new zoo student (later stages may rename layers; checked again then).
+  std::optional<ir::Graph> student_now;
+  for (auto& ps : stages) {
+    if (auto* dp = dynamic_cast<compress::Distill*>(ps.pass.get())) {
+      if (auto s = dp->make_student(data(), config_.seed)) student_now = std::move(*s);
+    }
+    if (!ps.finetune || !ps.finetune->distill) continue;
+    const train::DistillOptions& d = *ps.finetune->distill;
+    if (!d.teacher) {
+      ps.teacher = &baseline_;
+    } else {
+      auto& slot = teachers_[teacher_key(d)];
+      if (!slot) {
+        auto t = std::make_unique<Teacher>();
+        try {
+          t->graph = build_model(*d.teacher, data(), config_.seed);
+        } catch (const ConfigError& e) {
+          throw ConfigError(msg(d.key_path, ".teacher: ", e.what()));
+        } catch (const InputError& e) {
+          throw InputError(msg(d.key_path, ".teacher: ", e.what()));
+        }
+        t->train = d.teacher_train;
+        slot = std::move(t);
+      }
+      ps.teacher = &slot->graph;
+    }
+    train::check_distill_pair(*ps.teacher, student_now ? *student_now : baseline_, d);
+  }
+}
+
+void Workspace::start() {
+  report::Report& rep = report_;
+  rep.squeeze_version = SQUEEZE_VERSION;
+  rep.config = config_.tree;
+  rep.config_text = config_.source_text;
+  std::string effective = config_.source_text;
+  for (const auto& o : options_.overrides) effective += "\n# --set " + o;
+  rep.config_hash = fnv1a_hex(effective);
+  rep.model_name = baseline_.name;
+  rep.data_description = splits_ ? splits_->description : "none";
+  fs::create_directories(out_dir_);
+  write_text_atomic((fs::path(out_dir_) / "config.yaml").string(), effective + "\n");
+
+  int64_t baseline_steps = 0;
+  if (config_.baseline_train) {
+    log::info("baseline: training ", config_.baseline_train->epochs, " epochs");
+    baseline_steps =
+        train::fit(baseline_, *splits_, *config_.baseline_train, batch_size_, config_.seed).steps;
+  }
+  for (auto& [key, t] : teachers_) {
+    if (!t->train || t->trained) continue;
+    log::info("teacher ", key.substr(0, key.find('|')), ": training ", t->train->epochs, " epochs");
+    train::fit(t->graph, *splits_, *t->train, batch_size_, config_.seed);
+    t->trained = true;
+  }
+  rep.baseline = evaluated_stats(baseline_, data(), batch_size_);
+  if (rep.baseline.evaluated) log::info("baseline: test accuracy ", rep.baseline.accuracy);
+  // A zoo model starts from random weights: without training, every accuracy and drop in the
+  // report is measured against chance, which reads like a result unless it is said loudly.
+  if (!config_.model.zoo.empty() && baseline_steps == 0) {
+    std::string w =
+        msg("the baseline zoo:", config_.model.zoo, " is untrained (random weights",
+            config_.baseline_train ? ", baseline.train ran no step" : ", no baseline.train", ")");
+    if (rep.baseline.evaluated)
+      w += msg(": its test accuracy ", std::round(rep.baseline.accuracy * 10000.0) / 100.0,
+               "% is that of random weights, and every accuracy drop below compares against it");
+    w += "; add baseline: {train: {epochs: N}} or start from a trained model (model: {onnx: ...} "
+         "or {checkpoint: ...})";
+    log::warn(w);
+    rep.warnings.push_back(w);
+  }
+  rep.baseline_artifacts = write_artifacts(baseline_, "baseline", out_dir_, config_.output.exports);
+}
+
+report::StageRecord Workspace::run_stage(ir::Graph& g, PreparedStage& ps, size_t position) {
+  return *stage(g, ps, position, false, nullptr);
+}
+
+std::optional<report::StageRecord> Workspace::try_stage(ir::Graph& g, PreparedStage& ps,
+                                                        size_t position, std::string* summary) {
+  return stage(g, ps, position, true, summary);
+}
+
+std::optional<report::StageRecord> Workspace::stage(ir::Graph& g, PreparedStage& ps,
+                                                    size_t position, bool skip_unchanged,
+                                                    std::string* summary) {
+  auto t_stage = std::chrono::steady_clock::now();
+  compress::PassContext ctx;
+  ctx.data = data();
+  ctx.batch_size = batch_size_;
+  ctx.seed = config_.seed;
+  ctx.finetune = ps.finetune ? &*ps.finetune : nullptr;
+  compress::PassResult pr = ps.pass->run(g, ctx);
+  if (summary) *summary = pr.summary;
+  if (skip_unchanged && !pr.changed && !ps.pass->distill_options()) {
+    log::info("  ", ps.spec->method, ": ", pr.summary, " (skipped)");
+    return std::nullopt;
+  }
+  g = std::move(pr.graph);
+  ir::verify(g);
+  log::info("  ", ps.spec->method, ": ", pr.summary);
+  report::StageRecord rec;
+  if (ps.finetune) {
+    const train::DistillOptions* d = ps.finetune->distill.get();
+    log::info("  fine-tuning ", ps.finetune->epochs, " epochs",
+              d ? ", distilling from " + d->describe() : "");
+    // The same seed for the same stage position in every run, so that runs differing in one
+    // setting see the same batches (a fair comparison).
+    train::TrainResult tr =
+        train::fit(g, *splits_, *ps.finetune, batch_size_, config_.seed + 1 + position,
+                   ps.pass->finetune_hook(), ps.teacher);
+    rec.finetune_steps = tr.steps;
+    rec.step_ms = tr.steps > 0 ? 1000.0 * tr.step_seconds / double(tr.steps) : 0.0;
+    if (d) {
+      rec.teacher = d->describe();
+      rec.teacher_ms_per_step = tr.steps > 0 ? 1000.0 * tr.teacher_seconds / double(tr.steps) : 0.0;
+      if (!d->needs_teacher()) rec.teacher += "; alpha 0 and no features: teacher not run";
+      log::info("  distillation: teacher forward ", rec.teacher_ms_per_step, " ms of ", rec.step_ms,
+                " ms per step");
+    }
+  }
+  ps.pass->finalize(g);
+  ir::verify(g);
+  report::ModelStats st = evaluated_stats(g, data(), batch_size_);
+  rec.stage = ps.spec->method;
+  rec.summary = pr.summary;
+  rec.evaluated = st.evaluated;
+  rec.accuracy = st.accuracy;
+  rec.params = st.params;
+  rec.nonzero_params = st.nonzero_params;
+  rec.size_bytes = st.size_bytes;
+  rec.flops = st.flops;
+  rec.seconds = seconds_since(t_stage);
+  if (st.evaluated)
+    log::info("  after ", rec.stage, ": test accuracy ", st.accuracy, ", size ",
+              human_bytes(double(st.size_bytes)));
+  return rec;
+}
+
+report::ExperimentResult Workspace::result(const std::string& name,
+                                           const std::vector<report::StageRecord>& history,
+                                           ir::Graph& g,
+                                           std::chrono::steady_clock::time_point started) {
+  report::ExperimentResult res;
+  res.name = name;
+  for (const auto& rec : history) res.stages.push_back(rec.stage);
+  res.history = history;
+  res.stats = evaluated_stats(g, data(), batch_size_);
+  res.accuracy_drop = report_.baseline.accuracy - res.stats.accuracy;
+  res.compression_ratio = ratio(double(report_.baseline.size_bytes), double(res.stats.size_bytes));
+  res.param_ratio =
+      ratio(double(report_.baseline.nonzero_params), double(res.stats.nonzero_params));
+  res.flops_ratio = ratio(double(report_.baseline.flops), double(res.stats.flops));
+  res.artifacts = write_artifacts(g, name, out_dir_, config_.output.exports);
+  res.seconds = seconds_since(started);
+  return res;
+}
+
+report::Report Workspace::finish(const std::vector<const ir::Graph*>& compressed) {
+  report::Report& rep = report_;
+  SQZ_ASSERT(compressed.size() == rep.results.size(), "one graph per result");
+  if (config_.output.latency) {
+    std::vector<const ir::Graph*> graphs{&baseline_};
+    graphs.insert(graphs.end(), compressed.begin(), compressed.end());
+    for (int64_t batch : config_.output.latency_batches) {
+      auto stats = deploy::measure_latency(graphs, batch);
+      std::string key = "batch" + std::to_string(batch);
+      rep.baseline.latency_us[key] = stats[0].median_us;
+      for (size_t i = 0; i < rep.results.size(); ++i) {
+        rep.results[i].stats.latency_us[key] = stats[i + 1].median_us;
+        rep.results[i].speedup[key] =
+            stats[i + 1].median_us > 0 ? stats[0].median_us / stats[i + 1].median_us : 0.0;
+      }
+    }
+  }
+  rep.environment = report::environment();
+  rep.seconds = seconds_since(started_);
+  report::write_report(rep, out_dir_);
+  return rep;
+}
+
+double Workspace::val_accuracy(ir::Graph& g) const {
+  SQZ_ASSERT(has_validation(), "val_accuracy needs a validation split");
+  return train::evaluate(g, splits_->val, std::max<int64_t>(batch_size_, 256)).accuracy;
+}
+
+}  // namespace squeeze::pipeline
