@@ -30,6 +30,9 @@ std::string some_node_names(const ir::Graph& g) {
   return out;
 }
 
+// Where the options were given, for messages; "distill" for options made in code.
+std::string where(const DistillOptions& o) { return o.key_path.empty() ? "distill" : o.key_path; }
+
 ir::Shape shape_of(const ir::Graph& g, const std::string& value) {
   auto it = g.shapes.find(value);
   return it == g.shapes.end() ? ir::Shape{} : it->second;
@@ -49,7 +52,7 @@ std::string DistillOptions::describe() const {
 }
 
 void DistillOptions::validate() const {
-  const std::string at = key_path.empty() ? "distill" : key_path;
+  const std::string at = where(*this);
   if (!(alpha >= 0.0 && alpha <= 1.0))
     throw ConfigError(msg(at, ".alpha: expected a number in [0, 1], got '", alpha, "'"));
   if (!(temperature > 0.0 && std::isfinite(temperature)))
@@ -69,7 +72,7 @@ std::string feature_value(const ir::Graph& graph, const std::string& name) {
 }
 
 void check_distill_pair(const ir::Graph& teacher, const ir::Graph& student, const DistillOptions& o) {
-  const std::string at = o.key_path.empty() ? "distill" : o.key_path;
+  const std::string at = where(o);
   const int64_t kt = output_classes(teacher), ks = output_classes(student);
   if (kt > 0 && ks > 0 && kt != ks)
     throw ConfigError(msg(at, ".teacher: the teacher (", o.teacher ? o.teacher->describe() : "the baseline",
@@ -185,7 +188,7 @@ at::Tensor Distiller::loss(const std::vector<at::Tensor>& student_outputs, const
   teacher_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 
   if (teacher_out[0].sizes() != logits.sizes())
-    throw InputError(msg(o.key_path.empty() ? "distill" : o.key_path, ".teacher: the teacher outputs shape ",
+    throw InputError(msg(where(o), ".teacher: the teacher outputs shape ",
                          teacher_out[0].sizes(), " for a batch where the student outputs ", logits.sizes()));
   if (o.alpha > 0.0) total = total + soft_target_loss(logits, teacher_out[0], o.temperature) * o.alpha;
   for (size_t i = 0; i < o.features.size(); ++i) {
@@ -204,7 +207,7 @@ at::Tensor Distiller::loss(const std::vector<at::Tensor>& student_outputs, const
       }
     }
     if (s.sizes() != t.sizes())
-      throw InputError(msg(o.key_path.empty() ? "distill" : o.key_path, ".features[", i, "]: the student's '",
+      throw InputError(msg(where(o), ".features[", i, "]: the student's '",
                            o.features[i].student, "' gives shape ", s.sizes(), " (after its adapter) but the teacher's '",
                            o.features[i].teacher, "' gives ", t.sizes()));
     total = total + at::mse_loss(s, t) * o.features[i].weight;
