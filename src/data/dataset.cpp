@@ -403,8 +403,26 @@ at::Tensor to_class_indices(const at::Tensor& labels, const std::string& source)
   return t;
 }
 
+// A missing file is named with the key that gives it, before a reader fails on its path alone.
+void check_files(const DataOptions& o) {
+  auto need = [&](const char* key, const std::string& file) {
+    if (!file.empty() && !fs::exists(file))
+      throw InputError(msg("data.", key, ": no such file ", file));
+  };
+  if (o.dataset == "npy") {
+    need("features", npy_path(o, o.features));
+    need("labels", npy_path(o, o.labels));
+    need("test_features", npy_path(o, o.test_features));
+    need("test_labels", npy_path(o, o.test_labels));
+  } else if (o.dataset == "csv" || o.dataset == "hdf5") {
+    need("path", o.path);
+    need("test_path", o.test_path);
+  }
+}
+
 Splits load(const DataOptions& o, uint64_t seed) {
   check_options(o);
+  check_files(o);
   Source src;
   if (o.dataset == "fashion-mnist" || o.dataset == "mnist-idx") {
     src = read_idx_dir(o);

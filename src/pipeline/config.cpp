@@ -62,6 +62,7 @@ double get_bounded(Params& p, const std::string& key, double fallback, double lo
   } catch (const ConfigError&) {
     fail();
   }
+  p.document(key, range.str());
   if (!((lo_open ? v > lo : v >= lo) && (hi_open ? v < hi : v <= hi))) fail();
   return v;
 }
@@ -160,6 +161,8 @@ models::ModelSpec model_spec_from_params(Params& parent, const std::string& key,
                                          const std::vector<std::string>& extra) {
   models::ModelSpec m;
   const std::string at = parent.key_path(key);
+  parent.document(key, "{zoo: NAME, params: {...}}, {onnx: PATH}, {checkpoint: PATH}, zoo:NAME, or a "
+                       ".onnx or .sqz path");
   const Value* raw = parent.raw(key);
   if (raw && raw->kind() == Value::Kind::kScalar) {
     // The CLI's MODEL spelling: zoo:NAME, x.onnx or x.sqz.

@@ -203,6 +203,7 @@ void Workspace::attach_teachers(std::vector<PreparedStage>& stages) {
 }
 
 void Workspace::start() {
+  if (options_.check_only) throw ChecksPassed{};
   report::Report& rep = report_;
   rep.squeeze_version = SQUEEZE_VERSION;
   rep.config = config_.tree;

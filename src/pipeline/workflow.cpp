@@ -83,6 +83,19 @@ ir::Graph build_model(const ModelSpec& spec, const data::Splits* data, uint64_t 
   return g;
 }
 
+// Through run_workflow, so that a check is every runner's own sequence of checks, whatever the
+// runner: they all end at Workspace::start(), which stops there under check_only.
+void check_workflow(const WorkflowConfig& config) {
+  RunOptions options;
+  options.check_only = true;
+  try {
+    run_workflow(config, options);
+  } catch (const ChecksPassed&) {
+    return;
+  }
+  SQZ_ASSERT(false, "a runner finished without starting its workspace");
+}
+
 report::Report run_workflow(const WorkflowConfig& config, const RunOptions& options) {
   if (!config.pipeline) return run_experiments(config, options);
   for (const auto& r : kRunners)

@@ -62,13 +62,22 @@ std::string eval_json(const std::string& model, const std::string& data, const t
   return j.dump(2) + "\n";
 }
 
-std::string bench_json(const std::string& model, int threads, const std::vector<deploy::LatencyStats>& results) {
+std::string bench_json(const std::string& model, int threads, const std::vector<deploy::LatencyStats>& results,
+                       const std::vector<std::vector<deploy::OpTime>>& profiles) {
   json rows = json::array();
-  for (const auto& s : results)
+  for (size_t i = 0; i < results.size(); ++i) {
+    const auto& s = results[i];
     rows.push_back({{"batch", s.batch},
                     {"latency_us", {{"median", s.median_us}, {"min", s.min_us}, {"max", s.max_us}}},
                     {"samples_per_s", s.samples_per_s},
                     {"runs", s.runs}});
+    if (i < profiles.size()) {
+      json ops = json::array();
+      for (const auto& t : profiles[i])
+        ops.push_back({{"op", t.op}, {"nodes", t.nodes}, {"us", t.us}, {"share", t.share}});
+      rows.back()["profile"] = ops;
+    }
+  }
   json j;
   j["model"] = model;
   j["threads"] = threads;

@@ -212,7 +212,55 @@ std::string Value::describe() const {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Schema
+
+KeyDoc* Schema::find(const std::string& key) {
+  for (KeyDoc& k : keys)
+    if (k.key == key) return &k;
+  return nullptr;
+}
+
+// ---------------------------------------------------------------------------------------------
 // Params
+
+void Params::record_into(std::shared_ptr<Schema> schema, const std::string& prefix) {
+  schema_ = std::move(schema);
+  schema_prefix_ = prefix;
+}
+
+// A typed getter's record replaces the "value" that raw() or has() noted for the same key; the
+// first typed read stands (a dispatcher's default, not that of the reader it dispatches to).
+KeyDoc* Params::note(const std::string& key, const std::string& type, const std::string& fallback,
+                     const std::string& expected) const {
+  if (!schema_) return nullptr;
+  const std::string full = schema_prefix_ + key;
+  KeyDoc* d = schema_->find(full);
+  if (!d) {
+    schema_->keys.push_back(KeyDoc{full, "value", "", "", {}, std::nullopt, std::nullopt, ""});
+    d = &schema_->keys.back();
+  }
+  if (type != "value" && d->type == "value") {
+    d->type = type;
+    d->fallback = fallback;
+    if (d->expected.empty()) d->expected = expected;  // document() said it better
+  }
+  return d;
+}
+
+void Params::record_child(const Params& child, const std::string& key) const {
+  if (!schema_) return;
+  auto& c = const_cast<Params&>(child);
+  c.schema_ = schema_;
+  c.schema_prefix_ = schema_prefix_ + key;
+}
+
+void Params::document(const std::string& key, const std::string& expected,
+                      const std::string& help) const {
+  KeyDoc* d = note(key, "value");
+  if (!d) return;
+  if (!expected.empty()) d->expected = expected;
+  if (!help.empty()) d->help = help;
+}
 
 std::string Params::key_path(const std::string& key) const {
   return path_.empty() ? key : path_ + "." + key;
@@ -243,6 +291,7 @@ void Params::set(const std::string& key, Value value) {
 
 bool Params::has(const std::string& key) const {
   used_[key] = true;  // asking about a key makes it a known key
+  note(key, "value");
   for (const auto& e : entries_)
     if (e.first == key) return !e.second.is_null();
   return false;
@@ -256,12 +305,14 @@ std::vector<std::string> Params::keys() const {
 
 const Value* Params::raw(const std::string& key) const {
   used_[key] = true;
+  note(key, "value");
   for (const auto& e : entries_)
     if (e.first == key) return &e.second;
   return nullptr;
 }
 
 bool Params::get_bool(const std::string& key, bool fallback) {
+  note(key, "bool", fallback ? "true" : "false", "true or false");
   const Value* v = raw(key);
   if (!v || v->is_null()) return fallback;
   if (v->kind() == Value::Kind::kScalar)
@@ -270,6 +321,10 @@ bool Params::get_bool(const std::string& key, bool fallback) {
 }
 
 int64_t Params::get_int(const std::string& key, int64_t fallback, int64_t min, int64_t max) {
+  if (KeyDoc* d = note(key, "integer", std::to_string(fallback), int_range(min, max))) {
+    if (min != INT64_MIN) d->min = double(min);
+    if (max != INT64_MAX) d->max = double(max);
+  }
   const Value* v = raw(key);
   if (!v || v->is_null()) return fallback;
   if (v->kind() == Value::Kind::kScalar) {
@@ -281,6 +336,10 @@ int64_t Params::get_int(const std::string& key, int64_t fallback, int64_t min, i
 }
 
 double Params::get_double(const std::string& key, double fallback, double min, double max) {
+  if (KeyDoc* d = note(key, "number", number(fallback), double_range(min, max))) {
+    if (min > -1e300) d->min = min;
+    if (max < 1e300) d->max = max;
+  }
   const Value* v = raw(key);
   if (!v || v->is_null()) return fallback;
   if (v->kind() == Value::Kind::kScalar) {
@@ -292,6 +351,7 @@ double Params::get_double(const std::string& key, double fallback, double min, d
 }
 
 std::string Params::get_string(const std::string& key, const std::string& fallback) {
+  note(key, "string", fallback, "a string");
   const Value* v = raw(key);
   if (!v || v->is_null()) return fallback;
   if (v->kind() != Value::Kind::kScalar) bad_value(key_path(key), "a string", *v);
@@ -300,9 +360,10 @@ std::string Params::get_string(const std::string& key, const std::string& fallba
 
 std::string Params::get_choice(const std::string& key, const std::string& fallback,
                                const std::vector<std::string>& choices) {
+  const std::string expected = "one of: " + join(choices);
+  if (KeyDoc* d = note(key, "choice", fallback, expected); d && d->choices.empty()) d->choices = choices;
   const Value* v = raw(key);
   if (!v || v->is_null()) return fallback;
-  const std::string expected = "one of: " + join(choices);
   if (v->kind() != Value::Kind::kScalar) bad_value(key_path(key), expected, *v);
   for (const std::string& c : choices)
     if (lower(c) == lower(v->text())) return c;
@@ -311,6 +372,7 @@ std::string Params::get_choice(const std::string& key, const std::string& fallba
 }
 
 std::vector<std::string> Params::get_strings(const std::string& key) {
+  note(key, "strings", "", "a list of strings, or one string");
   const Value* v = raw(key);
   std::vector<std::string> out;
   if (!v || v->is_null()) return out;
@@ -326,6 +388,11 @@ std::vector<std::string> Params::get_strings(const std::string& key) {
 }
 
 std::vector<int64_t> Params::get_ints(const std::string& key, std::vector<int64_t> fallback) {
+  if (schema_) {
+    std::vector<std::string> f;
+    for (int64_t i : fallback) f.push_back(std::to_string(i));
+    note(key, "integers", fallback.empty() ? "" : "[" + join(f) + "]", "a list of integers, or one");
+  }
   const Value* v = raw(key);
   if (!v || v->is_null()) return fallback;
   auto one = [&](const Value& item, const std::string& where) {
@@ -342,6 +409,11 @@ std::vector<int64_t> Params::get_ints(const std::string& key, std::vector<int64_
 }
 
 std::vector<double> Params::get_doubles(const std::string& key, std::vector<double> fallback) {
+  if (schema_) {
+    std::vector<std::string> f;
+    for (double d : fallback) f.push_back(number(d));
+    note(key, "numbers", fallback.empty() ? "" : "[" + join(f) + "]", "a list of numbers, or one");
+  }
   const Value* v = raw(key);
   if (!v || v->is_null()) return fallback;
   auto one = [&](const Value& item, const std::string& where) {
@@ -358,13 +430,16 @@ std::vector<double> Params::get_doubles(const std::string& key, std::vector<doub
 }
 
 std::shared_ptr<Params> Params::get_map(const std::string& key) {
+  note(key, "map", "", "a map (key: value, ...)");
   const Value* v = raw(key);
   if (!v || v->is_null()) return nullptr;
   if (v->kind() != Value::Kind::kMap) bad_value(key_path(key), "a map (key: value, ...)", *v);
+  record_child(*v->params(), key + ".");
   return v->params();
 }
 
 std::vector<std::shared_ptr<Params>> Params::get_map_list(const std::string& key) {
+  note(key, "list of maps", "", "a list of maps");
   const Value* v = raw(key);
   std::vector<std::shared_ptr<Params>> out;
   if (!v || v->is_null()) return out;
@@ -373,6 +448,7 @@ std::vector<std::shared_ptr<Params>> Params::get_map_list(const std::string& key
     const Value& item = v->items()[i];
     if (item.kind() != Value::Kind::kMap)
       bad_value(msg(key_path(key), "[", i, "]"), "a map (key: value, ...)", item);
+    record_child(*item.params(), key + "[].");
     out.push_back(item.params());
   }
   return out;
@@ -380,6 +456,7 @@ std::vector<std::shared_ptr<Params>> Params::get_map_list(const std::string& key
 
 std::map<std::string, std::string> Params::get_string_map(const std::string& key) {
   std::map<std::string, std::string> out;
+  note(key, "map of scalars", "", "a map of scalars (key: value, ...)");
   std::shared_ptr<Params> m = get_map(key);
   if (!m) return out;
   for (const auto& e : m->entries_) {
@@ -407,6 +484,7 @@ void Params::require(const std::string& key) const {
 }
 
 void Params::finish(const std::vector<std::string>& valid) const {
+  for (const std::string& k : valid) note(k, "value");
   std::vector<std::string> unknown;
   for (const auto& e : entries_)
     if (!used_.count(e.first) && std::find(valid.begin(), valid.end(), e.first) == valid.end())

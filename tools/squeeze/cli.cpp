@@ -7,6 +7,7 @@
 #include <torch/csrc/autograd/grad_mode.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <iomanip>
 #include <sstream>
 
@@ -30,6 +31,7 @@
 #include "squeeze/util/fs.h"
 #include "squeeze/util/log.h"
 #include "squeeze/util/strings.h"
+#include "reference.h"
 
 namespace squeeze::cli {
 
@@ -87,12 +89,15 @@ int cmd_inspect(const std::string& model, bool as_json, const Globals& g, std::o
   }
   out << "model: " << model << " (" << graph.name << ")\n";
   for (const auto& in : graph.inputs) out << "input: " << in.name << " " << ir::shape_str(in.shape) << "\n";
-  out << std::left << std::setw(24) << "layer" << std::setw(14) << "op" << std::setw(20) << "input" << std::setw(20)
+  // Names are shown whole: they are what exclude: and layers: patterns match.
+  size_t name_w = 5;
+  for (const auto& l : rows) name_w = std::max(name_w, l.name.size());
+  const int nw = static_cast<int>(name_w + 2);
+  out << std::left << std::setw(nw) << "layer" << std::setw(14) << "op" << std::setw(20) << "input" << std::setw(20)
       << "output" << std::right << std::setw(12) << "params" << std::setw(12) << "nonzero" << std::setw(14) << "FLOPs"
       << std::setw(6) << "bits" << std::setw(6) << "grid" << "  " << std::left << "runs as" << "\n";
   for (const auto& l : rows) {
-    std::string name = l.name.size() > 23 ? l.name.substr(0, 20) + "..." : l.name;
-    out << std::left << std::setw(24) << name << std::setw(14) << l.op << std::setw(20)
+    out << std::left << std::setw(nw) << l.name << std::setw(14) << l.op << std::setw(20)
         << (l.has_input ? ir::shape_str(l.input_shape) : "-") << std::setw(20) << ir::shape_str(l.output_shape)
         << std::right << std::setw(12) << with_commas(l.params) << std::setw(12) << with_commas(l.nonzero_params)
         << std::setw(14) << with_commas(l.flops) << std::setw(6)
@@ -183,7 +188,10 @@ int cmd_bench(const std::string& model, std::vector<int64_t> batches, bool as_js
   std::vector<deploy::LatencyStats> all;
   for (int64_t b : batches) all.push_back(deploy::measure_latency({&graph}, b, lo)[0]);
   if (as_json) {
-    out << report::bench_json(model, at::get_num_threads(), all);
+    std::vector<std::vector<deploy::OpTime>> profiles;
+    if (profile)
+      for (int64_t b : batches) profiles.push_back(deploy::profile_ops(graph, b));
+    out << report::bench_json(model, at::get_num_threads(), all, profiles);
     return 0;
   }
   out << "model: " << model << ", threads: " << at::get_num_threads() << ", blas: " << env::blas_name() << "\n";
@@ -227,9 +235,82 @@ int cmd_run(const std::string& config_path, const std::string& out_dir, const st
 
 int cmd_zoo(std::ostream& out) {
   for (const auto& e : models::zoo()) out << std::left << std::setw(20) << e.name << e.description << "\n";
-  out << "\ncompression methods:\n";
+  out << "\ncompression methods (squeeze methods NAME lists a method's parameters):\n";
   for (const auto& m : compress::methods()) out << "  " << std::left << std::setw(18) << m.name << m.description << "\n";
   return 0;
+}
+
+// Every check `run` makes before training, through the same code (pipeline::check_workflow).
+int cmd_config_check(const std::string& config_path, const std::vector<std::string>& sets, const Globals& g,
+                     std::ostream& out) {
+  pipeline::WorkflowConfig cfg = pipeline::load_config(config_path, sets);
+  if (g.threads > 0) cfg.threads = g.threads;
+  pipeline::check_workflow(cfg);
+  size_t stages = 0;
+  for (const auto& e : cfg.experiments) stages += e.stages.size();
+  out << config_path << ": ok (";
+  if (cfg.pipeline)
+    out << "pipeline " << cfg.pipeline->type << ", " << cfg.pipeline->steps.size() << " steps";
+  else
+    out << cfg.experiments.size() << " experiments, " << stages << " stages";
+  out << ")\n";
+  return 0;
+}
+
+int cmd_methods(const std::string& name, bool markdown, std::ostream& out) {
+  if (markdown && !name.empty())
+    throw ConfigError("methods: --markdown documents every method; give no NAME with it");
+  out << (markdown ? methods_markdown() : methods_text(name));
+  return 0;
+}
+
+// CLI11's range check prints its bounds as doubles ("0.000000 to 1797693..."): say it plainly.
+CLI::Validator integer_at_least(int64_t min) {
+  return CLI::Validator(
+      [min](std::string& s) -> std::string {
+        try {
+          size_t used = 0;
+          long long v = std::stoll(s, &used);
+          if (used == s.size() && v >= min) return "";
+        } catch (const std::exception&) {
+        }
+        return msg("expected an integer >= ", min, ", got '", s, "'");
+      },
+      "");  // the option's help says the range; CLI11 would print this next to the type
+}
+
+// A did-you-mean for CLI11's "arguments were not expected": the closest option of the
+// subcommand given (and the global ones), or the closest subcommand.
+std::string suggestion(const CLI::App& app, const std::vector<std::string>& args) {
+  const CLI::App* sub = nullptr;
+  for (const CLI::App* s : app.get_subcommands()) sub = s;
+  std::vector<std::string> names;
+  for (const CLI::App* a : {sub, &app}) {
+    if (!a) continue;
+    for (const CLI::Option* o : a->get_options()) {
+      for (const auto& n : o->get_lnames()) names.push_back("--" + n);
+      for (const auto& n : o->get_snames()) names.push_back("-" + n);
+    }
+  }
+  for (const std::string& arg : args) {
+    if (arg.size() < 2 || arg[0] != '-') continue;
+    const std::string flag = arg.substr(0, arg.find('='));
+    if (std::find(names.begin(), names.end(), flag) != names.end()) continue;
+    std::string near = did_you_mean(flag, names);
+    if (!near.empty()) return msg("unknown option '", flag, "'; did you mean '", near, "'?");
+  }
+  if (!sub) {
+    std::vector<std::string> subs;
+    for (const CLI::App* s : app.get_subcommands([](const CLI::App*) { return true; }))
+      subs.push_back(s->get_name());
+    for (const std::string& arg : args) {
+      if (arg.empty() || arg[0] == '-') continue;
+      std::string near = did_you_mean(arg, subs);
+      if (!near.empty()) return msg("unknown command '", arg, "'; did you mean '", near, "'?");
+      break;
+    }
+  }
+  return "";
 }
 
 }  // namespace
@@ -239,53 +320,89 @@ int run_cli(const std::vector<std::string>& args, std::ostream& out, std::ostrea
   app.require_subcommand(1);
   app.fallthrough();  // global options may follow the subcommand
   app.set_version_flag("--version", std::string("squeeze ") + SQUEEZE_VERSION);
+  app.footer(
+      "MODEL is an .onnx file, a .sqz checkpoint or zoo:NAME (squeeze zoo lists them).\n"
+      "Exit codes: 0 success, 1 runtime failure, 2 bad usage, config or input.\n"
+      "Examples:\n"
+      "  squeeze config --example > workflow.yaml && squeeze run workflow.yaml\n"
+      "  squeeze inspect zoo:small_cnn\n"
+      "  squeeze methods prune\n"
+      "  squeeze COMMAND --help   (each command's options and an example)");
   Globals g;
   app.add_flag("-q,--quiet", g.quiet, "Print only results and errors");
   app.add_option("--log-level", g.log_level, "debug, info, warn, error or quiet")->capture_default_str();
-  app.add_option("--threads", g.threads, "Intra-op threads (0: all cores)")->check(CLI::NonNegativeNumber);
-  app.add_option("--seed", g.seed, "Seed for zoo: models and data splits");
+  app.add_option("--threads", g.threads, "Intra-op threads (0: all cores)")
+      ->check(integer_at_least(0))
+      ->capture_default_str();
+  app.add_option("--seed", g.seed, "Seed for zoo: models and data splits")->capture_default_str();
 
-  std::string model, config, out_dir, data_yaml, input, output, format;
+  std::string model, config, out_dir, data_yaml, input, output, format, check_path, method_name;
   std::vector<std::string> sets;
   std::vector<int64_t> batches;
   int64_t infer_batch = 256;
-  bool as_json = false, profile = false;
+  bool as_json = false, profile = false, example = false, markdown = false;
 
   auto* run = app.add_subcommand(
       "run",
       "Run a workflow from a YAML file: experiments (stages from the baseline), or a pipeline "
       "(pipeline: {type: validation | combinations, guard: ..., steps: [...]})");
-  run->add_option("config", config, "Workflow YAML")->required();
+  run->add_option("config", config, "Workflow YAML (squeeze config --example prints one)")->required();
   run->add_option("--out", out_dir, "Output folder (default: output.dir of the config)");
   run->add_option("--set", sets, "Override a config value: key.path=value (repeatable)");
+  run->footer("Example:\n  squeeze run examples/quickstart.yaml --out runs/q --set data.limit.train=5000");
 
   auto* inspect = app.add_subcommand("inspect", "Per-layer table: op, shapes, params, non-zeros, FLOPs, bits");
   inspect->add_option("model", model, "MODEL: .onnx, .sqz or zoo:NAME")->required();
   inspect->add_flag("--json", as_json, "JSON output");
+  inspect->footer("Example:\n  squeeze inspect runs/quickstart/models/prune50.sqz --json");
 
   auto* eval = app.add_subcommand("eval", "Accuracy, loss and per-class metrics on a data set's test split");
   eval->add_option("model", model, "MODEL: .onnx, .sqz or zoo:NAME")->required();
-  eval->add_option("--data", data_yaml, "YAML file with a data: block")->required();
+  eval->add_option("--data", data_yaml, "YAML file with a data: block (a workflow file will do)")->required();
   eval->add_flag("--json", as_json, "JSON output");
+  eval->footer("Example:\n  squeeze eval runs/quickstart/models/prune50.sqz --data examples/quickstart.yaml");
 
   auto* infer = app.add_subcommand("infer", "Run a model on an NPY array");
   infer->add_option("model", model, "MODEL: .onnx, .sqz or zoo:NAME")->required();
   infer->add_option("--input", input, "Input .npy (N x sample shape)")->required();
   infer->add_option("--output", output, "Output .npy")->required();
-  infer->add_option("--batch", infer_batch, "Batch size")->check(CLI::PositiveNumber);
+  infer->add_option("--batch", infer_batch, "Batch size")->check(integer_at_least(1))->capture_default_str();
+  infer->footer("Example:\n  squeeze infer model.sqz --input x.npy --output logits.npy");
 
   auto* bench = app.add_subcommand("bench", "Measure latency and throughput");
   bench->add_option("model", model, "MODEL: .onnx, .sqz or zoo:NAME")->required();
-  bench->add_option("--batch", batches, "Batch size (repeatable; default 1 and 64)")->check(CLI::PositiveNumber);
+  bench->add_option("--batch", batches, "Batch size (repeatable; default: 1 and 64)")->check(integer_at_least(1));
   bench->add_flag("--json", as_json, "JSON output");
-  bench->add_flag("--profile", profile, "Also print where the time goes, by op type");
+  bench->add_flag("--profile", profile, "Also show where the time goes, by op type (with --json: a profile per result)");
+  bench->footer("Example:\n  squeeze --threads 1 bench zoo:small_cnn --batch 1 --batch 64 --profile");
 
   auto* exp = app.add_subcommand("export", "Export a model");
   exp->add_option("model", model, "MODEL: .onnx, .sqz or zoo:NAME")->required();
-  exp->add_option("--to", format, "onnx, qonnx, torchscript or cpp")->required();
+  exp->add_option("--to", format, join(deploy::export_formats(), ", "))->required();
   exp->add_option("--out", output, "Output path")->required();
+  exp->footer("Example:\n  squeeze export runs/quickstart/models/prune50.sqz --to onnx --out prune50.onnx");
 
   auto* zoo = app.add_subcommand("zoo", "List the zoo models and compression methods");
+  zoo->footer("Example:\n  squeeze zoo");
+
+  auto* cfg = app.add_subcommand(
+      "config",
+      "Print an annotated example workflow (--example), or check a workflow without running it (--check): "
+      "the config is parsed, every stage's pass is made so its parameters are checked, the data is loaded "
+      "and the models are built or loaded (as run does before training; data.limit makes it quicker); "
+      "nothing is trained, evaluated or written");
+  auto* ex_flag = cfg->add_flag("--example", example, "Print an annotated workflow with every top-level key");
+  auto* check_opt = cfg->add_option("--check", check_path, "Workflow YAML to check");
+  cfg->add_option("--set", sets, "Override a config value: key.path=value (repeatable)")->needs(check_opt);
+  ex_flag->excludes(check_opt);
+  cfg->footer("Examples:\n  squeeze config --example > workflow.yaml\n"
+              "  squeeze config --check workflow.yaml --set data.limit.train=1000");
+
+  auto* methods = app.add_subcommand(
+      "methods", "Every compression method's parameters: type, default, valid values (from the validating code)");
+  methods->add_option("name", method_name, "One method (name or alias); default: all");
+  methods->add_flag("--markdown", markdown, "Markdown, as in docs/methods.md");
+  methods->footer("Example:\n  squeeze methods quantize");
 
   std::vector<std::string> rev(args.rbegin(), args.rend());
   try {
@@ -301,7 +418,10 @@ int run_cli(const std::vector<std::string>& args, std::ostream& out, std::ostrea
     return 0;
   } catch (const CLI::ParseError& e) {
     err << "error: " << e.what() << "\n";
-    err << "run 'squeeze --help' for usage\n";
+    if (std::string hint = suggestion(app, args); !hint.empty()) err << hint << "\n";
+    const CLI::App* sub = nullptr;
+    for (const CLI::App* s : app.get_subcommands()) sub = s;
+    err << "run 'squeeze " << (sub ? sub->get_name() + " " : std::string()) << "--help' for usage\n";
     return 2;
   }
 
@@ -317,6 +437,15 @@ int run_cli(const std::vector<std::string>& args, std::ostream& out, std::ostrea
     if (bench->parsed()) return cmd_bench(model, batches, as_json, profile, g, out);
     if (exp->parsed()) return cmd_export(model, format, output, g, out);
     if (zoo->parsed()) return cmd_zoo(out);
+    if (cfg->parsed()) {
+      if (example) {
+        out << example_config();
+        return 0;
+      }
+      if (check_path.empty()) throw ConfigError("config: give --example or --check CONFIG.yaml");
+      return cmd_config_check(check_path, sets, g, out);
+    }
+    if (methods->parsed()) return cmd_methods(method_name, markdown, out);
   } catch (const UserError& e) {
     err << "error: " << e.what() << "\n";
     return 2;

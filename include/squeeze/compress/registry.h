@@ -12,10 +12,7 @@
 #include "squeeze/ir/graph.h"
 #include "squeeze/train/distill.h"
 #include "squeeze/train/trainer.h"
-
-namespace squeeze {
-class Params;
-}
+#include "squeeze/util/params.h"
 
 namespace squeeze::compress {
 
@@ -58,6 +55,25 @@ struct MethodInfo {
   // unknown keys and bad values throw ConfigError.
   std::function<std::unique_ptr<Pass>(Params& params)> make;
 };
+
+// A method's parameters, recorded while its make() reads them (Params::record_into), so the
+// list is what the validating code accepts and cannot drift from it.
+struct MethodParams {
+  std::vector<KeyDoc> keys;  // read by make() on empty params (or on the first that it accepts)
+  // When make() rejects empty params: its message (e.g. "needs one of rank, ratio or energy")
+  // and the smallest params found that it accepts.
+  std::string needs;
+  std::string accepted_with;
+  // Each other value of a choice or flag that changes what is read: the keys that are new or
+  // differ ("with kind: structured") and the keys no longer read.
+  struct Variant {
+    std::string when;  // "kind: structured"
+    std::vector<KeyDoc> keys;
+    std::vector<std::string> unused;
+  };
+  std::vector<Variant> variants;
+};
+MethodParams method_params(const MethodInfo& method);
 
 const std::vector<MethodInfo>& methods();
 const MethodInfo* find_method(const std::string& name_or_alias);  // nullptr if unknown

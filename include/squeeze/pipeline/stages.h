@@ -42,6 +42,10 @@ struct PreparedStage {
   const ir::Graph* teacher = nullptr;  // set when finetune->distill: the baseline or a loaded model
 };
 
+// Thrown by Workspace::start() when RunOptions::check_only is set: every check before training
+// passed. Not an exception type on purpose: only check_workflow catches it.
+struct ChecksPassed {};
+
 class Workspace {
  public:
   // Sets threads and seed, checks the exports and that baseline.train has data. The config must

@@ -16,12 +16,22 @@ namespace squeeze::pipeline {
 struct RunOptions {
   std::string out_dir;                 // overrides output.dir when not empty
   std::vector<std::string> overrides;  // the --set assignments (recorded with the config)
+  // Run every check a run makes before training, then stop (Workspace::start throws
+  // ChecksPassed): nothing is trained, evaluated or written. Used by check_workflow.
+  bool check_only = false;
 };
 
 // Everything is validated (stage parameters, exports, model, data) before any training starts.
 // Throws ConfigError / InputError / UnsupportedError for user errors (UnsupportedError for a
 // pipeline type this build does not run, naming those it does), Error for failures.
 report::Report run_workflow(const WorkflowConfig& config, const RunOptions& options = {});
+
+// What `squeeze config --check` does: exactly the checks run_workflow makes before it trains
+// (pipeline type available, every stage's pass made so its parameters are checked, exports,
+// data loaded, model built or loaded, labels against the model's outputs, distillation teachers
+// loaded and checked against their students), through the same runner; then stops. Trains,
+// evaluates and writes nothing. Throws what run_workflow throws for the same config.
+void check_workflow(const WorkflowConfig& config);
 
 // The model a config describes: a zoo model (missing num_classes / input shape filled in from
 // the data when given), an ONNX file or a checkpoint.

@@ -31,6 +31,9 @@ std::string inspect_json(const std::string& model, const std::vector<LayerRow>& 
 // classes that occur in the data, and confusion as train::Metrics defines it.
 std::string eval_json(const std::string& model, const std::string& data, const train::Metrics& metrics,
                       const std::vector<std::string>& class_names);
-std::string bench_json(const std::string& model, int threads, const std::vector<deploy::LatencyStats>& results);
+// `profiles` (bench --profile): one per result, in order; each result gets a "profile" list of
+// {op, nodes, us, share}.
+std::string bench_json(const std::string& model, int threads, const std::vector<deploy::LatencyStats>& results,
+                       const std::vector<std::vector<deploy::OpTime>>& profiles = {});
 
 }  // namespace squeeze::report

@@ -19,6 +19,25 @@ namespace squeeze {
 
 class Params;
 
+// What a reader of Params accepts, recorded while it reads (Params::record_into): every getter
+// notes its key, type, default and valid range, so `squeeze methods` lists exactly what the
+// validating code accepts. Recording changes nothing about what the getters return or throw.
+struct KeyDoc {
+  std::string key;       // below the recorded root: "ratio", "iterative.steps", "features[].weight"
+  std::string type;      // bool, integer, number, string, choice, strings, integers, numbers, map,
+                         // list of maps, map of scalars, or "value" (only asked whether present)
+  std::string fallback;  // the default as text; "" when there is none
+  std::string expected;  // what is valid, as error messages say it: "an integer in [2, 8]"
+  std::vector<std::string> choices;    // choice only
+  std::optional<double> min, max;      // integer and number, when bounded
+  std::string help;                    // one line, where the reader gives one (Params::document)
+};
+
+struct Schema {
+  std::vector<KeyDoc> keys;  // in the order they were first read
+  KeyDoc* find(const std::string& key);
+};
+
 // One value: null, a scalar (kept as the YAML text plus its inferred kind), a list or a map.
 class Value {
  public:
@@ -85,6 +104,15 @@ class Params {
   // `valid` adds keys that are legal but were not read on this path.
   void finish(const std::vector<std::string>& valid = {}) const;
 
+  // Records every key read from now on (and from nested maps and lists read through this one)
+  // into `schema`, under `prefix`.
+  void record_into(std::shared_ptr<Schema> schema, const std::string& prefix = "");
+  // Adds what is valid and a one-line help to the key's record, for checks a getter cannot
+  // express (open bounds, cross-field rules); does nothing unless recording. Empty arguments
+  // leave the recorded text as it is.
+  void document(const std::string& key, const std::string& expected,
+                const std::string& help = "") const;
+
   // Deep copy (used flags reset).
   std::shared_ptr<Params> clone() const;
 
@@ -96,6 +124,12 @@ class Params {
   std::string path_;
   std::vector<std::pair<std::string, Value>> entries_;
   mutable std::map<std::string, bool> used_;
+  std::shared_ptr<Schema> schema_;  // null unless recording
+  std::string schema_prefix_;
+
+  KeyDoc* note(const std::string& key, const std::string& type, const std::string& fallback = "",
+               const std::string& expected = "") const;
+  void record_child(const Params& child, const std::string& key) const;
 };
 
 // For options structs read from Params: rejects unread keys (finish()), then runs the options'

@@ -67,6 +67,11 @@ const ir::Node& node_named(const ir::Graph& g, const std::string& name) {
 
 // Reads rank / ratio / energy from `p` (a stage's params or one `layers` entry). Returns false
 // when none is given; two of them is a ConfigError.
+// What RankRule::validate accepts, in its messages and in `squeeze methods`.
+const char* const kRankValid = "an integer >= 1";
+const char* const kRatioValid = "a number in (0, 1], a fraction of the full rank";
+const char* const kEnergyValid = "a number in (0, 1], a share of the squared singular values";
+
 bool read_rule(Params& p, RankRule& rule) {
   std::vector<std::string> given;
   for (const char* k : {"rank", "ratio", "energy"})
@@ -77,6 +82,9 @@ bool read_rule(Params& p, RankRule& rule) {
   rule.rank = p.get_int("rank", 0);
   rule.ratio = p.get_double("ratio", 0.0);
   rule.energy = p.get_double("energy", 0.0);
+  p.document("rank", kRankValid);
+  p.document("ratio", kRatioValid);
+  p.document("energy", kEnergyValid);
   if (given.empty()) return false;
   rule.key = p.key_path(given[0]);
   return true;
@@ -92,11 +100,12 @@ void RankRule::validate() const {
     return key.size() >= f.size() && key.compare(key.size() - f.size(), f.size(), f) == 0;
   };
   const std::string k = key.empty() ? std::string("rank") : key;
-  if ((rank != 0 || named("rank")) && rank < 1) throw ConfigError(msg(k, ": ", rank, " must be >= 1"));
+  if ((rank != 0 || named("rank")) && rank < 1)
+    throw ConfigError(msg(k, ": ", rank, " is out of range (expected ", kRankValid, ")"));
   if ((ratio != 0.0 || named("ratio")) && !(ratio > 0.0 && ratio <= 1.0))
-    throw ConfigError(msg(k, ": ", ratio, " is out of range (expected (0, 1], a fraction of the full rank)"));
+    throw ConfigError(msg(k, ": ", ratio, " is out of range (expected ", kRatioValid, ")"));
   if ((energy != 0.0 || named("energy")) && !(energy > 0.0 && energy <= 1.0))
-    throw ConfigError(msg(k, ": ", energy, " is out of range (expected (0, 1], a share of the squared singular values)"));
+    throw ConfigError(msg(k, ": ", energy, " is out of range (expected ", kEnergyValid, ")"));
   if ((rank != 0) + (ratio != 0.0) + (energy != 0.0) != 1)
     throw ConfigError(msg(k, ": give exactly one of rank, ratio or energy"));
 }

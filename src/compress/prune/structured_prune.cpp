@@ -99,6 +99,10 @@ StructuredPruneOptions StructuredPruneOptions::from_params(Params& p) {
   SQZ_ASSERT(kind == "structured", "StructuredPruneOptions for kind ", kind);
   o.granularity = p.get_choice("granularity", o.granularity, kGranularities);
   o.criterion = p.get_string("criterion", "");
+  // validate() checks it against the granularity's list: say which.
+  p.document("criterion", msg("by granularity: channel: one of ", list(importance_criteria()), " (default l1); layer: ",
+                              list(kLayerCriteria), " (default accuracy); head: ", list(kHeadCriteria),
+                              " (default l1)"));
   o.ratio = p.get_double("ratio", o.ratio, 0.0, 0.999999);
   o.target = p.get_choice("target", o.target, {"channels", "flops"});
   o.scope = p.get_choice("scope", o.scope, {"global", "local"});
