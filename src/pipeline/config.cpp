@@ -247,11 +247,12 @@ DistillOptions DistillOptions::from_params(Params& p) {
   const std::vector<std::shared_ptr<Params>> features = p.get_map_list("features");
   for (const auto& f : features) {
     FeatureMatch m;
-    need(*f, "student", "a feature pair names a student layer (or value) and a teacher layer");
-    need(*f, "teacher", "a feature pair names a student layer (or value) and a teacher layer");
+    // Read before the checks that they are given, so that `squeeze methods` sees every key.
     m.student = f->get_string("student", "");
     m.teacher = f->get_string("teacher", "");
     m.weight = get_bounded(*f, "weight", m.weight, 0, true, 1e300, false);
+    need(*f, "student", "a feature pair names a student layer (or value) and a teacher layer");
+    need(*f, "teacher", "a feature pair names a student layer (or value) and a teacher layer");
     f->finish();
     o.features.push_back(m);
   }

@@ -386,17 +386,19 @@ int run_cli(const std::vector<std::string>& args, std::ostream& out, std::ostrea
   zoo->footer("Example:\n  squeeze zoo");
 
   auto* cfg = app.add_subcommand(
-      "config",
-      "Print an annotated example workflow (--example), or check a workflow without running it (--check): "
-      "the config is parsed, every stage's pass is made so its parameters are checked, the data is loaded "
-      "and the models are built or loaded (as run does before training; data.limit makes it quicker); "
-      "nothing is trained, evaluated or written");
+      "config", "Print an annotated example workflow (--example), or check a workflow without running it (--check)");
   auto* ex_flag = cfg->add_flag("--example", example, "Print an annotated workflow with every top-level key");
   auto* check_opt = cfg->add_option("--check", check_path, "Workflow YAML to check");
   cfg->add_option("--set", sets, "Override a config value: key.path=value (repeatable)")->needs(check_opt);
   ex_flag->excludes(check_opt);
-  cfg->footer("Examples:\n  squeeze config --example > workflow.yaml\n"
-              "  squeeze config --check workflow.yaml --set data.limit.train=1000");
+  cfg->footer(
+      "--check makes every check run makes before it trains, through the same code: the config is parsed,\n"
+      "every stage's pass is made (its parameters checked), the data is loaded, the model and any\n"
+      "distillation teachers are built or loaded and checked against the data and each other. Nothing is\n"
+      "trained, evaluated or written. Loading takes as long as in run (data.limit shortens it).\n"
+      "Prints 'CONFIG: ok (N experiments, M stages)', or the error with exit code 2.\n"
+      "Examples:\n  squeeze config --example > workflow.yaml\n"
+      "  squeeze config --check workflow.yaml --set data.limit.train=1000");
 
   auto* methods = app.add_subcommand(
       "methods", "Every compression method's parameters: type, default, valid values (from the validating code)");
