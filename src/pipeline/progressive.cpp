@@ -19,9 +19,11 @@ namespace squeeze::pipeline {
 
 namespace {
 
-const std::vector<std::string> kFamilies = {"lowrank", "prune", "quantize"};
+// In ladder order. methods: may also say prune (= structured and unstructured).
+const std::vector<std::string> kFamilies = {"lowrank", "structured", "unstructured", "quantize"};
 // The settings the sensitivity analysis measures, and the ladders' rungs.
 const std::vector<double> kRankRatios = {0.125, 0.25, 0.5};
+const std::vector<double> kChannelShares = {0.25, 0.5, 0.75};
 const std::vector<double> kPruneRatios = {0.5, 0.7, 0.8, 0.9, 0.95};
 const std::vector<int> kBits = {8, 6, 4};
 
@@ -85,6 +87,13 @@ Recipe prune_recipe(double ratio, const std::vector<std::string>& exclude) {
                        exclude.empty() ? "" : ", exclude: " + list(exclude), "}")};
 }
 
+// Structured pruning: `fraction` of the remaining output channels of every layer not excluded.
+Recipe channel_recipe(double fraction, const std::vector<std::string>& exclude) {
+  return {"prune", msg("{kind: structured, granularity: channel, criterion: l1, scope: local, "
+                       "ratio: ", fraction,
+                       exclude.empty() ? "" : ", exclude: " + list(exclude), "}")};
+}
+
 Recipe lowrank_recipe(const std::map<std::string, double>& ratios,
                       const std::vector<std::string>& exclude) {
   std::string layers;
@@ -139,6 +148,7 @@ class Progressive {
   }
 
   void lowrank_phase();
+  void structured_phase();
   void prune_phase();
   void quantize_phase();
 
@@ -183,9 +193,10 @@ std::map<std::string, std::vector<std::optional<bool>>> Progressive::analyse(
   std::map<std::string, std::vector<std::optional<bool>>> out;
   const std::vector<std::string> layers = float_layers(g);
   log::info("sensitivity of ", layers.size(), " layers to ", family, " (", model, ")");
-  const size_t n = family == "lowrank"  ? kRankRatios.size()
-                   : family == "prune" ? kPruneRatios.size()
-                                       : kBits.size();
+  const size_t n = family == "lowrank"      ? kRankRatios.size()
+                   : family == "structured" ? kChannelShares.size()
+                   : family == "unstructured" ? kPruneRatios.size()
+                                            : kBits.size();
   for (const std::string& layer : layers) {
     auto& tol = out[layer];
     for (size_t i = 0; i < n; ++i) {
@@ -195,7 +206,10 @@ std::map<std::string, std::vector<std::optional<bool>>> Progressive::analyse(
       if (family == "lowrank") {
         r = lowrank_recipe({{layer, kRankRatios[i]}}, rest);
         setting = msg("rank ratio ", kRankRatios[i]);
-      } else if (family == "prune") {
+      } else if (family == "structured") {
+        r = channel_recipe(kChannelShares[i], rest);
+        setting = pct(kChannelShares[i]) + " channels";
+      } else if (family == "unstructured") {
         r = prune_recipe(kPruneRatios[i], rest);
         setting = pct(kPruneRatios[i]);
       } else {
@@ -219,7 +233,10 @@ std::map<std::string, std::vector<std::optional<bool>>> Progressive::analyse(
 double Progressive::projected_int8_ratio(const ir::Graph& g) {
   compress::PassResult pr = apply(quant_recipe(8, {}), g);
   const int64_t size = static_stats(pr.graph).size_bytes;
-  return size > 0 ? double(ws_.report().baseline.size_bytes) / double(size) : 0.0;
+  const double ratio = size > 0 ? double(ws_.report().baseline.size_bytes) / double(size) : 0.0;
+  log::info("  8-bit quantization of the current model projected at ", ratio, "x (",
+            human_bytes(double(size)), ")");
+  return ratio;
 }
 
 bool Progressive::step(const std::string& name, const Recipe& r, const std::string& note,
@@ -307,8 +324,61 @@ void Progressive::lowrank_phase() {
        false);
 }
 
+void Progressive::structured_phase() {
+  if (!opt_.uses("structured") || reached() || out_of_steps()) return;
+  std::optional<std::map<std::string, std::vector<std::optional<bool>>>> tol;
+  double kept_share = 0.0;
+  // The fraction of the remaining channels that takes a layer from `from` to `to` removed.
+  auto fraction = [](double from, double to) {
+    return std::round((1.0 - (1.0 - to) / (1.0 - from)) * 1000.0) / 1000.0;
+  };
+  for (size_t k = 0; k < kChannelShares.size(); ++k) {
+    const double share = kChannelShares[k];
+    const std::string name = msg("channels", std::lround(share * 100));
+    if (reached() || out_of_steps()) return;
+    if (opt_.uses("quantize")) {
+      const double p = projected_int8_ratio(g_);
+      if (p >= opt_.target_compression) {
+        skip(name, msg("not needed: 8-bit quantization of the current model is projected at ",
+                       std::round(p * 100) / 100, "x, at least the target"));
+        return;
+      }
+    }
+    if (!tol) tol = analyse("structured", g_, label());
+    std::vector<std::string> chosen;
+    for (const auto& [layer, t] : *tol)
+      if (t[k] && *t[k]) chosen.push_back(layer);
+    if (chosen.empty()) {
+      skip(name, msg("no layer tolerates losing ", pct(share),
+                     " of its channels alone (each one-layer model fails the guard, or the "
+                     "layer's channels cannot be removed)"));
+      return;
+    }
+    const std::vector<std::string> left = minus(float_layers(g_), chosen);
+    auto note = [&](double to) {
+      return msg("structured pruning (L1 filters): ", pct(fraction(kept_share, to)),
+                 " of the remaining output channels of ", join(chosen, ", "), " (", pct(to),
+                 " of those they had before the first channel step)",
+                 left.empty() ? std::string() : "; other layers' channels stay");
+    };
+    if (step(name, channel_recipe(fraction(kept_share, share), left), note(share), false)) {
+      kept_share = share;
+      continue;
+    }
+    if (out_of_steps()) return;
+    const double mid = std::round((kept_share + share) / 2 * 1000.0) / 1000.0;
+    step(msg("channels", std::round(mid * 1000.0) / 10.0, "-gentler"),
+         channel_recipe(fraction(kept_share, mid), left),
+         "retry of the rolled-back " + name + " halfway: " + note(mid), false);
+    for (size_t j = k + 1; j < kChannelShares.size(); ++j)
+      skip(msg("channels", std::lround(kChannelShares[j] * 100)),
+           msg("not tried: ", name, " broke the guard, so removing more channels would too"));
+    return;
+  }
+}
+
 void Progressive::prune_phase() {
-  if (!opt_.uses("prune") || reached() || out_of_steps()) return;
+  if (!opt_.uses("unstructured") || reached() || out_of_steps()) return;
   std::optional<std::map<std::string, std::vector<std::optional<bool>>>> tol;
   double kept_ratio = 0.0;
   for (size_t k = 0; k < kPruneRatios.size(); ++k) {
@@ -323,7 +393,7 @@ void Progressive::prune_phase() {
         return;
       }
     }
-    if (!tol) tol = analyse("prune", g_, label());
+    if (!tol) tol = analyse("unstructured", g_, label());
     std::vector<std::string> chosen;
     for (const auto& [layer, t] : *tol)
       if (t[k] && *t[k]) chosen.push_back(layer);
@@ -425,8 +495,10 @@ report::Report Progressive::run() {
   // Every check before any training: a representative stage of each family with the fine-tuning
   // (its options checked, data present).
   for (const std::string& m : opt_.methods) {
-    Recipe r = m == "lowrank" ? lowrank_recipe({}, {}) : m == "prune" ? prune_recipe(0.5, {})
-                                                                       : quant_recipe(8, {});
+    Recipe r = m == "lowrank"        ? lowrank_recipe({}, {})
+               : m == "structured"   ? channel_recipe(0.25, {})
+               : m == "unstructured" ? prune_recipe(0.5, {})
+                                     : quant_recipe(8, {});
     stage_specs_.push_back(StageSpec{r.method, recipe_params(r), opt_.finetune});
     ws_.prepare({&stage_specs_.back()}, owner);
   }
@@ -443,10 +515,10 @@ report::Report Progressive::run() {
   log::info("progressive: target ", opt_.target_compression, "x, methods ", join(opt_.methods, ", "));
 
   lowrank_phase();
+  structured_phase();
   prune_phase();
   quantize_phase();
 
-  store_->rank();
   report::PipelineRecord rec = store_->record("progressive");
   rec.entries_key = "history";
   rec.target_compression = opt_.target_compression;
@@ -506,21 +578,27 @@ ProgressiveOptions ProgressiveOptions::from_params(Params& block) {
     if (given.empty())
       throw ConfigError(msg(block.key_path("methods"), ": expected at least one of ",
                             join(kFamilies, ", ")));
+    // prune (or its alias pruning) means both kinds of pruning.
+    std::vector<std::string> valid = {"lowrank", "prune", "structured", "unstructured", "quantize"};
+    std::vector<std::string> wanted;
     for (size_t i = 0; i < given.size(); ++i) {
       const std::string m = canonical_method(given[i]);
-      if (std::find(kFamilies.begin(), kFamilies.end(), m) == kFamilies.end()) {
-        std::string near = did_you_mean(given[i], kFamilies);
+      if (std::find(valid.begin(), valid.end(), m) == valid.end()) {
+        std::string near = did_you_mean(given[i], valid);
         throw ConfigError(msg(block.key_path("methods"), "[", i, "]: expected one of ",
-                              join(kFamilies, ", "), ", got '", given[i], "'",
+                              join(valid, ", "), ", got '", given[i], "'",
                               near.empty() ? "" : "; did you mean '" + near + "'?"));
+      }
+      if (m == "prune") {
+        wanted.push_back("structured");
+        wanted.push_back("unstructured");
+      } else {
+        wanted.push_back(m);
       }
     }
     o.methods.clear();
     for (const std::string& f : kFamilies)  // the ladder's order, whatever the order written
-      for (const std::string& g : given)
-        if (canonical_method(g) == f &&
-            std::find(o.methods.begin(), o.methods.end(), f) == o.methods.end())
-          o.methods.push_back(f);
+      if (std::find(wanted.begin(), wanted.end(), f) != wanted.end()) o.methods.push_back(f);
   }
   o.max_steps = block.get_int("max_steps", o.max_steps, 1, 1000);
   return o;

@@ -5,8 +5,13 @@
 // with exit code 2 before any training.
 #include <gtest/gtest.h>
 
+#include <sys/wait.h>
+
+#include <array>
+#include <cstdio>
 #include <filesystem>
 #include <nlohmann/json.hpp>
+#include <set>
 
 #include "cli.h"
 #include "pipeline/pipeline_test_util.h"
@@ -96,7 +101,7 @@ TEST(ProgressivePipeline, RollsBackAStepThatBreaksTheGuardAndBuildsOnTheKeptMode
   type: progressive
   target_compression: 50
   guard: {max_drop: 0.2, relative: true}
-  methods: [prune]
+  methods: [unstructured]
   finetune: {epochs: 1, lr: 1.0e-3}
 )");
   ASSERT_EQ(r.code, 0) << r.err;
@@ -142,6 +147,41 @@ TEST(ProgressivePipeline, RollsBackAStepThatBreaksTheGuardAndBuildsOnTheKeptMode
   EXPECT_NE(html.find("retry of the rolled-back"), std::string::npos);
 }
 
+TEST(ProgressivePipeline, StructuredRungsRemoveChannelsOfTheLayersThatTolerateIt) {
+  TempDir dir;
+  auto r = run_pipeline(dir, R"(pipeline:
+  type: progressive
+  target_compression: 50
+  guard: {max_drop: 0.2, relative: true}
+  methods: [structured]
+  finetune: {epochs: 1, lr: 1.0e-3}
+)");
+  ASSERT_EQ(r.code, 0) << r.err;
+  const json rep = read_json(dir.file("out/report.json"));
+  const json& p = rep["pipeline"];
+  check_history(dir, p);
+  ASSERT_GE(p["history"].size(), 1u);
+  EXPECT_EQ(p["history"][0]["name"], "channels25");
+  // The logits' channels cannot be removed: no sensitivity row for that layer.
+  int rows = 0;
+  for (const json& s : p["sensitivity"]) {
+    EXPECT_EQ(s["method"], "structured");
+    EXPECT_NE(s["layer"], "output");
+    ++rows;
+  }
+  EXPECT_EQ(rows, 3 * 3) << p["sensitivity"].dump(1);
+  // A kept channel step leaves a smaller dense model: fewer parameters, none of them masked.
+  int64_t params = rep["baseline"]["params"];
+  for (const json& h : p["history"]) {
+    const json& step = h["steps"].back();
+    EXPECT_EQ(step["params"]["kind"], "structured");
+    EXPECT_EQ(h["nonzero_params"], h["params"]);
+    if (h["status"] != "kept") continue;
+    EXPECT_LT(h["params"].get<int64_t>(), params) << h["name"];
+    params = h["params"];
+  }
+}
+
 TEST(ProgressivePipeline, WhenNothingPassesTheBestCandidateIsStillSavedAndEveryOneReported) {
   TempDir dir;
   // Fine-tuning with a learning rate that wrecks every model: no step can keep the guard.
@@ -168,6 +208,55 @@ TEST(ProgressivePipeline, WhenNothingPassesTheBestCandidateIsStillSavedAndEveryO
       << p["outcome"];
 }
 
+// The installed program as a separate process (exit code, stdout and stderr together).
+std::pair<int, std::string> run_binary(const std::string& args) {
+  std::string cmd = std::string(SQUEEZE_BINARY) + " " + args + " 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  if (!p) return {-1, ""};
+  std::string out;
+  std::array<char, 4096> buf;
+  size_t n;
+  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) out.append(buf.data(), n);
+  int status = pclose(p);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+}
+
+TEST(ProgressiveCli, SqueezeRunWritesTheHistoryAndRejectsBadInputWithExitTwo) {
+  TempDir dir;
+  dir.write("w.yaml", std::string(testing::kPipelineHead) + R"(pipeline:
+  type: progressive
+  target_compression: 4.5
+  guard: {max_drop: 0.1, relative: true}
+  methods: [unstructured, quantize]
+  finetune: {epochs: 1}
+)");
+  auto [code, out] = run_binary("--threads 1 run " + dir.file("w.yaml") + " --out " + dir.file("out"));
+  ASSERT_EQ(code, 0) << out;
+  EXPECT_NE(out.find("pipeline progressive: Target 4.5x"), std::string::npos) << out;
+  const json rep = read_json(dir.file("out/report.json"));
+  const json& p = rep["pipeline"];
+  EXPECT_EQ(p["type"], "progressive");
+  check_history(dir, p);
+  ASSERT_GE(p["history"].size(), 1u);
+  // Unstructured rungs first (until 8-bit quantization is projected to reach 4.5x), then int8.
+  EXPECT_EQ(p["history"][0]["name"], "prune50");
+  bool quantized = false;
+  for (const json& h : p["history"]) quantized |= h["steps"].back()["method"] == "quantize";
+  EXPECT_TRUE(quantized) << p.dump(1);
+  std::set<std::string> methods;
+  for (const json& s : p["sensitivity"]) methods.insert(s["method"].get<std::string>());
+  EXPECT_EQ(methods, (std::set<std::string>{"quantize", "unstructured"}));
+
+  dir.write("bad.yaml", std::string(testing::kPipelineHead) +
+                            "pipeline: {type: progressive, target_compression: 0.5, "
+                            "preserve_accuracy: 0.99}\n");
+  auto [bad_code, bad_out] = run_binary("run " + dir.file("bad.yaml") + " --out " + dir.file("bad"));
+  EXPECT_EQ(bad_code, 2) << bad_out;
+  EXPECT_NE(bad_out.find("pipeline.target_compression: expected a number > 1"), std::string::npos)
+      << bad_out;
+  EXPECT_FALSE(fs::exists(dir.file("bad")));
+}
+
 TEST(ProgressiveInput, BadInputExitsWithTwoNamingTheKeyBeforeAnyTraining) {
   const std::vector<std::pair<std::string, std::vector<std::string>>> cases = {
       {"pipeline: {type: progressive, target_compression: 0.5, guard: {max_drop: 0.01}}\n",
@@ -180,10 +269,11 @@ TEST(ProgressiveInput, BadInputExitsWithTwoNamingTheKeyBeforeAnyTraining) {
        {"missing required key 'target_compression' in pipeline"}},
       {"pipeline: {type: progressive, target_compression: 8, guard: {max_drop: 0.01}, "
        "methods: [prune, lowrnk]}\n",
-       {"pipeline.methods[1]: expected one of lowrank, prune, quantize", "did you mean 'lowrank'?"}},
+       {"pipeline.methods[1]: expected one of lowrank, prune, structured, unstructured, quantize",
+        "did you mean 'lowrank'?"}},
       {"pipeline: {type: progressive, target_compression: 8, guard: {max_drop: 0.01}, "
        "methods: [distill]}\n",
-       {"pipeline.methods[0]: expected one of lowrank, prune, quantize, got 'distill'"}},
+       {"pipeline.methods[0]: expected one of", "got 'distill'"}},
       {"pipeline: {type: progressive, target_compression: 8}\n",
        {"missing required key 'guard' in pipeline"}},
       {"pipeline: {type: progressive, target_compression: 8, guard: {max_drop: 1.5}}\n",
@@ -217,12 +307,22 @@ TEST(ProgressiveInput, ParsedOptionsKeepTheLadderOrder) {
   ASSERT_TRUE(cfg.pipeline && cfg.pipeline->progressive);
   const pipeline::ProgressiveOptions& o = *cfg.pipeline->progressive;
   EXPECT_DOUBLE_EQ(o.target_compression, 6.0);
-  EXPECT_EQ(o.methods, (std::vector<std::string>{"prune", "quantize"}));
+  // prune (here by its alias) is both kinds of pruning; the ladder's order, not the order written.
+  EXPECT_EQ(o.methods, (std::vector<std::string>{"structured", "unstructured", "quantize"}));
   EXPECT_EQ(o.max_steps, 5);
   EXPECT_EQ(o.finetune.epochs, 2);
   EXPECT_DOUBLE_EQ(o.finetune.lr, 5.0e-4);
-  EXPECT_TRUE(o.uses("prune"));
+  EXPECT_TRUE(o.uses("structured"));
   EXPECT_FALSE(o.uses("lowrank"));
+  auto one = pipeline::parse_config(std::string(testing::kPipelineHead) +
+                                    "pipeline: {type: progressive, target_compression: 6, "
+                                    "preserve_accuracy: 0.99, methods: unstructured}\n");
+  EXPECT_EQ(one.pipeline->progressive->methods, (std::vector<std::string>{"unstructured"}));
+  auto all = pipeline::parse_config(std::string(testing::kPipelineHead) +
+                                    "pipeline: {type: progressive, target_compression: 6, "
+                                    "preserve_accuracy: 0.99}\n");
+  EXPECT_EQ(all.pipeline->progressive->methods,
+            (std::vector<std::string>{"lowrank", "structured", "unstructured", "quantize"}));
   EXPECT_THROW(pipeline::parse_config(std::string(testing::kPipelineHead) +
                                       "pipeline: {type: progressive, target_compression: -3, "
                                       "preserve_accuracy: 0.99}\n"),

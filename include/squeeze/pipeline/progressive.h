@@ -8,26 +8,33 @@
 //     target_compression: 8              # required, > 1: baseline size_bytes / size_bytes
 //     guard: {max_drop: 0.01, relative: true}      # or preserve_accuracy: 0.99 (required)
 //     finetune: {epochs: 1, lr: 5.0e-4}  # after every step (default: one epoch, trainer defaults)
-//     methods: [lowrank, prune, quantize]  # the families it may use (default: all three)
+//     methods: [lowrank, prune, quantize]  # the families it may use (default: all); prune means
+//                                          # structured and unstructured, each may be named
 //     max_steps: 12                      # candidates tried at most (default 12)
 //
 // How it works:
 //   1. Sensitivity analysis (no fine-tuning, validation split only). For every Conv/Linear layer
 //      of the model, the validation accuracy with only that layer compressed: low rank at
-//      ratios 1/8, 1/4, 1/2 of its full rank; unstructured pruning at 50/70/80/90/95% (scope
-//      local: exactly that share of the layer); weight-only quantization at 8/6/4 bits. A layer
-//      "tolerates" a setting when that one-layer model still passes the guard. The analysis of
-//      low rank runs on the baseline; those of pruning and quantization run again on the model
-//      they will be applied to (after the earlier steps: low rank renames and changes layers).
+//      ratios 1/8, 1/4, 1/2 of its full rank; structured pruning of 25/50/75% of its output
+//      channels (L1 filters; a layer whose channels cannot be removed, such as the logits, has no
+//      row); unstructured pruning at 50/70/80/90/95% (scope local: exactly that share of the
+//      layer); weight-only quantization at 8/6/4 bits. A layer
+//      "tolerates" a setting when that one-layer model still passes the guard. Each family is
+//      analysed when its turn comes, on the model it will be applied to (the baseline for the
+//      first; after earlier steps for the others: low rank renames and splits layers, structured
+//      pruning shrinks them), and only when the ladder reaches it.
 //      Every measurement is in report.json's pipeline.sensitivity.
 //   2. The ladder. The order of the families is fixed by what the passes allow: low rank and
-//      pruning leave quantized layers alone, and low rank leaves pruned (masked) layers alone,
-//      so: low rank, then pruning, then quantization. Within a family the sensitivity sets the
-//      per-layer settings (less sensitive layers are compressed more):
+//      pruning leave quantized layers alone, low rank leaves pruned (masked) layers alone, and
+//      removing channels first keeps the unstructured masks of the layers it shrinks out of its
+//      way, so: low rank, structured pruning, unstructured pruning, quantization. Within a family
+//      the sensitivity sets the per-layer settings (less sensitive layers are compressed more):
 //        - lowrank: one step; each layer at the smallest rank ratio it tolerates (layers that
 //          tolerate none, or where a factorization saves nothing, are left alone);
-//        - prune: rungs 50, 70, 80, 90, 95% (scope local); a rung prunes the layers that tolerate
-//          it, the others stay at the sparsity they reached;
+//        - structured: rungs removing 25, 50, 75% of the channels (of the model the family starts
+//          on) of the layers that tolerate that share alone; the others keep their channels;
+//        - unstructured: rungs 50, 70, 80, 90, 95% (scope local); a rung prunes the layers that
+//          tolerate it, the others stay at the sparsity they reached;
 //        - quantize (qat, activations 8 bits): rungs of 8, 6, 4 weight bits; a layer gets the
 //          rung's bits when it tolerates them, else the fewest bits above them it tolerates
 //          (8 at most). Each rung is applied to the model before quantization (a quantized
@@ -37,7 +44,7 @@
 //      (validation accuracy for the guard, test accuracy reported only), saved under
 //      candidates/. Status "kept" when the guard holds, else "rolled back"; a rolled-back rung is
 //      retried once halfway between the last kept setting and the failed one (pruning ratio,
-//      weight bits, or the rank ratios doubled), then the family ends.
+//      channel share, weight bits, or the rank ratios doubled), then the family ends.
 //   3. Just enough compression: before each low-rank or pruning step, the 8-bit quantization of
 //      the current model is projected (pass run, no fine-tuning, stored size measured); when it
 //      already reaches the target, the pipeline goes straight to quantization, so accuracy is
@@ -73,7 +80,8 @@ namespace squeeze::pipeline {
 struct ProgressiveOptions {
   double target_compression = 0.0;  // > 1
   train::TrainOptions finetune;     // after every step
-  std::vector<std::string> methods = {"lowrank", "prune", "quantize"};  // in ladder order
+  // In ladder order: lowrank, structured, unstructured, quantize.
+  std::vector<std::string> methods = {"lowrank", "structured", "unstructured", "quantize"};
   int64_t max_steps = 12;
 
   bool uses(const std::string& method) const;
