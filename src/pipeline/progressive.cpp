@@ -83,21 +83,22 @@ std::shared_ptr<Params> recipe_params(const Recipe& r) {
 
 Recipe prune_recipe(double ratio, const std::vector<std::string>& exclude) {
   return {"prune", msg("{kind: unstructured, criterion: l1, scope: local, ops: [Conv, Linear], "
-                       "ratio: ", ratio,
-                       exclude.empty() ? "" : ", exclude: " + list(exclude), "}")};
+                       "ratio: ",
+                       ratio, exclude.empty() ? "" : ", exclude: " + list(exclude), "}")};
 }
 
 // Structured pruning: `fraction` of the remaining output channels of every layer not excluded.
 Recipe channel_recipe(double fraction, const std::vector<std::string>& exclude) {
   return {"prune", msg("{kind: structured, granularity: channel, criterion: l1, scope: local, "
-                       "ratio: ", fraction,
-                       exclude.empty() ? "" : ", exclude: " + list(exclude), "}")};
+                       "ratio: ",
+                       fraction, exclude.empty() ? "" : ", exclude: " + list(exclude), "}")};
 }
 
 Recipe lowrank_recipe(const std::map<std::string, double>& ratios,
                       const std::vector<std::string>& exclude) {
   std::string layers;
-  for (const auto& [l, r] : ratios) layers += msg(layers.empty() ? "" : ", ", q(l), ": {ratio: ", r, "}");
+  for (const auto& [l, r] : ratios)
+    layers += msg(layers.empty() ? "" : ", ", q(l), ": {ratio: ", r, "}");
   return {"lowrank", msg("{ratio: 0.5, layers: {", layers, "}",
                          exclude.empty() ? "" : ", exclude: " + list(exclude), "}")};
 }
@@ -193,10 +194,10 @@ std::map<std::string, std::vector<std::optional<bool>>> Progressive::analyse(
   std::map<std::string, std::vector<std::optional<bool>>> out;
   const std::vector<std::string> layers = float_layers(g);
   log::info("sensitivity of ", layers.size(), " layers to ", family, " (", model, ")");
-  const size_t n = family == "lowrank"      ? kRankRatios.size()
-                   : family == "structured" ? kChannelShares.size()
+  const size_t n = family == "lowrank"        ? kRankRatios.size()
+                   : family == "structured"   ? kChannelShares.size()
                    : family == "unstructured" ? kPruneRatios.size()
-                                            : kBits.size();
+                                              : kBits.size();
   for (const std::string& layer : layers) {
     auto& tol = out[layer];
     for (size_t i = 0; i < n; ++i) {
@@ -300,8 +301,7 @@ void Progressive::lowrank_phase() {
   std::vector<std::string> chosen;
   for (const auto& [l, r] : ratios) chosen.push_back(l);
   const std::vector<std::string> left = minus(float_layers(g_), chosen);
-  if (step("lowrank",
-           lowrank_recipe(ratios, left),
+  if (step("lowrank", lowrank_recipe(ratios, left),
            msg("low rank, rank ratio per layer from the sensitivity: ", describe(ratios),
                "; left alone: ", names_or_none(left)),
            false))
@@ -398,18 +398,18 @@ void Progressive::prune_phase() {
     for (const auto& [layer, t] : *tol)
       if (t[k] && *t[k]) chosen.push_back(layer);
     if (chosen.empty()) {
-      skip(name, msg("no layer tolerates ", pct(r), " pruning alone (each one-layer model fails the "
+      skip(name, msg("no layer tolerates ", pct(r),
+                     " pruning alone (each one-layer model fails the "
                      "guard)"));
       return;
     }
     const std::vector<std::string> left = minus(float_layers(g_), chosen);
-    const std::string held =
-        left.empty() ? std::string()
-                     : msg("; held at their sparsity (they do not tolerate ", pct(r),
-                           " alone): ", join(left, ", "));
+    const std::string held = left.empty() ? std::string()
+                                          : msg("; held at their sparsity (they do not tolerate ",
+                                                pct(r), " alone): ", join(left, ", "));
     if (step(name, prune_recipe(r, left),
-             msg("unstructured L1 pruning to ", pct(r), " of each layer's weights: ",
-                 join(chosen, ", "), held),
+             msg("unstructured L1 pruning to ", pct(r),
+                 " of each layer's weights: ", join(chosen, ", "), held),
              false)) {
       kept_ratio = r;
       continue;
@@ -419,8 +419,8 @@ void Progressive::prune_phase() {
     const double mid = std::round((kept_ratio + r) / 2 * 1000.0) / 1000.0;
     if (mid <= kept_ratio + 1e-9 || mid < 0.05) return;
     step(msg("prune", std::round(mid * 1000.0) / 10.0, "-gentler"), prune_recipe(mid, left),
-         msg("retry of the rolled-back ", name, " halfway: ", pct(mid), " of each layer's weights: ",
-             join(chosen, ", "), held),
+         msg("retry of the rolled-back ", name, " halfway: ", pct(mid),
+             " of each layer's weights: ", join(chosen, ", "), held),
          false);
     for (size_t j = k + 1; j < kPruneRatios.size(); ++j)
       skip(msg("prune", std::lround(kPruneRatios[j] * 100)),
@@ -463,9 +463,8 @@ void Progressive::quantize_phase() {
     if (reached() && quantized_) return;
     if (out_of_steps()) return;
     auto p = plan(bits);
-    if (quantized_ && std::all_of(p.begin(), p.end(), [&](const auto& kv) {
-          return kv.second >= kept_bits;
-        })) {
+    if (quantized_ &&
+        std::all_of(p.begin(), p.end(), [&](const auto& kv) { return kv.second >= kept_bits; })) {
       skip(name, msg("no layer tolerates fewer than ", kept_bits, " bits alone"));
       return;
     }
@@ -485,7 +484,8 @@ void Progressive::quantize_phase() {
         quantized_ = true;
     }
     for (size_t j = k + 1; j < kBits.size(); ++j)
-      skip(msg("int", kBits[j]), msg("not tried: ", name, " broke the guard, so fewer bits would too"));
+      skip(msg("int", kBits[j]),
+           msg("not tried: ", name, " broke the guard, so fewer bits would too"));
     return;
   }
 }
@@ -512,7 +512,8 @@ report::Report Progressive::run() {
   store_.emplace(ws_, spec_.guard, CandidateStore::by_compression());
   min_val_ = store_->guard()->min_accuracy();
   g_ = ws_.baseline().clone();
-  log::info("progressive: target ", opt_.target_compression, "x, methods ", join(opt_.methods, ", "));
+  log::info("progressive: target ", opt_.target_compression, "x, methods ",
+            join(opt_.methods, ", "));
 
   lowrank_phase();
   structured_phase();
@@ -569,15 +570,16 @@ ProgressiveOptions ProgressiveOptions::from_params(Params& block) {
                           "a number > 1, e.g. target_compression: 8"));
   o.target_compression = block.get_double("target_compression", 0.0);
   if (!(o.target_compression > 1.0) || !std::isfinite(o.target_compression))
-    throw ConfigError(msg(block.key_path("target_compression"), ": expected a number > 1 (baseline "
+    throw ConfigError(msg(block.key_path("target_compression"),
+                          ": expected a number > 1 (baseline "
                           "size / compressed size), got '",
                           block.raw("target_compression")->text(), "'"));
   if (auto ft = block.get_map("finetune")) o.finetune = train::TrainOptions::from_params(*ft);
   if (block.has("methods")) {
     std::vector<std::string> given = block.get_strings("methods");
     if (given.empty())
-      throw ConfigError(msg(block.key_path("methods"), ": expected at least one of ",
-                            join(kFamilies, ", ")));
+      throw ConfigError(
+          msg(block.key_path("methods"), ": expected at least one of ", join(kFamilies, ", ")));
     // prune (or its alias pruning) means both kinds of pruning.
     std::vector<std::string> valid = {"lowrank", "prune", "structured", "unstructured", "quantize"};
     std::vector<std::string> wanted;

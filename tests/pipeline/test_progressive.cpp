@@ -4,7 +4,6 @@
 // reported), the sensitivity analysis in every form of the report; and its bad input rejected
 // with exit code 2 before any training.
 #include <gtest/gtest.h>
-
 #include <sys/wait.h>
 
 #include <array>
@@ -139,8 +138,8 @@ TEST(ProgressivePipeline, RollsBackAStepThatBreaksTheGuardAndBuildsOnTheKeptMode
       EXPECT_LE(h["compression_ratio"].get<double>(), best["compression_ratio"].get<double>());
   // report.md and report.html show the steps, their notes and the sensitivity table.
   const std::string md = read_all(dir.file("out/report.md"));
-  for (const char* w : {"## Pipeline: progressive", "| step", "rolled back", "Sensitivity analysis",
-                        "target: 50x"})
+  for (const char* w :
+       {"## Pipeline: progressive", "| step", "rolled back", "Sensitivity analysis", "target: 50x"})
     EXPECT_NE(md.find(w), std::string::npos) << w;
   const std::string html = read_all(dir.file("out/report.html"));
   EXPECT_NE(html.find("Sensitivity analysis"), std::string::npos);
@@ -200,7 +199,8 @@ TEST(ProgressivePipeline, WhenNothingPassesTheBestCandidateIsStillSavedAndEveryO
   for (const json& h : p["history"]) EXPECT_EQ(h["status"], "rolled back") << h.dump(1);
   EXPECT_EQ(p["best"]["passed_guard"], false);
   ASSERT_EQ(rep["results"].size(), 1u);
-  EXPECT_TRUE(fs::exists(dir.file("out/" + rep["results"][0]["artifacts"]["checkpoint"].get<std::string>())));
+  EXPECT_TRUE(fs::exists(
+      dir.file("out/" + rep["results"][0]["artifacts"]["checkpoint"].get<std::string>())));
   ASSERT_GE(rep["warnings"].size(), 1u);
   EXPECT_NE(rep["warnings"].back().get<std::string>().find("no candidate satisfies the guard"),
             std::string::npos);
@@ -230,7 +230,8 @@ TEST(ProgressiveCli, SqueezeRunWritesTheHistoryAndRejectsBadInputWithExitTwo) {
   methods: [unstructured, quantize]
   finetune: {epochs: 1}
 )");
-  auto [code, out] = run_binary("--threads 1 run " + dir.file("w.yaml") + " --out " + dir.file("out"));
+  auto [code, out] =
+      run_binary("--threads 1 run " + dir.file("w.yaml") + " --out " + dir.file("out"));
   ASSERT_EQ(code, 0) << out;
   EXPECT_NE(out.find("pipeline progressive: Target 4.5x"), std::string::npos) << out;
   const json rep = read_json(dir.file("out/report.json"));
@@ -250,7 +251,8 @@ TEST(ProgressiveCli, SqueezeRunWritesTheHistoryAndRejectsBadInputWithExitTwo) {
   dir.write("bad.yaml", std::string(testing::kPipelineHead) +
                             "pipeline: {type: progressive, target_compression: 0.5, "
                             "preserve_accuracy: 0.99}\n");
-  auto [bad_code, bad_out] = run_binary("run " + dir.file("bad.yaml") + " --out " + dir.file("bad"));
+  auto [bad_code, bad_out] =
+      run_binary("run " + dir.file("bad.yaml") + " --out " + dir.file("bad"));
   EXPECT_EQ(bad_code, 2) << bad_out;
   EXPECT_NE(bad_out.find("pipeline.target_compression: expected a number > 1"), std::string::npos)
       << bad_out;
