@@ -607,6 +607,8 @@ ProgressiveOptions ProgressiveOptions::from_params(Params& block) {
 }
 
 report::Report run_progressive(const WorkflowConfig& config, const RunOptions& options) {
+  if (!config.pipeline || !config.pipeline->progressive || !config.pipeline->guard)
+    throw InternalError("run_progressive needs a progressive pipeline parsed by parse_config");
   return Progressive(config, options).run();
 }
 
