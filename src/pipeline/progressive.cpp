@@ -174,7 +174,6 @@ class Progressive {
   std::deque<StageSpec> stage_specs_;  // PreparedStage points into these
   std::vector<report::SkippedCandidate> skipped_;
   std::vector<report::SensitivityRecord> sensitivity_;
-  std::string stop_;  // why the ladder ended early ("" = it ran out of rungs)
 };
 
 compress::PassResult Progressive::apply(const Recipe& r, const ir::Graph& g) {
@@ -476,8 +475,9 @@ void Progressive::quantize_phase() {
     if (out_of_steps()) return;
     // Gentler: halfway between the last kept bits and the failed ones.
     if (kept_bits <= 8 && kept_bits - bits >= 2) {
+      // A layer that tolerates the failed rung's bits gets mid; the others keep their bits.
       const int mid = (kept_bits + bits + 1) / 2;
-      auto pm = plan(mid);
+      std::map<std::string, int> pm = p;
       for (auto& [l, b] : pm) b = std::max(b, mid);
       if (step(msg("int", mid, "-gentler"), quant_recipe(mid, pm),
                "retry of the rolled-back " + name + " halfway: " + describe(mid, pm), true))
@@ -545,8 +545,11 @@ report::Report Progressive::run() {
     rec.outcome += kept_ >= 0 ? msg("got to ", ratio, " with ", cands[kept_].name, " (", kept,
                                     " of ", cands.size(), " steps kept)")
                               : msg("no step kept (", cands.size(), " rolled back)");
+    const bool rolled_back = static_cast<int64_t>(cands.size()) > kept;
     rec.outcome += out_of_steps() ? msg("; max_steps (", opt_.max_steps, ") used up.")
-                                  : "; no further step fits the guard.";
+                   : rolled_back  ? "; no further step fits the guard."
+                                  : msg("; no further rung to try for the methods given (",
+                                        join(opt_.methods, ", "), ").");
   }
   log::info(rec.outcome);
   return store_->finish(std::move(rec));
