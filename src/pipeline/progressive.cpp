@@ -326,14 +326,26 @@ void Progressive::lowrank_phase() {
 void Progressive::structured_phase() {
   if (!opt_.uses("structured") || reached() || out_of_steps()) return;
   std::optional<std::map<std::string, std::vector<std::optional<bool>>>> tol;
-  double kept_share = 0.0;
-  // The fraction of the remaining channels that takes a layer from `from` to `to` removed.
-  auto fraction = [](double from, double to) {
-    return std::round((1.0 - (1.0 - to) / (1.0 - from)) * 1000.0) / 1000.0;
+  // The share of its channels each layer has lost in the kept steps of this family (of those it
+  // had when the family started).
+  std::map<std::string, double> lost;
+  auto after = [&](const std::string& layer, double f) {
+    return 1.0 - (1.0 - lost[layer]) * (1.0 - f);
+  };
+  // Does the layer tolerate losing `share` alone? Measured at the tested shares: the smallest
+  // tested share at least as large decides.
+  auto tolerates = [&](const std::string& layer, double share) {
+    const auto& t = tol->at(layer);
+    for (size_t i = 0; i < kChannelShares.size(); ++i)
+      if (kChannelShares[i] >= share - 1e-9) return t[i] && *t[i];
+    return false;
   };
   for (size_t k = 0; k < kChannelShares.size(); ++k) {
-    const double share = kChannelShares[k];
-    const std::string name = msg("channels", std::lround(share * 100));
+    // Each rung removes a fixed share of the remaining channels, so that a layer in every rung
+    // has lost 25%, 50%, 75% of its channels.
+    const double prev = k ? kChannelShares[k - 1] : 0.0;
+    const double f = std::round((1.0 - (1.0 - kChannelShares[k]) / (1.0 - prev)) * 1000.0) / 1000.0;
+    const std::string name = msg("channels", std::lround(kChannelShares[k] * 100));
     if (reached() || out_of_steps()) return;
     if (opt_.uses("quantize")) {
       const double p = projected_int8_ratio(g_);
@@ -346,29 +358,33 @@ void Progressive::structured_phase() {
     if (!tol) tol = analyse("structured", g_, label());
     std::vector<std::string> chosen;
     for (const auto& [layer, t] : *tol)
-      if (t[k] && *t[k]) chosen.push_back(layer);
+      if (tolerates(layer, after(layer, f))) chosen.push_back(layer);
     if (chosen.empty()) {
-      skip(name, msg("no layer tolerates losing ", pct(share),
+      skip(name, msg("no layer tolerates losing a further ", pct(f),
                      " of its channels alone (each one-layer model fails the guard, or the "
                      "layer's channels cannot be removed)"));
       return;
     }
     const std::vector<std::string> left = minus(float_layers(g_), chosen);
-    auto note = [&](double to) {
-      return msg("structured pruning (L1 filters): ", pct(fraction(kept_share, to)),
-                 " of the remaining output channels of ", join(chosen, ", "), " (", pct(to),
-                 " of those they had before the first channel step)",
+    auto note = [&](double frac) {
+      std::string each;
+      for (const auto& l : chosen)
+        each += msg(each.empty() ? "" : ", ", l, " ", pct(after(l, frac)));
+      return msg("structured pruning (L1 filters): ", pct(frac),
+                 " of the remaining output channels of ", join(chosen, ", "),
+                 " (lost in all: ", each, ")",
                  left.empty() ? std::string() : "; other layers' channels stay");
     };
-    if (step(name, channel_recipe(fraction(kept_share, share), left), note(share), false)) {
-      kept_share = share;
+    const std::string n1 = note(f);
+    if (step(name, channel_recipe(f, left), n1, false)) {
+      for (const auto& l : chosen) lost[l] = after(l, f);
       continue;
     }
     if (out_of_steps()) return;
-    const double mid = std::round((kept_share + share) / 2 * 1000.0) / 1000.0;
-    step(msg("channels", std::round(mid * 1000.0) / 10.0, "-gentler"),
-         channel_recipe(fraction(kept_share, mid), left),
-         "retry of the rolled-back " + name + " halfway: " + note(mid), false);
+    const double half = std::round(f / 2 * 1000.0) / 1000.0;
+    if (step(msg(name, "-gentler"), channel_recipe(half, left),
+             "retry of the rolled-back " + name + " at half the share: " + note(half), false))
+      for (const auto& l : chosen) lost[l] = after(l, half);
     for (size_t j = k + 1; j < kChannelShares.size(); ++j)
       skip(msg("channels", std::lround(kChannelShares[j] * 100)),
            msg("not tried: ", name, " broke the guard, so removing more channels would too"));

@@ -31,8 +31,9 @@
 //      the sensitivity sets the per-layer settings (less sensitive layers are compressed more):
 //        - lowrank: one step; each layer at the smallest rank ratio it tolerates (layers that
 //          tolerate none, or where a factorization saves nothing, are left alone);
-//        - structured: rungs removing 25, 50, 75% of the channels (of the model the family starts
-//          on) of the layers that tolerate that share alone; the others keep their channels;
+//        - structured: each rung removes a further share of the remaining output channels
+//          (25%, then 33.3%, then 50%: a layer in every rung loses 25, 50, 75% in all) of the
+//          layers that tolerate the share they would have lost in all; the others keep theirs;
 //        - unstructured: rungs 50, 70, 80, 90, 95% (scope local); a rung prunes the layers that
 //          tolerate it, the others stay at the sparsity they reached;
 //        - quantize (qat, activations 8 bits): rungs of 8, 6, 4 weight bits; a layer gets the
@@ -44,7 +45,8 @@
 //      (validation accuracy for the guard, test accuracy reported only), saved under
 //      candidates/. Status "kept" when the guard holds, else "rolled back"; a rolled-back rung is
 //      retried once halfway between the last kept setting and the failed one (pruning ratio,
-//      channel share, weight bits, or the rank ratios doubled), then the family ends.
+//      weight bits; half the share for channels; the rank ratios doubled for low rank), then
+//      the family ends.
 //   3. Just enough compression: before each low-rank or pruning step, the 8-bit quantization of
 //      the current model is projected (pass run, no fine-tuning, stored size measured); when it
 //      already reaches the target, the pipeline goes straight to quantization, so accuracy is
