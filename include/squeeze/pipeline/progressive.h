@@ -18,17 +18,17 @@
 //      ratios 1/8, 1/4, 1/2 of its full rank; structured pruning of 25/50/75% of its output
 //      channels (L1 filters; a layer whose channels cannot be removed, such as the logits, has no
 //      row); unstructured pruning at 50/70/80/90/95% (scope local: exactly that share of the
-//      layer); weight-only quantization at 8/6/4 bits. A layer
-//      "tolerates" a setting when that one-layer model still passes the guard. Each family is
-//      analysed when its turn comes, on the model it will be applied to (the baseline for the
-//      first; after earlier steps for the others: low rank renames and splits layers, structured
-//      pruning shrinks them), and only when the ladder reaches it.
+//      layer); weight-only quantization at 8/6/4 bits. A layer "tolerates" a setting when that
+//      one-layer model still passes the guard. Each family is analysed when the ladder reaches
+//      it, on the model it will be applied to (the baseline for the first; after earlier steps
+//      for the others: low rank renames and splits layers, structured pruning shrinks them).
 //      Every measurement is in report.json's pipeline.sensitivity.
 //   2. The ladder. The order of the families is fixed by what the passes allow: low rank and
 //      pruning leave quantized layers alone, low rank leaves pruned (masked) layers alone, and
-//      removing channels first keeps the unstructured masks of the layers it shrinks out of its
-//      way, so: low rank, structured pruning, unstructured pruning, quantization. Within a family
-//      the sensitivity sets the per-layer settings (less sensitive layers are compressed more):
+//      channels go before single weights so that the filters' L1 ranking sees dense weights, not
+//      masked ones: low rank, structured pruning, unstructured pruning, quantization. Within a
+//      family the sensitivity sets the per-layer settings (less sensitive layers are compressed
+//      more):
 //        - lowrank: one step; each layer at the smallest rank ratio it tolerates (layers that
 //          tolerate none, or where a factorization saves nothing, are left alone);
 //        - structured: each rung removes a further share of the remaining output channels

@@ -103,7 +103,7 @@ struct SkippedCandidate {
 struct SensitivityRecord {
   std::string model;    // what was analysed: "baseline", "after #2 prune50"
   std::string layer;
-  std::string method;   // lowrank | prune | quantize
+  std::string method;   // lowrank | structured | unstructured | quantize
   std::string setting;  // "rank ratio 0.25", "50%", "4 bits"
   double val_accuracy = 0.0;
   bool tolerated = false;  // the one-layer model passes the guard
