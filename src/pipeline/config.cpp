@@ -15,6 +15,7 @@
 #include <sstream>
 
 #include "squeeze/compress/registry.h"
+#include "squeeze/pipeline/progressive.h"
 #include "squeeze/train/distill.h"
 #include "squeeze/util/error.h"
 
@@ -528,6 +529,16 @@ PipelineSpec parse_pipeline(Params& block) {
       spec.max_candidates = block.get_int("max_candidates", spec.max_candidates, 1, 100000);
     block.finish();
   }
+  if (spec.type == "progressive") {
+    if (!spec.guard)
+      throw ConfigError(
+          msg("missing required key 'guard' in ", block.path(),
+              ": a progressive pipeline keeps each step only while it holds; give guard: "
+              "{max_drop: 0.01, relative: true} or preserve_accuracy: 0.99"));
+    spec.progressive =
+        std::make_shared<const ProgressiveOptions>(ProgressiveOptions::from_params(block));
+    block.finish();
+  }
   // Other types: their runner reads the rest of the block (not available in this build yet).
   return spec;
 }
@@ -580,7 +591,8 @@ WorkflowConfig parse_config(const std::string& yaml_text, const std::vector<std:
     if (auto pipeline = root.get_map("pipeline")) cfg.pipeline = parse_pipeline(*pipeline);
 
     // A pipeline may build its own model (the particle-physics ones); the others need one.
-    if (root.has("model") || !cfg.pipeline || !cfg.pipeline->steps.empty())
+    if (root.has("model") || !cfg.pipeline || !cfg.pipeline->steps.empty() ||
+        cfg.pipeline->progressive)
       cfg.model = parse_model(root);
 
     if (auto data = root.get_map("data")) cfg.data = data::DataOptions::from_params(*data);

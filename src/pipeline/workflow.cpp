@@ -7,6 +7,7 @@
 #include "squeeze/ir/ops.h"
 #include "squeeze/models/zoo.h"
 #include "squeeze/pipeline/combinations.h"
+#include "squeeze/pipeline/progressive.h"
 #include "squeeze/pipeline/stages.h"
 #include "squeeze/pipeline/validation.h"
 #include "squeeze/util/error.h"
@@ -26,6 +27,7 @@ struct PipelineRunner {
 const PipelineRunner kRunners[] = {
     {"validation", run_validation},
     {"combinations", run_combinations},
+    {"progressive", run_progressive},
 };
 
 std::vector<std::string> available_pipelines() {

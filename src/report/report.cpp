@@ -287,7 +287,7 @@ Json candidate_json(const Report& r, const CandidateRecord& c) {
                      {"method", s.method},
                      {"params", s.params ? params_json(*s.params) : Json::object()}});
   const bool tested = c.evaluated && r.baseline.evaluated;
-  return {{"index", c.index},
+  Json j = {{"index", c.index},
           {"name", c.name},
           {"steps", steps},
           {"val_accuracy", number_or_null(c.evaluated, c.val_accuracy)},
@@ -307,6 +307,8 @@ Json candidate_json(const Report& r, const CandidateRecord& c) {
           {"checkpoint", c.checkpoint},
           {"history", history_json(c.history)},
           {"seconds", c.seconds}};
+  if (!c.note.empty()) j["note"] = c.note;  // progressive: what the step did
+  return j;
 }
 
 Json pipeline_json(const Report& r, const PipelineRecord& p) {
@@ -330,6 +332,19 @@ Json pipeline_json(const Report& r, const PipelineRecord& p) {
   Json skipped = Json::array();
   for (const auto& s : p.skipped) skipped.push_back({{"name", s.name}, {"reason", s.reason}});
   j["skipped"] = skipped;
+  // progressive: the target and the sensitivity analysis.
+  if (p.target_compression > 0) j["target_compression"] = p.target_compression;
+  if (!p.sensitivity.empty()) {
+    Json sens = Json::array();
+    for (const auto& s : p.sensitivity)
+      sens.push_back({{"model", s.model},
+                      {"layer", s.layer},
+                      {"method", s.method},
+                      {"setting", s.setting},
+                      {"val_accuracy", s.val_accuracy},
+                      {"tolerated", s.tolerated}});
+    j["sensitivity"] = sens;
+  }
   if (p.best >= 0 && p.best < static_cast<int64_t>(p.candidates.size())) {
     const CandidateRecord& b = p.candidates[p.best];
     j["best"] = {{"index", b.index},           {"name", b.name},
@@ -518,7 +533,8 @@ Table pipeline_table(const Report& r, const PipelineRecord& p) {
   };
   col("#", true);
   if (ranked) col("rank", true);
-  col(p.type == "validation" ? "steps so far" : "candidate", false);
+  col(p.type == "validation" ? "steps so far" : p.type == "progressive" ? "step" : "candidate",
+      false);
   col("val accuracy", true);
   col("val drop", true);
   col("rel. drop", true);
@@ -527,6 +543,9 @@ Table pipeline_table(const Report& r, const PipelineRecord& p) {
   col("compression", true);
   col("guard", false);
   if (statuses) col("status", false);
+  bool notes = false;  // progressive: what each step did
+  for (const auto& c : p.candidates) notes |= !c.note.empty();
+  if (notes) col("what", false);
   col("model", false);
   std::vector<const CandidateRecord*> rows;
   for (const auto& c : p.candidates) rows.push_back(&c);
@@ -547,6 +566,7 @@ Table pipeline_table(const Report& r, const PipelineRecord& p) {
     row.push_back(fmt_ratio(c->compression_ratio));
     row.push_back(!p.guarded ? "-" : c->passed ? "pass" : "FAIL");
     if (statuses) row.push_back(c->status.empty() ? "-" : c->status);
+    if (notes) row.push_back(c->note.empty() ? "-" : c->note);
     row.push_back(c->checkpoint.empty() ? "-" : c->checkpoint);
     t.rows.push_back(row);
   }
@@ -558,10 +578,33 @@ std::vector<std::pair<std::string, std::string>> pipeline_facts(const PipelineRe
   std::vector<std::pair<std::string, std::string>> facts;
   facts.push_back({"guard", p.guarded ? p.guard_text + "; written as " + p.guard_written
                                       : "none (every candidate passes)"});
+  if (p.target_compression > 0)
+    facts.push_back({"target", msg(p.target_compression, "x compression (baseline size / size)")});
   facts.push_back({"chosen", p.selection});
   facts.push_back({"outcome", p.outcome});
   return facts;
 }
+
+// progressive: one row per analysed model, method and layer; the validation accuracy at each
+// setting, "*" where the one-layer model fails the guard.
+Table sensitivity_table(const PipelineRecord& p) {
+  Table t{{"model", "method", "layer", "val accuracy, one layer compressed (* fails the guard)"},
+          {false, false, false, false},
+          {}};
+  for (const auto& s : p.sensitivity) {
+    if (t.rows.empty() || t.rows.back()[0] != s.model || t.rows.back()[1] != s.method ||
+        t.rows.back()[2] != s.layer)
+      t.rows.push_back({s.model, s.method, s.layer, ""});
+    std::string& cell = t.rows.back()[3];
+    cell += (cell.empty() ? "" : ", ") + s.setting + " " + fmt_pct(s.val_accuracy) +
+            (s.tolerated ? "" : "*");
+  }
+  return t;
+}
+
+const char* kSensitivityNote =
+    "Sensitivity analysis: the validation accuracy with only one layer compressed, before any "
+    "fine-tuning; a step compresses a layer only at settings it tolerates alone.";
 
 bool any_per_class(const Report& r) {
   if (!r.baseline.per_class.empty()) return true;
@@ -740,6 +783,8 @@ std::string report_md(const Report& r) {
       for (const auto& sk : p.skipped)
         os << "- " << md_cell(sk.name) << ": " << md_cell(sk.reason) << "\n";
     }
+    if (!p.sensitivity.empty())
+      os << "\n" << kSensitivityNote << "\n\n" << md_table(sensitivity_table(p));
   }
   if (!r.results.empty()) {
     os << "\n## Stage history\n";
@@ -1077,6 +1122,9 @@ std::string report_html(const Report& r) {
         os << "<li>" << esc(sk.name) << ": " << esc(sk.reason) << "</li>\n";
       os << "</ul>\n";
     }
+    if (!p.sensitivity.empty())
+      os << "<p class=\"note\">" << esc(kSensitivityNote) << "</p>\n"
+         << html_table(sensitivity_table(p));
   }
 
   os << "<h2>Charts</h2>\n";

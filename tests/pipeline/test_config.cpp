@@ -508,9 +508,9 @@ TEST(Config, BadMethodName) {
 TEST(Config, Pipeline) {
   // A type this build cannot run yet keeps its own keys for its runner.
   WorkflowConfig c =
-      parse_config(std::string(kMinimal) + "pipeline: {type: progressive, steps: 3}\n");
+      parse_config(std::string(kMinimal) + "pipeline: {type: hep-trigger, steps: 3}\n");
   ASSERT_TRUE(c.pipeline);
-  EXPECT_EQ(c.pipeline->type, "progressive");
+  EXPECT_EQ(c.pipeline->type, "hep-trigger");
   EXPECT_EQ(c.pipeline->block->path(), "pipeline");
   EXPECT_EQ(c.pipeline->block->get_int("steps", 0), 3);
   EXPECT_FALSE(c.pipeline->guard);

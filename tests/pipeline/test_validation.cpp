@@ -138,8 +138,8 @@ TEST(PipelineInput, BadInputExitsWithTwoNamingTheKeyBeforeAnyTraining) {
       {"pipeline: {type: combinations, steps: [{method: prune, params: {schedule: polynomial}}]}\n",
        {"pipeline.steps[0] (prune)", "finetune"}},
       // Planned but not in this build: a clear UnsupportedError naming what is available.
-      {"pipeline: {type: progressive, target_compression: 8}\n",
-       {"pipeline.type: 'progressive' is not available", "available: validation, combinations"}},
+      {"pipeline: {type: hep-jet}\n",
+       {"pipeline.type: 'hep-jet' is not available", "available: validation, combinations"}},
   };
   for (const auto& [yaml, words] : cases) {
     TempDir dir;

@@ -458,6 +458,75 @@ TEST(ReportWriter, PipelineCandidatesInEveryForm) {
             std::string::npos);
 }
 
+TEST(ReportWriter, ProgressiveNotesTargetAndSensitivity) {
+  TempDir dir;
+  Report r = make_report();
+  r.results.resize(1);
+  PipelineRecord p;
+  p.type = "progressive";
+  p.entries_key = "history";
+  p.guarded = true;
+  p.guard_text = "validation accuracy >= 0.8910";
+  p.baseline_val_accuracy = 0.9;
+  p.selection = "the last kept";
+  p.outcome = "Target 8x reached";
+  CandidateRecord a;
+  a.name = "prune50";
+  a.evaluated = true;
+  a.val_accuracy = 0.9;
+  a.status = "kept";
+  a.note = "unstructured L1 pruning to 50% of each layer's weights: fc1 | fc2";
+  CandidateRecord b = a;
+  b.index = 1;
+  b.name = "prune70";
+  b.passed = false;
+  b.status = "rolled back";
+  b.note = "unstructured L1 pruning to 70%";
+  p.candidates = {a, b};
+  p.best = 0;
+  p.target_compression = 8;
+  p.sensitivity = {{"baseline", "fc1", "unstructured", "50%", 0.9, true},
+                   {"baseline", "fc1", "unstructured", "70%", 0.5, false},
+                   {"baseline", "fc2", "unstructured", "50%", 0.89, true}};
+  r.pipeline = p;
+  write_report(r, dir.path());
+
+  const Json jp = Json::parse(read(dir.file("report.json")))["pipeline"];
+  EXPECT_DOUBLE_EQ(jp["target_compression"].get<double>(), 8.0);
+  ASSERT_EQ(jp["history"].size(), 2u);
+  EXPECT_EQ(jp["history"][1]["note"], "unstructured L1 pruning to 70%");
+  ASSERT_EQ(jp["sensitivity"].size(), 3u);
+  EXPECT_EQ(jp["sensitivity"][1]["setting"], "70%");
+  EXPECT_EQ(jp["sensitivity"][1]["tolerated"], false);
+  EXPECT_DOUBLE_EQ(jp["sensitivity"][1]["val_accuracy"].get<double>(), 0.5);
+
+  const std::string md = read(dir.file("report.md"));
+  EXPECT_NE(md.find("- target: 8x compression"), std::string::npos) << md;
+  EXPECT_NE(md.find("| # | step |"), std::string::npos) << md;
+  EXPECT_NE(md.find("| rolled back |"), std::string::npos) << md;
+  EXPECT_NE(md.find("fc1 \\| fc2"), std::string::npos) << md;  // a note's '|' escaped
+  // One row per model, method and layer; '*' marks what the layer does not tolerate.
+  EXPECT_NE(md.find("| baseline | unstructured | fc1 | 50% 90.00%, 70% 50.00%* |"),
+            std::string::npos)
+      << md;
+  EXPECT_NE(md.find("| baseline | unstructured | fc2 | 50% 89.00% |"), std::string::npos) << md;
+  const std::string html = read(dir.file("report.html"));
+  EXPECT_NE(html.find("Sensitivity analysis"), std::string::npos);
+  EXPECT_NE(html.find("50% 90.00%, 70% 50.00%*"), std::string::npos);
+
+  // Other pipelines keep report.json as before: no note, target or sensitivity keys.
+  r.pipeline->type = "validation";
+  r.pipeline->target_compression = 0;
+  r.pipeline->sensitivity.clear();
+  for (auto& c : r.pipeline->candidates) c.note.clear();
+  write_report(r, dir.path());
+  const Json jv = Json::parse(read(dir.file("report.json")))["pipeline"];
+  EXPECT_FALSE(jv.contains("target_compression"));
+  EXPECT_FALSE(jv.contains("sensitivity"));
+  EXPECT_FALSE(jv["history"][0].contains("note"));
+  EXPECT_EQ(read(dir.file("report.md")).find("Sensitivity analysis"), std::string::npos);
+}
+
 TEST(ReportWriter, UnwritableFolderThrows) {
   TempDir dir;
   { std::ofstream(dir.file("a_file")) << "x"; }

@@ -345,7 +345,8 @@ int run_cli(const std::vector<std::string>& args, std::ostream& out, std::ostrea
   auto* run = app.add_subcommand(
       "run",
       "Run a workflow from a YAML file: experiments (stages from the baseline), or a pipeline "
-      "(pipeline: {type: validation | combinations, guard: ..., steps: [...]})");
+      "(pipeline: {type: validation | combinations, guard: ..., steps: [...]}, or "
+      "{type: progressive, guard: ..., target_compression: 8})");
   run->add_option("config", config, "Workflow YAML (squeeze config --example prints one)")->required();
   run->add_option("--out", out_dir, "Output folder (default: output.dir of the config)");
   run->add_option("--set", sets, "Override a config value: key.path=value (repeatable)");

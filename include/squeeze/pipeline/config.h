@@ -44,13 +44,19 @@ struct StepSpec {
 //
 //   validation:   {type: validation, guard: GUARD, steps: [STAGE...]}          guard required
 //   combinations: {type: combinations, guard: GUARD, steps: [STAGE...], max_candidates: 64}
+//   progressive:  {type: progressive, guard: GUARD, target_compression: 8, finetune: {...},
+//                  methods: [lowrank, prune, quantize], max_steps: 12}            guard required
 //   GUARD:        guard: {max_drop: 0.01, relative: true} | guard: {preserve_accuracy: 0.98}
 //                 | preserve_accuracy: 0.98 (in the pipeline block)
+struct ProgressiveOptions;  // pipeline/progressive.h
+
 struct PipelineSpec {
   std::string type;  // progressive | validation | combinations | autotune | hep-trigger | hep-jet
   std::optional<GuardOptions> guard;  // absent: no accuracy guard (every candidate passes)
   std::vector<StepSpec> steps;        // validation, combinations; at least one
   int64_t max_candidates = 64;        // combinations: how many orderings are tried at most
+  // progressive: target_compression, finetune, methods, max_steps (pipeline/progressive.h).
+  std::shared_ptr<const ProgressiveOptions> progressive;
   std::shared_ptr<Params> block;      // the block as written (a copy; its used flags are its own)
 };
 

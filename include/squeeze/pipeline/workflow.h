@@ -1,6 +1,7 @@
 // Runs a workflow (DESIGN.md section 4): baseline, experiments of ordered stages each from the
 // baseline, evaluation, measured latency, checkpoints, exports and the report; or, when the
-// config has a pipeline, that pipeline's runner (pipeline/validation.h, pipeline/combinations.h).
+// config has a pipeline, that pipeline's runner (pipeline/validation.h, pipeline/combinations.h,
+// pipeline/progressive.h).
 // The machinery they share is in pipeline/stages.h, pipeline/guard.h and pipeline/candidates.h.
 #pragma once
 

@@ -84,6 +84,7 @@ struct CandidateRecord {
   bool passed = true;              // passed the guard (true when the pipeline has none)
   std::string reason;              // the guard's verdict, or why the candidate was not judged
   std::string status;              // the pipeline's word: "kept", "rolled back", "ranked", ...
+  std::string note;                // progressive: what the step did, to which layers ("" = none)
   int64_t rank = 0;                // 1 = best; 0 = not ranked
   std::string checkpoint;          // its saved model, relative to the output folder
   std::vector<StageRecord> history;
@@ -97,6 +98,17 @@ struct SkippedCandidate {
   std::string reason;
 };
 
+// progressive: one measurement of the sensitivity analysis: the validation accuracy of `model`
+// with only `layer` compressed by `method` at `setting`, before any fine-tuning.
+struct SensitivityRecord {
+  std::string model;    // what was analysed: "baseline", "after #2 prune50"
+  std::string layer;
+  std::string method;   // lowrank | structured | unstructured | quantize
+  std::string setting;  // "rank ratio 0.25", "50%", "4 bits"
+  double val_accuracy = 0.0;
+  bool tolerated = false;  // the one-layer model passes the guard
+};
+
 // What a pipeline run adds to the report. report.json's "pipeline":
 //   {type, guard: {max_drop, relative, written, baseline_val_accuracy, min_val_accuracy,
 //   description} | null, baseline_val_accuracy, selection, outcome,
@@ -105,6 +117,8 @@ struct SkippedCandidate {
 //   compression_ratio, passed_guard, reason, status, rank, checkpoint, history, seconds}],
 //   skipped: [{name, reason}], best: {index, name, passed_guard, reason, checkpoint, result} |
 //   null}
+// progressive adds note to each entry, target_compression, and sensitivity: [{model, layer,
+// method, setting, val_accuracy, tolerated}].
 // where best.result names the entry of "results" that holds the chosen model.
 struct PipelineRecord {
   std::string type;      // validation | combinations | ...
@@ -122,6 +136,9 @@ struct PipelineRecord {
   int64_t best = -1;      // index into candidates of the model in `results`; -1: none
   std::string selection;  // how the best was chosen, one sentence
   std::string outcome;    // what happened, one or two sentences
+  // progressive (only emitted when set): the target ratio and the sensitivity analysis.
+  double target_compression = 0.0;
+  std::vector<SensitivityRecord> sensitivity;
 };
 
 // env::describe() plus the int8 probe of this machine (exec/int8.h): what measured numbers
