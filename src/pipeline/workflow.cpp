@@ -6,6 +6,7 @@
 #include "squeeze/io/sqz.h"
 #include "squeeze/ir/ops.h"
 #include "squeeze/models/zoo.h"
+#include "squeeze/pipeline/autotune.h"
 #include "squeeze/pipeline/combinations.h"
 #include "squeeze/pipeline/stages.h"
 #include "squeeze/pipeline/validation.h"
@@ -26,6 +27,7 @@ struct PipelineRunner {
 const PipelineRunner kRunners[] = {
     {"validation", run_validation},
     {"combinations", run_combinations},
+    {"autotune", run_autotune},
 };
 
 std::vector<std::string> available_pipelines() {
@@ -84,6 +86,12 @@ ir::Graph build_model(const ModelSpec& spec, const data::Splits* data, uint64_t 
 }
 
 report::Report run_workflow(const WorkflowConfig& config, const RunOptions& options) {
+  if ((options.resume || options.worker) && !(config.pipeline && config.pipeline->autotune))
+    throw ConfigError(msg(options.resume ? "--resume" : "--worker",
+                          " continues or shares an autotune study; this config has ",
+                          config.pipeline ? "pipeline.type: " + config.pipeline->type
+                                          : std::string("no pipeline"),
+                          " (use pipeline: {type: autotune, ...})"));
   if (!config.pipeline) return run_experiments(config, options);
   for (const auto& r : kRunners)
     if (config.pipeline->type == r.type) return r.run(config, options);

@@ -16,6 +16,10 @@ namespace squeeze::pipeline {
 struct RunOptions {
   std::string out_dir;                 // overrides output.dir when not empty
   std::vector<std::string> overrides;  // the --set assignments (recorded with the config)
+  // Autotune only (ConfigError for other runs). Without either, a study that already exists at
+  // the study location is an error naming these flags.
+  bool resume = false;  // --resume: continue the study (finished trials are kept, not repeated)
+  bool worker = false;  // --worker: create or join the study, process trials beside other workers
 };
 
 // Everything is validated (stage parameters, exports, model, data) before any training starts.
