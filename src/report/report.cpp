@@ -613,7 +613,10 @@ Table trials_table(const PipelineRecord& p) {
     std::string inter;
     for (const auto& [step, v] : tr.intermediate) inter += (inter.empty() ? "" : " ") + fmt_pct(v);
     std::string state = tr.state;
-    if (!tr.note.empty() && tr.state != "complete") state += ": " + tr.note;
+    if (tr.state == "pruned" && !tr.intermediate.empty())
+      state += msg(" after epoch ", tr.intermediate.rbegin()->first + 1);
+    else if (tr.state == "failed" && !tr.note.empty())
+      state += ": " + (tr.note.size() > 60 ? tr.note.substr(0, 57) + "..." : tr.note);
     std::vector<std::string> row{std::to_string(tr.number), state, params.empty() ? "-" : params,
                                  values.empty() ? "-" : values, inter.empty() ? "-" : inter};
     row.push_back(tr.measured ? fmt_pct(tr.val_accuracy) : "-");
@@ -956,12 +959,12 @@ std::string scatter_svg(const Report& r) {
                        c.passed ? "#2ca02c" : "#d62728", true,
                        "#" + std::to_string(c.index + 1) + " " + c.name +
                            (c.passed ? "" : " (fails the guard)")});
-  // Autotune trials measured by another process (or before a resume): grey, labelled "tN".
+  // Autotune trials measured by another process (or before a resume): labelled "tN".
   if (r.pipeline)
     for (const auto& t : r.pipeline->trials)
       if (t.measured && t.candidate < 0 && t.size_bytes > 0)
         pts.push_back({"t" + std::to_string(t.number), double(t.size_bytes), t.accuracy, false,
-                       "#888", true,
+                       t.passed || !r.pipeline->guarded ? "#2ca02c" : "#d62728", true,
                        "trial " + std::to_string(t.number) + (t.passed ? "" : " (fails the guard)")});
   for (size_t i = 0; i < r.results.size(); ++i) {
     const auto& res = r.results[i];
@@ -1194,8 +1197,9 @@ std::string report_html(const Report& r) {
                "filled circle."
              : "")
      << (r.pipeline && !r.pipeline->trials.empty()
-             ? " Each complete autotune trial of this process is one of those candidates; grey "
-               "circles labelled tN are trials run by another process or before a resume."
+             ? " Each complete autotune trial of this process is one of those candidates; hollow "
+               "circles labelled tN (same colours) are complete trials run by another process or "
+               "before a resume."
              : "")
      << "</figcaption>\n</figure>\n";
   os << "<figure>\n"

@@ -377,7 +377,7 @@ TEST(AutotunePipeline, MedianPrunerStopsTrialsWithAnAbsurdLearningRate) {
     if (lr == "0.001") EXPECT_EQ(t["state"], "complete");
   }
   EXPECT_GE(pruned, 1) << rep["pipeline"]["trials"].dump(1);
-  EXPECT_NE(read_all(dir.file("out/report.md")).find("| pruned: "), std::string::npos);
+  EXPECT_NE(read_all(dir.file("out/report.md")).find("| pruned after epoch "), std::string::npos);
 }
 
 // Bad inputs: exit code 2, the key named, nothing trained (no output folder).

@@ -288,7 +288,10 @@ int run_cli(const std::vector<std::string>& args, std::ostream& out, std::ostrea
       "--resume", resume,
       "autotune: continue the interrupted search in its study (finished trials are kept, the "
       "trial that was running is re-run, new trials are proposed as in an uninterrupted run); "
-      "with the budget spent, only re-runs the best and writes the report");
+      "with the budget spent, only re-runs the best and writes the report. Without --resume or "
+      "--worker an existing study is an error. Ctrl-C (SIGINT) or SIGTERM stops an autotune "
+      "cleanly: the running trial goes back to the study, the report is written, the resume "
+      "command printed, exit code 128 + signal");
   run->add_flag("--worker", worker,
                 "autotune: create or join the study and process trials beside other --worker "
                 "processes (each trial runs once); writes its report into OUTDIR/workers/HOST-PID")
