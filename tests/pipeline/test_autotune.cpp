@@ -380,6 +380,44 @@ TEST(AutotunePipeline, MedianPrunerStopsTrialsWithAnAbsurdLearningRate) {
   EXPECT_NE(read_all(dir.file("out/report.md")).find("| pruned after epoch "), std::string::npos);
 }
 
+TEST(AutotunePipeline, ObjectivesAndTheTimeBudget) {
+  TempDir dir;
+  // pareto: two values per trial (validation accuracy up, size down), the front marked.
+  auto pareto = cli({"run", write_config(dir, search(3, "  objective: pareto\n"), "p.yaml"),
+                     "--out", dir.file("p")});
+  ASSERT_EQ(pareto.code, 0) << pareto.err;
+  const json p = read_json(dir.file("p/report.json"))["pipeline"];
+  EXPECT_EQ(p["objective"]["directions"], json({"maximize", "minimize"}));
+  int front = 0;
+  for (const auto& t : p["trials"]) {
+    ASSERT_EQ(t["values"].size(), 2u);
+    EXPECT_EQ(t["values"][0].get<double>(), t["val_accuracy"].get<double>());
+    EXPECT_EQ(t["values"][1].get<double>(), t["size_bytes"].get<double>());
+    front += t["pareto_front"].get<bool>();
+  }
+  EXPECT_GE(front, 1);
+  // max_compression: the ratio for a passing trial, minus the relative drop for a failing one.
+  auto maxc = cli({"run", write_config(dir, search(3, "  objective: max_compression\n"), "m.yaml"),
+                   "--out", dir.file("m")});
+  ASSERT_EQ(maxc.code, 0) << maxc.err;
+  const json m = read_json(dir.file("m/report.json"))["pipeline"];
+  for (const auto& t : m["trials"]) {
+    const double v = t["values"][0].get<double>();
+    if (t["passed_guard"] == true)
+      EXPECT_DOUBLE_EQ(v, t["compression_ratio"].get<double>());
+    else
+      EXPECT_LT(v, 0.0);
+  }
+  // time: no new trial once it is spent (each trial here takes well over a millisecond).
+  auto timed = cli({"run", write_config(dir, search(100000, "  time: 1s\n"), "t.yaml"),
+                    "--out", dir.file("t")});
+  ASSERT_EQ(timed.code, 0) << timed.err;
+  const json t = read_json(dir.file("t/report.json"))["pipeline"];
+  EXPECT_LT(t["trials"].size(), 1000u);
+  EXPECT_NE(t["outcome"].get<std::string>().find("the time budget (1s) is spent"),
+            std::string::npos);
+}
+
 // Bad inputs: exit code 2, the key named, nothing trained (no output folder).
 void expect_rejected(const std::string& pipeline, const std::string& needle) {
   TempDir dir;

@@ -24,8 +24,9 @@ TEST(Examples, EveryWorkflowIsValid) {
     pipeline::WorkflowConfig cfg;
     ASSERT_NO_THROW(cfg = pipeline::load_config(e.path().string()));
     if (!cfg.model.zoo.empty()) EXPECT_NO_THROW(models::build(cfg.model.zoo, cfg.model.params, 0));
-    // A workflow runs experiments, or a pipeline with its own steps.
-    EXPECT_NE(!cfg.experiments.empty(), cfg.pipeline && !cfg.pipeline->steps.empty());
+    // A workflow runs experiments, or a pipeline with its own steps (or stage template).
+    EXPECT_NE(!cfg.experiments.empty(),
+              cfg.pipeline && (!cfg.pipeline->steps.empty() || cfg.pipeline->autotune));
     for (const auto& ex : cfg.experiments)
       for (const auto& st : ex.stages) {
         auto params = st.params->clone();
