@@ -456,18 +456,53 @@ report::Report run_autotune(const WorkflowConfig& config, const RunOptions& opti
   const OpenMode mode = options.resume   ? OpenMode::kResume
                         : options.worker ? OpenMode::kJoin
                                          : OpenMode::kCreate;
+  if (mode == OpenMode::kResume && study_path.find("://") == std::string::npos &&
+      !fs::exists(study_path))
+    throw InputError(msg("--resume: there is no study at ", study_path,
+                         "; run without --resume to start the search"));
   std::unique_ptr<Study> study;
   try {
     study = open_study(study_path, sspec, mode);
   } catch (const ConfigError& e) {
-    if (mode != OpenMode::kCreate) throw;
-    throw ConfigError(msg(e.what(), ". To continue that search run again with --resume; to add "
-                                    "a worker to it, --worker; to start over, remove ",
-                          study_path, " or set pipeline.study to another file"));
-  } catch (const InputError& e) {
-    if (mode != OpenMode::kResume) throw;
-    throw InputError(msg(e.what(), " (--resume continues a study; run without --resume to start "
-                                   "one)"));
+    if (mode == OpenMode::kCreate)
+      throw ConfigError(msg(e.what(), ". To continue that search run again with --resume; to add "
+                                      "a worker to it, --worker; to start over, remove ",
+                            study_path, " or set pipeline.study to another file"));
+    // Name the part of the search that changed rather than the two whole fingerprints.
+    std::string stored;
+    try {
+      StudySpec load;
+      load.name = sspec.name;
+      stored = open_study(study_path, load, OpenMode::kLoad)->spec().fingerprint;
+    } catch (const Error&) {
+      throw ConfigError(e.what());
+    }
+    auto fields = [](const std::string& f) {
+      std::map<std::string, std::string> out;
+      size_t start = 0;
+      while (start < f.size()) {
+        size_t end = f.find("; ", start);
+        if (end == std::string::npos) end = f.size();
+        const std::string part = f.substr(start, end - start);
+        const size_t colon = part.find(": ");
+        if (colon != std::string::npos) out[part.substr(0, colon)] = part.substr(colon + 2);
+        start = end + 2;
+      }
+      return out;
+    };
+    const auto was = fields(stored), now = fields(sspec.fingerprint);
+    std::vector<std::string> diffs;
+    for (const auto& [k, v] : now) {
+      auto it = was.find(k);
+      if (it == was.end() || it->second != v)
+        diffs.push_back(msg(k, " was ", it == was.end() ? "?" : it->second, ", now ", v));
+    }
+    if (diffs.empty()) throw ConfigError(e.what());
+    throw ConfigError(msg("the study at ", study_path, " was made by a different search (",
+                          join(diffs, "; "), "); a ", options.resume ? "resume" : "worker",
+                          " must use the configuration the study was created with, or set "
+                          "pipeline.study to another file (the budgets trials and time may "
+                          "change)"));
   }
   log::info("study: ", study_path, " (", study->trials().size(), " trials so far, worker ",
             study->worker(), ")");

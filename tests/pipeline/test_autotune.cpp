@@ -223,11 +223,14 @@ TEST(AutotunePipeline, ResumeWithALargerBudgetProposesWhatAnUninterruptedRunWoul
   auto changed = cli({"run", cfg, "--out", dir.file("parts"), "--resume", "--set",
                       "pipeline.objective=max_compression"});
   EXPECT_EQ(changed.code, 2);
-  EXPECT_NE(changed.err.find("max_compression"), std::string::npos) << changed.err;
+  EXPECT_NE(changed.err.find("objective was accuracy_log_ratio, now max_compression"),
+            std::string::npos)
+      << changed.err;
   // --resume without a study says how to start one.
   auto none = cli({"run", cfg, "--out", dir.file("nothing"), "--resume"});
   EXPECT_EQ(none.code, 2);
   EXPECT_NE(none.err.find("without --resume"), std::string::npos) << none.err;
+  EXPECT_FALSE(fs::exists(dir.file("nothing")));
 }
 
 TEST(AutotunePipeline, SigkillThenResumeRepeatsNoFinishedTrial) {
