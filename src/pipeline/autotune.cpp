@@ -185,14 +185,15 @@ std::string flow(const Value& v) {
       return "null";
     case Value::Kind::kScalar: {
       const std::string& t = v.text();
-      bool plain = !v.quoted() && !t.empty() && t.find_first_of(":{}[],#&*!|>'\"%@`\n") ==
-                                                    std::string::npos;
+      bool plain =
+          !v.quoted() && !t.empty() && t.find_first_of(":{}[],#&*!|>'\"%@`\n") == std::string::npos;
       plain = plain && t.front() != ' ' && t.back() != ' ' && t.front() != '-';
       if (plain || (!v.quoted() && t.front() == '-' && t.size() > 1 &&
                     (std::isdigit(static_cast<unsigned char>(t[1])) || t[1] == '.')))
         return t;
       std::string q = "\"";
-      for (char c : t) q += c == '"' ? "\\\"" : c == '\\' ? "\\\\" : c == '\n' ? "\\n" : std::string(1, c);
+      for (char c : t)
+        q += c == '"' ? "\\\"" : c == '\\' ? "\\\\" : c == '\n' ? "\\n" : std::string(1, c);
       return q + "\"";
     }
     case Value::Kind::kList: {
@@ -267,8 +268,8 @@ bool dominates(const Trial& a, const Trial& b) {
 
 double parse_duration(const std::string& text, const std::string& key_path) {
   auto bad = [&]() {
-    throw ConfigError(msg(key_path, ": expected a duration such as 90s, 30m, 2h or 1h30m, got '",
-                          text, "'"));
+    throw ConfigError(
+        msg(key_path, ": expected a duration such as 90s, 30m, 2h or 1h30m, got '", text, "'"));
   };
   if (text.empty()) bad();
   double total = 0.0;
@@ -321,8 +322,10 @@ std::shared_ptr<const AutotuneSpec> parse_autotune(Params& block,
   if (block.has("time")) {
     const Value* t = block.raw("time");
     if (t->kind() != Value::Kind::kScalar)
-      throw ConfigError(msg(block.key_path("time"), ": expected a duration such as 90s, 30m or "
-                                                    "2h, got ", t->describe()));
+      throw ConfigError(msg(block.key_path("time"),
+                            ": expected a duration such as 90s, 30m or "
+                            "2h, got ",
+                            t->describe()));
     spec->time_text = t->text();
     spec->time_s = parse_duration(spec->time_text, block.key_path("time"));
   }
@@ -426,22 +429,24 @@ report::Report run_autotune(const WorkflowConfig& config, const RunOptions& opti
       spec.study.empty() ? (fs::path(base_dir) / "study.db").string() : spec.study;
   RunOptions options = options_in;
   if (options.worker)
-    options.out_dir = (fs::path(base_dir) / "workers" /
-                       safe_file_name(msg(host_name(), "-", getpid())))
-                          .string();
+    options.out_dir =
+        (fs::path(base_dir) / "workers" / safe_file_name(msg(host_name(), "-", getpid()))).string();
   Workspace ws(config, options);
 
   // Every check before any training: the template at both corners of the space made into passes
   // (each pass checks its parameters: a path naming no parameter is an unknown key there).
-  std::vector<StageSpec> low_specs = parse_stages(instantiate_stages(spec, corner(spec.space, false)));
-  std::vector<StageSpec> high_specs = parse_stages(instantiate_stages(spec, corner(spec.space, true)));
+  std::vector<StageSpec> low_specs =
+      parse_stages(instantiate_stages(spec, corner(spec.space, false)));
+  std::vector<StageSpec> high_specs =
+      parse_stages(instantiate_stages(spec, corner(spec.space, true)));
   auto low_stages = ws.prepare(low_specs, "pipeline.stages (at the lower bounds of the search)");
   auto high_stages = ws.prepare(high_specs, "pipeline.stages (at the upper bounds of the search)");
   ws.load();
   if (!ws.has_validation())
-    throw ConfigError(msg("pipeline: autotune scores trials on the validation split, but the data (",
-                          ws.data() ? ws.data()->description : std::string("none"),
-                          ") has none; give data: {split: {val: 0.1}}"));
+    throw ConfigError(
+        msg("pipeline: autotune scores trials on the validation split, but the data (",
+            ws.data() ? ws.data()->description : std::string("none"),
+            ") has none; give data: {split: {val: 0.1}}"));
   CandidateStore::check_data(ws, pspec.guard);
   ws.attach_teachers(low_stages);
   ws.attach_teachers(high_stages);
@@ -465,8 +470,9 @@ report::Report run_autotune(const WorkflowConfig& config, const RunOptions& opti
     study = open_study(study_path, sspec, mode);
   } catch (const ConfigError& e) {
     if (mode == OpenMode::kCreate)
-      throw ConfigError(msg(e.what(), ". To continue that search run again with --resume; to add "
-                                      "a worker to it, --worker; to start over, remove ",
+      throw ConfigError(msg(e.what(),
+                            ". To continue that search run again with --resume; to add "
+                            "a worker to it, --worker; to start over, remove ",
                             study_path, " or set pipeline.study to another file"));
     // Name the part of the search that changed rather than the two whole fingerprints.
     std::string stored;
@@ -517,9 +523,8 @@ report::Report run_autotune(const WorkflowConfig& config, const RunOptions& opti
       case Objective::kMaxCompression:
         return std::vector<double>{c.passed ? c.compression_ratio : -c.val_relative_drop};
       case Objective::kPareto:
-        return std::vector<double>{c.val_accuracy, spec.pareto == "latency"
-                                                       ? latency_us
-                                                       : double(c.size_bytes)};
+        return std::vector<double>{c.val_accuracy,
+                                   spec.pareto == "latency" ? latency_us : double(c.size_bytes)};
     }
     return std::vector<double>{};
   };
@@ -573,7 +578,8 @@ report::Report run_autotune(const WorkflowConfig& config, const RunOptions& opti
     std::string s;
     for (const auto& [name, d] : spec.space) {
       auto it = t.params.find(name);
-      s += (s.empty() ? "" : ", ") + name + "=" + (it == t.params.end() ? "?" : d.to_text(it->second));
+      s += (s.empty() ? "" : ", ") + name + "=" +
+           (it == t.params.end() ? "?" : d.to_text(it->second));
     }
     return s;
   };
@@ -620,8 +626,8 @@ report::Report run_autotune(const WorkflowConfig& config, const RunOptions& opti
       if (!claimed) break;
       Trial current = *claimed;
       const int64_t n = current.number;
-      log::info("trial ", n, " (", study->trials().size(), "/", spec.trials, "): ",
-                params_text(current));
+      log::info("trial ", n, " (", study->trials().size(), "/", spec.trials,
+                "): ", params_text(current));
       const auto t0 = std::chrono::steady_clock::now();
       int64_t step = 0;
       train::EpochHook hook;
@@ -689,15 +695,17 @@ report::Report run_autotune(const WorkflowConfig& config, const RunOptions& opti
           {"seconds", exact(seconds_since(t0))}};
       if (pareto && spec.pareto == "latency") attrs["latency_us"] = exact(latency_us);
       if (!study->finish_trial(n, TrialState::kComplete, values, attrs))
-        log::warn("trial ", n, " was taken back by the study (heartbeat timeout); its result is "
+        log::warn("trial ", n,
+                  " was taken back by the study (heartbeat timeout); its result is "
                   "kept in this report only");
     }
   } catch (const interrupt::Interrupted& e) {
     interrupted = true;
     interrupt_signal = e.signal();
     stop_reason = msg("interrupted (", e.what(), ")");
-    log::warn("interrupted: the running trial was given back to the study; writing the report "
-              "of the finished trials");
+    log::warn(
+        "interrupted: the running trial was given back to the study; writing the report "
+        "of the finished trials");
   }
 
   // The whole study, as it stands: the best complete trial by the objective.
@@ -722,24 +730,27 @@ report::Report run_autotune(const WorkflowConfig& config, const RunOptions& opti
 
   std::string confirm;
   if (best && !interrupted) {
-    log::info("best: trial ", best->number, " (", params_text(*best), "); re-running it from the "
+    log::info("best: trial ", best->number, " (", params_text(*best),
+              "); re-running it from the "
               "baseline to confirm");
     const auto t0 = std::chrono::steady_clock::now();
     std::vector<std::shared_ptr<Params>> written;
     std::vector<report::StageRecord> history;
     try {
-      ir::Graph g = run_point(best->params, msg("best trial ", best->number), nullptr, &written,
-                              &history);
+      ir::Graph g =
+          run_point(best->params, msg("best trial ", best->number), nullptr, &written, &history);
       preferred = static_cast<int64_t>(store.candidates().size());
       const report::CandidateRecord& c =
           store.add(msg("best-trial-", best->number), step_refs(written), history, g, t0);
       store.candidate(c.index).status = "re-run of the best trial";
       const double trial_val = attr_number(*best, "val_accuracy");
-      confirm = c.val_accuracy == trial_val
-                    ? msg("the re-run reproduced its validation accuracy exactly (", c.val_accuracy,
-                          ")")
-                    : msg("the re-run's validation accuracy is ", c.val_accuracy, " against the "
-                          "trial's ", trial_val, " (training is not bit-reproducible here)");
+      confirm =
+          c.val_accuracy == trial_val
+              ? msg("the re-run reproduced its validation accuracy exactly (", c.val_accuracy, ")")
+              : msg("the re-run's validation accuracy is ", c.val_accuracy,
+                    " against the "
+                    "trial's ",
+                    trial_val, " (training is not bit-reproducible here)");
       const std::string yaml = experiment_yaml(
           config, written, msg("autotune-best-trial-", best->number),
           (fs::path(ws.out_dir()) / "best").string(),
@@ -770,8 +781,8 @@ report::Report run_autotune(const WorkflowConfig& config, const RunOptions& opti
       rec.objective_values = {"compression_ratio if the guard passes, else -relative val drop"};
       break;
     case Objective::kPareto:
-      rec.objective_values = {"val_accuracy", spec.pareto == "latency" ? "latency_us (batch 1)"
-                                                                       : "size_bytes"};
+      rec.objective_values = {"val_accuracy",
+                              spec.pareto == "latency" ? "latency_us (batch 1)" : "size_bytes"};
       break;
   }
   for (Direction d : sspec.directions) rec.objective_directions.push_back(to_string(d));

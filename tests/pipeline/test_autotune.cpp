@@ -286,8 +286,7 @@ TEST(AutotunePipeline, SigintReleasesTheRunningTrialWritesTheReportAndNamesTheRe
     if (t.state == pipeline::TrialState::kComplete) complete.insert(t.number);
   }
   const json rep = read_json(dir.file("out/report.json"));
-  EXPECT_NE(rep["pipeline"]["outcome"].get<std::string>().find("Interrupted"),
-            std::string::npos);
+  EXPECT_NE(rep["pipeline"]["outcome"].get<std::string>().find("Interrupted"), std::string::npos);
   EXPECT_FALSE(fs::exists(dir.file("out/best.yaml")));
   auto resumed = cli({"run", cfg, "--out", dir.file("out"), "--resume"});
   ASSERT_EQ(resumed.code, 0) << resumed.err;
@@ -301,8 +300,8 @@ TEST(AutotunePipeline, SigintReleasesTheRunningTrialWritesTheReportAndNamesTheRe
 TEST(AutotunePipeline, TwoWorkersNeverRunTheSameTrial) {
   TempDir dir;
   const std::string cfg = write_config(dir, search(8));
-  const std::vector<std::string> args = {"run", cfg, "--out", dir.file("out"), "--worker",
-                                         "--quiet"};
+  const std::vector<std::string> args = {"run",           cfg,        "--out",
+                                         dir.file("out"), "--worker", "--quiet"};
   pid_t a = spawn(args, dir.file("a.txt"));
   pid_t b = spawn(args, dir.file("b.txt"));
   ASSERT_EQ(wait_exit(a), 0) << read_all(dir.file("a.txt"));
@@ -412,8 +411,8 @@ TEST(AutotunePipeline, ObjectivesAndTheTimeBudget) {
       EXPECT_LT(v, 0.0);
   }
   // time: no new trial once it is spent (each trial here takes well over a millisecond).
-  auto timed = cli({"run", write_config(dir, search(100000, "  time: 1s\n"), "t.yaml"),
-                    "--out", dir.file("t")});
+  auto timed = cli(
+      {"run", write_config(dir, search(100000, "  time: 1s\n"), "t.yaml"), "--out", dir.file("t")});
   ASSERT_EQ(timed.code, 0) << timed.err;
   const json t = read_json(dir.file("t/report.json"))["pipeline"];
   EXPECT_LT(t["trials"].size(), 1000u);
@@ -490,10 +489,9 @@ TEST(AutotuneTemplate, InstantiatesEveryDistributionByItsKeyPath) {
   auto cfg = pipeline::parse_config(std::string(kHead) + search(3));
   const auto& spec = *cfg.pipeline->autotune;
   ASSERT_EQ(spec.space.size(), 3u);
-  const auto stages = pipeline::instantiate_stages(
-      spec, {{"stages[0].params.ratio", 0.625},
-             {"stages[0].finetune.lr", 0.001},
-             {"stages[1].params.weight_bits", 3}});
+  const auto stages = pipeline::instantiate_stages(spec, {{"stages[0].params.ratio", 0.625},
+                                                          {"stages[0].finetune.lr", 0.001},
+                                                          {"stages[1].params.weight_bits", 3}});
   ASSERT_EQ(stages.size(), 2u);
   auto s0 = pipeline::parse_stage_spec(*stages[0]->clone());
   auto s1 = pipeline::parse_stage_spec(*stages[1]->clone());

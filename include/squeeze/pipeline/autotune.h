@@ -1,6 +1,7 @@
 // The autotune pipeline: a search over stage parameters declared in YAML, with the TPE sampler
 // (pipeline/tpe.h), Optuna's median pruner (pipeline/pruner.h) and the SQLite study
-// (pipeline/study.h), every trial measured as a candidate of the shared store (pipeline/candidates.h).
+// (pipeline/study.h), every trial measured as a candidate of the shared store
+// (pipeline/candidates.h).
 //
 //   pipeline:
 //     type: autotune
@@ -89,20 +90,20 @@ struct AutotuneSpec {
   enum class Objective { kAccuracyLogRatio, kMaxCompression, kPareto };
   Objective objective = Objective::kAccuracyLogRatio;
   std::string objective_name = "accuracy_log_ratio";
-  std::string pareto = "size";       // objective pareto: size | latency
+  std::string pareto = "size";  // objective pareto: size | latency
   int64_t trials = 40;
-  double time_s = 0.0;               // 0: no time budget
-  std::string time_text;             // as written
-  std::optional<uint64_t> seed;      // the sampler's seed; absent: the workflow seed
-  std::string study;                 // empty: OUTDIR/study.db
-  std::string sampler = "tpe";       // tpe | random
-  int64_t startup_trials = 10;       // tpe: random proposals until this many trials finished
-  bool prune = true;                 // the median pruner
+  double time_s = 0.0;           // 0: no time budget
+  std::string time_text;         // as written
+  std::optional<uint64_t> seed;  // the sampler's seed; absent: the workflow seed
+  std::string study;             // empty: OUTDIR/study.db
+  std::string sampler = "tpe";   // tpe | random
+  int64_t startup_trials = 10;   // tpe: random proposals until this many trials finished
+  bool prune = true;             // the median pruner
   int64_t pruner_startup_trials = 5;
   int64_t pruner_warmup_steps = 0;
   // The stages as written, distributions included (each a map {method, params, finetune}).
   std::vector<std::shared_ptr<Params>> stages;
-  SearchSpace space;                 // "stages[0].params.ratio" -> its distribution
+  SearchSpace space;  // "stages[0].params.ratio" -> its distribution
 };
 
 // Reads the autotune keys of a pipeline block (type and guard already read) and finishes it.
