@@ -586,8 +586,11 @@ Table pipeline_table(const Report& r, const PipelineRecord& p) {
 
 // One row per trial of an autotune study, in trial order.
 Table trials_table(const PipelineRecord& p) {
-  bool any_pareto = false;
-  for (const auto& t : p.trials) any_pareto |= t.pareto;
+  bool any_pareto = false, any_candidate = false;
+  for (const auto& t : p.trials) {
+    any_pareto |= t.pareto;
+    any_candidate |= t.candidate >= 0;
+  }
   Table t;
   auto col = [&](const std::string& name, bool right) {
     t.header.push_back(name);
@@ -603,7 +606,7 @@ Table trials_table(const PipelineRecord& p) {
   col("compression", true);
   col("guard", false);
   if (any_pareto) col("Pareto front", false);
-  col("candidate", true);
+  if (any_candidate) col("candidate", true);
   col("time", true);
   for (const auto& tr : p.trials) {
     std::string params;
@@ -624,7 +627,7 @@ Table trials_table(const PipelineRecord& p) {
     row.push_back(tr.measured ? fmt_ratio(tr.compression_ratio) : "-");
     row.push_back(!tr.measured ? "-" : !p.guarded ? "-" : tr.passed ? "pass" : "FAIL");
     if (any_pareto) row.push_back(tr.pareto ? "yes" : "");
-    row.push_back(tr.candidate >= 0 ? "#" + std::to_string(tr.candidate + 1) : "-");
+    if (any_candidate) row.push_back(tr.candidate >= 0 ? "#" + std::to_string(tr.candidate + 1) : "-");
     row.push_back(tr.seconds > 0 ? fmt_seconds(tr.seconds) : "-");
     t.rows.push_back(row);
   }
