@@ -838,7 +838,7 @@ report::Report run_autotune(const WorkflowConfig& config, const RunOptions& opti
                     n_pruned, " pruned, ", n_failed, " failed; this process ran ", ran, ".");
   if (best && !confirm.empty())
     rec.outcome += msg(" Best: trial ", best->number, " (", params_text(*best), "); ", confirm,
-                       "; best.yaml reproduces it.");
+                       "; best.yaml runs its configuration from the baseline.");
   else if (!best)
     rec.outcome += " No trial completed, so there is no best configuration.";
   if (interrupted)
