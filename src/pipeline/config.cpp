@@ -15,6 +15,7 @@
 #include <sstream>
 
 #include "squeeze/compress/registry.h"
+#include "squeeze/pipeline/autotune.h"
 #include "squeeze/pipeline/progressive.h"
 #include "squeeze/train/distill.h"
 #include "squeeze/util/error.h"
@@ -528,6 +529,8 @@ PipelineSpec parse_pipeline(Params& block) {
     if (spec.type == "combinations")
       spec.max_candidates = block.get_int("max_candidates", spec.max_candidates, 1, 100000);
     block.finish();
+  } else if (spec.type == "autotune") {
+    spec.autotune = parse_autotune(block, spec.guard);  // reads the rest of the block and finishes it
   }
   if (spec.type == "progressive") {
     if (!spec.guard)
@@ -570,6 +573,8 @@ std::shared_ptr<Params> yaml_to_params(const std::string& yaml_text,
   return to_params(doc, source_name);
 }
 
+StageSpec parse_stage_spec(Params& stage) { return parse_stage(stage, false); }
+
 std::string canonical_method(const std::string& name) {
   const compress::MethodInfo* info = compress::find_method(name);
   return info ? info->name : name;
@@ -592,7 +597,7 @@ WorkflowConfig parse_config(const std::string& yaml_text, const std::vector<std:
 
     // A pipeline may build its own model (the particle-physics ones); the others need one.
     if (root.has("model") || !cfg.pipeline || !cfg.pipeline->steps.empty() ||
-        cfg.pipeline->progressive)
+        cfg.pipeline->progressive || cfg.pipeline->autotune)
       cfg.model = parse_model(root);
 
     if (auto data = root.get_map("data")) cfg.data = data::DataOptions::from_params(*data);

@@ -124,7 +124,7 @@ std::vector<PreparedStage> Workspace::prepare(const std::vector<const StageSpec*
       throw ConfigError(msg(owner, ": unknown method '", stage.method,
                             "' (valid: ", join(compress::method_names(), ", "), ")"));
     auto params = stage.params ? stage.params->clone() : std::make_shared<Params>();
-    PreparedStage ps{&stage, method->make(*params), stage.finetune, nullptr};
+    PreparedStage ps{&stage, method->make(*params), stage.finetune, nullptr, nullptr};
     if (ps.pass->finetune_hook() && !stage.finetune)
       throw ConfigError(msg(owner, ", stage ", stage.method,
                             ": a gradual schedule needs fine-tuning (add finetune: {epochs: N})"));
@@ -283,7 +283,7 @@ std::optional<report::StageRecord> Workspace::stage(ir::Graph& g, PreparedStage&
     // setting see the same batches (a fair comparison).
     train::TrainResult tr =
         train::fit(g, *splits_, *ps.finetune, batch_size_, config_.seed + 1 + position,
-                   ps.pass->finetune_hook(), ps.teacher);
+                   ps.pass->finetune_hook(), ps.teacher, ps.on_epoch);
     rec.finetune_steps = tr.steps;
     rec.step_ms = tr.steps > 0 ? 1000.0 * tr.step_seconds / double(tr.steps) : 0.0;
     if (d) {

@@ -6,6 +6,7 @@
 #include "squeeze/io/sqz.h"
 #include "squeeze/ir/ops.h"
 #include "squeeze/models/zoo.h"
+#include "squeeze/pipeline/autotune.h"
 #include "squeeze/pipeline/combinations.h"
 #include "squeeze/pipeline/progressive.h"
 #include "squeeze/pipeline/stages.h"
@@ -28,6 +29,7 @@ const PipelineRunner kRunners[] = {
     {"validation", run_validation},
     {"combinations", run_combinations},
     {"progressive", run_progressive},
+    {"autotune", run_autotune},
 };
 
 std::vector<std::string> available_pipelines() {
@@ -99,6 +101,12 @@ void check_workflow(const WorkflowConfig& config) {
 }
 
 report::Report run_workflow(const WorkflowConfig& config, const RunOptions& options) {
+  if ((options.resume || options.worker) && !(config.pipeline && config.pipeline->autotune))
+    throw ConfigError(msg(options.resume ? "--resume" : "--worker",
+                          " continues or shares an autotune study; this config has ",
+                          config.pipeline ? "pipeline.type: " + config.pipeline->type
+                                          : std::string("no pipeline"),
+                          " (use pipeline: {type: autotune, ...})"));
   if (!config.pipeline) return run_experiments(config, options);
   for (const auto& r : kRunners)
     if (config.pipeline->type == r.type) return r.run(config, options);

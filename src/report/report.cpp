@@ -353,6 +353,37 @@ Json pipeline_json(const Report& r, const PipelineRecord& p) {
   } else {
     j["best"] = nullptr;
   }
+  if (!p.objective.empty()) {
+    j["objective"] = {{"name", p.objective},
+                      {"values", p.objective_values},
+                      {"directions", p.objective_directions}};
+    Json trials = Json::array();
+    for (const auto& t : p.trials) {
+      Json params = Json::object();
+      for (const auto& [k, v] : t.params) params[k] = scalar_json(v, false);
+      Json values = Json::array();
+      for (double v : t.values) values.push_back(number_or_null(true, v));
+      Json inter = Json::array();
+      for (const auto& [step, v] : t.intermediate)
+        inter.push_back({{"step", step}, {"value", number_or_null(true, v)}});
+      trials.push_back({{"number", t.number},
+                        {"state", t.state},
+                        {"params", params},
+                        {"values", values},
+                        {"intermediate", inter},
+                        {"candidate", t.candidate >= 0 ? Json(t.candidate) : Json(nullptr)},
+                        {"val_accuracy", number_or_null(t.measured, t.val_accuracy)},
+                        {"accuracy", number_or_null(t.measured, t.accuracy)},
+                        {"size_bytes", t.measured ? Json(t.size_bytes) : Json(nullptr)},
+                        {"compression_ratio", number_or_null(t.measured, t.compression_ratio)},
+                        {"passed_guard", t.measured ? Json(t.passed) : Json(nullptr)},
+                        {"pareto_front", t.pareto},
+                        {"note", t.note},
+                        {"worker", t.worker},
+                        {"seconds", t.seconds}});
+    }
+    j["trials"] = trials;
+  }
   return j;
 }
 
@@ -573,6 +604,62 @@ Table pipeline_table(const Report& r, const PipelineRecord& p) {
   return t;
 }
 
+// One row per trial of an autotune study, in trial order.
+Table trials_table(const PipelineRecord& p) {
+  bool any_pareto = false, any_candidate = false;
+  for (const auto& t : p.trials) {
+    any_pareto |= t.pareto;
+    any_candidate |= t.candidate >= 0;
+  }
+  Table t;
+  auto col = [&](const std::string& name, bool right) {
+    t.header.push_back(name);
+    t.right.push_back(right);
+  };
+  col("trial", true);
+  col("state", false);
+  col("parameters", false);
+  col(p.objective_values.size() == 1 ? "objective" : "objective values", true);
+  col("val accuracy by epoch", false);
+  col("val accuracy", true);
+  col("test accuracy", true);
+  col("compression", true);
+  col("guard", false);
+  if (any_pareto) col("Pareto front", false);
+  if (any_candidate) col("candidate", true);
+  col("time", true);
+  for (const auto& tr : p.trials) {
+    std::string params;
+    for (const auto& [k, v] : tr.params) params += (params.empty() ? "" : ", ") + k + "=" + v;
+    std::string values;
+    for (double v : tr.values) values += (values.empty() ? "" : ", ") + fixed(v, 4);
+    std::string inter;
+    for (const auto& [step, v] : tr.intermediate) inter += (inter.empty() ? "" : " ") + fmt_pct(v);
+    std::string state = tr.state;
+    if (tr.state == "pruned" && !tr.intermediate.empty())
+      state += msg(" after epoch ", tr.intermediate.rbegin()->first + 1);
+    else if (tr.state == "failed" && !tr.note.empty())
+      state += ": " + (tr.note.size() > 60 ? tr.note.substr(0, 57) + "..." : tr.note);
+    std::vector<std::string> row{std::to_string(tr.number), state, params.empty() ? "-" : params,
+                                 values.empty() ? "-" : values, inter.empty() ? "-" : inter};
+    row.push_back(tr.measured ? fmt_pct(tr.val_accuracy) : "-");
+    row.push_back(tr.measured ? fmt_pct(tr.accuracy) : "-");
+    row.push_back(tr.measured ? fmt_ratio(tr.compression_ratio) : "-");
+    row.push_back(!tr.measured ? "-" : !p.guarded ? "-" : tr.passed ? "pass" : "FAIL");
+    if (any_pareto) row.push_back(tr.pareto ? "yes" : "");
+    if (any_candidate) row.push_back(tr.candidate >= 0 ? "#" + std::to_string(tr.candidate + 1) : "-");
+    row.push_back(tr.seconds > 0 ? fmt_seconds(tr.seconds) : "-");
+    t.rows.push_back(row);
+  }
+  return t;
+}
+
+const char* kTrialsNote =
+    "Every trial of the study, in order. The objective and the guard use validation accuracy; "
+    "\"val accuracy by epoch\" is what the median pruner compared after each fine-tuning epoch. "
+    "Pruned and failed trials have no model. \"candidate\" is the trial's row in the table above "
+    "(\"-\": run by another process or an earlier, interrupted one).";
+
 // The sentences above the pipeline table, shared by report.md and report.html.
 std::vector<std::pair<std::string, std::string>> pipeline_facts(const PipelineRecord& p) {
   std::vector<std::pair<std::string, std::string>> facts;
@@ -785,6 +872,14 @@ std::string report_md(const Report& r) {
     }
     if (!p.sensitivity.empty())
       os << "\n" << kSensitivityNote << "\n\n" << md_table(sensitivity_table(p));
+    if (!p.objective.empty()) {
+      os << "\n### Trials\n\nObjective: " << md_cell(p.objective) << " (";
+      for (size_t i = 0; i < p.objective_values.size(); ++i)
+        os << (i ? ", " : "") << md_cell(p.objective_values[i]) << ": "
+           << md_cell(i < p.objective_directions.size() ? p.objective_directions[i] : "");
+      os << ").\n\n" << kTrialsNote << "\n\n";
+      os << (p.trials.empty() ? std::string("No trial ran.\n") : md_table(trials_table(p)));
+    }
   }
   if (!r.results.empty()) {
     os << "\n## Stage history\n";
@@ -912,6 +1007,13 @@ std::string scatter_svg(const Report& r) {
                        c.passed ? "#2ca02c" : "#d62728", true,
                        "#" + std::to_string(c.index + 1) + " " + c.name +
                            (c.passed ? "" : " (fails the guard)")});
+  // Autotune trials measured by another process (or before a resume): labelled "tN".
+  if (r.pipeline)
+    for (const auto& t : r.pipeline->trials)
+      if (t.measured && t.candidate < 0 && t.size_bytes > 0)
+        pts.push_back({"t" + std::to_string(t.number), double(t.size_bytes), t.accuracy, false,
+                       t.passed || !r.pipeline->guarded ? "#2ca02c" : "#d62728", true,
+                       "trial " + std::to_string(t.number) + (t.passed ? "" : " (fails the guard)")});
   for (size_t i = 0; i < r.results.size(); ++i) {
     const auto& res = r.results[i];
     if (res.stats.evaluated && res.stats.size_bytes > 0)
@@ -1125,6 +1227,14 @@ std::string report_html(const Report& r) {
     if (!p.sensitivity.empty())
       os << "<p class=\"note\">" << esc(kSensitivityNote) << "</p>\n"
          << html_table(sensitivity_table(p));
+    if (!p.objective.empty()) {
+      os << "<h3>Trials</h3>\n<p>Objective: " << esc(p.objective) << " (";
+      for (size_t i = 0; i < p.objective_values.size(); ++i)
+        os << (i ? ", " : "") << esc(p.objective_values[i]) << ": "
+           << esc(i < p.objective_directions.size() ? p.objective_directions[i] : "");
+      os << ").</p>\n<p class=\"note\">" << esc(kTrialsNote) << "</p>\n";
+      os << (p.trials.empty() ? std::string("<p>No trial ran.</p>\n") : html_table(trials_table(p)));
+    }
   }
 
   os << "<h2>Charts</h2>\n";
@@ -1136,6 +1246,11 @@ std::string report_html(const Report& r) {
                "the guard; "
                "red: fails it), numbered as in the pipeline table; the chosen one is its result's "
                "filled circle."
+             : "")
+     << (r.pipeline && !r.pipeline->trials.empty()
+             ? " Each complete autotune trial of this process is one of those candidates; hollow "
+               "circles labelled tN (same colours) are complete trials run by another process or "
+               "before a resume."
              : "")
      << "</figcaption>\n</figure>\n";
   os << "<figure>\n"

@@ -14,6 +14,7 @@
 #include "squeeze/ir/quant_math.h"
 #include "squeeze/train/distill.h"
 #include "squeeze/util/error.h"
+#include "squeeze/util/interrupt.h"
 #include "squeeze/util/log.h"
 
 namespace squeeze::train {
@@ -142,7 +143,8 @@ Metrics evaluate(ir::Graph& graph, const data::Dataset& data, int64_t batch_size
 }
 
 TrainResult fit(ir::Graph& graph, const data::Splits& splits, const TrainOptions& options, int64_t batch_size,
-                uint64_t seed, const StepHook& hook, const ir::Graph* teacher) {
+                uint64_t seed, const StepHook& hook, const ir::Graph* teacher,
+                const EpochHook& epoch_hook) {
   options.validate();
   if (options.distill && !teacher)
     throw ConfigError("distillation needs a teacher model, and none was given to the trainer");
@@ -180,6 +182,7 @@ TrainResult fit(ir::Graph& graph, const data::Splits& splits, const TrainOptions
     at::Tensor x, y;
     double lr = options.lr;
     while (step < total_steps && batches.next(x, y)) {
+      interrupt::check();
       lr = lr_at(options, step, total_steps, steps_per_epoch);
       for (auto& group : optimizer->param_groups()) group.options().set_lr(lr);
       auto step_start = std::chrono::steady_clock::now();
@@ -226,6 +229,7 @@ TrainResult fit(ir::Graph& graph, const data::Splits& splits, const TrainOptions
     rec.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - epoch_start).count();
     progress.finish(msg("loss ", rec.train_loss, have_val ? msg(", val acc ", rec.val_accuracy) : ""));
     result.epochs.push_back(rec);
+    if (epoch_hook) epoch_hook(rec);
     if (have_val && (result.best_epoch < 0 || rec.val_accuracy > result.best_val_accuracy)) {
       result.best_epoch = rec.epoch;
       result.best_val_accuracy = rec.val_accuracy;

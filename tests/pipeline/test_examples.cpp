@@ -24,10 +24,11 @@ TEST(Examples, EveryWorkflowIsValid) {
     pipeline::WorkflowConfig cfg;
     ASSERT_NO_THROW(cfg = pipeline::load_config(e.path().string()));
     if (!cfg.model.zoo.empty()) EXPECT_NO_THROW(models::build(cfg.model.zoo, cfg.model.params, 0));
-    // A workflow runs experiments, or a pipeline with its own steps, or a progressive pipeline
-    // (which makes its steps).
+    // A workflow runs experiments, or a pipeline with its own steps, or a pipeline that makes its
+    // steps (progressive) or instantiates a stage template (autotune).
     EXPECT_NE(!cfg.experiments.empty(),
-              cfg.pipeline && (!cfg.pipeline->steps.empty() || cfg.pipeline->progressive));
+              cfg.pipeline && (!cfg.pipeline->steps.empty() || cfg.pipeline->progressive ||
+                               cfg.pipeline->autotune));
     for (const auto& ex : cfg.experiments)
       for (const auto& st : ex.stages) {
         auto params = st.params->clone();

@@ -29,6 +29,7 @@
 #include "squeeze/util/env.h"
 #include "squeeze/util/error.h"
 #include "squeeze/util/fs.h"
+#include "squeeze/util/interrupt.h"
 #include "squeeze/util/log.h"
 #include "squeeze/util/strings.h"
 #include "reference.h"
@@ -220,14 +221,39 @@ int cmd_export(const std::string& model, const std::string& format, const std::s
   return 0;
 }
 
+// The command that continues an interrupted autotune search: this one with --resume.
+std::string resume_command(const std::string& config_path, const std::string& out_dir,
+                           const std::vector<std::string>& sets) {
+  auto quote = [](const std::string& s) {
+    if (!s.empty() && s.find_first_of(" \t\"'$`\\*?[]{}()<>|&;#~!") == std::string::npos)
+      return s;
+    std::string q = "'";
+    for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+    return q + "'";
+  };
+  std::string cmd = "squeeze run " + quote(config_path) + " --resume";
+  if (!out_dir.empty()) cmd += " --out " + quote(out_dir);
+  for (const auto& s : sets) cmd += " --set " + quote(s);
+  return cmd;
+}
+
 int cmd_run(const std::string& config_path, const std::string& out_dir, const std::vector<std::string>& sets,
-            const Globals& g, std::ostream& out) {
+            bool resume, bool worker, const Globals& g, std::ostream& out, std::ostream& err) {
   pipeline::WorkflowConfig cfg = pipeline::load_config(config_path, sets);
   if (g.threads > 0) cfg.threads = g.threads;
   pipeline::RunOptions ro;
   ro.out_dir = out_dir;
   ro.overrides = sets;
-  report::Report rep = pipeline::run_workflow(cfg, ro);
+  ro.resume = resume;
+  ro.worker = worker;
+  report::Report rep;
+  try {
+    rep = pipeline::run_workflow(cfg, ro);
+  } catch (const interrupt::Interrupted& e) {
+    err << "error: " << e.what() << "; the finished trials are kept in the study. Continue with:\n  "
+        << resume_command(config_path, out_dir, sets) << "\n";
+    return 128 + e.signal();
+  }
   out << report::comparison_table(rep);
   out << "report: " << (out_dir.empty() ? cfg.output.dir : out_dir) << "/report.json\n";
   return 0;
@@ -340,17 +366,30 @@ int run_cli(const std::vector<std::string>& args, std::ostream& out, std::ostrea
   std::vector<std::string> sets;
   std::vector<int64_t> batches;
   int64_t infer_batch = 256;
-  bool as_json = false, profile = false, example = false, markdown = false;
+  bool as_json = false, profile = false, example = false, markdown = false, resume = false,
+       worker = false;
 
   auto* run = app.add_subcommand(
       "run",
       "Run a workflow from a YAML file: experiments (stages from the baseline), or a pipeline "
-      "(pipeline: {type: validation | combinations, guard: ..., steps: [...]}, or "
-      "{type: progressive, guard: ..., target_compression: 8})");
+      "(pipeline: {type: validation | combinations, guard: ..., steps: [...]}, "
+      "{type: progressive, guard: ..., target_compression: 8}, or {type: autotune, ...})");
   run->add_option("config", config, "Workflow YAML (squeeze config --example prints one)")->required();
   run->add_option("--out", out_dir, "Output folder (default: output.dir of the config)");
   run->add_option("--set", sets, "Override a config value: key.path=value (repeatable)");
   run->footer("Example:\n  squeeze run examples/quickstart.yaml --out runs/q --set data.limit.train=5000");
+  auto* resume_flag = run->add_flag(
+      "--resume", resume,
+      "autotune: continue the interrupted search in its study (finished trials are kept, the "
+      "trial that was running is re-run, new trials are proposed as in an uninterrupted run); "
+      "with the budget spent, only re-runs the best and writes the report. Without --resume or "
+      "--worker an existing study is an error. Ctrl-C (SIGINT) or SIGTERM stops an autotune "
+      "cleanly: the running trial goes back to the study, the report is written, the resume "
+      "command printed, exit code 128 + signal");
+  run->add_flag("--worker", worker,
+                "autotune: create or join the study and process trials beside other --worker "
+                "processes (each trial runs once); writes its report into OUTDIR/workers/HOST-PID")
+      ->excludes(resume_flag);
 
   auto* inspect = app.add_subcommand("inspect", "Per-layer table: op, shapes, params, non-zeros, FLOPs, bits");
   inspect->add_option("model", model, "MODEL: .onnx, .sqz or zoo:NAME")->required();
@@ -433,7 +472,7 @@ int run_cli(const std::vector<std::string>& args, std::ostream& out, std::ostrea
     env::set_threads(g.threads);
     env::keep_freed_memory();
     env::check_blas();
-    if (run->parsed()) return cmd_run(config, out_dir, sets, g, out);
+    if (run->parsed()) return cmd_run(config, out_dir, sets, resume, worker, g, out, err);
     if (inspect->parsed()) return cmd_inspect(model, as_json, g, out);
     if (eval->parsed()) return cmd_eval(model, data_yaml, as_json, g, out);
     if (infer->parsed()) return cmd_infer(model, input, output, infer_batch, g, out);

@@ -20,6 +20,8 @@ namespace squeeze::pipeline {
 
 using ModelSpec = models::ModelSpec;
 
+struct AutotuneSpec;  // pipeline/autotune.h
+
 struct StageSpec {
   std::string method;                 // canonical name ("prune"); aliases resolved
   std::shared_ptr<Params> params;     // method parameters, validated by the method's options
@@ -58,6 +60,8 @@ struct PipelineSpec {
   // progressive: target_compression, finetune, methods, max_steps (pipeline/progressive.h).
   std::shared_ptr<const ProgressiveOptions> progressive;
   std::shared_ptr<Params> block;      // the block as written (a copy; its used flags are its own)
+  // autotune: the search (template, space, objective, budgets), parsed by pipeline/autotune.h.
+  std::shared_ptr<const AutotuneSpec> autotune;
 };
 
 struct OutputSpec {
@@ -91,6 +95,10 @@ WorkflowConfig parse_config(const std::string& yaml_text, const std::vector<std:
 
 // Converts YAML text into a Params tree (exposed for tests and for `--data DATA.yaml`).
 std::shared_ptr<Params> yaml_to_params(const std::string& yaml_text, const std::string& source_name);
+
+// One stage {method, params, finetune} as written, without a name (the autotune pipeline
+// instantiates its stage template through this). Throws ConfigError as parse_config does.
+StageSpec parse_stage_spec(Params& stage);
 
 // Canonical method name for an alias ("pruning" -> "prune"); unknown names are returned as is.
 std::string canonical_method(const std::string& name);

@@ -30,6 +30,7 @@
 #include "squeeze/pipeline/config.h"
 #include "squeeze/pipeline/workflow.h"
 #include "squeeze/report/report.h"
+#include "squeeze/train/trainer.h"
 
 namespace squeeze::pipeline {
 
@@ -40,6 +41,9 @@ struct PreparedStage {
   // The stage's fine-tuning with the method's distillation folded in (method distill).
   std::optional<train::TrainOptions> finetune;
   const ir::Graph* teacher = nullptr;  // set when finetune->distill: the baseline or a loaded model
+  // Called after each fine-tuning epoch (train::fit's epoch hook): the autotune pipeline reports
+  // intermediate values and prunes there. Empty: none.
+  train::EpochHook on_epoch;
 };
 
 // Thrown by Workspace::start() when RunOptions::check_only is set: every check before training

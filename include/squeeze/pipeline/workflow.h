@@ -20,6 +20,10 @@ struct RunOptions {
   // Run every check a run makes before training, then stop (Workspace::start throws
   // ChecksPassed): nothing is trained, evaluated or written. Used by check_workflow.
   bool check_only = false;
+  // Autotune only (ConfigError for other runs). Without either, a study that already exists at
+  // the study location is an error naming these flags.
+  bool resume = false;  // --resume: continue the study (finished trials are kept, not repeated)
+  bool worker = false;  // --worker: create or join the study, process trials beside other workers
 };
 
 // Everything is validated (stage parameters, exports, model, data) before any training starts.

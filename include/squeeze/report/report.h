@@ -109,6 +109,24 @@ struct SensitivityRecord {
   bool tolerated = false;  // the one-layer model passes the guard
 };
 
+// One trial of an autotune search, as the study holds it.
+struct TrialRecord {
+  int64_t number = 0;
+  std::string state;                          // complete | pruned | failed | running | waiting
+  std::map<std::string, std::string> params;  // parameter path -> value as written in best.yaml
+  std::vector<double> values;                 // objective values (empty unless complete)
+  std::map<int64_t, double> intermediate;     // fine-tuning epoch (0-based) -> val accuracy
+  int64_t candidate = -1;   // index into the pipeline's candidates; -1: run by another process
+  bool measured = false;    // the figures below are known (complete trials)
+  double val_accuracy = 0.0, accuracy = 0.0, compression_ratio = 0.0;
+  int64_t size_bytes = 0;
+  bool passed = false;      // passed the guard
+  bool pareto = false;      // on the Pareto front (objective pareto)
+  std::string note;         // why pruned / failed
+  std::string worker;
+  double seconds = 0.0;
+};
+
 // What a pipeline run adds to the report. report.json's "pipeline":
 //   {type, guard: {max_drop, relative, written, baseline_val_accuracy, min_val_accuracy,
 //   description} | null, baseline_val_accuracy, selection, outcome,
@@ -119,7 +137,10 @@ struct SensitivityRecord {
 //   null}
 // progressive adds note to each entry, target_compression, and sensitivity: [{model, layer,
 // method, setting, val_accuracy, tolerated}].
-// where best.result names the entry of "results" that holds the chosen model.
+// where best.result names the entry of "results" that holds the chosen model. Autotune adds
+//   objective: {name, values: [...], directions: [...]}, trials: [{number, state, params,
+//   values, intermediate: [{step, value}], candidate, val_accuracy, accuracy, size_bytes,
+//   compression_ratio, passed_guard, pareto_front, note, worker, seconds}].
 struct PipelineRecord {
   std::string type;      // validation | combinations | ...
   bool guarded = false;  // false: no guard, every candidate passes
@@ -139,6 +160,11 @@ struct PipelineRecord {
   // progressive (only emitted when set): the target ratio and the sensitivity analysis.
   double target_compression = 0.0;
   std::vector<SensitivityRecord> sensitivity;
+  // Autotune: the objective and every trial of the study.
+  std::string objective;                     // empty: not a search
+  std::vector<std::string> objective_values; // what each value is: "val_accuracy * ln(...)"
+  std::vector<std::string> objective_directions;  // "maximize" / "minimize", one per value
+  std::vector<TrialRecord> trials;
 };
 
 // env::describe() plus the int8 probe of this machine (exec/int8.h): what measured numbers

@@ -80,14 +80,20 @@ struct TrainResult {
 // pruning (update masks) and QAT observers. May modify the graph's masks.
 using StepHook = std::function<void(ir::Graph&, int64_t step, int64_t total_steps)>;
 
+// Called after every epoch's validation with its record. To stop training early it throws (the
+// autotune pipeline's median pruner throws its own exception and catches it); fit then leaves
+// the graph mid-training, to be discarded.
+using EpochHook = std::function<void(const EpochRecord&)>;
+
 // Trains the graph in place on splits.train, validating on splits.val after each epoch.
 // Masked parameters stay zero. Shows progress (see util/progress.h). Labels must be valid for
 // the model's output width (check_labels; InputError before the first step otherwise).
 // With options.distill the loss is the distillation loss (train/distill.h) against `teacher`,
-// which must then be given (ConfigError otherwise) and is only read.
+// which must then be given (ConfigError otherwise) and is only read. Checks for an interrupt
+// (util/interrupt.h) before every batch and throws interrupt::Interrupted then.
 TrainResult fit(ir::Graph& graph, const data::Splits& splits, const TrainOptions& options,
                 int64_t batch_size, uint64_t seed, const StepHook& hook = nullptr,
-                const ir::Graph* teacher = nullptr);
+                const ir::Graph* teacher = nullptr, const EpochHook& epoch_hook = nullptr);
 
 // Evaluates in eval mode over a data set. The model's output width K decides which labels are
 // valid: 0 <= label < K; the data may hold any subset of those classes. Throws InputError when
