@@ -465,6 +465,11 @@ report::Report run_autotune(const WorkflowConfig& config, const RunOptions& opti
       !fs::exists(study_path))
     throw InputError(msg("--resume: there is no study at ", study_path,
                          "; run without --resume to start the search"));
+  // `squeeze config --check` writes nothing: without a study file there is nothing to check
+  // (the run would create it); an existing one is opened as the run would, which only reads.
+  if (options.check_only && study_path.find("://") == std::string::npos &&
+      !fs::exists(study_path))
+    ws.start();  // throws ChecksPassed
   std::unique_ptr<Study> study;
   try {
     study = open_study(study_path, sspec, mode);

@@ -23,6 +23,8 @@
 #include "squeeze/ir/quant_math.h"
 #include "squeeze/models/zoo.h"
 #include "squeeze/pipeline/config.h"
+#include "squeeze/pipeline/autotune.h"
+#include "squeeze/pipeline/progressive.h"
 #include "squeeze/pipeline/workflow.h"
 #include "squeeze/report/cli_json.h"
 #include "squeeze/train/trainer.h"
@@ -275,7 +277,12 @@ int cmd_config_check(const std::string& config_path, const std::vector<std::stri
   size_t stages = 0;
   for (const auto& e : cfg.experiments) stages += e.stages.size();
   out << config_path << ": ok (";
-  if (cfg.pipeline)
+  if (cfg.pipeline && cfg.pipeline->autotune)
+    out << "pipeline autotune, " << cfg.pipeline->autotune->stages.size() << " stages, "
+        << cfg.pipeline->autotune->space.size() << " tuned parameters";
+  else if (cfg.pipeline && cfg.pipeline->progressive)
+    out << "pipeline progressive, target " << cfg.pipeline->progressive->target_compression << "x";
+  else if (cfg.pipeline)
     out << "pipeline " << cfg.pipeline->type << ", " << cfg.pipeline->steps.size() << " steps";
   else
     out << cfg.experiments.size() << " experiments, " << stages << " stages";
