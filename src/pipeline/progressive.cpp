@@ -147,6 +147,16 @@ class Progressive {
     log::info("  not tried: ", name, ": ", why);
     skipped_.push_back({name, why});
   }
+  // Skips rung `name` (true) when quantization may follow and 8-bit quantization of the current
+  // model is already projected to reach the target.
+  bool quantization_suffices(const std::string& name) {
+    if (!opt_.uses("quantize")) return false;
+    const double p = projected_int8_ratio(g_);
+    if (p < opt_.target_compression) return false;
+    skip(name, msg("not needed: 8-bit quantization of the ", kept_ < 0 ? "baseline" : "current model",
+                   " is projected at ", std::round(p * 100) / 100, "x, at least the target"));
+    return true;
+  }
 
   void lowrank_phase();
   void structured_phase();
@@ -270,14 +280,7 @@ bool Progressive::step(const std::string& name, const Recipe& r, const std::stri
 
 void Progressive::lowrank_phase() {
   if (!opt_.uses("lowrank") || reached() || out_of_steps()) return;
-  if (opt_.uses("quantize")) {
-    const double p = projected_int8_ratio(g_);
-    if (p >= opt_.target_compression) {
-      skip("lowrank", msg("not needed: 8-bit quantization of the baseline is projected at ",
-                          std::round(p * 100) / 100, "x, at least the target"));
-      return;
-    }
-  }
+  if (quantization_suffices("lowrank")) return;
   auto tol = analyse("lowrank", g_, label());
   std::map<std::string, double> ratios;
   for (const auto& [layer, t] : tol)
@@ -347,14 +350,7 @@ void Progressive::structured_phase() {
     const double f = std::round((1.0 - (1.0 - kChannelShares[k]) / (1.0 - prev)) * 1000.0) / 1000.0;
     const std::string name = msg("channels", std::lround(kChannelShares[k] * 100));
     if (reached() || out_of_steps()) return;
-    if (opt_.uses("quantize")) {
-      const double p = projected_int8_ratio(g_);
-      if (p >= opt_.target_compression) {
-        skip(name, msg("not needed: 8-bit quantization of the current model is projected at ",
-                       std::round(p * 100) / 100, "x, at least the target"));
-        return;
-      }
-    }
+    if (quantization_suffices(name)) return;
     if (!tol) tol = analyse("structured", g_, label());
     std::vector<std::string> chosen;
     for (const auto& [layer, t] : *tol)
@@ -400,14 +396,7 @@ void Progressive::prune_phase() {
     const double r = kPruneRatios[k];
     const std::string name = msg("prune", std::lround(r * 100));
     if (reached() || out_of_steps()) return;
-    if (opt_.uses("quantize")) {
-      const double p = projected_int8_ratio(g_);
-      if (p >= opt_.target_compression) {
-        skip(name, msg("not needed: 8-bit quantization of the current model is projected at ",
-                       std::round(p * 100) / 100, "x, at least the target"));
-        return;
-      }
-    }
+    if (quantization_suffices(name)) return;
     if (!tol) tol = analyse("unstructured", g_, label());
     std::vector<std::string> chosen;
     for (const auto& [layer, t] : *tol)
