@@ -17,6 +17,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <iomanip>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <set>
@@ -604,6 +605,17 @@ Table pipeline_table(const Report& r, const PipelineRecord& p) {
   return t;
 }
 
+// A sampled value for a table: a non-integer number with 4 significant digits
+// ("0.002863481294" -> "0.002863"); integers and words as they are (best.yaml keeps them whole).
+std::string short_number(const std::string& v) {
+  char* end = nullptr;
+  const double d = std::strtod(v.c_str(), &end);
+  if (v.empty() || end != v.c_str() + v.size() || !std::isfinite(d) || d == std::floor(d)) return v;
+  std::ostringstream out;
+  out << std::setprecision(4) << d;
+  return out.str();
+}
+
 // One row per trial of an autotune study, in trial order.
 Table trials_table(const PipelineRecord& p) {
   bool any_pareto = false, any_candidate = false;
@@ -630,7 +642,8 @@ Table trials_table(const PipelineRecord& p) {
   col("time", true);
   for (const auto& tr : p.trials) {
     std::string params;
-    for (const auto& [k, v] : tr.params) params += (params.empty() ? "" : ", ") + k + "=" + v;
+    for (const auto& [k, v] : tr.params)
+      params += (params.empty() ? "" : ", ") + k + "=" + short_number(v);
     std::string values;
     for (double v : tr.values) values += (values.empty() ? "" : ", ") + fixed(v, 4);
     std::string inter;
