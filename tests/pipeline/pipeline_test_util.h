@@ -2,10 +2,13 @@
 // with a validation split), running a pipeline through the CLI and reading its report.
 #pragma once
 
+#include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "cli.h"
 #include "testing/asserts.h"
@@ -26,6 +29,22 @@ output: {latency: false}
 inline CliResult run_pipeline(const TempDir& dir, const std::string& pipeline) {
   dir.write("w.yaml", kPipelineHead + pipeline);
   return cli({"run", dir.file("w.yaml"), "--out", dir.file("out")});
+}
+
+// A pipeline block and the words its error message must contain.
+using RefusedCase = std::pair<std::string, std::vector<std::string>>;
+
+// Each pipeline block is refused with exit code 2, its message naming every word, before anything
+// is trained or written (no output folder).
+inline void expect_refused_before_training(const std::vector<RefusedCase>& cases) {
+  for (const auto& [yaml, words] : cases) {
+    TempDir dir;
+    auto r = run_pipeline(dir, yaml);
+    EXPECT_EQ(r.code, 2) << yaml << "\n" << r.err;
+    for (const auto& w : words)
+      EXPECT_NE(r.err.find(w), std::string::npos) << w << " in: " << r.err;
+    EXPECT_FALSE(std::filesystem::exists(dir.file("out"))) << yaml;
+  }
 }
 
 inline nlohmann::json read_json(const std::string& path) {

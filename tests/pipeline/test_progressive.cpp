@@ -260,7 +260,7 @@ TEST(ProgressiveCli, SqueezeRunWritesTheHistoryAndRejectsBadInputWithExitTwo) {
 }
 
 TEST(ProgressiveInput, BadInputExitsWithTwoNamingTheKeyBeforeAnyTraining) {
-  const std::vector<std::pair<std::string, std::vector<std::string>>> cases = {
+  const std::vector<testing::RefusedCase> cases = {
       {"pipeline: {type: progressive, target_compression: 0.5, guard: {max_drop: 0.01}}\n",
        {"pipeline.target_compression: expected a number > 1", "'0.5'"}},
       {"pipeline: {type: progressive, target_compression: 1, guard: {max_drop: 0.01}}\n",
@@ -287,14 +287,7 @@ TEST(ProgressiveInput, BadInputExitsWithTwoNamingTheKeyBeforeAnyTraining) {
        "finetune: {epochs: 1, lrr: 0.1}}\n",
        {"unknown key 'lrr' in pipeline.finetune", "did you mean 'lr'?"}},
   };
-  for (const auto& [yaml, words] : cases) {
-    TempDir dir;
-    auto r = run_pipeline(dir, yaml);
-    EXPECT_EQ(r.code, 2) << yaml << "\n" << r.err;
-    for (const auto& w : words)
-      EXPECT_NE(r.err.find(w), std::string::npos) << w << " in: " << r.err;
-    EXPECT_FALSE(fs::exists(dir.file("out"))) << yaml;  // nothing written, nothing trained
-  }
+  testing::expect_refused_before_training(cases);
 }
 
 TEST(ProgressiveInput, ParsedOptionsKeepTheLadderOrder) {

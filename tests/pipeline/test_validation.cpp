@@ -119,7 +119,7 @@ TEST(ValidationPipeline, AFirstStepThatBreaksTheGuardIsStillSavedAndReported) {
 }
 
 TEST(PipelineInput, BadInputExitsWithTwoNamingTheKeyBeforeAnyTraining) {
-  const std::vector<std::pair<std::string, std::vector<std::string>>> cases = {
+  const std::vector<testing::RefusedCase> cases = {
       {"pipeline: {type: validaton, guard: {max_drop: 0.01}, steps: [{method: prune}]}\n",
        {"pipeline.type", "did you mean 'validation'?"}},
       {"pipeline: {type: validation, guard: {max_drop: 0.01}, step: [{method: prune}]}\n",
@@ -141,14 +141,7 @@ TEST(PipelineInput, BadInputExitsWithTwoNamingTheKeyBeforeAnyTraining) {
       {"pipeline: {type: hep-jet}\n",
        {"pipeline.type: 'hep-jet' is not available", "available: validation, combinations"}},
   };
-  for (const auto& [yaml, words] : cases) {
-    TempDir dir;
-    auto r = run_pipeline(dir, yaml);
-    EXPECT_EQ(r.code, 2) << yaml << "\n" << r.err;
-    for (const auto& w : words)
-      EXPECT_NE(r.err.find(w), std::string::npos) << w << " in: " << r.err;
-    EXPECT_FALSE(fs::exists(dir.file("out"))) << yaml;  // nothing written, nothing trained
-  }
+  testing::expect_refused_before_training(cases);
   // A validation split too small to hold a sample: found when the data is loaded, still before
   // any training.
   TempDir dir;
