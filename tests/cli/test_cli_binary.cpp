@@ -2,33 +2,18 @@
 // that picks OpenBLAS kernels for the CPU, see env::use_native_blas_kernels), exit codes and output.
 #include <gtest/gtest.h>
 
-#include <array>
-#include <cstdio>
 #include <nlohmann/json.hpp>
 #include <string>
 
 #include "cli.h"
 #include "testing/asserts.h"
+#include "testing/cli.h"
 
 namespace squeeze {
 namespace {
 
-struct Outcome {
-  int code;
-  std::string out;
-};
-
-Outcome run_binary(const std::string& args, const std::string& env = "") {
-  std::string cmd = "env -u OPENBLAS_CORETYPE -u SQUEEZE_BLAS_REEXEC " + env + " " + SQUEEZE_BINARY + " " + args + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  if (!p) return {-1, ""};
-  std::string out;
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) out.append(buf.data(), n);
-  int status = pclose(p);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
-}
+using Outcome = testing::CliResult;
+using testing::run_binary;
 
 TEST(CliBinary, BenchRunsAndReportsTheBlasKernels) {
   Outcome r = run_binary("--threads 1 bench zoo:mlp --batch 2 --json");

@@ -4,10 +4,7 @@
 // reported), the sensitivity analysis in every form of the report; and its bad input rejected
 // with exit code 2 before any training.
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 
-#include <array>
-#include <cstdio>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -208,19 +205,6 @@ TEST(ProgressivePipeline, WhenNothingPassesTheBestCandidateIsStillSavedAndEveryO
       << p["outcome"];
 }
 
-// The installed program as a separate process (exit code, stdout and stderr together).
-std::pair<int, std::string> run_binary(const std::string& args) {
-  std::string cmd = std::string(SQUEEZE_BINARY) + " " + args + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  if (!p) return {-1, ""};
-  std::string out;
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) out.append(buf.data(), n);
-  int status = pclose(p);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
-}
-
 TEST(ProgressiveCli, SqueezeRunWritesTheHistoryAndRejectsBadInputWithExitTwo) {
   TempDir dir;
   dir.write("w.yaml", std::string(testing::kPipelineHead) + R"(pipeline:
@@ -230,10 +214,10 @@ TEST(ProgressiveCli, SqueezeRunWritesTheHistoryAndRejectsBadInputWithExitTwo) {
   methods: [unstructured, quantize]
   finetune: {epochs: 1}
 )");
-  auto [code, out] =
-      run_binary("--threads 1 run " + dir.file("w.yaml") + " --out " + dir.file("out"));
-  ASSERT_EQ(code, 0) << out;
-  EXPECT_NE(out.find("pipeline progressive: Target 4.5x"), std::string::npos) << out;
+  const testing::CliResult run =
+      testing::run_binary("--threads 1 run " + dir.file("w.yaml") + " --out " + dir.file("out"));
+  ASSERT_EQ(run.code, 0) << run.out;
+  EXPECT_NE(run.out.find("pipeline progressive: Target 4.5x"), std::string::npos) << run.out;
   const json rep = read_json(dir.file("out/report.json"));
   const json& p = rep["pipeline"];
   EXPECT_EQ(p["type"], "progressive");
@@ -251,11 +235,11 @@ TEST(ProgressiveCli, SqueezeRunWritesTheHistoryAndRejectsBadInputWithExitTwo) {
   dir.write("bad.yaml", std::string(testing::kPipelineHead) +
                             "pipeline: {type: progressive, target_compression: 0.5, "
                             "preserve_accuracy: 0.99}\n");
-  auto [bad_code, bad_out] =
-      run_binary("run " + dir.file("bad.yaml") + " --out " + dir.file("bad"));
-  EXPECT_EQ(bad_code, 2) << bad_out;
-  EXPECT_NE(bad_out.find("pipeline.target_compression: expected a number > 1"), std::string::npos)
-      << bad_out;
+  const testing::CliResult bad =
+      testing::run_binary("run " + dir.file("bad.yaml") + " --out " + dir.file("bad"));
+  EXPECT_EQ(bad.code, 2) << bad.out;
+  EXPECT_NE(bad.out.find("pipeline.target_compression: expected a number > 1"), std::string::npos)
+      << bad.out;
   EXPECT_FALSE(fs::exists(dir.file("bad")));
 }
 
