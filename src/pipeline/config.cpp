@@ -684,6 +684,47 @@ WorkflowConfig parse_config(const std::string& yaml_text, const std::vector<std:
           throw ConfigError(msg(out->key_path("latency_batches"), "[", i,
                                 "]: expected an integer >= 1, got '", cfg.output.latency_batches[i],
                                 "'"));
+      if (auto rec = out->get_map("recommend")) {
+        // A fraction like the guard's max_drop; 1.0 is refused because it reads as "1 point".
+        if (rec->has("max_drop")) {
+          const double d = rec->get_double("max_drop", 0.01);
+          if (!(d >= 0.0 && d < 1.0))
+            throw ConfigError(msg(rec->key_path("max_drop"),
+                                  ": expected a fraction of accuracy in [0, 1) (0.01 = 1 "
+                                  "percentage point below the baseline), got ",
+                                  d));
+          cfg.output.recommend.max_drop = d;
+        }
+        rec->document("max_drop", "0 <= x < 1",
+                      "largest test-accuracy drop from the baseline, as a fraction: 0.01 = 1 point");
+        cfg.output.recommend.by = rec->get_choice("by", "size", {"size", "latency", "flops"});
+        const int64_t batch = rec->get_int("batch", cfg.output.latency_batches.empty()
+                                                        ? 1
+                                                        : cfg.output.latency_batches.front(),
+                                           1);
+        if (cfg.output.recommend.by == "latency") {
+          if (!cfg.output.latency)
+            throw ConfigError(msg(rec->key_path("by"),
+                                  ": latency needs the latency measured; set output.latency: true "
+                                  "or choose by: size or by: flops"));
+          if (std::find(cfg.output.latency_batches.begin(), cfg.output.latency_batches.end(),
+                        batch) == cfg.output.latency_batches.end())
+            throw ConfigError(msg(rec->key_path("batch"), ": ", batch,
+                                  " is not a measured batch size (output.latency_batches: ",
+                                  [&] {
+                                    std::vector<std::string> b;
+                                    for (int64_t x : cfg.output.latency_batches)
+                                      b.push_back(std::to_string(x));
+                                    return join(b);
+                                  }(),
+                                  ")"));
+        } else if (rec->has("batch")) {
+          throw ConfigError(msg(rec->key_path("batch"), ": only used with by: latency (by is ",
+                                cfg.output.recommend.by, ")"));
+        }
+        cfg.output.recommend.latency_key = "batch" + std::to_string(batch);
+        rec->finish();
+      }
       out->finish();
     }
 

@@ -43,6 +43,21 @@ std::string teacher_key(const train::DistillOptions& d) {
 
 double ratio(double a, double b) { return b > 0 ? a / b : 0.0; }
 
+std::vector<report::EpochPoint> curve_of(const train::TrainResult& tr, bool has_val) {
+  std::vector<report::EpochPoint> out;
+  for (const auto& e : tr.epochs) {
+    report::EpochPoint p;
+    p.epoch = e.epoch;
+    p.train_loss = e.train_loss;
+    p.train_accuracy = e.train_accuracy;
+    p.has_val = has_val;
+    p.val_loss = e.val_loss;
+    p.val_accuracy = e.val_accuracy;
+    out.push_back(p);
+  }
+  return out;
+}
+
 }  // namespace
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
@@ -56,6 +71,7 @@ report::ModelStats evaluated_stats(ir::Graph& g, const data::Splits* data, int64
   s.evaluated = true;
   s.accuracy = m.accuracy;
   s.loss = m.loss;
+  s.num_classes = m.num_outputs;
   for (size_t i = 0; i < m.classes.size(); ++i) {
     report::ClassStats cs;
     cs.cls = m.classes[i];
@@ -213,14 +229,17 @@ void Workspace::start() {
   rep.config_hash = fnv1a_hex(effective);
   rep.model_name = baseline_.name;
   rep.data_description = splits_ ? splits_->description : "none";
+  rep.recommend = config_.output.recommend;
   fs::create_directories(out_dir_);
   write_text_atomic((fs::path(out_dir_) / "config.yaml").string(), effective + "\n");
 
   int64_t baseline_steps = 0;
   if (config_.baseline_train) {
     log::info("baseline: training ", config_.baseline_train->epochs, " epochs");
-    baseline_steps =
-        train::fit(baseline_, *splits_, *config_.baseline_train, batch_size_, config_.seed).steps;
+    train::TrainResult tr =
+        train::fit(baseline_, *splits_, *config_.baseline_train, batch_size_, config_.seed);
+    baseline_steps = tr.steps;
+    rep.baseline_curve = curve_of(tr, has_validation());
   }
   for (auto& [key, t] : teachers_) {
     if (!t->train || t->trained) continue;
@@ -285,6 +304,7 @@ std::optional<report::StageRecord> Workspace::stage(ir::Graph& g, PreparedStage&
         train::fit(g, *splits_, *ps.finetune, batch_size_, config_.seed + 1 + position,
                    ps.pass->finetune_hook(), ps.teacher, ps.on_epoch);
     rec.finetune_steps = tr.steps;
+    rec.curve = curve_of(tr, has_validation());
     rec.step_ms = tr.steps > 0 ? 1000.0 * tr.step_seconds / double(tr.steps) : 0.0;
     if (d) {
       rec.teacher = d->describe();

@@ -1,5 +1,7 @@
 #include "squeeze/pipeline/workflow.h"
 
+#include <ATen/ATen.h>
+
 #include <chrono>
 
 #include "squeeze/io/model_io.h"
@@ -74,6 +76,22 @@ report::ModelStats static_stats(const ir::Graph& graph) {
   s.nonzero_params = graph.num_nonzero_params();
   s.size_bytes = io::stored_size_bytes(graph);
   s.flops = ir::graph_flops(graph);
+  // The per-layer figures `squeeze inspect` shows, for the report's per-layer charts.
+  for (const auto& n : graph.nodes) {
+    if (n.params.empty()) continue;
+    report::LayerStats l;
+    l.name = n.name;
+    l.op = n.op;
+    for (const auto& [k, p] : n.params) {
+      l.params += p.value.numel();
+      l.nonzero_params += p.value.ne(0).sum().item<int64_t>();
+    }
+    if (n.has_param("weight")) {
+      const auto& w = n.param("weight");
+      l.weight_bits = w.qspec ? w.qspec->bits : 32;
+    }
+    s.layers.push_back(std::move(l));
+  }
   return s;
 }
 

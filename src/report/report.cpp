@@ -240,6 +240,28 @@ Json string_map_json(const std::map<std::string, std::string>& m) {
   return j;
 }
 
+Json layers_json(const std::vector<LayerStats>& layers) {
+  Json a = Json::array();
+  for (const auto& l : layers)
+    a.push_back({{"name", l.name},
+                 {"op", l.op},
+                 {"params", l.params},
+                 {"nonzero_params", l.nonzero_params},
+                 {"weight_bits", l.weight_bits > 0 ? Json(l.weight_bits) : Json(nullptr)}});
+  return a;
+}
+
+Json curve_json(const std::vector<EpochPoint>& curve) {
+  Json a = Json::array();
+  for (const auto& e : curve)
+    a.push_back({{"epoch", e.epoch},
+                 {"train_loss", number_or_null(true, e.train_loss)},
+                 {"train_accuracy", number_or_null(true, e.train_accuracy)},
+                 {"val_loss", number_or_null(e.has_val, e.val_loss)},
+                 {"val_accuracy", number_or_null(e.has_val, e.val_accuracy)}});
+  return a;
+}
+
 Json per_class_json(const std::vector<ClassStats>& classes) {
   Json a = Json::array();
   for (const auto& c : classes)
@@ -273,7 +295,8 @@ Json history_json(const std::vector<StageRecord>& records) {
                   {"flops", h.flops},
                   {"seconds", h.seconds},
                   {"finetune_steps", h.finetune_steps},
-                  {"step_ms", number_or_null(h.finetune_steps > 0, h.step_ms)}};
+                  {"step_ms", number_or_null(h.finetune_steps > 0, h.step_ms)},
+                  {"curve", curve_json(h.curve)}};
     if (!h.teacher.empty())
       stage["distill"] = {{"teacher", h.teacher}, {"teacher_ms_per_step", h.teacher_ms_per_step}};
     history.push_back(stage);
@@ -410,7 +433,12 @@ Json report_json(const Report& r) {
   add_stats(base, r.baseline);
   base["latency_us"] = map_json(r.baseline.latency_us);
   base["per_class"] = per_class_json(r.baseline.per_class);
+  base["num_classes"] = r.baseline.num_classes > 0 ? Json(r.baseline.num_classes) : Json(nullptr);
   base["artifacts"] = string_map_json(r.baseline_artifacts);
+  base["layers"] = layers_json(r.baseline.layers);
+  base["training"] = curve_json(r.baseline_curve);
+  const Recommendation rec = recommend(r);
+  base["pareto_front"] = rec.baseline_on_front;
   j["baseline"] = base;
 
   Json results = Json::array();
@@ -434,9 +462,21 @@ Json report_json(const Report& r) {
     e["history"] = history_json(res.history);
     e["artifacts"] = string_map_json(res.artifacts);
     e["seconds"] = res.seconds;
+    e["num_classes"] = res.stats.num_classes > 0 ? Json(res.stats.num_classes) : Json(nullptr);
+    e["layers"] = layers_json(res.stats.layers);
+    e["pareto_front"] = rec.on_front[results.size()];
+    e["recommended"] = rec.result == static_cast<int64_t>(results.size());
     results.push_back(e);
   }
   j["results"] = results;
+  j["recommendation"] = {
+      {"by", rec.by},
+      {"metric", rec.metric},
+      {"max_drop", rec.max_drop},
+      {"model", rec.result >= 0 ? Json(r.results[rec.result].name) : Json(nullptr)},
+      {"result_index", rec.result >= 0 ? Json(rec.result) : Json(nullptr)},
+      {"judged", rec.judged},
+      {"text", rec.text}};
   if (r.pipeline) j["pipeline"] = pipeline_json(r, *r.pipeline);
   j["seconds"] = r.seconds;
   return j;
@@ -470,6 +510,11 @@ Table comparison(const Report& r, bool compact) {
   if (!compact) col("FLOPs", true);
   col("FLOPs ratio", true);
   for (const auto& k : keys) col("speedup " + batch_label(k), true);
+  const Recommendation rec = recommend(r);
+  if (!compact && rec.judged) col("verdict (by " + rec.by + ")", false);
+  auto verdict = [&](bool front, bool chosen) {
+    return chosen ? std::string("recommended") : front ? std::string("Pareto front") : "-";
+  };
 
   std::vector<std::string> base{"baseline"};
   if (!compact) base.push_back("-");
@@ -482,6 +527,7 @@ Table comparison(const Report& r, bool compact) {
   if (!compact) base.push_back(fmt_flops(r.baseline.flops));
   base.push_back(fmt_ratio(1.0));
   for (const auto& k : keys) base.push_back(r.baseline.latency_us.count(k) ? fmt_ratio(1.0) : "-");
+  if (!compact && rec.judged) base.push_back(verdict(rec.baseline_on_front, false));
   t.rows.push_back(base);
 
   for (const auto& res : r.results) {
@@ -502,6 +548,10 @@ Table comparison(const Report& r, bool compact) {
     for (const auto& k : keys) {
       auto it = res.speedup.find(k);
       row.push_back(it == res.speedup.end() ? "-" : fmt_ratio(it->second));
+    }
+    if (!compact && rec.judged) {
+      const size_t i = t.rows.size() - 1;
+      row.push_back(verdict(rec.on_front[i], rec.result == static_cast<int64_t>(i)));
     }
     t.rows.push_back(row);
   }
@@ -688,7 +738,8 @@ std::vector<std::pair<std::string, std::string>> pipeline_facts(const PipelineRe
 // progressive: one row per analysed model, method and layer; the validation accuracy at each
 // setting, "*" where the one-layer model fails the guard.
 Table sensitivity_table(const PipelineRecord& p) {
-  Table t{{"model", "method", "layer", "val accuracy, one layer compressed (* fails the guard)"},
+  Table t{{"model", "method", "layer",
+           "setting: val accuracy (drop from the baseline; * fails the guard)"},
           {false, false, false, false},
           {}};
   for (const auto& s : p.sensitivity) {
@@ -696,15 +747,19 @@ Table sensitivity_table(const PipelineRecord& p) {
         t.rows.back()[2] != s.layer)
       t.rows.push_back({s.model, s.method, s.layer, ""});
     std::string& cell = t.rows.back()[3];
-    cell += (cell.empty() ? "" : ", ") + s.setting + " " + fmt_pct(s.val_accuracy) +
-            (s.tolerated ? "" : "*");
+    std::string drop = fmt_pp(p.baseline_val_accuracy - s.val_accuracy);
+    if (drop[0] != '-' && drop != "0.00 pp") drop = "+" + drop;
+    cell += (cell.empty() ? "" : "; ") + s.setting + ": " + fmt_pct(s.val_accuracy) + " (" + drop +
+            ")" + (s.tolerated ? "" : "*");
   }
   return t;
 }
 
 const char* kSensitivityNote =
     "Sensitivity analysis: the validation accuracy with only one layer compressed, before any "
-    "fine-tuning; a step compresses a layer only at settings it tolerates alone.";
+    "fine-tuning; a step compresses a layer only at settings it tolerates alone. Sign "
+    "convention: the drop in brackets is the baseline's validation accuracy minus this one, in "
+    "percentage points: +1.20 pp means 1.2 points lost, a negative drop means accuracy gained.";
 
 bool any_per_class(const Report& r) {
   if (!r.baseline.per_class.empty()) return true;
@@ -713,8 +768,18 @@ bool any_per_class(const Report& r) {
   return false;
 }
 
+// More classes than this: the per-class section summarises (worst and best kPerClassShown of
+// the baseline, and how many are absent) instead of listing every class.
+constexpr size_t kPerClassRows = 20;
+constexpr size_t kPerClassShown = 5;
+
 // Accuracy (recall) of each class: rows are classes, columns the baseline and each experiment.
-Table per_class_table(const Report& r) {
+// Classes the model outputs that do not occur in the test set are "n/a"; with more than
+// kPerClassRows classes only the baseline's worst and best kPerClassShown are rows, and `note`
+// says so.
+Table per_class_table(const Report& r, std::string* note);
+
+Table per_class_table_all(const Report& r) {
   std::map<int64_t, std::string> names;
   auto collect = [&](const std::vector<ClassStats>& cs) {
     for (const auto& c : cs)
@@ -735,19 +800,132 @@ Table per_class_table(const Report& r) {
       if (c.cls == cls) return &c;
     return nullptr;
   };
+  int64_t k = r.baseline.num_classes;
+  for (const auto& res : r.results) k = std::max(k, res.stats.num_classes);
+  for (int64_t c = 0; c < k; ++c) names.emplace(c, "");  // absent classes: n/a
   for (const auto& [cls, name] : names) {
     std::vector<std::string> row{name.empty() ? std::to_string(cls)
                                               : std::to_string(cls) + " " + name};
     const ClassStats* b = find(r.baseline.per_class, cls);
-    row.push_back(b ? fmt_pct(b->accuracy) : "-");
+    row.push_back(b ? fmt_pct(b->accuracy) : "n/a");
     for (const auto& res : r.results) {
       const ClassStats* c = find(res.stats.per_class, cls);
-      std::string cell = c ? fmt_pct(c->accuracy) : "-";
+      std::string cell = c ? fmt_pct(c->accuracy) : "n/a";
       if (c && b) cell += " (" + fmt_pp(b->accuracy - c->accuracy) + ")";
       row.push_back(cell);
     }
     t.rows.push_back(row);
   }
+  return t;
+}
+
+Table per_class_table(const Report& r, std::string* note) {
+  Table all = per_class_table_all(r);
+  note->clear();
+  if (all.rows.size() <= kPerClassRows) return all;
+  // Rows of classes in the test set, by the baseline's accuracy (the first model that has it).
+  std::vector<std::pair<double, size_t>> present;
+  size_t absent = 0;
+  for (size_t i = 0; i < all.rows.size(); ++i) {
+    size_t col = 1;
+    while (col < all.rows[i].size() && all.rows[i][col] == "n/a") ++col;
+    if (col == all.rows[i].size()) {
+      ++absent;
+      continue;
+    }
+    present.push_back({std::strtod(all.rows[i][col].c_str(), nullptr), i});
+  }
+  std::stable_sort(present.begin(), present.end(),
+                   [](const auto& a, const auto& b) { return a.first < b.first; });
+  Table t{all.header, all.right, {}};
+  t.header[0] = "class (rank)";
+  const size_t n = present.size();
+  std::vector<size_t> picks;
+  for (size_t i = 0; i < n && i < kPerClassShown; ++i) picks.push_back(i);
+  for (size_t i = n > kPerClassShown ? std::max(kPerClassShown, n - kPerClassShown) : n; i < n; ++i)
+    picks.push_back(i);
+  for (size_t i : picks) {
+    std::vector<std::string> row = all.rows[present[i].second];
+    row[0] += i < kPerClassShown ? msg(" (worst ", i + 1, ")") : msg(" (best ", n - i, ")");
+    t.rows.push_back(row);
+  }
+  *note = msg(all.rows.size(), " classes: ", n, " occur in the test set, ", absent,
+              " do not (n/a, not listed). Shown: the ", std::min(n, kPerClassShown),
+              " worst and the ", n > kPerClassShown ? std::min(n - kPerClassShown, kPerClassShown) : 0,
+              " best by the baseline's accuracy; report.json has every class in the test set.");
+  return t;
+}
+
+// The per-layer figures of one result next to the baseline's layer of the same name: rows in
+// the result's order, then the baseline layers the result no longer has.
+struct LayerRowView {
+  std::string name, op;
+  const LayerStats* before = nullptr;
+  const LayerStats* after = nullptr;
+};
+
+std::vector<LayerRowView> layer_rows(const Report& r, const ExperimentResult& res) {
+  std::vector<LayerRowView> rows;
+  std::set<std::string> seen;
+  for (const auto& l : res.stats.layers) {
+    LayerRowView v{l.name, l.op, nullptr, &l};
+    for (const auto& b : r.baseline.layers)
+      if (b.name == l.name) v.before = &b;
+    seen.insert(l.name);
+    rows.push_back(v);
+  }
+  for (const auto& b : r.baseline.layers)
+    if (!seen.count(b.name)) rows.push_back({b.name, b.op, &b, nullptr});
+  return rows;
+}
+
+std::string sparsity_text(const LayerStats& l) {
+  return l.params > 0 ? fmt_pct(1.0 - double(l.nonzero_params) / double(l.params)) : "-";
+}
+
+std::string bits_text(const LayerStats& l) {
+  return l.weight_bits == 0 ? "-" : l.weight_bits == 32 ? "32 (float)" : std::to_string(l.weight_bits);
+}
+
+Table layer_table(const Report& r, const ExperimentResult& res) {
+  Table t{{"layer", "op", "params before", "params after", "non-zero after", "sparsity after",
+           "weight bits before", "weight bits after"},
+          {false, false, true, true, true, true, true, true},
+          {}};
+  for (const auto& v : layer_rows(r, res))
+    t.rows.push_back({v.name, v.op, v.before ? with_commas(v.before->params) : "-",
+                      v.after ? with_commas(v.after->params) : "removed",
+                      v.after ? with_commas(v.after->nonzero_params) : "-",
+                      v.after ? sparsity_text(*v.after) : "-",
+                      v.before ? bits_text(*v.before) : "-", v.after ? bits_text(*v.after) : "-"});
+  return t;
+}
+
+bool any_curve(const Report& r) {
+  if (!r.baseline_curve.empty()) return true;
+  for (const auto& res : r.results)
+    for (const auto& h : res.history)
+      if (!h.curve.empty()) return true;
+  return false;
+}
+
+// One row per epoch of the baseline's training and of every stage's fine-tuning.
+Table curve_table(const Report& r) {
+  Table t{{"model", "run", "epoch", "train loss", "train accuracy", "val loss", "val accuracy"},
+          {false, false, true, true, true, true, true},
+          {}};
+  auto add = [&](const std::string& model, const std::string& run,
+                 const std::vector<EpochPoint>& curve) {
+    for (const auto& e : curve)
+      t.rows.push_back({model, run, std::to_string(e.epoch), fixed(e.train_loss, 4),
+                        fmt_pct(e.train_accuracy), e.has_val ? fixed(e.val_loss, 4) : "-",
+                        e.has_val ? fmt_pct(e.val_accuracy) : "-"});
+  };
+  add("baseline", "training", r.baseline_curve);
+  for (const auto& res : r.results)
+    for (size_t i = 0; i < res.history.size(); ++i)
+      add(res.name, msg("stage ", i + 1, " ", res.history[i].stage, " fine-tuning"),
+          res.history[i].curve);
   return t;
 }
 
@@ -837,11 +1015,21 @@ std::string title_of(const Report& r) {
   return "squeeze report: " + (r.model_name.empty() ? std::string("model") : r.model_name);
 }
 
+// Markdown links: the paths are relative to the output folder, where report.md is.
 std::string artifact_list(const std::map<std::string, std::string>& a) {
   std::string out;
-  for (const auto& [k, v] : a) out += (out.empty() ? "" : ", ") + k + ": " + v;
+  for (const auto& [k, v] : a) {
+    std::string target;
+    for (char c : v) target += c == ' ' ? std::string("%20") : c == ')' ? std::string("%29") : std::string(1, c);
+    out += (out.empty() ? "" : ", ") + k + ": [" + md_cell(v) + "](" + target + ")";
+  }
   return out.empty() ? "-" : out;
 }
+
+const char* kRecommendNote =
+    "The Pareto front holds the models that no other model beats on both test accuracy and the "
+    "cost (higher accuracy, lower cost); the recommended model is the cheapest of the compressed "
+    "models within the allowed drop (output.recommend: max_drop, by).";
 
 std::string report_md(const Report& r) {
   std::ostringstream os;
@@ -865,6 +1053,9 @@ std::string report_md(const Report& r) {
 
   os << "\n## Baseline\n\n" << md_table(baseline_table(r));
   os << "\nArtifacts: " << artifact_list(r.baseline_artifacts) << "\n";
+
+  os << "\n## Recommendation\n\n" << md_cell(recommend(r).text) << "\n\n" << kRecommendNote
+     << "\n";
 
   os << "\n## Comparison\n\n";
   os << "Drop is baseline accuracy minus compressed accuracy, in percentage points. Compression "
@@ -902,12 +1093,23 @@ std::string report_md(const Report& r) {
       os << "\nTime: " << fmt_seconds(res.seconds)
          << ". Artifacts: " << artifact_list(res.artifacts) << "\n";
     }
+    os << "\n## Per-layer\n\nEvery layer with parameters, before (the baseline's layer of the "
+          "same name) and after compression; sparsity is the share of zero parameters.\n";
+    for (const auto& res : r.results)
+      os << "\n### " << md_cell(res.name) << "\n\n" << md_table(layer_table(r, res));
+  }
+  if (any_curve(r)) {
+    os << "\n## Training and fine-tuning\n\n"
+       << md_table(curve_table(r));
   }
   if (any_per_class(r)) {
     os << "\n## Per-class accuracy\n\n";
     os << "Each experiment's cell shows its accuracy and, in brackets, the drop from the "
-          "baseline.\n\n";
-    os << md_table(per_class_table(r));
+          "baseline; n/a: the class does not occur in the test set.\n\n";
+    std::string note;
+    const Table t = per_class_table(r, &note);
+    if (!note.empty()) os << note << "\n\n";
+    os << md_table(t);
   }
   if (!r.config_text.empty()) {
     os << "\n## Configuration\n\n```yaml\n" << r.config_text;
@@ -949,7 +1151,7 @@ std::string esc(const std::string& s) {
 
 std::string html_table(const Table& t) {
   std::ostringstream os;
-  os << "<table>\n<thead><tr>";
+  os << "<div class=\"scroll\"><table>\n<thead><tr>";
   for (size_t c = 0; c < t.header.size(); ++c)
     os << "<th" << (t.right[c] ? " class=\"num\"" : "") << ">" << esc(t.header[c]) << "</th>";
   os << "</tr></thead>\n<tbody>\n";
@@ -960,7 +1162,7 @@ std::string html_table(const Table& t) {
          << esc(row[c]) << "</td>";
     os << "</tr>\n";
   }
-  os << "</tbody>\n</table>\n";
+  os << "</tbody>\n</table></div>\n";
   return os.str();
 }
 
@@ -988,142 +1190,504 @@ std::vector<double> ticks(double lo, double hi, int target) {
   return out;
 }
 
-std::string svg_message(const std::string& title, const std::string& message) {
+// Every chart's <svg> has an id ("chart-...") and class "chart": the headless-browser test and
+// anyone scripting against report.html find them by those.
+void svg_open(std::ostringstream& os, const std::string& id, double W, double H,
+              const std::string& title) {
+  os << "<svg xmlns=\"http://www.w3.org/2000/svg\" id=\"" << esc(id) << "\" class=\"chart\" width=\""
+     << W << "\" height=\"" << H << "\" viewBox=\"0 0 " << W << " " << H
+     << "\" role=\"img\" aria-label=\"" << esc(title) << "\">\n<title>" << esc(title)
+     << "</title>\n";
+}
+
+std::string svg_message(const std::string& id, const std::string& title,
+                        const std::string& message) {
   std::ostringstream os;
-  os << "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"640\" height=\"80\" role=\"img\" "
-        "aria-label=\""
-     << esc(title) << "\"><text x=\"20\" y=\"45\" class=\"note\">" << esc(message)
-     << "</text></svg>\n";
+  svg_open(os, id, 640, 60, title);
+  os << "<text x=\"20\" y=\"35\" class=\"note\">" << esc(message) << "</text></svg>\n";
   return os.str();
 }
 
+// Estimated width of a label at the chart's 12px font.
+double text_width(const std::string& s, double px_per_char = 6.6) {
+  return px_per_char * static_cast<double>(display_width(s));
+}
+
+struct Box {
+  double x0, y0, x1, y1;
+  bool hits(const Box& o) const { return x0 < o.x1 && o.x0 < x1 && y0 < o.y1 && o.y0 < y1; }
+};
+
 struct Point {
   std::string label;
-  double size;
+  double x;
   double accuracy;
   bool baseline;
   std::string color;
   bool candidate = false;  // a pipeline's candidate: hollow, labelled by its number
   std::string tip;         // tooltip text; the label when empty
+  bool front = false;      // on the Pareto front of this chart's cost
+  bool recommended = false;
 };
 
-// Accuracy against stored size; the baseline is a black diamond.
-std::string scatter_svg(const Report& r) {
-  std::vector<Point> pts;
-  if (r.baseline.evaluated && r.baseline.size_bytes > 0)
-    pts.push_back({"baseline", double(r.baseline.size_bytes), r.baseline.accuracy, true, "#000"});
-  // The chosen candidate is the result's own point.
-  if (r.pipeline)
-    for (const auto& c : r.pipeline->candidates)
-      if (c.evaluated && c.size_bytes > 0 && c.index != r.pipeline->best)
-        pts.push_back({"#" + std::to_string(c.index + 1), double(c.size_bytes), c.accuracy, false,
-                       c.passed ? "#2ca02c" : "#d62728", true,
-                       "#" + std::to_string(c.index + 1) + " " + c.name +
-                           (c.passed ? "" : " (fails the guard)")});
-  // Autotune trials measured by another process (or before a resume): labelled "tN".
-  if (r.pipeline)
-    for (const auto& t : r.pipeline->trials)
-      if (t.measured && t.candidate < 0 && t.size_bytes > 0)
-        pts.push_back({"t" + std::to_string(t.number), double(t.size_bytes), t.accuracy, false,
-                       t.passed || !r.pipeline->guarded ? "#2ca02c" : "#d62728", true,
-                       "trial " + std::to_string(t.number) + (t.passed ? "" : " (fails the guard)")});
-  for (size_t i = 0; i < r.results.size(); ++i) {
-    const auto& res = r.results[i];
-    if (res.stats.evaluated && res.stats.size_bytes > 0)
-      pts.push_back(
-          {res.name, double(res.stats.size_bytes), res.stats.accuracy, false, color_of(i)});
-  }
-  pts.erase(std::remove_if(pts.begin(), pts.end(),
-                           [](const Point& p) { return !finite(p.accuracy) || !finite(p.size); }),
-            pts.end());
-  const std::string title = "Accuracy against stored size";
-  if (pts.empty())
-    return svg_message(title, "No accuracy was measured (no data), so there is nothing to plot.");
+struct XAxis {
+  std::string id;     // the svg's id
+  std::string title;  // the chart's title
+  std::string name;   // the x axis label
+  std::string (*format)(double);
+  std::string cost_word;  // "size", "latency": the legend's front entry
+};
 
-  const double W = 680, H = 400, left = 70, right = 30, top = 30, bottom = 55;
+std::string bytes_tick(double v) { return fmt_bytes(static_cast<int64_t>(std::llround(v))); }
+std::string us_tick(double v) { return fmt_us(v); }
+
+// Test accuracy (y, always 0..100%: a half-point difference must not look like a cliff)
+// against a cost (x, from 0, or logarithmic when the costs span more than a decade). Marks the
+// Pareto front as a staircase, the band the recommendation allows, chance level when the number
+// of classes is known, and rings the recommended model.
+std::string scatter_svg(const Report& r, std::vector<Point> pts, const XAxis& ax, bool show_front) {
+  pts.erase(std::remove_if(pts.begin(), pts.end(),
+                           [](const Point& p) {
+                             return !finite(p.accuracy) || !finite(p.x) || p.x <= 0;
+                           }),
+            pts.end());
+  if (pts.empty())
+    return svg_message(ax.id, ax.title,
+                       "Nothing to plot: no model has both a measured accuracy and a " +
+                           ax.cost_word + ".");
+  const double W = 720, H = 430, left = 70, right = 30, top = 20, bottom = 55;
   const double pw = W - left - right, ph = H - top - bottom;
-  double xmin = pts[0].size, xmax = xmin, ymin = pts[0].accuracy, ymax = ymin;
+  double xmin = pts[0].x, xmax = xmin;
   for (const auto& p : pts) {
-    xmin = std::min(xmin, p.size);
-    xmax = std::max(xmax, p.size);
-    ymin = std::min(ymin, p.accuracy);
-    ymax = std::max(ymax, p.accuracy);
+    xmin = std::min(xmin, p.x);
+    xmax = std::max(xmax, p.x);
   }
-  // Sizes spanning more than a decade read better on a log axis.
   const bool logx = xmax / xmin > 10;
   auto tx = [&](double v) { return logx ? std::log10(v) : v; };
-  double x0 = tx(xmin), x1 = tx(xmax);
-  const double xpad = x1 > x0 ? 0.08 * (x1 - x0) : (logx ? 0.5 : 0.1 * x0 + 1);
-  x0 -= xpad;
-  x1 += xpad;
-  if (!logx) x0 = std::max(0.0, x0);
-  const double ypad = ymax > ymin ? 0.1 * (ymax - ymin) : 0.01;
-  double y0 = std::max(0.0, ymin - ypad), y1 = std::min(1.0, ymax + ypad);
-  if (y1 <= y0) y1 = y0 + 0.01;
+  double x0 = 0, x1 = xmax * 1.12;
+  if (logx) {
+    x0 = std::log10(xmin) - 0.15;
+    x1 = std::log10(xmax) + 0.25;
+  }
   auto px = [&](double v) { return left + (tx(v) - x0) / (x1 - x0) * pw; };
-  auto py = [&](double a) { return top + (1 - (a - y0) / (y1 - y0)) * ph; };
+  auto py = [&](double a) { return top + (1 - std::clamp(a, 0.0, 1.0)) * ph; };
 
   std::ostringstream os;
-  os << "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" << W << "\" height=\"" << H
-     << "\" viewBox=\"0 0 " << W << " " << H << "\" role=\"img\" aria-label=\"" << esc(title)
-     << "\">\n<title>" << esc(title) << "</title>\n";
+  svg_open(os, ax.id, W, H, ax.title);
   os << "<rect x=\"" << left << "\" y=\"" << top << "\" width=\"" << pw << "\" height=\"" << ph
      << "\" class=\"plot\"/>\n";
-  for (double v : ticks(y0, y1, 5)) {
-    os << "<line x1=\"" << left << "\" x2=\"" << left + pw << "\" y1=\"" << num(py(v)) << "\" y2=\""
-       << num(py(v)) << "\" class=\"grid\"/>";
+  const Recommendation rec = recommend(r);
+  // The band of accuracies the recommendation accepts, above baseline - max_drop.
+  if (show_front && rec.judged && r.baseline.evaluated) {
+    const double lo = r.baseline.accuracy - rec.max_drop;
+    os << "<rect class=\"allowed\" x=\"" << left << "\" y=\"" << num(top) << "\" width=\"" << pw
+       << "\" height=\"" << num(py(lo) - top) << "\"/>\n";
+    os << "<line class=\"limit\" x1=\"" << left << "\" x2=\"" << left + pw << "\" y1=\""
+       << num(py(lo)) << "\" y2=\"" << num(py(lo)) << "\"/>\n";
+  }
+  for (double v : ticks(0, 1, 10)) {
+    os << "<line x1=\"" << left << "\" x2=\"" << left + pw << "\" y1=\"" << num(py(v))
+       << "\" y2=\"" << num(py(v)) << "\" class=\"grid\"/>";
     os << "<text x=\"" << left - 6 << "\" y=\"" << num(py(v) + 4) << "\" class=\"tick\" "
-       << "text-anchor=\"end\">" << esc(fmt_pct(v)) << "</text>\n";
+       << "text-anchor=\"end\">" << fixed(100 * v, 0) << "%</text>\n";
   }
   std::vector<double> xt;
   if (logx) {
-    for (double e = std::ceil(x0); e <= x1; e += 1) xt.push_back(std::pow(10.0, e));
-    if (xt.size() < 3)  // fewer than three decades: add 2x and 5x ticks
-      for (double e = std::floor(x0); e <= x1; e += 1)
-        for (double m : {2.0, 5.0})
-          if (std::log10(m) + e >= x0 && std::log10(m) + e <= x1)
-            xt.push_back(m * std::pow(10.0, e));
+    for (double e = std::floor(x0); e <= x1; e += 1)
+      for (double m : {1.0, 2.0, 5.0})
+        if (std::log10(m) + e >= x0 && std::log10(m) + e <= x1) xt.push_back(m * std::pow(10.0, e));
     std::sort(xt.begin(), xt.end());
   } else {
-    xt = ticks(x0, x1, 5);
+    xt = ticks(0, x1, 6);
   }
   for (double v : xt) {
-    if (v <= 0) continue;
+    if (v < 0 || (logx && v <= 0)) continue;
     os << "<line y1=\"" << top << "\" y2=\"" << top + ph << "\" x1=\"" << num(px(v)) << "\" x2=\""
        << num(px(v)) << "\" class=\"grid\"/>";
     os << "<text x=\"" << num(px(v)) << "\" y=\"" << top + ph + 16 << "\" class=\"tick\" "
-       << "text-anchor=\"middle\">" << esc(fmt_bytes(static_cast<int64_t>(std::llround(v))))
-       << "</text>\n";
+       << "text-anchor=\"middle\">" << esc(v == 0 ? "0" : ax.format(v)) << "</text>\n";
   }
   os << "<text x=\"" << left + pw / 2 << "\" y=\"" << H - 12 << "\" class=\"axis\" "
-     << "text-anchor=\"middle\">stored size" << (logx ? " (log scale)" : "") << "</text>\n";
+     << "text-anchor=\"middle\">" << esc(ax.name)
+     << (logx ? " (log scale)" : " (linear, from 0)") << "</text>\n";
   os << "<text transform=\"translate(16," << top + ph / 2 << ") rotate(-90)\" class=\"axis\" "
-     << "text-anchor=\"middle\">test accuracy</text>\n";
-  for (const auto& p : pts) {
-    const double x = px(p.size), y = py(p.accuracy);
-    os << "<g><title>" << esc(p.tip.empty() ? p.label : p.tip) << ": " << esc(fmt_pct(p.accuracy))
-       << ", " << esc(fmt_bytes(static_cast<int64_t>(p.size))) << "</title>";
-    if (p.candidate) {
-      os << "<circle cx=\"" << num(x) << "\" cy=\"" << num(y)
-         << "\" r=\"4.5\" fill=\"none\" stroke=\"" << p.color
-         << "\" stroke-width=\"1.8\"/><text x=\"" << num(x + 6) << "\" y=\"" << num(y + 14)
-         << "\" class=\"tick\" style=\"fill:" << p.color << "\">" << esc(p.label)
-         << "</text></g>\n";
-      continue;
+     << "text-anchor=\"middle\">test accuracy (axis from 0%, not zoomed)</text>\n";
+  const int64_t k = r.baseline.num_classes;
+  if (k > 1) {
+    const double chance = 1.0 / static_cast<double>(k);
+    os << "<line class=\"chance\" x1=\"" << left << "\" x2=\"" << left + pw << "\" y1=\""
+       << num(py(chance)) << "\" y2=\"" << num(py(chance)) << "\"/><text x=\"" << left + 6
+       << "\" y=\"" << num(py(chance) - 4) << "\" class=\"tick\">chance level (1/" << k
+       << " = " << esc(fmt_pct(chance)) << ")</text>\n";
+  }
+  // The front as a staircase from the cheapest model: what accuracy each cost can buy.
+  if (show_front) {
+    std::vector<const Point*> front;
+    for (const auto& p : pts)
+      if (p.front) front.push_back(&p);
+    std::sort(front.begin(), front.end(),
+              [](const Point* a, const Point* b) { return a->x < b->x; });
+    if (front.size() > 1) {
+      os << "<path class=\"front\" d=\"M" << num(px(front[0]->x)) << " "
+         << num(py(front[0]->accuracy));
+      for (size_t i = 1; i < front.size(); ++i)
+        os << " H" << num(px(front[i]->x)) << " V" << num(py(front[i]->accuracy));
+      os << "\"/>\n";
     }
-    if (p.baseline)
+  }
+  // Labels placed greedily where they overlap no earlier label or marker.
+  std::vector<Box> taken;
+  for (const auto& p : pts) taken.push_back({px(p.x) - 7, py(p.accuracy) - 7, px(p.x) + 7, py(p.accuracy) + 7});
+  std::vector<size_t> order(pts.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(),
+                   [&](size_t a, size_t b) { return !pts[a].candidate && pts[b].candidate; });
+  std::vector<std::string> labels(pts.size());
+  for (size_t i : order) {
+    const Point& p = pts[i];
+    const double x = px(p.x), y = py(p.accuracy);
+    const std::string text = p.label + (p.recommended ? " (recommended)" : "");
+    const double w = text_width(text), h = 13;
+    struct Try {
+      double dx, dy;
+      bool end;
+    };
+    const Try tries[] = {{10, -8, false}, {-10, -8, true},  {10, 16, false}, {-10, 16, true},
+                         {10, -22, false}, {-10, -22, true}, {10, 30, false}, {-10, 30, true},
+                         {10, -36, false}, {10, 44, false}};
+    Try chosen = tries[0];
+    for (const Try& t : tries) {
+      const double bx0 = t.end ? x + t.dx - w : x + t.dx;
+      const Box b{bx0, y + t.dy - h + 3, bx0 + w, y + t.dy + 3};
+      if (b.x0 < left || b.x1 > left + pw || b.y0 < top || b.y1 > top + ph) continue;
+      bool clash = false;
+      for (size_t j = 0; j < taken.size(); ++j)
+        if (!(j == i) && taken[j].hits(b)) clash = true;
+      if (!clash) {
+        chosen = t;
+        taken.push_back(b);
+        break;
+      }
+    }
+    std::ostringstream l;
+    l << "<text x=\"" << num(x + chosen.dx) << "\" y=\"" << num(y + chosen.dy) << "\" class=\""
+      << (p.candidate ? "tick" : "label") << "\"" << (chosen.end ? " text-anchor=\"end\"" : "")
+      << (p.candidate ? " style=\"fill:" + p.color + "\"" : "") << ">" << esc(text) << "</text>";
+    labels[i] = l.str();
+  }
+  for (size_t i = 0; i < pts.size(); ++i) {
+    const Point& p = pts[i];
+    const double x = px(p.x), y = py(p.accuracy);
+    os << "<g class=\"point" << (p.front ? " on-front" : "") << (p.recommended ? " recommended" : "")
+       << "\"><title>" << esc(p.tip.empty() ? p.label : p.tip) << ": " << esc(fmt_pct(p.accuracy))
+       << ", " << esc(ax.format(p.x)) << (p.front ? ", on the Pareto front" : "")
+       << (p.recommended ? ", recommended" : "") << "</title>";
+    if (p.recommended)
+      os << "<circle cx=\"" << num(x) << "\" cy=\"" << num(y)
+         << "\" r=\"11\" class=\"ring\"/>";
+    if (p.candidate)
+      os << "<circle cx=\"" << num(x) << "\" cy=\"" << num(y)
+         << "\" r=\"4.5\" fill=\"none\" stroke=\"" << p.color << "\" stroke-width=\"1.8\"/>";
+    else if (p.baseline)
       os << "<path d=\"M" << num(x) << " " << num(y - 8) << " L" << num(x + 8) << " " << num(y)
          << " L" << num(x) << " " << num(y + 8) << " L" << num(x - 8) << " " << num(y)
          << " Z\" fill=\"#000\"/>";
     else
       os << "<circle cx=\"" << num(x) << "\" cy=\"" << num(y) << "\" r=\"6\" fill=\"" << p.color
          << "\"/>";
-    const bool flip = x > left + pw * 0.75;
-    os << "<text x=\"" << num(flip ? x - 10 : x + 10) << "\" y=\"" << num(y - 8)
-       << "\" class=\"label\"" << (flip ? " text-anchor=\"end\"" : "") << ">" << esc(p.label)
-       << "</text></g>\n";
+    os << labels[i] << "</g>\n";
+  }
+  // Legend, bottom right, where accuracies below chance never are.
+  if (show_front && rec.judged) {
+    const double lx = left + pw - 250, ly = top + ph - 78;
+    os << "<g class=\"legend\"><rect x=\"" << num(lx - 8) << "\" y=\"" << num(ly - 14)
+       << "\" width=\"254\" height=\"84\" class=\"legend-box\"/>";
+    os << "<path d=\"M" << num(lx) << " " << num(ly - 4) << " h24\" class=\"front\"/><text x=\""
+       << num(lx + 30) << "\" y=\"" << num(ly) << "\" class=\"tick\">Pareto front (accuracy vs "
+       << esc(ax.cost_word) << ")</text>";
+    os << "<rect x=\"" << num(lx) << "\" y=\"" << num(ly + 10) << "\" width=\"24\" height=\"10\" "
+       << "class=\"allowed\"/><text x=\"" << num(lx + 30) << "\" y=\"" << num(ly + 19)
+       << "\" class=\"tick\">allowed: drop &#8804; " << esc(fmt_pp(rec.max_drop))
+       << " from the baseline</text>";
+    os << "<circle cx=\"" << num(lx + 12) << "\" cy=\"" << num(ly + 35) << "\" r=\"7\" "
+       << "class=\"ring\"/><text x=\"" << num(lx + 30) << "\" y=\"" << num(ly + 39)
+       << "\" class=\"tick\">recommended (by " << esc(rec.by) << ")</text>";
+    os << "<path d=\"M" << num(lx + 12) << " " << num(ly + 48) << " l6 6 l-6 6 l-6 -6 Z\" "
+       << "fill=\"#000\"/><text x=\"" << num(lx + 30) << "\" y=\"" << num(ly + 59)
+       << "\" class=\"tick\">baseline</text></g>\n";
   }
   os << "</svg>\n";
+  return os.str();
+}
+
+// The models of the report as points on accuracy against `cost` (size_bytes when null_latency
+// is empty, else latency_us[latency_key]); the pipeline's candidates and trials only on size.
+std::vector<Point> model_points(const Report& r, const std::string& latency_key,
+                                bool front_by_this) {
+  const Recommendation rec = recommend(r);
+  auto x_of = [&](const ModelStats& s) {
+    if (latency_key.empty()) return static_cast<double>(s.size_bytes);
+    auto it = s.latency_us.find(latency_key);
+    return it == s.latency_us.end() ? 0.0 : it->second;
+  };
+  std::vector<Point> pts;
+  if (r.baseline.evaluated)
+    pts.push_back({"baseline", x_of(r.baseline), r.baseline.accuracy, true, "#000", false, "",
+                   front_by_this && rec.baseline_on_front, false});
+  if (latency_key.empty() && r.pipeline) {
+    // The chosen candidate is the result's own point.
+    for (const auto& c : r.pipeline->candidates)
+      if (c.evaluated && c.size_bytes > 0 && c.index != r.pipeline->best)
+        pts.push_back({"#" + std::to_string(c.index + 1), double(c.size_bytes), c.accuracy, false,
+                       c.passed ? "#2ca02c" : "#d62728", true,
+                       "#" + std::to_string(c.index + 1) + " " + c.name +
+                           (c.passed ? "" : " (fails the guard)")});
+    // Autotune trials measured by another process (or before a resume): labelled "tN".
+    for (const auto& t : r.pipeline->trials)
+      if (t.measured && t.candidate < 0 && t.size_bytes > 0)
+        pts.push_back({"t" + std::to_string(t.number), double(t.size_bytes), t.accuracy, false,
+                       t.passed || !r.pipeline->guarded ? "#2ca02c" : "#d62728", true,
+                       "trial " + std::to_string(t.number) +
+                           (t.passed ? "" : " (fails the guard)")});
+  }
+  for (size_t i = 0; i < r.results.size(); ++i) {
+    const auto& res = r.results[i];
+    if (res.stats.evaluated)
+      pts.push_back({res.name, x_of(res.stats), res.stats.accuracy, false, color_of(i), false, "",
+                     front_by_this && rec.on_front[i],
+                     front_by_this && rec.result == static_cast<int64_t>(i)});
+  }
+  return pts;
+}
+
+std::string size_chart(const Report& r) {
+  if (!r.baseline.evaluated)
+    return svg_message("chart-accuracy-size", "Accuracy against stored size",
+                       "No accuracy was measured (no data), so there is nothing to plot.");
+  return scatter_svg(r, model_points(r, "", r.recommend.by == "size"),
+                     {"chart-accuracy-size", "Accuracy against stored size", "stored size",
+                      bytes_tick, "size"},
+                     r.recommend.by == "size");
+}
+
+// The latency the charts plot: the recommendation's batch when measured, else the smallest.
+std::string chart_latency_key(const Report& r) {
+  if (r.baseline.latency_us.count(r.recommend.latency_key)) return r.recommend.latency_key;
+  for (const auto& k : batch_keys(r))
+    if (r.baseline.latency_us.count(k)) return k;
+  return "";
+}
+
+std::string latency_chart(const Report& r) {
+  const std::string key = chart_latency_key(r);
+  const std::string title = "Accuracy against latency";
+  if (key.empty())
+    return svg_message("chart-accuracy-latency", title,
+                       "Latency was not measured (output.latency: false), so there is nothing "
+                       "to plot.");
+  if (!r.baseline.evaluated)
+    return svg_message("chart-accuracy-latency", title,
+                       "No accuracy was measured (no data), so there is nothing to plot.");
+  const bool by_this = r.recommend.by == "latency" && key == r.recommend.latency_key;
+  return scatter_svg(r, model_points(r, key, by_this),
+                     {"chart-accuracy-latency", title,
+                      "median latency at " + batch_label(key) + " (batch " +
+                          key.substr(5) + ")",
+                      us_tick, "latency"},
+                     by_this);
+}
+
+// Three panels per layer row: parameters before (grey) and non-zero after (colour), sparsity,
+// weight bits. At most kLayerRows rows; the table in report.md has them all.
+constexpr size_t kLayerRows = 40;
+
+std::string layers_svg(const Report& r, const ExperimentResult& res, size_t index) {
+  const std::string id = msg("chart-layers-", index + 1);
+  const std::string title = "Per-layer figures of " + res.name;
+  std::vector<LayerRowView> rows = layer_rows(r, res);
+  if (rows.empty()) return svg_message(id, title, "No layer with parameters.");
+  const size_t shown = std::min(rows.size(), kLayerRows);
+  size_t longest = 6;
+  for (size_t i = 0; i < shown; ++i) longest = std::max(longest, std::min<size_t>(display_width(rows[i].name), 24));
+  const double label_w = 12 + 6.6 * static_cast<double>(longest);
+  const double p1 = 260, p2 = 150, p3 = 130, gap = 24, top = 46, row = 18;
+  const double x1 = label_w, x2 = x1 + p1 + gap, x3 = x2 + p2 + gap;
+  const double W = x3 + p3 + 20;
+  const double H = top + row * static_cast<double>(shown) + (shown < rows.size() ? 40 : 22);
+  int64_t max_params = 1;
+  for (size_t i = 0; i < shown; ++i) {
+    if (rows[i].before) max_params = std::max(max_params, rows[i].before->params);
+    if (rows[i].after) max_params = std::max(max_params, rows[i].after->params);
+  }
+  const std::string color = color_of(index);
+  std::ostringstream os;
+  svg_open(os, id, W, H, title);
+  auto head = [&](double x, double w, const std::string& text, const std::string& sub) {
+    os << "<text x=\"" << num(x) << "\" y=\"16\" class=\"axis\">" << esc(text) << "</text>"
+       << "<text x=\"" << num(x) << "\" y=\"31\" class=\"tick\">" << esc(sub) << "</text>"
+       << "<line x1=\"" << num(x) << "\" x2=\"" << num(x) << "\" y1=\"" << top - 6 << "\" y2=\""
+       << num(top + row * double(shown)) << "\" class=\"axisline\"/>";
+    (void)w;
+  };
+  head(x1, p1, "parameters (linear)", "grey: baseline; colour: non-zero after");
+  head(x2, p2, "sparsity after", "0 to 100% zeros");
+  head(x3, p3, "weight bits", "grey: before; colour: after");
+  os << "\n";
+  for (size_t i = 0; i < shown; ++i) {
+    const LayerRowView& v = rows[i];
+    const double y = top + row * static_cast<double>(i);
+    std::string name = v.name;
+    if (display_width(name) > 24) name = truncated(name, 23) + "…";
+    os << "<g class=\"layer\"><title>" << esc(v.name) << " (" << esc(v.op) << "): params "
+       << (v.before ? with_commas(v.before->params) : "-") << " before, "
+       << (v.after ? with_commas(v.after->params) + " after, " +
+                         with_commas(v.after->nonzero_params) + " non-zero, sparsity " +
+                         sparsity_text(*v.after) + ", " + bits_text(*v.after) + " bits"
+                   : "removed")
+       << "</title>";
+    os << "<text x=\"" << num(x1 - 6) << "\" y=\"" << num(y + 13) << "\" class=\"label\" "
+       << "text-anchor=\"end\">" << esc(name) << "</text>";
+    auto bar = [&](double x, double w, double frac, const std::string& fill, double inset) {
+      os << "<rect x=\"" << num(x) << "\" y=\"" << num(y + 3 + inset) << "\" width=\""
+         << num(std::max(0.0, std::min(1.0, frac)) * w) << "\" height=\"" << num(row - 6 - 2 * inset)
+         << "\" fill=\"" << fill << "\"/>";
+    };
+    if (v.before) bar(x1, p1, double(v.before->params) / double(max_params), "#ccc", 0);
+    if (v.after) bar(x1, p1, double(v.after->nonzero_params) / double(max_params), color, 3);
+    if (v.after) {
+      const double sp = v.after->params > 0
+                            ? 1.0 - double(v.after->nonzero_params) / double(v.after->params)
+                            : 0.0;
+      bar(x2, p2, sp, color, 0);
+      os << "<text x=\"" << num(x2 + std::max(0.0, std::min(1.0, sp)) * p2 + 4) << "\" y=\""
+         << num(y + 13) << "\" class=\"tick\">" << fixed(100 * sp, 0) << "%</text>";
+      if (v.after->weight_bits > 0) {
+        if (v.before && v.before->weight_bits > 0)
+          bar(x3, p3 - 26, v.before->weight_bits / 32.0, "#ccc", 0);
+        bar(x3, p3 - 26, v.after->weight_bits / 32.0, color, 3);
+        os << "<text x=\"" << num(x3 + (p3 - 26) * v.after->weight_bits / 32.0 + 4) << "\" y=\""
+           << num(y + 13) << "\" class=\"tick\">" << v.after->weight_bits << "</text>";
+      }
+    } else {
+      os << "<text x=\"" << num(x2) << "\" y=\"" << num(y + 13) << "\" class=\"tick\">"
+         << "not in this model (replaced or removed)</text>";
+    }
+    os << "</g>\n";
+  }
+  if (shown < rows.size())
+    os << "<text x=\"" << num(x1) << "\" y=\"" << num(H - 10) << "\" class=\"note\">"
+       << "first " << shown << " of " << rows.size()
+       << " layers shown; report.md and report.json list every layer</text>\n";
+  os << "</svg>\n";
+  return os.str();
+}
+
+// Validation accuracy (or training accuracy without a validation split) and training loss per
+// epoch: the baseline's training, then each experiment's fine-tuning epochs continuing after it.
+std::string curves_svg(const Report& r) {
+  const std::string title = "Training and fine-tuning curves";
+  struct Series {
+    std::string label, color;
+    std::vector<std::pair<double, const EpochPoint*>> pts;  // x = epoch on the common axis
+  };
+  std::vector<Series> series;
+  const double base_epochs = static_cast<double>(r.baseline_curve.size());
+  if (!r.baseline_curve.empty()) {
+    Series s{"baseline", "#000", {}};
+    for (size_t i = 0; i < r.baseline_curve.size(); ++i)
+      s.pts.push_back({double(i + 1), &r.baseline_curve[i]});
+    series.push_back(s);
+  }
+  for (size_t i = 0; i < r.results.size(); ++i) {
+    Series s{r.results[i].name, color_of(i), {}};
+    double x = base_epochs;
+    for (const auto& h : r.results[i].history)
+      for (const auto& e : h.curve) s.pts.push_back({++x, &e});
+    if (!s.pts.empty()) series.push_back(s);
+  }
+  if (series.empty())
+    return svg_message("chart-curves", title, "No training ran (no baseline.train, no finetune).");
+  bool val = true;
+  double max_x = 1, max_loss = 0;
+  for (const auto& s : series)
+    for (const auto& [x, e] : s.pts) {
+      val &= e->has_val;
+      max_x = std::max(max_x, x);
+      if (finite(e->train_loss)) max_loss = std::max(max_loss, e->train_loss);
+    }
+  if (!(max_loss > 0)) max_loss = 1;
+  const double W = 760, H = 330, top = 20, bottom = 70, pw = 290, ph = H - top - bottom;
+  const double lefts[2] = {60, 60 + pw + 90};
+  std::ostringstream os;
+  svg_open(os, "chart-curves", W, H, title);
+  auto px = [&](int panel, double x) { return lefts[panel] + (x - 0.5) / max_x * pw; };
+  const std::vector<double> loss_ticks = ticks(0, max_loss * 1.05, 5);
+  const double loss_top = loss_ticks.empty() ? max_loss : std::max(max_loss * 1.05, loss_ticks.back());
+  auto py = [&](int panel, double v) {
+    return top + (1 - (panel == 0 ? std::clamp(v, 0.0, 1.0) : v / loss_top)) * ph;
+  };
+  for (int panel = 0; panel < 2; ++panel) {
+    const double L = lefts[panel];
+    os << "<rect x=\"" << L << "\" y=\"" << top << "\" width=\"" << pw << "\" height=\"" << ph
+       << "\" class=\"plot\"/>";
+    const std::vector<double> yt = panel == 0 ? ticks(0, 1, 5) : loss_ticks;
+    for (double v : yt) {
+      os << "<line x1=\"" << L << "\" x2=\"" << L + pw << "\" y1=\"" << num(py(panel, v))
+         << "\" y2=\"" << num(py(panel, v)) << "\" class=\"grid\"/><text x=\"" << L - 6
+         << "\" y=\"" << num(py(panel, v) + 4) << "\" class=\"tick\" text-anchor=\"end\">"
+         << (panel == 0 ? fixed(100 * v, 0) + "%" : fixed(v, v < 1 ? 2 : 1)) << "</text>";
+    }
+    const double step = max_x > 12 ? std::ceil(max_x / 8) : 1;
+    for (double x = 1; x <= max_x + 1e-9; x += step)
+      os << "<text x=\"" << num(px(panel, x)) << "\" y=\"" << top + ph + 16
+         << "\" class=\"tick\" text-anchor=\"middle\">" << x << "</text>";
+    if (base_epochs > 0 && max_x > base_epochs)
+      os << "<line class=\"base\" x1=\"" << num(px(panel, base_epochs + 0.5)) << "\" x2=\""
+         << num(px(panel, base_epochs + 0.5)) << "\" y1=\"" << top << "\" y2=\"" << top + ph
+         << "\"/><text x=\"" << num(px(panel, base_epochs + 0.5) + 4) << "\" y=\"" << top + 14
+         << "\" class=\"tick\">fine-tuning</text>";
+    os << "<text x=\"" << L + pw / 2 << "\" y=\"" << top + ph + 34
+       << "\" class=\"axis\" text-anchor=\"middle\">epoch (baseline training, then fine-tuning)"
+       << "</text>";
+    os << "<text transform=\"translate(" << L - 44 << "," << top + ph / 2
+       << ") rotate(-90)\" class=\"axis\" text-anchor=\"middle\">"
+       << (panel == 0 ? (val ? "validation accuracy (from 0%)" : "training accuracy (from 0%)")
+                      : "training loss (from 0)")
+       << "</text>\n";
+    for (const auto& s : series) {
+      std::ostringstream d;
+      for (size_t i = 0; i < s.pts.size(); ++i) {
+        const EpochPoint& e = *s.pts[i].second;
+        const double v = panel == 0 ? (val ? e.val_accuracy : e.train_accuracy) : e.train_loss;
+        d << (i ? " L" : "M") << num(px(panel, s.pts[i].first)) << " " << num(py(panel, v));
+      }
+      // A fine-tuning run starts where the baseline's training ended.
+      std::string path = d.str();
+      if (s.label != "baseline" && !r.baseline_curve.empty()) {
+        const EpochPoint& e = r.baseline_curve.back();
+        const double v = panel == 0 ? (val ? e.val_accuracy : e.train_accuracy) : e.train_loss;
+        path = "M" + num(px(panel, base_epochs)) + " " + num(py(panel, v)) + " L" + path.substr(1);
+      }
+      os << "<g class=\"series\"><title>" << esc(s.label) << "</title><path d=\"" << path
+         << "\" fill=\"none\" stroke=\"" << s.color << "\" stroke-width=\"2\"/>";
+      for (const auto& [x, e] : s.pts) {
+        const double v = panel == 0 ? (val ? e->val_accuracy : e->train_accuracy) : e->train_loss;
+        os << "<circle cx=\"" << num(px(panel, x)) << "\" cy=\"" << num(py(panel, v))
+           << "\" r=\"3\" fill=\"" << s.color << "\"><title>" << esc(s.label) << ", epoch "
+           << x << ": " << esc(panel == 0 ? fmt_pct(v) : fixed(v, 4)) << "</title></circle>";
+      }
+      os << "</g>\n";
+    }
+  }
+  // Legend under the panels.
+  double lx = lefts[0];
+  for (const auto& s : series) {
+    os << "<rect x=\"" << num(lx) << "\" y=\"" << H - 18 << "\" width=\"14\" height=\"4\" fill=\""
+       << s.color << "\"/><text x=\"" << num(lx + 18) << "\" y=\"" << H - 12
+       << "\" class=\"tick\">" << esc(s.label) << "</text>";
+    lx += 40 + text_width(s.label, 6.0);
+  }
+  os << "\n</svg>\n";
   return os.str();
 }
 
@@ -1141,7 +1705,8 @@ std::string bars_svg(const Report& r) {
     if (r.results[i].stats.evaluated && finite(r.results[i].stats.accuracy))
       bars.push_back({r.results[i].name, r.results[i].stats.accuracy, color_of(i)});
   const std::string title = "Test accuracy per experiment";
-  if (bars.empty()) return svg_message(title, "No accuracy was measured (no data).");
+  if (bars.empty())
+    return svg_message("chart-accuracy-bars", title, "No accuracy was measured (no data).");
 
   size_t longest = 8;
   for (const auto& b : bars)
@@ -1152,9 +1717,7 @@ std::string bars_svg(const Report& r) {
   auto px = [&](double a) { return left + std::clamp(a, 0.0, 1.0) * pw; };
 
   std::ostringstream os;
-  os << "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" << W << "\" height=\"" << H
-     << "\" viewBox=\"0 0 " << W << " " << H << "\" role=\"img\" aria-label=\"" << esc(title)
-     << "\">\n<title>" << esc(title) << "</title>\n";
+  svg_open(os, "chart-accuracy-bars", W, H, title);
   const double bottom = top + row * static_cast<double>(bars.size());
   for (double v : ticks(0, 1, 5)) {
     os << "<line x1=\"" << num(px(v)) << "\" x2=\"" << num(px(v)) << "\" y1=\"" << top << "\" y2=\""
@@ -1198,9 +1761,24 @@ svg{font-family:inherit;max-width:100%;height:auto}
 svg .plot{fill:#fff;stroke:#bbb}svg .grid{stroke:#e6e6e6}svg .tick{font-size:11px;fill:#555}
 svg .axis{font-size:12px;fill:#333}svg .label{font-size:12px;fill:#222}
 svg .note{font-size:13px;fill:#777}svg .base{stroke:#000;stroke-dasharray:4 3}
+svg .allowed{fill:#e7f4e4;stroke:none}svg .limit{stroke:#5a9e4b;stroke-dasharray:6 3}
+svg .chance{stroke:#999;stroke-dasharray:2 3}svg .front{fill:none;stroke:#e0a800;stroke-width:2.5}
+svg .ring{fill:none;stroke:#e0a800;stroke-width:3}svg .legend-box{fill:#fff;stroke:#ccc}
+svg .axisline{stroke:#999}
+.recommend{background:#eef7ec;border:1px solid #5a9e4b;border-left:6px solid #3f7f32;
+padding:.5em .8em;margin:.6em 0;font-size:1.05em}
+.scroll{overflow-x:auto;max-width:100%}
 pre{background:#f6f6f6;padding:.8em;overflow:auto}.note{color:#666}
 .warning{background:#fff4e5;border:1px solid #e8a33d;border-left:6px solid #d9822b;padding:.5em .8em;
 margin:.6em 0})";
+
+// Links relative to report.html, which sits in the output folder the paths are relative to.
+std::string artifact_links(const std::map<std::string, std::string>& a) {
+  std::string out;
+  for (const auto& [k, v] : a)
+    out += (out.empty() ? "" : ", ") + esc(k) + ": <a href=\"" + esc(v) + "\">" + esc(v) + "</a>";
+  return out.empty() ? "-" : out;
+}
 
 std::string report_html(const Report& r) {
   std::ostringstream os;
@@ -1218,6 +1796,8 @@ std::string report_html(const Report& r) {
   if (!r.baseline.evaluated)
     os << "<p class=\"note\">No data was given, so accuracy was not measured (shown as -).</p>\n";
 
+  os << "<h2 id=\"recommendation\">Recommendation</h2>\n<p class=\"recommend\">"
+     << esc(recommend(r).text) << "</p>\n<p class=\"note\">" << esc(kRecommendNote) << "</p>\n";
   os << "<h2>Comparison</h2>\n<p class=\"note\">Drop is baseline accuracy minus compressed "
         "accuracy, in percentage points. Compression is stored size relative to the baseline; "
         "speedups are measured latencies.</p>\n";
@@ -1251,9 +1831,21 @@ std::string report_html(const Report& r) {
   }
 
   os << "<h2>Charts</h2>\n";
+  const std::string front_note =
+      r.recommend.by == "flops"
+          ? " The recommendation is by FLOPs, so neither chart draws its Pareto front; the "
+            "comparison table's verdict column has it."
+          : "";
   os << "<figure>\n"
-     << scatter_svg(r)
-     << "<figcaption>Test accuracy against stored model size; the baseline is the black diamond."
+     << size_chart(r)
+     << "<figcaption>Test accuracy against stored model size. The accuracy axis runs from 0% to "
+        "100% on purpose: a difference of half a point is drawn as what it is. The baseline is "
+        "the black diamond"
+     << (r.recommend.by == "size"
+             ? "; the orange staircase is the Pareto front by size, the green band the accuracies "
+               "within the allowed drop, the orange ring the recommended model"
+             : "")
+     << "." << front_note
      << (r.pipeline && !r.pipeline->candidates.empty()
              ? " The pipeline's other candidates are the numbered hollow circles (green: passes "
                "the guard; "
@@ -1267,25 +1859,56 @@ std::string report_html(const Report& r) {
              : "")
      << "</figcaption>\n</figure>\n";
   os << "<figure>\n"
+     << latency_chart(r)
+     << "<figcaption>Test accuracy against measured median latency (same process, same threads, "
+        "interleaved runs), accuracy axis from 0%."
+     << (r.recommend.by == "latency" ? " The Pareto front, allowed band and recommendation are by "
+                                       "this latency."
+                                     : "")
+     << "</figcaption>\n</figure>\n";
+  os << "<figure>\n"
      << bars_svg(r)
      << "<figcaption>Test accuracy per experiment; the dashed line is the baseline."
         "</figcaption>\n</figure>\n";
+  if (!r.results.empty()) {
+    os << "<h2>Per-layer</h2>\n<p class=\"note\">Every layer with parameters: parameters before "
+          "(grey, the baseline's layer of the same name) and non-zero parameters after (colour) "
+          "on one linear scale per model, the share of zeros after compression, and the stored "
+          "bit width of the weights. The tables in report.md have the numbers.</p>\n";
+    for (size_t i = 0; i < r.results.size(); ++i)
+      os << "<figure>\n<figcaption><strong>" << esc(r.results[i].name)
+         << "</strong></figcaption>\n"
+         << layers_svg(r, r.results[i], i) << "</figure>\n";
+  }
+  if (any_curve(r)) {
+    os << "<h2>Training and fine-tuning</h2>\n<figure>\n"
+       << curves_svg(r)
+       << "<figcaption>Per epoch: the baseline's training, then each experiment's fine-tuning "
+          "epochs (all its stages, in order) continuing from where the baseline ended. Accuracy "
+          "from 0%, loss from 0.</figcaption>\n</figure>\n<details><summary>Per-epoch "
+          "table</summary>\n"
+       << html_table(curve_table(r)) << "</details>\n";
+  }
 
   os << "<h2>Baseline</h2>\n" << html_table(baseline_table(r));
-  os << "<p>Artifacts: " << esc(artifact_list(r.baseline_artifacts)) << "</p>\n";
+  os << "<p>Artifacts: " << artifact_links(r.baseline_artifacts) << "</p>\n";
 
   if (!r.results.empty()) {
     os << "<h2>Stage history</h2>\n";
     for (const auto& res : r.results) {
       os << "<h3>" << esc(res.name) << "</h3>\n" << html_table(history_table(res));
       os << "<p>Time: " << esc(fmt_seconds(res.seconds))
-         << ". Artifacts: " << esc(artifact_list(res.artifacts)) << "</p>\n";
+         << ". Artifacts: " << artifact_links(res.artifacts) << "</p>\n";
     }
   }
   if (any_per_class(r)) {
+    std::string note;
+    const Table t = per_class_table(r, &note);
     os << "<h2>Per-class accuracy</h2>\n<p class=\"note\">Each experiment's cell shows its "
-          "accuracy and, in brackets, the drop from the baseline.</p>\n"
-       << html_table(per_class_table(r));
+          "accuracy and, in brackets, the drop from the baseline; n/a: the class does not occur "
+          "in the test set.</p>\n";
+    if (!note.empty()) os << "<p>" << esc(note) << "</p>\n";
+    os << html_table(t);
   }
   os << "<h2>Environment</h2>\n";
   Table env{{"key", "value"}, {false, false}, {}};
@@ -1299,6 +1922,104 @@ std::string report_html(const Report& r) {
 }
 
 }  // namespace
+
+Recommendation recommend(const Report& r) {
+  Recommendation rec;
+  rec.by = r.recommend.by;
+  rec.max_drop = r.recommend.max_drop;
+  rec.metric = rec.by == "size"    ? "size_bytes"
+               : rec.by == "flops" ? "flops"
+                                   : "latency_us." + r.recommend.latency_key;
+  rec.on_front.assign(r.results.size(), false);
+  // The cost the recommendation minimises; false when it was not measured.
+  auto cost = [&](const ModelStats& s, double* out) {
+    if (rec.by == "size") *out = static_cast<double>(s.size_bytes);
+    else if (rec.by == "flops") *out = static_cast<double>(s.flops);
+    else {
+      auto it = s.latency_us.find(r.recommend.latency_key);
+      if (it == s.latency_us.end()) return false;
+      *out = it->second;
+    }
+    return finite(*out) && *out > 0;
+  };
+  const std::string what = rec.by == "size"    ? "stored size"
+                           : rec.by == "flops" ? "FLOPs per sample"
+                                               : "latency at " +
+                                                     batch_label(r.recommend.latency_key);
+  auto cost_text = [&](double c) {
+    if (rec.by == "size") return fmt_bytes(static_cast<int64_t>(c));
+    if (rec.by == "flops") return fmt_flops(static_cast<int64_t>(c)) + " FLOPs";
+    return fmt_us(c);
+  };
+  double base_cost = 0.0;
+  if (!r.baseline.evaluated) {
+    rec.text = "No recommendation: accuracy was not measured (no data), so no model can be "
+               "judged against the baseline.";
+    return rec;
+  }
+  if (!cost(r.baseline, &base_cost)) {
+    rec.text = "No recommendation: the baseline's " + what +
+               " was not measured (output.recommend.by: " + rec.by + ").";
+    return rec;
+  }
+  // Pareto front over the baseline (index -1) and the results: no other model is at least as
+  // accurate and at most as costly, and strictly better in one of the two.
+  struct Pt {
+    int64_t index;
+    double accuracy, cost;
+  };
+  std::vector<Pt> pts{{-1, r.baseline.accuracy, base_cost}};
+  for (size_t i = 0; i < r.results.size(); ++i) {
+    double c = 0.0;
+    if (r.results[i].stats.evaluated && cost(r.results[i].stats, &c))
+      pts.push_back({static_cast<int64_t>(i), r.results[i].stats.accuracy, c});
+  }
+  for (const Pt& p : pts) {
+    bool dominated = false;
+    for (const Pt& q : pts)
+      dominated |= q.accuracy >= p.accuracy && q.cost <= p.cost &&
+                   (q.accuracy > p.accuracy || q.cost < p.cost);
+    if (dominated) continue;
+    if (p.index < 0) rec.baseline_on_front = true;
+    else rec.on_front[p.index] = true;
+  }
+  rec.judged = true;
+  const std::string limit = fmt_pp(rec.max_drop) + " of the baseline's test accuracy (" +
+                            fmt_pct(r.baseline.accuracy) + ")";
+  if (r.results.empty()) {
+    rec.text = "No compressed model to recommend (no experiment ran); the baseline is the only "
+               "model.";
+    return rec;
+  }
+  const Pt* best = nullptr;
+  const Pt* closest = nullptr;
+  size_t within = 0;
+  for (const Pt& p : pts) {
+    if (p.index < 0) continue;
+    if (!closest || p.accuracy > closest->accuracy) closest = &p;
+    // A tolerance for drops computed from fractions (0.9 - 0.89 is not exactly 0.01).
+    if (r.baseline.accuracy - p.accuracy > rec.max_drop + 1e-9) continue;
+    ++within;
+    if (!best || p.cost < best->cost || (p.cost == best->cost && p.accuracy > best->accuracy))
+      best = &p;
+  }
+  if (!best) {
+    rec.text = msg("No compressed model is within ", limit, closest ? "; the closest is " +
+                   r.results[closest->index].name + ", " +
+                   fmt_pp(r.baseline.accuracy - closest->accuracy) + " below it" : "",
+                   ". Ship the baseline, or allow a larger drop (output.recommend.max_drop).");
+    return rec;
+  }
+  rec.result = best->index;
+  const ExperimentResult& b = r.results[best->index];
+  rec.text = msg("Ship ", b.name, ": the lowest ", what, " (", cost_text(best->cost), ", ",
+                 fmt_ratio(base_cost / best->cost), " below the baseline's ", cost_text(base_cost),
+                 ") of the ", within, " of ", r.results.size(),
+                 " compressed models within ", limit, "; its test accuracy is ",
+                 fmt_pct(b.stats.accuracy), " (drop ", fmt_pp(r.baseline.accuracy - best->accuracy),
+                 ").");
+  return rec;
+}
 
 std::map<std::string, std::string> environment() {
   std::map<std::string, std::string> e = env::describe();
@@ -1321,6 +2042,7 @@ void write_report(const Report& report, const std::string& dir) {
 
 std::string comparison_table(const Report& report) {
   std::string out = text_table(comparison(report, true));
+  out += "recommendation: " + recommend(report).text + "\n";
   if (report.pipeline)
     out += "pipeline " + report.pipeline->type + ": " + report.pipeline->outcome + "\n";
   for (const auto& w : report.warnings) out += "warning: " + w + "\n";

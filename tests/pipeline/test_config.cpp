@@ -666,3 +666,49 @@ TEST(Config, DataOptionsFromStandaloneFile) {
 
 }  // namespace
 }  // namespace squeeze::pipeline
+
+namespace squeeze::pipeline {
+namespace {
+
+TEST(ConfigRecommend, DefaultsAndValues) {
+  WorkflowConfig d = parse_config(kMinimal);
+  EXPECT_DOUBLE_EQ(d.output.recommend.max_drop, 0.01);
+  EXPECT_EQ(d.output.recommend.by, "size");
+  WorkflowConfig c = parse_config(std::string(kMinimal) +
+                                  "output: {recommend: {max_drop: 0.005, by: latency, batch: 64}}\n");
+  EXPECT_DOUBLE_EQ(c.output.recommend.max_drop, 0.005);
+  EXPECT_EQ(c.output.recommend.by, "latency");
+  EXPECT_EQ(c.output.recommend.latency_key, "batch64");
+  WorkflowConfig f = parse_config(std::string(kMinimal) + "output: {recommend: {by: flops}}\n",
+                                  {"output.recommend.max_drop=0.02"});
+  EXPECT_EQ(f.output.recommend.by, "flops");
+  EXPECT_DOUBLE_EQ(f.output.recommend.max_drop, 0.02);
+}
+
+TEST(ConfigRecommend, BadValuesAreRefused) {
+  std::string m = config_error(std::string(kMinimal) + "output: {recommend: {by: speed}}\n");
+  EXPECT_HAS(m, "output.recommend.by");
+  EXPECT_HAS(m, "size");
+  EXPECT_HAS(m, "latency");
+  EXPECT_HAS(m, "flops");
+  m = config_error(std::string(kMinimal) + "output: {recommend: {max_drop: 1.0}}\n");
+  EXPECT_HAS(m, "output.recommend.max_drop");
+  EXPECT_HAS(m, "0.01 = 1 percentage point");
+  m = config_error(std::string(kMinimal) + "output: {recommend: {max_drop: -0.1}}\n");
+  EXPECT_HAS(m, "[0, 1)");
+  m = config_error(std::string(kMinimal) + "output: {latency: false, recommend: {by: latency}}\n");
+  EXPECT_HAS(m, "output.recommend.by: latency needs the latency measured");
+  m = config_error(std::string(kMinimal) + "output: {recommend: {by: latency, batch: 8}}\n");
+  EXPECT_HAS(m, "output.recommend.batch: 8 is not a measured batch size");
+  EXPECT_HAS(m, "1, 64");
+  m = config_error(std::string(kMinimal) + "output: {recommend: {by: size, batch: 1}}\n");
+  EXPECT_HAS(m, "only used with by: latency");
+  m = config_error(std::string(kMinimal) + "output: {recommend: {max_dorp: 0.01}}\n");
+  EXPECT_HAS(m, "unknown key 'max_dorp' in output.recommend");
+  EXPECT_HAS(m, "did you mean 'max_drop'?");
+  m = config_error(std::string(kMinimal) + "output: {recomend: {by: size}}\n");
+  EXPECT_HAS(m, "did you mean 'recommend'?");
+}
+
+}  // namespace
+}  // namespace squeeze::pipeline

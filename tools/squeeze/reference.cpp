@@ -71,6 +71,8 @@ output:
   dir: runs/example                  # report.json, report.md, report.html and models/ go here
   export: [onnx]                     # any of: onnx, qonnx, torchscript (a .sqz is always written)
   latency: true                      # measure every model's latency (latency_batches: [1, 64])
+  recommend: {max_drop: 0.01, by: size}   # report: ship the smallest (or by: latency | flops) model
+                                     # within 1 point (a fraction) of the baseline's test accuracy
 )";
   return text;
 }

@@ -13,6 +13,7 @@
 #include "squeeze/data/dataset.h"
 #include "squeeze/models/zoo.h"
 #include "squeeze/pipeline/guard.h"
+#include "squeeze/report/report.h"
 #include "squeeze/train/trainer.h"
 #include "squeeze/util/params.h"
 
@@ -69,6 +70,8 @@ struct OutputSpec {
   std::vector<std::string> exports;   // onnx | qonnx | torchscript | cpp
   bool latency = true;                // measure batch-1 / batch-64 latency
   std::vector<int64_t> latency_batches = {1, 64};
+  // output.recommend: {max_drop: 0.01, by: size | latency | flops, batch: N (by latency)}
+  report::RecommendOptions recommend;
 };
 
 struct WorkflowConfig {

@@ -23,6 +23,24 @@ struct ClassStats {
   double precision = 0.0;
 };
 
+// One layer that holds parameters, as the graph holds it (the figures `squeeze inspect` shows).
+struct LayerStats {
+  std::string name;
+  std::string op;
+  int64_t params = 0, nonzero_params = 0;
+  int weight_bits = 0;  // stored bits of its weight: 32 float, 2..8 quantized, 0 no weight
+};
+
+// One epoch of training or fine-tuning (train::EpochRecord, as the report keeps it).
+struct EpochPoint {
+  int64_t epoch = 0;  // 1-based within its training run
+  double train_loss = 0.0;
+  double train_accuracy = 0.0;
+  bool has_val = false;  // false: no validation split, val_* unknown
+  double val_loss = 0.0;
+  double val_accuracy = 0.0;
+};
+
 struct ModelStats {
   bool evaluated = false;  // false when there was no data: accuracy/loss are omitted then
   double accuracy = 0.0;
@@ -30,6 +48,9 @@ struct ModelStats {
   int64_t params = 0, nonzero_params = 0, size_bytes = 0, flops = 0;
   std::map<std::string, double> latency_us;  // "batch1", "batch64": median microseconds
   std::vector<ClassStats> per_class;
+  int64_t num_classes = 0;           // the model's output width; 0: unknown. Classes below it
+                                     // that are not in per_class were absent from the test set
+  std::vector<LayerStats> layers;    // in graph order
 };
 
 struct StageRecord {
@@ -43,6 +64,7 @@ struct StageRecord {
   double step_ms = 0.0;              // mean wall time of one fine-tuning step
   std::string teacher;               // distillation: the teacher and settings; empty: none
   double teacher_ms_per_step = 0.0;  // distillation: of step_ms, the teacher's forward pass
+  std::vector<EpochPoint> curve;     // the stage's fine-tuning, one point per epoch (none: empty)
 };
 
 struct ExperimentResult {
@@ -171,6 +193,30 @@ struct PipelineRecord {
 // depend on, for report.json's "environment" and `bench --json`'s "env".
 std::map<std::string, std::string> environment();
 
+// output.recommend: which model to ship. The recommended model is the one with the smallest
+// `by` among the results whose test accuracy is at most max_drop below the baseline's.
+struct RecommendOptions {
+  double max_drop = 0.01;    // fraction of accuracy: 0.01 = 1 percentage point
+  std::string by = "size";   // size | latency | flops
+  std::string latency_key = "batch1";  // by latency: which latency_us entry
+};
+
+// The Pareto front over the baseline and the results (higher test accuracy, lower `by` cost) and
+// the recommendation, as report.json's "recommendation" holds them.
+struct Recommendation {
+  std::string by;            // size | latency | flops
+  std::string metric;        // the report.json key compared: size_bytes, flops, latency_us.batch1
+  double max_drop = 0.0;
+  bool judged = false;       // false: accuracy or the metric was not measured
+  int64_t result = -1;       // index into results; -1: none qualifies (or not judged)
+  bool baseline_on_front = false;
+  std::vector<bool> on_front;  // per result
+  std::string text;          // one or two sentences: what to ship and why, or why nothing
+};
+
+struct Report;
+Recommendation recommend(const Report& report);
+
 struct Report {
   std::string squeeze_version;
   std::shared_ptr<Params> config;   // the effective config (after --set), as parsed
@@ -188,6 +234,8 @@ struct Report {
   // listed first in every form of the report, and as "warnings" in report.json.
   std::vector<std::string> warnings;
   double seconds = 0.0;
+  std::vector<EpochPoint> baseline_curve;  // baseline.train, one point per epoch (none: empty)
+  RecommendOptions recommend;               // output.recommend
 };
 
 // Writes report.json, report.md and report.html into dir (atomically, each file).
