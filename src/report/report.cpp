@@ -864,18 +864,37 @@ struct LayerRowView {
   const LayerStats* after = nullptr;
 };
 
+// A baseline layer the result no longer has (low rank replaced fc1 by fc1_lr1 and fc1_lr2) is
+// listed where it was: before the first layer named after it, else before the next layer the
+// two models share.
 std::vector<LayerRowView> layer_rows(const Report& r, const ExperimentResult& res) {
+  const std::vector<LayerStats>& base = r.baseline.layers;
+  std::set<std::string> in_result;
+  for (const auto& l : res.stats.layers) in_result.insert(l.name);
   std::vector<LayerRowView> rows;
-  std::set<std::string> seen;
+  size_t next = 0;  // baseline layers before this one are listed
+  auto list_missing_until = [&](size_t end) {
+    for (; next < end && next < base.size(); ++next)
+      if (!in_result.count(base[next].name))
+        rows.push_back({base[next].name, base[next].op, &base[next], nullptr});
+  };
   for (const auto& l : res.stats.layers) {
     LayerRowView v{l.name, l.op, nullptr, &l};
-    for (const auto& b : r.baseline.layers)
-      if (b.name == l.name) v.before = &b;
-    seen.insert(l.name);
+    for (size_t b = 0; b < base.size(); ++b) {
+      if (base[b].name == l.name) {
+        v.before = &base[b];
+        list_missing_until(b);
+        next = std::max(next, b + 1);
+        break;
+      }
+      if (!in_result.count(base[b].name) && l.name.rfind(base[b].name + "_", 0) == 0) {
+        list_missing_until(b + 1);
+        break;
+      }
+    }
     rows.push_back(v);
   }
-  for (const auto& b : r.baseline.layers)
-    if (!seen.count(b.name)) rows.push_back({b.name, b.op, &b, nullptr});
+  list_missing_until(base.size());
   return rows;
 }
 
@@ -899,6 +918,13 @@ Table layer_table(const Report& r, const ExperimentResult& res) {
                       v.after ? sparsity_text(*v.after) : "-",
                       v.before ? bits_text(*v.before) : "-", v.after ? bits_text(*v.after) : "-"});
   return t;
+}
+
+bool any_layers(const Report& r) {
+  if (!r.baseline.layers.empty()) return true;
+  for (const auto& res : r.results)
+    if (!res.stats.layers.empty()) return true;
+  return false;
 }
 
 bool any_curve(const Report& r) {
@@ -1093,6 +1119,8 @@ std::string report_md(const Report& r) {
       os << "\nTime: " << fmt_seconds(res.seconds)
          << ". Artifacts: " << artifact_list(res.artifacts) << "\n";
     }
+  }
+  if (!r.results.empty() && any_layers(r)) {
     os << "\n## Per-layer\n\nEvery layer with parameters, before (the baseline's layer of the "
           "same name) and after compression; sparsity is the share of zero parameters.\n";
     for (const auto& res : r.results)
@@ -1755,6 +1783,7 @@ h3{margin-bottom:.3em}.meta{color:#555}.meta code{background:#f3f3f3;padding:0 .
 table{border-collapse:collapse;margin:.5em 0;font-size:.92em}
 th,td{border:1px solid #ddd;padding:.3em .6em;text-align:left;vertical-align:top}
 th{background:#f5f5f5}td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}
+td.num{white-space:nowrap}
 tbody tr:nth-child(even){background:#fafafa}
 figure{margin:1em 0}figcaption{color:#555;font-size:.9em}
 svg{font-family:inherit;max-width:100%;height:auto}
@@ -1870,7 +1899,7 @@ std::string report_html(const Report& r) {
      << bars_svg(r)
      << "<figcaption>Test accuracy per experiment; the dashed line is the baseline."
         "</figcaption>\n</figure>\n";
-  if (!r.results.empty()) {
+  if (!r.results.empty() && any_layers(r)) {
     os << "<h2>Per-layer</h2>\n<p class=\"note\">Every layer with parameters: parameters before "
           "(grey, the baseline's layer of the same name) and non-zero parameters after (colour) "
           "on one linear scale per model, the share of zeros after compression, and the stored "

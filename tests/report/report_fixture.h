@@ -109,8 +109,8 @@ inline Report ship_report() {
   r.results.push_back(result("worse", 0.88, 600000, 7000, 95.0, r));
   // "small": fc1 replaced by two low-rank layers, conv1 pruned and quantized to 4 bits.
   r.results[0].stats.layers = {{"conv1", "Conv", 300, 150, 4},
-                               {"fc1.u", "Gemm", 200, 200, 32},
-                               {"fc1.v", "Gemm", 100, 100, 32},
+                               {"fc1_lr1", "Gemm", 200, 200, 32},
+                               {"fc1_lr2", "Gemm", 100, 100, 32},
                                {"fc2", "Gemm", 100, 100, 32}};
   r.baseline.per_class = {{0, "T-shirt/top", 0.9, 0.9, 0.9}, {1, "Trouser", 0.8, 0.8, 0.8}};
   for (auto& res : r.results) res.stats.per_class = {{0, "T-shirt/top", 0.85, 0.85, 0.9}, {1, "Trouser", 0.8, 0.8, 0.8}};

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <memory>
@@ -272,7 +273,8 @@ TEST(ReportWriter, HtmlIsSelfContainedWithCharts) {
   const std::string html = read(dir.file("report.html"));
   EXPECT_EQ(html.rfind("<!DOCTYPE html>", 0), 0u);
   EXPECT_NE(html.find("</html>"), std::string::npos);
-  EXPECT_EQ(count(html, "<svg"), 2u);
+  // accuracy-size, accuracy-latency, accuracy bars (no per-layer figures or curves here)
+  EXPECT_EQ(count(html, "<svg"), 3u);
   EXPECT_EQ(count(html, "<svg"), count(html, "</svg>"));
   EXPECT_EQ(count(html, "<table>"), count(html, "</table>"));
   EXPECT_EQ(count(html, "<tr>"), count(html, "</tr>"));
@@ -292,7 +294,9 @@ TEST(ReportWriter, ComparisonTableIsAligned) {
   std::vector<std::string> lines;
   std::istringstream in(t);
   for (std::string line; std::getline(in, line);) lines.push_back(line);
-  ASSERT_EQ(lines.size(), 5u);  // header, rule, baseline, two experiments
+  ASSERT_EQ(lines.size(), 6u);  // header, rule, baseline, two experiments, recommendation
+  EXPECT_EQ(lines[5].rfind("recommendation: Ship ", 0), 0u) << lines[5];
+  lines.pop_back();
   EXPECT_NE(lines[0].find("model"), std::string::npos);
   EXPECT_NE(lines[0].find("speedup b64"), std::string::npos);
   EXPECT_EQ(lines[2].rfind("baseline", 0), 0u);
@@ -315,7 +319,7 @@ TEST(ReportWriter, NoExperimentsStillWrites) {
   const Json j = Json::parse(read(dir.file("report.json")));
   EXPECT_TRUE(j["results"].is_array());
   EXPECT_TRUE(j["config"].is_null());
-  EXPECT_EQ(count(read(dir.file("report.html")), "<svg"), 2u);
+  EXPECT_EQ(count(read(dir.file("report.html")), "<svg"), 3u);
   EXPECT_EQ(comparison_table(r).find("prune50"), std::string::npos);
 }
 
@@ -490,6 +494,13 @@ TEST(ReportWriter, ProgressiveNotesTargetAndSensitivity) {
                    {"baseline", "fc2", "unstructured", "50%", 0.89, true}};
   r.pipeline = p;
   write_report(r, dir.path());
+  // "+1.20 pp" for accuracy lost, "-1.20 pp" for accuracy gained.
+  auto drop_of = [&](double acc) {
+    char buf[32];
+    const double pp = 100.0 * (p.baseline_val_accuracy - acc);
+    std::snprintf(buf, sizeof buf, "%s%.2f pp", pp > 0.004 ? "+" : "", pp);
+    return std::string(buf);
+  };
 
   const Json jp = Json::parse(read(dir.file("report.json")))["pipeline"];
   EXPECT_DOUBLE_EQ(jp["target_compression"].get<double>(), 8.0);
@@ -506,13 +517,18 @@ TEST(ReportWriter, ProgressiveNotesTargetAndSensitivity) {
   EXPECT_NE(md.find("| rolled back |"), std::string::npos) << md;
   EXPECT_NE(md.find("fc1 \\| fc2"), std::string::npos) << md;  // a note's '|' escaped
   // One row per model, method and layer; '*' marks what the layer does not tolerate.
-  EXPECT_NE(md.find("| baseline | unstructured | fc1 | 50% 90.00%, 70% 50.00%* |"),
+  // The drop in brackets is from the baseline's validation accuracy, positive = accuracy lost.
+  EXPECT_NE(md.find("| baseline | unstructured | fc1 | 50%: 90.00% (" + drop_of(0.9) +
+                    "); 70%: 50.00% (" + drop_of(0.5) + ")* |"),
             std::string::npos)
       << md;
-  EXPECT_NE(md.find("| baseline | unstructured | fc2 | 50% 89.00% |"), std::string::npos) << md;
+  EXPECT_NE(md.find("| baseline | unstructured | fc2 | 50%: 89.00% (" + drop_of(0.89) + ") |"),
+            std::string::npos)
+      << md;
   const std::string html = read(dir.file("report.html"));
   EXPECT_NE(html.find("Sensitivity analysis"), std::string::npos);
-  EXPECT_NE(html.find("50% 90.00%, 70% 50.00%*"), std::string::npos);
+  EXPECT_NE(html.find("50%: 90.00% (" + drop_of(0.9) + "); 70%: 50.00% (" + drop_of(0.5) + ")*"),
+            std::string::npos);
 
   // Other pipelines keep report.json as before: no note, target or sensitivity keys.
   r.pipeline->type = "validation";

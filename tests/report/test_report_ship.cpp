@@ -120,6 +120,9 @@ TEST(ReportShip, MarkdownCarriesTheSameTables) {
                         "[models/small.onnx](models/small.onnx)", "## Environment",
                         "## Configuration"})
     EXPECT_HAS(md, s);
+  // The replaced layer is listed where it was, before its low-rank factors.
+  EXPECT_LT(md.find("| fc1 | Gemm | 600 | removed |"), md.find("| fc1_lr1 | Gemm | - | 200 |"));
+  EXPECT_LT(md.find("| fc1_lr2 |"), md.find("| fc2 | Gemm | 100 | 100 |"));
   // "worse" is dominated: its verdict is "-".
   EXPECT_TRUE(std::regex_search(md, std::regex("\\| worse \\|[^\\n]*\\| - \\|\\n")));
 }
