@@ -1427,9 +1427,9 @@ std::string scatter_svg(const Report& r, std::vector<Point> pts, const XAxis& ax
   }
   // Legend, bottom right, where accuracies below chance never are.
   if (show_front && rec.judged) {
-    const double lx = left + pw - 250, ly = top + ph - 78;
+    const double lx = left + pw - 290, ly = top + ph - 78;
     os << "<g class=\"legend\"><rect x=\"" << num(lx - 8) << "\" y=\"" << num(ly - 14)
-       << "\" width=\"254\" height=\"84\" class=\"legend-box\"/>";
+       << "\" width=\"294\" height=\"84\" class=\"legend-box\"/>";
     os << "<path d=\"M" << num(lx) << " " << num(ly - 4) << " h24\" class=\"front\"/><text x=\""
        << num(lx + 30) << "\" y=\"" << num(ly) << "\" class=\"tick\">Pareto front (accuracy vs "
        << esc(ax.cost_word) << ")</text>";
@@ -1780,8 +1780,8 @@ const char* kCss = R"(body{font-family:-apple-system,"Segoe UI",Helvetica,Arial,
 margin:2em auto;max-width:1100px;padding:0 1em;color:#222;line-height:1.4}
 h1{font-size:1.6em;margin-bottom:.2em}h2{margin-top:1.6em;border-bottom:1px solid #ddd}
 h3{margin-bottom:.3em}.meta{color:#555}.meta code{background:#f3f3f3;padding:0 .3em}
-table{border-collapse:collapse;margin:.5em 0;font-size:.92em}
-th,td{border:1px solid #ddd;padding:.3em .6em;text-align:left;vertical-align:top}
+table{border-collapse:collapse;margin:.5em 0;font-size:.86em}
+th,td{border:1px solid #ddd;padding:.25em .45em;text-align:left;vertical-align:top}
 th{background:#f5f5f5}td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}
 td.num{white-space:nowrap}
 tbody tr:nth-child(even){background:#fafafa}
