@@ -108,7 +108,9 @@ TEST(CliTransform, EvalAppliesTheModelsTransform) {
   io::save_sqz(model(true), dir.file("m.sqz"));
   data::write_npy(dir.file("x.npy"), at::rand({40, 8, 8}));
   data::write_npy(dir.file("y.npy"), at::arange(40, at::kLong).remainder(4));
-  const std::string yaml = dir.write("data.yaml", "data: {dataset: npy, features: " + dir.file("x.npy") +
+  // A workflow file will do: its other keys are the run's.
+  const std::string yaml = dir.write("data.yaml", "seed: 0\nmodel: {checkpoint: m.sqz}\n"
+                                                  "data: {dataset: npy, features: " + dir.file("x.npy") +
                                                       ", labels: " + dir.file("y.npy") + "}\n");
   auto r = cli({"eval", dir.file("m.sqz"), "--data", yaml});
   ASSERT_EQ(r.code, 0) << r.err;

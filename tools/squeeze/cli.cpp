@@ -121,8 +121,9 @@ int cmd_inspect(const std::string& model, bool as_json, const Globals& g, std::o
 data::Splits load_data_file(const std::string& path, uint64_t seed,
                             const data::Transform& model_transform = {}) {
   auto root = pipeline::yaml_to_params(read_text(path), path);
+  // A workflow file will do: its other top-level keys (seed, model, baseline...) are the run's,
+  // not the data's, and are not read here.
   std::shared_ptr<Params> block = root->has("data") ? root->get_map("data") : root;
-  if (block != root) root->finish({"data"});
   data::DataOptions opts = data::DataOptions::from_params(*block);
   if (model_transform.empty()) return data::load(opts, seed);
   opts.normalize = "none";
