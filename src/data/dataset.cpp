@@ -316,10 +316,69 @@ void check_options(const DataOptions& o) {
     if (v < -1)
       throw ConfigError(msg("data.", key, ": ", v, " is invalid; valid: >= 0, or -1 for all"));
   }
-  if (o.normalize != "standard" && o.normalize != "minmax" && o.normalize != "none") {
-    throw ConfigError(
-        msg("data.normalize: unknown value '", o.normalize, "'; valid: standard, minmax, none"));
+  if (o.normalize != "standard" && o.normalize != "minmax" && o.normalize != "none" &&
+      o.normalize != "imagenet" && o.normalize != "custom") {
+    throw ConfigError(msg("data.normalize: unknown value '", o.normalize,
+                          "'; valid: standard, minmax, none, imagenet, {mean: [...], std: [...]}"));
   }
+  if (!o.resize.empty() &&
+      (o.resize.size() != 2 || o.resize[0] < 1 || o.resize[1] < 1))
+    throw ConfigError(msg("data.resize: expected [H, W], two integers >= 1, got ",
+                          o.resize.size(), " values"));
+  if (o.channels < 0)
+    throw ConfigError(msg("data.channels: ", o.channels, " is invalid; valid: 1 or 3"));
+  if (o.normalize == "custom") {
+    if (o.mean.empty() || o.mean.size() != o.std.size())
+      throw ConfigError(msg("data.normalize: mean and std need the same number of values (one ",
+                            "per channel), got ", o.mean.size(), " and ", o.std.size()));
+    for (double v : o.std)
+      if (!(v > 0)) throw ConfigError(msg("data.normalize.std: ", v, " is invalid; valid: > 0"));
+  }
+}
+
+// The transform a data block asks for, with the normalization given as statistics (standard,
+// minmax) measured on the train split as the model will see it (resized, channels converted).
+Transform make_transform(const DataOptions& o, const Dataset& train) {
+  Transform t;
+  t.resize = o.resize;
+  t.channels = o.channels;
+  if (o.normalize == "imagenet") {
+    t.mean = kImagenetMean;
+    t.std = kImagenetStd;
+  } else if (o.normalize == "custom") {
+    t.mean = o.mean;
+    t.std = o.std;
+  } else if (o.normalize != "none" && train.size() > 0) {
+    // Per-channel sums over the transformed train split, a chunk at a time: the transformed
+    // split may not fit in memory.
+    const int64_t chunk = 512;
+    at::Tensor sum, sumsq, lo, hi;
+    double count = 0;
+    for (int64_t start = 0; start < train.size(); start += chunk) {
+      at::Tensor x = t.apply(train.x.narrow(0, start, std::min(chunk, train.size() - start)))
+                         .to(at::kDouble);
+      at::Tensor s1 = x.sum({0, 2, 3}), s2 = (x * x).sum({0, 2, 3});
+      at::Tensor l = at::amin(x, {0, 2, 3}), h = at::amax(x, {0, 2, 3});
+      sum = sum.defined() ? sum + s1 : s1;
+      sumsq = sumsq.defined() ? sumsq + s2 : s2;
+      lo = lo.defined() ? at::minimum(lo, l) : l;
+      hi = hi.defined() ? at::maximum(hi, h) : h;
+      count += static_cast<double>(x.numel() / x.size(1));
+    }
+    at::Tensor shift, scale;
+    if (o.normalize == "standard") {
+      shift = sum / count;
+      scale = (sumsq / count - shift * shift).clamp_min(0).sqrt().clamp_min(1e-8);
+    } else {
+      shift = lo;
+      scale = (hi - lo).clamp_min(1e-8);
+    }
+    for (int64_t c = 0; c < shift.size(0); ++c) {
+      t.mean.push_back(shift[c].item<double>());
+      t.std.push_back(scale[c].item<double>());
+    }
+  }
+  return t;
 }
 
 void check_labels(const at::Tensor& y, const std::string& what) {
@@ -470,7 +529,11 @@ Splits load(const DataOptions& o, uint64_t seed) {
     if (l >= 0 && l < static_cast<int64_t>(idx.size())) idx.resize(static_cast<size_t>(l));
   };
   limit(train_idx, o.limit_train);
-  limit(val_idx, o.limit_val);
+  int64_t limit_val = o.limit_val;
+  if (limit_val < 0 && o.limit_train >= 0 && o.val_fraction < 1.0)
+    limit_val = std::llround(static_cast<double>(train_idx.size()) * o.val_fraction /
+                             (1.0 - o.val_fraction));
+  limit(val_idx, limit_val);
   if (train_idx.empty()) {
     throw ConfigError(msg(where, ": no training samples left from ", n, " (split.test ",
                           has_test ? 0.0 : o.test_fraction, ", split.val ", o.val_fraction,
@@ -507,21 +570,52 @@ Splits load(const DataOptions& o, uint64_t seed) {
   // the source tensor itself (to_float is a no-op then), which normalize() changes in place.
   src = Source{};
 
-  normalize(s, o.normalize);
+  if (o.has_transform()) {
+    const std::string key = "data";
+    Transform probe;
+    probe.resize = o.resize;
+    probe.channels = o.channels;
+    // Checked on shapes before any statistics are measured.
+    if (o.normalize == "imagenet" || o.normalize == "custom") {
+      probe.mean = o.normalize == "imagenet" ? kImagenetMean : o.mean;
+      probe.std = o.normalize == "imagenet" ? kImagenetStd : o.std;
+    }
+    probe.output_shape(s.sample_shape, key);
+    set_transform(s, std::make_shared<const Transform>(make_transform(o, s.train)), key);
+  } else {
+    normalize(s, o.normalize);
+  }
   s.description =
       msg(o.dataset, ": train ", s.train.size(), ", val ", s.val.size(), ", test ", s.test.size());
   return s;
 }
 
+void set_transform(Splits& s, std::shared_ptr<const Transform> t, const std::string& key) {
+  s.sample_shape = t->output_shape(s.sample_shape, key);
+  for (Dataset* part : {&s.train, &s.val, &s.test}) {
+    // H x W samples get their channel dimension here, once.
+    if (part->x.defined() && part->x.dim() == 3) part->x = part->x.unsqueeze(1);
+    part->transform = t;
+  }
+  s.mean = at::tensor(t->mean, at::kDouble).to(at::kFloat);
+  s.std = at::tensor(t->std, at::kDouble).to(at::kFloat);
+  s.transform = std::move(t);
+}
+
 Dataset Dataset::subset(const at::Tensor& indices) const {
   if (!x.defined()) return *this;
   const at::Tensor idx = indices.to(at::kLong).reshape({-1});
-  return Dataset{x.index_select(0, idx), y.index_select(0, idx)};
+  return Dataset{x.index_select(0, idx), y.index_select(0, idx), transform};
 }
 
 Dataset Dataset::head(int64_t n) const {
   if (n < 0 || n >= size()) return *this;
-  return Dataset{x.narrow(0, 0, n), y.narrow(0, 0, n)};
+  return Dataset{x.narrow(0, 0, n), y.narrow(0, 0, n), transform};
+}
+
+at::Tensor Dataset::inputs(int64_t start, int64_t len) const {
+  at::Tensor b = x.narrow(0, start, len);
+  return transform ? transform->apply(b) : b;
 }
 
 BatchIterator::BatchIterator(const Dataset& data, int64_t batch_size, bool shuffle, uint64_t seed)
@@ -549,6 +643,7 @@ bool BatchIterator::next(at::Tensor& x, at::Tensor& y) {
   const int64_t len = std::min(batch_size_, n - pos_);
   const at::Tensor idx = order_.narrow(0, pos_, len);
   x = data_.x.index_select(0, idx);
+  if (data_.transform) x = data_.transform->apply(x);
   y = data_.y.index_select(0, idx);
   pos_ += len;
   return true;

@@ -2195,6 +2195,10 @@ ir::Graph Importer::convert() {
   g_.metadata["onnx.ir_version"] = std::to_string(model_.ir_version());
   if (!model_.producer_name().empty())
     g_.metadata["onnx.producer"] = model_.producer_name() + " " + model_.producer_version();
+  // The input transform squeeze's exporter writes (data::Transform::to_metadata) comes back
+  // with the model, so `squeeze eval`/`infer` on an exported file transform as the checkpoint.
+  for (const auto& p : model_.metadata_props())
+    if (p.key().rfind("transform.", 0) == 0) g_.metadata[p.key()] = p.value();
   if (graph.sparse_initializer_size() > 0)
     throw UnsupportedError(msg(source_, ": sparse initializers are not supported"));
   for (const auto& t : graph.initializer())

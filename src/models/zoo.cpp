@@ -263,8 +263,9 @@ const std::vector<ZooEntry>& zoo() {
 }
 
 std::string ModelSpec::describe() const {
-  if (!onnx.empty()) return onnx;
-  if (!checkpoint.empty()) return checkpoint;
+  const std::string head = head_classes > 0 ? " (head " + std::to_string(head_classes) + ")" : "";
+  if (!onnx.empty()) return onnx + head;
+  if (!checkpoint.empty()) return checkpoint + head;
   std::string out = "zoo:" + zoo;
   if (!params.empty()) {
     out += "(";
@@ -272,7 +273,7 @@ std::string ModelSpec::describe() const {
     for (const auto& [k, v] : params) out += (first ? "" : ", ") + k + "=" + v, first = false;
     out += ")";
   }
-  return out;
+  return out + head;
 }
 
 void fill_params_from_data(const std::string& name, std::map<std::string, std::string>& params,

@@ -28,7 +28,7 @@ const std::vector<std::string> kDatasets = {"fashion-mnist", "mnist-idx", "csv",
                                             "npy",           "hdf5",      "synthetic-jets"};
 const std::vector<std::string> kOptimizers = {"sgd", "adam", "adamw"};
 const std::vector<std::string> kSchedules = {"constant", "step", "cosine"};
-const std::vector<std::string> kNormalize = {"standard", "minmax", "none"};
+const std::vector<std::string> kNormalize = {"standard", "minmax", "none", "imagenet"};
 const std::vector<std::string> kExports = {"onnx", "qonnx", "torchscript", "cpp"};
 // Every pipeline DESIGN.md plans; workflow.cpp says which of them this build runs.
 const std::vector<std::string> kPipelines = {"progressive", "validation",  "combinations",
@@ -150,7 +150,51 @@ DataOptions DataOptions::from_params(Params& p) {
     o.limit_test = limit->get_int("test", o.limit_test, 1);
     limit->finish();
   }
-  o.normalize = p.get_choice("normalize", o.normalize, kNormalize);
+  // normalize: a method name, imagenet, or {mean: [...], std: [...]} per channel.
+  const Value* norm = p.raw("normalize");
+  if (norm && norm->kind() == Value::Kind::kMap) {
+    Params& n = *p.get_map("normalize");
+    n.require("mean");
+    n.require("std");
+    o.normalize = "custom";
+    o.mean = n.get_doubles("mean", {});
+    o.std = n.get_doubles("std", {});
+    n.finish();
+    if (o.mean.empty() || o.mean.size() != o.std.size())
+      throw ConfigError(msg(p.key_path("normalize"), ": mean and std need the same number of ",
+                            "values, one per channel (1 for gray, 3 for RGB), got ",
+                            o.mean.size(), " and ", o.std.size()));
+    for (double v : o.std)
+      if (!(v > 0))
+        throw ConfigError(msg(n.key_path("std"), ": expected numbers > 0, got ", v));
+  } else {
+    o.normalize = p.get_choice("normalize", o.normalize, kNormalize);
+  }
+  p.document("normalize", "standard, minmax, none, imagenet or {mean: [...], std: [...]}",
+             "per channel; standard and minmax measure the train split");
+  if (p.has("resize")) {
+    const Value* r = p.raw("resize");
+    std::vector<int64_t> hw;
+    if (r->kind() == Value::Kind::kScalar) {
+      int64_t v = p.get_int("resize", 0, 1);
+      hw = {v, v};
+    } else {
+      hw = p.get_ints("resize", {});
+    }
+    if (hw.size() != 2 || hw[0] < 1 || hw[1] < 1)
+      throw ConfigError(msg(p.key_path("resize"), ": expected [H, W] (or one size for both), ",
+                            "integers >= 1, got ", r->describe()));
+    o.resize = hw;
+  }
+  p.document("resize", "[H, W] or one size, integers >= 1",
+             "bilinear, like torchvision's Resize with antialias=False");
+  if (p.has("channels")) {
+    o.channels = p.get_int("channels", 0, 1);
+    if (o.channels != 1 && o.channels != 3)
+      throw ConfigError(msg(p.key_path("channels"), ": expected 1 or 3, got ", o.channels,
+                            " (3 replicates a gray channel; 1 takes the luminance of RGB)"));
+  }
+  p.document("channels", "1 or 3", "3 replicates a gray channel; 1 takes the luminance of RGB");
   p.finish();
   return o;
 }
@@ -163,8 +207,8 @@ models::ModelSpec model_spec_from_params(Params& parent, const std::string& key,
                                          const std::vector<std::string>& extra) {
   models::ModelSpec m;
   const std::string at = parent.key_path(key);
-  parent.document(key, "{zoo: NAME, params: {...}}, {onnx: PATH}, {checkpoint: PATH}, zoo:NAME, or a "
-                       ".onnx or .sqz path");
+  parent.document(key, "{zoo: NAME, params: {...}}, {onnx: PATH}, {checkpoint: PATH} (each with an "
+                       "optional head: {num_classes: N}), zoo:NAME, or a .onnx or .sqz path");
   const Value* raw = parent.raw(key);
   if (raw && raw->kind() == Value::Kind::kScalar) {
     // The CLI's MODEL spelling: zoo:NAME, x.onnx or x.sqz.
@@ -207,6 +251,13 @@ models::ModelSpec model_spec_from_params(Params& parent, const std::string& key,
     if (m.zoo.empty())
       throw ConfigError(msg(p->key_path("params"), ": parameters apply to zoo models only (zoo: NAME)"));
     m.params = p->get_string_map("params");
+  }
+  if (auto head = p->get_map("head")) {
+    head->require("num_classes");
+    m.head_classes = head->get_int("num_classes", 0, 1);
+    head->document("num_classes", "an integer >= 1",
+                   "the last classifier is replaced by a new one with this many outputs");
+    head->finish();
   }
   std::vector<std::string> allowed = extra;
   allowed.push_back(zoo_key == "zoo" ? "type" : "zoo");

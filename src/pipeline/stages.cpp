@@ -58,6 +58,31 @@ std::vector<report::EpochPoint> curve_of(const train::TrainResult& tr, bool has_
   return out;
 }
 
+// Samples that cannot enter the model are a config error, found before anything trains; for
+// images the message says which transform would make them fit.
+void check_input_shape(const ir::Graph& g, const data::Splits& d) {
+  if (g.inputs.size() != 1) return;
+  const ir::Shape& in = g.inputs[0].shape;
+  const std::vector<int64_t>& s = d.sample_shape;
+  bool ok = in.size() == s.size() + 1;
+  for (size_t i = 0; ok && i < s.size(); ++i) ok = in[i + 1] == ir::kDynamic || in[i + 1] == s[i];
+  if (ok) return;
+  ir::Shape have{ir::kDynamic};
+  have.insert(have.end(), s.begin(), s.end());
+  std::string hint;
+  if (in.size() == 4 && (s.size() == 3 || s.size() == 2)) {
+    const int64_t c = s.size() == 3 ? s[0] : 1, h = s[s.size() - 2], w = s.back();
+    std::vector<std::string> fix;
+    if (in[1] != ir::kDynamic && in[1] != c) fix.push_back(msg("channels: ", in[1]));
+    if ((in[2] != ir::kDynamic && in[2] != h) || (in[3] != ir::kDynamic && in[3] != w))
+      fix.push_back(msg("resize: [", in[2] == ir::kDynamic ? h : in[2], ", ",
+                        in[3] == ir::kDynamic ? w : in[3], "]"));
+    if (!fix.empty()) hint = "; add " + join(fix, " and ") + " to the data: block";
+  }
+  throw ConfigError(msg("data: the samples have shape ", ir::shape_str(have), " but the model (",
+                        g.name, ") takes ", ir::shape_str(in), hint));
+}
+
 }  // namespace
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
@@ -172,6 +197,13 @@ void Workspace::load() {
     log::info("data: ", splits_->description, " (", seconds_since(t0), " s)");
   }
   baseline_ = build_model(config_.model, data(), config_.seed);
+  if (splits_ && splits_->transform) {
+    // The input pipeline travels with the model (checkpoints, exports' metadata), so that
+    // `squeeze infer` and `squeeze eval` apply it to raw samples.
+    for (const auto& [k, v] : splits_->transform->to_metadata()) baseline_.metadata[k] = v;
+    log::info("data: input transform ", splits_->transform->describe());
+  }
+  if (splits_) check_input_shape(baseline_, *splits_);
   log::info("model: ", baseline_.name, ", ", with_commas(baseline_.num_params()), " parameters, ",
             with_commas(ir::graph_flops(baseline_)), " FLOPs per sample");
   // Labels only need to be valid outputs of the model; the data may hold a few of its classes.
@@ -203,7 +235,7 @@ void Workspace::attach_teachers(std::vector<PreparedStage>& stages) {
       if (!slot) {
         auto t = std::make_unique<Teacher>();
         try {
-          t->graph = build_model(*d.teacher, data(), config_.seed);
+          t->graph = build_model(*d.teacher, data(), config_.seed, d.key_path + ".teacher");
         } catch (const ConfigError& e) {
           throw ConfigError(msg(d.key_path, ".teacher: ", e.what()));
         } catch (const InputError& e) {
@@ -346,6 +378,9 @@ report::ExperimentResult Workspace::result(const std::string& name,
   res.param_ratio =
       ratio(double(report_.baseline.nonzero_params), double(res.stats.nonzero_params));
   res.flops_ratio = ratio(double(report_.baseline.flops), double(res.stats.flops));
+  // A stage may put a new graph in place (a distillation student); it sees the same inputs.
+  if (splits_ && splits_->transform)
+    for (const auto& [k, v] : splits_->transform->to_metadata()) g.metadata[k] = v;
   res.artifacts = write_artifacts(g, name, out_dir_, config_.output.exports);
   res.seconds = seconds_since(started);
   return res;

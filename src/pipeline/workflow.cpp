@@ -95,13 +95,20 @@ report::ModelStats static_stats(const ir::Graph& graph) {
   return s;
 }
 
-ir::Graph build_model(const ModelSpec& spec, const data::Splits* data, uint64_t seed) {
+ir::Graph build_model(const ModelSpec& spec, const data::Splits* data, uint64_t seed,
+                      const std::string& key_path) {
+  ir::Graph g;
   if (!spec.zoo.empty()) {
     auto params = spec.params;
     if (data) models::fill_params_from_data(spec.zoo, params, data->sample_shape, data->num_classes);
-    return models::build(spec.zoo, params, seed);
+    g = models::build(spec.zoo, params, seed);
+  } else {
+    g = io::load_model(!spec.onnx.empty() ? spec.onnx : spec.checkpoint, seed);
   }
-  ir::Graph g = io::load_model(!spec.onnx.empty() ? spec.onnx : spec.checkpoint, seed);
+  if (spec.head_classes > 0) {
+    ir::verify(g);
+    log::info("model: head ", models::replace_head(g, spec.head_classes, seed, key_path + ".head"));
+  }
   return g;
 }
 

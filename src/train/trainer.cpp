@@ -91,7 +91,7 @@ Metrics evaluate(ir::Graph& graph, const data::Dataset& data, int64_t batch_size
   std::vector<at::Tensor> preds;
   for (int64_t start = 0; start < data.size(); start += batch_size) {
     int64_t len = std::min(batch_size, data.size() - start);
-    at::Tensor x = data.x.narrow(0, start, len), y = data.y.narrow(0, start, len);
+    at::Tensor x = data.inputs(start, len), y = data.y.narrow(0, start, len);
     at::Tensor logits = ex.forward(x, exec::Mode::kEval);
     if (logits.dim() != 2 || logits.size(1) < 1)
       throw InputError(msg("evaluation needs class scores: the model outputs shape ",

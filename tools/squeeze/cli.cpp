@@ -115,19 +115,32 @@ int cmd_inspect(const std::string& model, bool as_json, const Globals& g, std::o
   return 0;
 }
 
-data::Splits load_data_file(const std::string& path, uint64_t seed) {
+// A model that carries an input transform (trained with resize, channels or normalize in its
+// data block) gets that transform, whatever the data file says about them: the data is read
+// without normalization and goes through the model's transform.
+data::Splits load_data_file(const std::string& path, uint64_t seed,
+                            const data::Transform& model_transform = {}) {
   auto root = pipeline::yaml_to_params(read_text(path), path);
+  // A workflow file will do: its other top-level keys (seed, model, baseline...) are the run's,
+  // not the data's, and are not read here.
   std::shared_ptr<Params> block = root->has("data") ? root->get_map("data") : root;
-  if (block != root) root->finish({"data"});
   data::DataOptions opts = data::DataOptions::from_params(*block);
-  return data::load(opts, seed);
+  if (model_transform.empty()) return data::load(opts, seed);
+  opts.normalize = "none";
+  opts.resize.clear();
+  opts.channels = 0;
+  data::Splits splits = data::load(opts, seed);
+  data::set_transform(splits, std::make_shared<const data::Transform>(model_transform),
+                      path + ": data");
+  return splits;
 }
 
 int cmd_eval(const std::string& model, const std::string& data_yaml, bool as_json, const Globals& g,
              std::ostream& out) {
-  data::Splits splits = load_data_file(data_yaml, g.seed);
   ir::Graph graph = io::load_model(model, g.seed);
   ir::verify(graph);
+  const data::Transform transform = data::Transform::from_metadata(graph.metadata, model);
+  data::Splits splits = load_data_file(data_yaml, g.seed, transform);
   // The labels need only be valid outputs of the model (a 1000-class model on a few classes).
   // Every split is checked, not only the evaluated one: a bad label anywhere is a bad data file.
   const int64_t k = train::output_classes(graph);
@@ -142,6 +155,7 @@ int cmd_eval(const std::string& model, const std::string& data_yaml, bool as_jso
     return 0;
   }
   out << "model: " << model << "\ndata: " << splits.description << " (evaluated on the test split)\n";
+  if (!transform.empty()) out << "input transform (from the model): " << transform.describe() << "\n";
   out << std::fixed << std::setprecision(4) << "accuracy: " << m.accuracy << "\nloss: " << m.loss << "\n";
   out << "class  name                  accuracy  precision\n";
   for (size_t i = 0; i < m.classes.size(); ++i) {
@@ -162,18 +176,30 @@ int cmd_infer(const std::string& model, const std::string& input, const std::str
   ir::Graph graph = io::load_model(model, g.seed);
   ir::verify(graph);
   at::Tensor x = data::read_npy(input);
-  if (!x.is_floating_point()) x = x.to(at::kFloat);
+  // A model trained with an input transform takes raw images, as the data set stores them:
+  // bytes are scaled to [0, 1] as the IDX loader does, then transformed batch by batch.
+  const data::Transform transform = data::Transform::from_metadata(graph.metadata, model);
+  if (!transform.empty() && x.scalar_type() == at::kByte) x = x.to(at::kFloat).div_(255.0);
   x = x.to(at::kFloat);
   if (graph.inputs.size() != 1)
     throw UnsupportedError(msg("infer: the model has ", graph.inputs.size(), " inputs; only single-input models are supported"));
   const auto& shape = graph.inputs[0].shape;
-  // A single sample without the batch dimension is accepted too.
-  if (x.dim() == static_cast<int64_t>(shape.size()) - 1) x = x.unsqueeze(0);
+  if (!transform.empty()) {
+    if (x.dim() != 3 && x.dim() != 4)
+      throw InputError(msg(input, ": the model transforms its input (", transform.describe(),
+                           ") and takes images N x C x H x W or N x H x W; got shape ", x.sizes()));
+    if (x.dim() == 3) x = x.unsqueeze(1);
+    std::vector<int64_t> sample(x.sizes().begin() + 1, x.sizes().end());
+    transform.output_shape(sample, input);  // checks the channels before any batch runs
+  } else if (x.dim() == static_cast<int64_t>(shape.size()) - 1) {
+    // A single sample without the batch dimension is accepted too.
+    x = x.unsqueeze(0);
+  }
   at::NoGradGuard no_grad;
   exec::Executor ex(graph);
   std::vector<at::Tensor> outs;
   for (int64_t start = 0; start < x.size(0); start += batch)
-    outs.push_back(ex.forward(x.narrow(0, start, std::min(batch, x.size(0) - start))));
+    outs.push_back(ex.forward(transform.apply(x.narrow(0, start, std::min(batch, x.size(0) - start)))));
   at::Tensor y = at::cat(outs, 0);
   data::write_npy(output, y);
   out << "wrote " << output << " " << y.sizes() << "\n";

@@ -21,6 +21,7 @@ threads: 0               # intra-op threads for training and inference; 0: all c
 
 # The model to compress: a zoo architecture (random weights: train it in baseline:), or
 # {onnx: model.onnx}, or {checkpoint: model.sqz}. `squeeze zoo` lists the architectures.
+# Any of them may add head: {num_classes: N}: its last classifier replaced by a new one.
 model: {zoo: small_cnn, params: {num_classes: 10}}
 
 # Omit data: for a workflow that needs none (no training, no evaluation).
@@ -29,8 +30,10 @@ data:
   path: /usr/share/datasets/fashion-mnist
   batch_size: 128
   split: {val: 0.1}                  # validation carved from train with the seed; test: the test split
-  # limit: {train: 20000, val: 2000, test: 2000}   # subsets for quick runs
-  normalize: standard                # standard | minmax | none
+  # limit: {train: 20000, val: 2000, test: 2000}   # subsets for quick runs (train alone scales val)
+  normalize: standard                # standard | minmax | none | imagenet | {mean: [..], std: [..]}
+  # resize: [64, 64]                 # images: bilinear resize; channels: 3 replicates gray
+  # channels: 3                      # (stored with the model; eval and infer apply them)
 
 # Train the model before compressing it; omit baseline: to evaluate the model as given.
 baseline:

@@ -5,6 +5,8 @@
 #include <ATen/core/Tensor.h>
 
 #include <cstdint>
+#include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -13,6 +15,41 @@ class Params;
 }
 
 namespace squeeze::data {
+
+// The image transforms applied to every sample on its way into the model (training, evaluation,
+// calibration, `squeeze infer`), lazily per batch so that a resized data set is never held in
+// memory whole. Order: resize (bilinear, align_corners false, no antialiasing: torchvision's
+// Resize on tensors with antialias=False, F.interpolate(mode="bilinear")), channel conversion
+// (1 -> 3 replicates the gray channel; 3 -> 1 takes torchvision's rgb_to_grayscale luminance
+// 0.2989 R + 0.587 G + 0.114 B), then (x - mean[c]) / std[c]. Stored with a model as graph
+// metadata (to_metadata) so a saved model carries the input pipeline it was trained with.
+struct Transform {
+  std::vector<int64_t> resize;      // {H, W}; empty: the stored size
+  int64_t channels = 0;             // 0: as stored
+  std::vector<double> mean, std;    // one per output channel; empty: no normalization
+
+  bool empty() const { return resize.empty() && channels == 0 && mean.empty(); }
+  // The sample shape after the transform, for samples of `shape` (C x H x W; H x W is one
+  // channel). Throws ConfigError naming `key` ("data") when the transform cannot apply: samples
+  // that are not images, a channel conversion other than 1 -> 3, 3 -> 1 or C -> C, a mean/std
+  // whose length is not the output channel count.
+  std::vector<int64_t> output_shape(const std::vector<int64_t>& shape,
+                                    const std::string& key = "data") const;
+  // Applies the transform to a float batch N x C x H x W (or N x H x W). No-op when empty().
+  at::Tensor apply(const at::Tensor& x) const;
+  // "resize 64x64, channels 1->3, normalize mean [..] std [..]"; "none" when empty.
+  std::string describe() const;
+
+  // Graph metadata keys (transform.resize, transform.channels, transform.mean, transform.std);
+  // a model without them has no transform (every checkpoint written before they existed).
+  std::map<std::string, std::string> to_metadata() const;
+  // Reads them back; throws InputError naming `source` and the key when one is malformed.
+  static Transform from_metadata(const std::map<std::string, std::string>& metadata,
+                                 const std::string& source);
+};
+
+// ImageNet's per-channel statistics (torchvision's), for normalize: imagenet.
+extern const std::vector<double> kImagenetMean, kImagenetStd;
 
 struct DataOptions {
   // fashion-mnist | mnist-idx | csv | npy | hdf5 | synthetic-jets
@@ -29,36 +66,63 @@ struct DataOptions {
   int64_t batch_size = 128;
   double val_fraction = 0.1;               // carved from train with the seed
   double test_fraction = 0.2;              // carved first when the data set has no test split
-  int64_t limit_train = -1, limit_val = -1, limit_test = -1;  // -1: all
-  std::string normalize = "standard";      // standard | minmax | none (statistics from train)
+  // -1: all. A train limit without a val limit scales the validation split with it, keeping
+  // val : train at val_fraction : (1 - val_fraction).
+  int64_t limit_train = -1, limit_val = -1, limit_test = -1;
+  // standard | minmax | none (statistics from train) | imagenet | custom (mean, std below)
+  std::string normalize = "standard";
+  // Image transforms (see Transform): resize {H, W}, channels (0: as stored), and for
+  // normalize: custom / imagenet the mean and std per output channel.
+  std::vector<int64_t> resize;
+  int64_t channels = 0;
+  std::vector<double> mean, std;
+  // True when any image transform is asked for (resize, channels, imagenet or custom
+  // normalization): the data then goes through a Transform that is stored with the model.
+  bool has_transform() const {
+    return !resize.empty() || channels != 0 || normalize == "imagenet" || normalize == "custom";
+  }
 
   // Reads the `data:` block; throws ConfigError on unknown keys and bad values.
   static DataOptions from_params(Params& p);
 };
 
 struct Dataset {
-  at::Tensor x;  // float32, N x sample_shape
+  at::Tensor x;  // float32, N x stored sample shape (before `transform`)
   at::Tensor y;  // int64, N
+  // Applied per batch by inputs() and BatchIterator; null: none. Shared by subsets.
+  std::shared_ptr<const Transform> transform;
   int64_t size() const { return x.defined() ? x.size(0) : 0; }
+  // Model inputs for samples [start, start + len), the transform applied. Every reader that
+  // feeds samples to a model goes through this (or BatchIterator), never through x directly.
+  at::Tensor inputs(int64_t start, int64_t len) const;
   Dataset subset(const at::Tensor& indices) const;  // int64 indices
   Dataset head(int64_t n) const;                    // first n (all if n < 0 or n >= size)
 };
 
 struct Splits {
   Dataset train, val, test;
-  std::vector<int64_t> sample_shape;  // without the batch dimension, e.g. {1, 28, 28}
+  std::vector<int64_t> sample_shape;  // as the model sees it (after the transform), e.g. {1, 28, 28}
   // 1 + the largest label (at least the number of class names): what a zoo model built for this
   // data needs. A given model may output more classes; the data need not hold all of them.
   int64_t num_classes = 0;
   std::vector<std::string> class_names;  // may be empty; class_names[c] names label c
   std::string description;               // "fashion-mnist (train 54000, val 6000, test 10000)"
   at::Tensor mean, std;                  // the normalization applied (per feature / channel)
+  // The transform every split applies per batch (resize, channels, normalization); null when
+  // the data block asks for none (the normalization is then applied to x in place).
+  std::shared_ptr<const Transform> transform;
 };
 
 // Loads, splits (seeded), normalizes (statistics from the train split only) and applies limits.
 // Throws InputError naming the file and what is wrong (missing, truncated, non-numeric cell at
 // row R column C, label out of range...).
 Splits load(const DataOptions& options, uint64_t seed);
+
+// Makes every split of `s` go through `t` (its sample_shape, transform and each Dataset's
+// transform), as load() does for a data block with transforms; `squeeze eval` uses it to apply
+// the transform stored with a model to data loaded with normalize: none. Throws ConfigError
+// when t cannot apply to the samples (Transform::output_shape).
+void set_transform(Splits& s, std::shared_ptr<const Transform> t, const std::string& key = "data");
 
 // Individual readers (used by load and by tests).
 at::Tensor read_idx(const std::string& path);  // gzip or raw; uint8 -> uint8 tensor, shape from header

@@ -39,8 +39,10 @@ report::Report run_workflow(const WorkflowConfig& config, const RunOptions& opti
 void check_workflow(const WorkflowConfig& config);
 
 // The model a config describes: a zoo model (missing num_classes / input shape filled in from
-// the data when given), an ONNX file or a checkpoint.
-ir::Graph build_model(const ModelSpec& spec, const data::Splits* data, uint64_t seed);
+// the data when given), an ONNX file or a checkpoint; with spec.head_classes its last classifier
+// replaced (models::replace_head, logged). `key_path` names the spec in messages.
+ir::Graph build_model(const ModelSpec& spec, const data::Splits* data, uint64_t seed,
+                      const std::string& key_path = "model");
 
 // params, non-zero params, stored size and FLOPs of a graph (no evaluation).
 report::ModelStats static_stats(const ir::Graph& graph);

@@ -24,7 +24,10 @@ std::optional<ir::Graph> Distill::make_student(const data::Splits* data, uint64_
   if (!options_.student) return std::nullopt;
   auto params = options_.student->params;
   if (data) models::fill_params_from_data(options_.student->zoo, params, data->sample_shape, data->num_classes);
-  return models::build(options_.student->zoo, params, seed, options_.student_key_path + ".params");
+  ir::Graph g = models::build(options_.student->zoo, params, seed, options_.student_key_path + ".params");
+  if (options_.student->head_classes > 0)
+    models::replace_head(g, options_.student->head_classes, seed, options_.student_key_path + ".head");
+  return g;
 }
 
 PassResult Distill::run(const ir::Graph& graph, PassContext& ctx) {

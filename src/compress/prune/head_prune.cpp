@@ -444,7 +444,7 @@ std::vector<at::Tensor> head_scores(const ir::Graph& graph, const std::vector<At
     for (auto& n : g.nodes)
       for (auto& [k, p] : n.params)
         if (p.value.grad().defined()) p.value.mutable_grad().zero_();
-    at::Tensor logits = ex.forward(train.x.narrow(0, i * bs, len), exec::Mode::kEval);
+    at::Tensor logits = ex.forward(train.inputs(i * bs, len), exec::Mode::kEval);
     at::cross_entropy_loss(logits, train.y.narrow(0, i * bs, len)).backward();
     for (size_t bi = 0; bi < blocks.size(); ++bi) {
       const auto& b = blocks[bi];

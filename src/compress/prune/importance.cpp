@@ -86,7 +86,7 @@ std::vector<at::Tensor> taylor(const ir::Graph& graph, const DependencyGraph& de
   int64_t bs = std::max<int64_t>(1, o.batch_size);
   for (int64_t b = 0; b < o.batches && b * bs < train.size(); ++b) {
     int64_t len = std::min(bs, train.size() - b * bs);
-    at::Tensor x = train.x.narrow(0, b * bs, len), y = train.y.narrow(0, b * bs, len);
+    at::Tensor x = train.inputs(b * bs, len), y = train.y.narrow(0, b * bs, len);
     for (auto& p : params)
       if (p.grad().defined()) p.mutable_grad().zero_();
     at::Tensor logits = ex.forward(x, exec::Mode::kEval);
@@ -142,7 +142,7 @@ std::vector<at::Tensor> activation_stats(const ir::Graph& graph, const Dependenc
   int64_t bs = std::max<int64_t>(1, o.batch_size);
   for (int64_t b = 0; b < o.batches && b * bs < train.size(); ++b) {
     int64_t len = std::min(bs, train.size() - b * bs);
-    auto outs = ex.run({train.x.narrow(0, b * bs, len)}, exec::Mode::kEval);
+    auto outs = ex.run({train.inputs(b * bs, len)}, exec::Mode::kEval);
     for (size_t i = 0; i < names.size(); ++i) {
       const at::Tensor& a = outs[first + i];
       const ValueAxis* va = nullptr;

@@ -294,7 +294,7 @@ void Quantize::calibrate(ir::Graph& g, const std::vector<std::string>& values, c
   for (size_t i = 0; i < values.size(); ++i) obs.emplace_back(options_.observer, options_.percentile);
   int64_t done = 0;
   for (int64_t start = 0; start < data.size() && done < batches; start += batch_size, ++done) {
-    at::Tensor x = data.x.narrow(0, start, std::min(batch_size, data.size() - start));
+    at::Tensor x = data.inputs(start, std::min(batch_size, data.size() - start));
     auto outs = probe(pg, x);
     for (size_t i = 0; i < values.size(); ++i) obs[i].observe(outs[i]);
   }
@@ -330,7 +330,7 @@ void Quantize::correct_biases(ir::Graph& g, const ir::Graph& reference, const st
     at::Tensor diff;
     int64_t done = 0;
     for (int64_t start = 0; start < data.size() && done < options_.calibration_batches; start += batch_size, ++done) {
-      at::Tensor x = data.x.narrow(0, start, std::min(batch_size, data.size() - start));
+      at::Tensor x = data.inputs(start, std::min(batch_size, data.size() - start));
       at::Tensor yq = probe(pq, x)[0], yf = probe(pf, x)[0];
       at::Tensor d = (yq - yf).transpose(0, 1).reshape({yq.size(1), -1}).mean(1);
       diff = diff.defined() ? diff + d : d;
