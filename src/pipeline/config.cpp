@@ -684,6 +684,7 @@ WorkflowConfig parse_config(const std::string& yaml_text, const std::vector<std:
           throw ConfigError(msg(out->key_path("latency_batches"), "[", i,
                                 "]: expected an integer >= 1, got '", cfg.output.latency_batches[i],
                                 "'"));
+      cfg.output.latency_threads = out->get_int("latency_threads", cfg.output.latency_threads, 0);
       out->finish();
     }
 

@@ -71,6 +71,7 @@ output:
   dir: runs/example                  # report.json, report.md, report.html and models/ go here
   export: [onnx]                     # any of: onnx, qonnx, torchscript (a .sqz is always written)
   latency: true                      # measure every model's latency (latency_batches: [1, 64])
+  latency_threads: 1                 # threads while measuring (0: all cores); 1 repeats best
 )";
   return text;
 }

@@ -69,6 +69,8 @@ struct OutputSpec {
   std::vector<std::string> exports;   // onnx | qonnx | torchscript | cpp
   bool latency = true;                // measure batch-1 / batch-64 latency
   std::vector<int64_t> latency_batches = {1, 64};
+  int64_t latency_threads = 1;        // intra-op threads while measuring latency (0: all cores);
+                                      // 1 by default: the most repeatable on a shared machine
 };
 
 struct WorkflowConfig {
