@@ -5,10 +5,15 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
+#include <iomanip>
 #include <map>
+#include <sstream>
+#include <thread>
 
 #include "squeeze/exec/executor.h"
 #include "squeeze/util/error.h"
+#include "squeeze/util/strings.h"
 
 namespace squeeze::deploy {
 
@@ -21,6 +26,75 @@ at::Tensor make_input(const ir::Graph& g, int64_t batch) {
   return at::randn(shape);
 }
 }  // namespace
+
+namespace {
+// The q-quantile of sorted values, interpolated linearly between neighbours.
+double quantile(const std::vector<double>& sorted, double q) {
+  if (sorted.empty()) return 0.0;
+  const double pos = q * static_cast<double>(sorted.size() - 1);
+  const size_t lo = static_cast<size_t>(pos);
+  const size_t hi = std::min(lo + 1, sorted.size() - 1);
+  return sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - static_cast<double>(lo));
+}
+
+bool any_noisy(const std::vector<LatencyStats>& stats) {
+  for (const auto& s : stats)
+    if (s.noisy || s.speedup_noisy) return true;
+  return false;
+}
+}  // namespace
+
+LatencyStats summarize_runs(std::vector<double> us, int64_t batch) {
+  std::sort(us.begin(), us.end());
+  LatencyStats s;
+  s.batch = batch;
+  s.runs = static_cast<int64_t>(us.size());
+  if (us.empty()) return s;
+  s.median_us = quantile(us, 0.5);
+  s.min_us = us.front();
+  s.max_us = us.back();
+  s.p10_us = quantile(us, 0.1);
+  s.p90_us = quantile(us, 0.9);
+  s.spread = s.median_us > 0 ? (s.p90_us - s.p10_us) / s.median_us : 0.0;
+  s.noisy = s.spread > kNoisyModelSpread;
+  s.samples_per_s = s.median_us > 0 ? double(batch) * 1e6 / s.median_us : 0.0;
+  return s;
+}
+
+void summarize_ratio(const std::vector<double>& base_us, const std::vector<double>& other_us,
+                     LatencyStats* into) {
+  std::vector<double> r;
+  for (size_t i = 0; i < std::min(base_us.size(), other_us.size()); ++i)
+    if (other_us[i] > 0) r.push_back(base_us[i] / other_us[i]);
+  if (r.empty()) return;
+  std::sort(r.begin(), r.end());
+  into->speedup = quantile(r, 0.5);
+  into->speedup_p25 = quantile(r, 0.25);
+  into->speedup_p75 = quantile(r, 0.75);
+  into->speedup_noisy =
+      into->speedup > 0 && (into->speedup_p75 - into->speedup_p25) / into->speedup > kNoisyRatioSpread;
+}
+
+std::string noise_advice(int threads) {
+  const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
+  double load = -1.0;
+  if (std::FILE* f = std::fopen("/proc/loadavg", "r")) {
+    if (std::fscanf(f, "%lf", &load) != 1) load = -1.0;
+    std::fclose(f);
+  }
+  std::ostringstream out;
+  out << "measured with " << threads << (threads == 1 ? " thread" : " threads") << " on " << cores
+      << (cores == 1 ? " core" : " cores");
+  if (load >= 0) out << ", load average " << std::fixed << std::setprecision(1) << load;
+  out << "; ";
+  if (load >= 0 && load + threads > cores + 0.5)
+    out << "other work shares the cores: measure on a quiet machine";
+  else
+    out << "measure on a quiet machine";
+  if (threads > 1) out << ", with fewer threads (--threads 1 / output.latency_threads: 1)";
+  out << ", or with more runs";
+  return out.str();
+}
 
 std::vector<LatencyStats> measure_latency(const std::vector<const ir::Graph*>& graphs, int64_t batch,
                                           const LatencyOptions& options) {
@@ -37,30 +111,29 @@ std::vector<LatencyStats> measure_latency(const std::vector<const ir::Graph*>& g
   std::vector<std::vector<double>> times(graphs.size());
   for (size_t i = 0; i < graphs.size(); ++i)
     for (int64_t w = 0; w < options.warmup; ++w) execs[i].forward(inputs[i]);
+
+  auto summarize = [&] {
+    std::vector<LatencyStats> out;
+    for (const auto& t : times) out.push_back(summarize_runs(t, batch));
+    for (size_t i = 1; i < out.size(); ++i) summarize_ratio(times[0], times[i], &out[i]);
+    return out;
+  };
+  const int64_t max_runs = options.fixed_runs > 0 ? options.fixed_runs : options.max_runs;
   auto start = clock::now();
-  for (int64_t round = 0; round < options.max_runs; ++round) {
+  for (int64_t round = 0; round < max_runs; ++round) {
     // Interleaved: every model runs once per round, so drifts in machine load hit all alike.
     for (size_t i = 0; i < graphs.size(); ++i) {
       auto t0 = clock::now();
       execs[i].forward(inputs[i]);
       times[i].push_back(std::chrono::duration<double, std::micro>(clock::now() - t0).count());
     }
-    double spent = std::chrono::duration<double>(clock::now() - start).count();
-    if (round + 1 >= options.min_runs && spent >= options.budget_s) break;
+    if (options.fixed_runs > 0 || round + 1 < options.min_runs) continue;
+    const double spent = std::chrono::duration<double>(clock::now() - start).count();
+    if (spent < options.budget_s) continue;
+    // Past the budget: stop, unless the figures are still noisy and the extension allows more.
+    if (spent >= options.budget_s * std::max(1.0, options.extend) || !any_noisy(summarize())) break;
   }
-  std::vector<LatencyStats> out;
-  for (auto& t : times) {
-    std::sort(t.begin(), t.end());
-    LatencyStats s;
-    s.batch = batch;
-    s.runs = static_cast<int64_t>(t.size());
-    s.median_us = t.size() % 2 ? t[t.size() / 2] : 0.5 * (t[t.size() / 2 - 1] + t[t.size() / 2]);
-    s.min_us = t.front();
-    s.max_us = t.back();
-    s.samples_per_s = s.median_us > 0 ? double(batch) * 1e6 / s.median_us : 0.0;
-    out.push_back(s);
-  }
-  return out;
+  return summarize();
 }
 
 std::vector<OpTime> profile_ops(const ir::Graph& graph, int64_t batch, int64_t runs) {

@@ -776,6 +776,7 @@ WorkflowConfig parse_config(const std::string& yaml_text, const std::vector<std:
         cfg.output.recommend.latency_key = "batch" + std::to_string(batch);
         rec->finish();
       }
+      cfg.output.latency_threads = out->get_int("latency_threads", cfg.output.latency_threads, 0);
       out->finish();
     }
 

@@ -1,6 +1,7 @@
 #include "squeeze/pipeline/stages.h"
 
 #include <ATen/ATen.h>
+#include <ATen/Parallel.h>
 
 #include <cctype>
 #include <cmath>
@@ -386,23 +387,70 @@ report::ExperimentResult Workspace::result(const std::string& name,
   return res;
 }
 
+// Every model's latency at each configured batch, interleaved with the baseline, at
+// output.latency_threads; the spread of each figure and of each speedup goes into the report, and
+// the report warns where a speedup is uncertain or a model is slower than the baseline.
+void Workspace::measure_latencies(const std::vector<const ir::Graph*>& compressed) {
+  report::Report& rep = report_;
+  std::vector<const ir::Graph*> graphs{&baseline_};
+  graphs.insert(graphs.end(), compressed.begin(), compressed.end());
+  const int training_threads = at::get_num_threads();
+  const int threads = env::set_threads(static_cast<int>(config_.output.latency_threads));
+  deploy::LatencyOptions lo;
+  report::LatencyMeasurement m;
+  m.threads = threads;
+  m.warmup = lo.warmup;
+  m.budget_s = lo.budget_s;
+  std::vector<std::string> noisy_figures;
+  std::map<size_t, std::vector<std::string>> slower;  // result index -> "0.57x at batch 1"
+  auto to_detail = [](const deploy::LatencyStats& s) {
+    report::LatencyDetail d;
+    d.median_us = s.median_us;
+    d.p10_us = s.p10_us;
+    d.p90_us = s.p90_us;
+    d.spread = s.spread;
+    d.runs = s.runs;
+    d.speedup = s.speedup;
+    d.speedup_p25 = s.speedup_p25;
+    d.speedup_p75 = s.speedup_p75;
+    d.noisy = s.noisy || s.speedup_noisy;
+    return d;
+  };
+  for (int64_t batch : config_.output.latency_batches) {
+    auto stats = deploy::measure_latency(graphs, batch, lo);
+    const std::string key = "batch" + std::to_string(batch);
+    rep.baseline.latency_us[key] = stats[0].median_us;
+    rep.baseline_latency[key] = to_detail(stats[0]);
+    if (stats[0].noisy) noisy_figures.push_back(msg("baseline at batch ", batch));
+    for (size_t i = 0; i < rep.results.size(); ++i) {
+      const deploy::LatencyStats& s = stats[i + 1];
+      report::ExperimentResult& res = rep.results[i];
+      res.stats.latency_us[key] = s.median_us;
+      res.speedup[key] = s.speedup;
+      res.latency[key] = to_detail(s);
+      if (res.latency[key].noisy) noisy_figures.push_back(msg("'", res.name, "' at batch ", batch));
+      else if (s.speedup_p75 < 1.0)  // slower in at least three rounds of four
+        slower[i].push_back(msg(std::round(s.speedup * 100.0) / 100.0, "x at batch ", batch));
+    }
+  }
+  env::set_threads(training_threads);
+  m.noisy = !noisy_figures.empty();
+  if (m.noisy) {
+    m.advice = deploy::noise_advice(threads);
+    rep.warnings.push_back(msg("latency figures are uncertain (runs or per-round speedups spread widely) for ",
+                               join(noisy_figures, ", "), ": ", m.advice));
+  }
+  for (const auto& [i, what] : slower)
+    rep.warnings.push_back(msg("'", rep.results[i].name, "' runs slower than the baseline: ", join(what, ", "),
+                               " (", threads, threads == 1 ? " thread" : " threads",
+                               "); smaller is not faster here"));
+  rep.latency_measurement = m;
+}
+
 report::Report Workspace::finish(const std::vector<const ir::Graph*>& compressed) {
   report::Report& rep = report_;
   SQZ_ASSERT(compressed.size() == rep.results.size(), "one graph per result");
-  if (config_.output.latency) {
-    std::vector<const ir::Graph*> graphs{&baseline_};
-    graphs.insert(graphs.end(), compressed.begin(), compressed.end());
-    for (int64_t batch : config_.output.latency_batches) {
-      auto stats = deploy::measure_latency(graphs, batch);
-      std::string key = "batch" + std::to_string(batch);
-      rep.baseline.latency_us[key] = stats[0].median_us;
-      for (size_t i = 0; i < rep.results.size(); ++i) {
-        rep.results[i].stats.latency_us[key] = stats[i + 1].median_us;
-        rep.results[i].speedup[key] =
-            stats[i + 1].median_us > 0 ? stats[0].median_us / stats[i + 1].median_us : 0.0;
-      }
-    }
-  }
+  if (config_.output.latency) measure_latencies(compressed);
   rep.environment = report::environment();
   rep.seconds = seconds_since(started_);
   report::write_report(rep, out_dir_);

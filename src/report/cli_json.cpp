@@ -63,12 +63,15 @@ std::string eval_json(const std::string& model, const std::string& data, const t
 }
 
 std::string bench_json(const std::string& model, int threads, const std::vector<deploy::LatencyStats>& results,
-                       const std::vector<std::vector<deploy::OpTime>>& profiles) {
+                       const std::vector<std::vector<deploy::OpTime>>& profiles, const std::string& advice) {
   json rows = json::array();
   for (size_t i = 0; i < results.size(); ++i) {
     const auto& s = results[i];
     rows.push_back({{"batch", s.batch},
-                    {"latency_us", {{"median", s.median_us}, {"min", s.min_us}, {"max", s.max_us}}},
+                    {"latency_us", {{"median", s.median_us}, {"min", s.min_us}, {"max", s.max_us},
+                                    {"p10", s.p10_us}, {"p90", s.p90_us}}},
+                    {"spread", s.spread},
+                    {"noisy", s.noisy},
                     {"samples_per_s", s.samples_per_s},
                     {"runs", s.runs}});
     if (i < profiles.size()) {
@@ -81,6 +84,10 @@ std::string bench_json(const std::string& model, int threads, const std::vector<
   json j;
   j["model"] = model;
   j["threads"] = threads;
+  bool noisy = false;
+  for (const auto& s : results) noisy |= s.noisy;
+  j["noisy"] = noisy;
+  if (!advice.empty()) j["advice"] = advice;
   json env = json::object();  // blas, blas_core, cpu, int8_isa...: what the numbers depend on
   for (const auto& [k, v] : environment()) env[k] = v == "true" ? json(true) : v == "false" ? json(false) : json(v);
   j["env"] = env;

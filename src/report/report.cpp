@@ -262,6 +262,27 @@ Json curve_json(const std::vector<EpochPoint>& curve) {
   return a;
 }
 
+// By batch key: median, p10, p90, spread, runs; for results also the speedup's quartiles.
+Json latency_json(const std::map<std::string, LatencyDetail>& m, bool with_speedup) {
+  Json j = Json::object();
+  for (const auto& [k, d] : m) {
+    Json e = Json::object();
+    e["median_us"] = d.median_us;
+    e["p10_us"] = d.p10_us;
+    e["p90_us"] = d.p90_us;
+    e["spread"] = d.spread;
+    e["runs"] = d.runs;
+    if (with_speedup) {
+      e["speedup"] = d.speedup;
+      e["speedup_p25"] = d.speedup_p25;
+      e["speedup_p75"] = d.speedup_p75;
+    }
+    e["noisy"] = d.noisy;
+    j[k] = e;
+  }
+  return j;
+}
+
 Json per_class_json(const std::vector<ClassStats>& classes) {
   Json a = Json::array();
   for (const auto& c : classes)
@@ -428,10 +449,20 @@ Json report_json(const Report& r) {
   j["model"] = r.model_name;
   j["data"] = r.data_description;
   j["warnings"] = r.warnings;
+  if (const auto& m = r.latency_measurement) {
+    Json lm = Json::object();
+    lm["threads"] = m->threads;
+    lm["warmup"] = m->warmup;
+    lm["budget_s"] = m->budget_s;
+    lm["noisy"] = m->noisy;
+    if (!m->advice.empty()) lm["advice"] = m->advice;
+    j["latency_measurement"] = lm;
+  }
 
   Json base = Json::object();
   add_stats(base, r.baseline);
   base["latency_us"] = map_json(r.baseline.latency_us);
+  if (!r.baseline_latency.empty()) base["latency"] = latency_json(r.baseline_latency, false);
   base["per_class"] = per_class_json(r.baseline.per_class);
   base["num_classes"] = r.baseline.num_classes > 0 ? Json(r.baseline.num_classes) : Json(nullptr);
   base["artifacts"] = string_map_json(r.baseline_artifacts);
@@ -458,6 +489,7 @@ Json report_json(const Report& r) {
     e["flops_ratio"] = res.flops_ratio;
     e["latency_us"] = map_json(res.stats.latency_us);
     e["speedup"] = map_json(res.speedup);
+    if (!res.latency.empty()) e["latency"] = latency_json(res.latency, true);
     e["per_class"] = per_class_json(res.stats.per_class);
     e["history"] = history_json(res.history);
     e["artifacts"] = string_map_json(res.artifacts);
@@ -547,7 +579,10 @@ Table comparison(const Report& r, bool compact) {
     row.push_back(fmt_ratio(res.flops_ratio));
     for (const auto& k : keys) {
       auto it = res.speedup.find(k);
-      row.push_back(it == res.speedup.end() ? "-" : fmt_ratio(it->second));
+      auto d = res.latency.find(k);
+      // An uncertain speedup is marked where it is read, not only in the warnings above.
+      const bool noisy = d != res.latency.end() && d->second.noisy;
+      row.push_back(it == res.speedup.end() ? "-" : fmt_ratio(it->second) + (noisy ? " (noisy)" : ""));
     }
     if (!compact && rec.judged) {
       const size_t i = t.rows.size() - 1;

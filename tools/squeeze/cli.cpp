@@ -206,30 +206,52 @@ int cmd_infer(const std::string& model, const std::string& input, const std::str
   return 0;
 }
 
-int cmd_bench(const std::string& model, std::vector<int64_t> batches, bool as_json, bool profile,
+// Bench options beyond the model and batches.
+struct BenchOptions {
+  bool as_json = false, profile = false;
+  int64_t warmup = 5, runs = 0;  // runs 0: as many as fit in the time budget
+  bool threads_given = false;    // --threads on the command line; else bench measures on 1
+};
+
+int cmd_bench(const std::string& model, std::vector<int64_t> batches, const BenchOptions& bo,
               const Globals& g, std::ostream& out) {
   ir::Graph graph = io::load_model(model, g.seed);
   ir::verify(graph);
   if (batches.empty()) batches = {1, 64};
+  // One thread unless told otherwise: on a shared machine it is the measurement that repeats.
+  const int threads = bo.threads_given ? at::get_num_threads() : env::set_threads(1);
   deploy::LatencyOptions lo;
   lo.budget_s = 3.0;
-  lo.warmup = 5;
+  lo.warmup = bo.warmup;
+  lo.fixed_runs = bo.runs;
   std::vector<deploy::LatencyStats> all;
-  for (int64_t b : batches) all.push_back(deploy::measure_latency({&graph}, b, lo)[0]);
-  if (as_json) {
+  bool noisy = false;
+  for (int64_t b : batches) {
+    all.push_back(deploy::measure_latency({&graph}, b, lo)[0]);
+    noisy |= all.back().noisy;
+  }
+  const std::string advice = noisy ? deploy::noise_advice(threads) : "";
+  if (bo.as_json) {
     std::vector<std::vector<deploy::OpTime>> profiles;
-    if (profile)
+    if (bo.profile)
       for (int64_t b : batches) profiles.push_back(deploy::profile_ops(graph, b));
-    out << report::bench_json(model, at::get_num_threads(), all, profiles);
+    out << report::bench_json(model, threads, all, profiles, advice);
     return 0;
   }
-  out << "model: " << model << ", threads: " << at::get_num_threads() << ", blas: " << env::blas_name() << "\n";
-  out << " batch   median us      min us      max us   samples/s   runs\n";
+  out << "model: " << model << ", threads: " << threads
+      << (bo.threads_given ? "" : " (bench's default; --threads N measures with N)")
+      << ", blas: " << env::blas_name() << ", warm-up runs: " << bo.warmup << "\n";
+  out << " batch   median us     p10 us     p90 us  spread   samples/s   runs\n";
   for (const auto& s : all)
     out << std::setw(6) << s.batch << std::fixed << std::setprecision(1) << std::setw(12) << s.median_us
-        << std::setw(12) << s.min_us << std::setw(12) << s.max_us << std::setw(12) << s.samples_per_s << std::setw(7)
-        << s.runs << "\n";
-  if (profile)
+        << std::setw(11) << s.p10_us << std::setw(11) << s.p90_us << std::setw(7) << std::setprecision(0)
+        << 100.0 * s.spread << "%" << std::setprecision(1) << std::setw(12) << s.samples_per_s << std::setw(7)
+        << s.runs << (s.noisy ? "  noisy" : "") << "\n";
+  if (noisy)
+    out << "warning: the runs spread widely (p90 - p10 over the median above "
+        << static_cast<int>(100 * deploy::kNoisyModelSpread) << "%), so the median is uncertain: " << advice
+        << "\n";
+  if (bo.profile)
     for (int64_t b : batches) {
       out << "\nbatch " << b << ", time by op type (per node, median of 20 runs):\n         op  nodes        us   share\n";
       for (const auto& t : deploy::profile_ops(graph, b))
@@ -390,7 +412,7 @@ int run_cli(const std::vector<std::string>& args, std::ostream& out, std::ostrea
   Globals g;
   app.add_flag("-q,--quiet", g.quiet, "Print only results and errors");
   app.add_option("--log-level", g.log_level, "debug, info, warn, error or quiet")->capture_default_str();
-  app.add_option("--threads", g.threads, "Intra-op threads (0: all cores)")
+  auto* threads_opt = app.add_option("--threads", g.threads, "Intra-op threads (0: all cores; bench: 1 unless given)")
       ->check(integer_at_least(0))
       ->capture_default_str();
   app.add_option("--seed", g.seed, "Seed for zoo: models and data splits")->capture_default_str();
@@ -445,9 +467,18 @@ int run_cli(const std::vector<std::string>& args, std::ostream& out, std::ostrea
   auto* bench = app.add_subcommand("bench", "Measure latency and throughput");
   bench->add_option("model", model, "MODEL: .onnx, .sqz or zoo:NAME")->required();
   bench->add_option("--batch", batches, "Batch size (repeatable; default: 1 and 64)")->check(integer_at_least(1));
+  BenchOptions bench_opts;
   bench->add_flag("--json", as_json, "JSON output");
   bench->add_flag("--profile", profile, "Also show where the time goes, by op type (with --json: a profile per result)");
-  bench->footer("Example:\n  squeeze --threads 1 bench zoo:small_cnn --batch 1 --batch 64 --profile");
+  bench->add_option("--warmup", bench_opts.warmup, "Untimed runs per batch size before measuring")
+      ->check(integer_at_least(0))
+      ->capture_default_str();
+  bench->add_option("--runs", bench_opts.runs,
+                    "Timed runs per batch size (default: as many as fit in 3 s, at least 5; more while the runs spread widely)")
+      ->check(integer_at_least(1));
+  bench->footer("Measures on 1 thread unless --threads is given (the figure that repeats on a shared machine);\n"
+                "prints the median, the 10th and 90th percentiles, and a warning when they spread widely.\n"
+                "Example:\n  squeeze bench zoo:small_cnn --batch 1 --batch 64 --runs 50 --profile");
 
   auto* exp = app.add_subcommand("export", "Export a model");
   exp->add_option("model", model, "MODEL: .onnx, .sqz or zoo:NAME")->required();
@@ -509,7 +540,12 @@ int run_cli(const std::vector<std::string>& args, std::ostream& out, std::ostrea
     if (inspect->parsed()) return cmd_inspect(model, as_json, g, out);
     if (eval->parsed()) return cmd_eval(model, data_yaml, as_json, g, out);
     if (infer->parsed()) return cmd_infer(model, input, output, infer_batch, g, out);
-    if (bench->parsed()) return cmd_bench(model, batches, as_json, profile, g, out);
+    if (bench->parsed()) {
+      bench_opts.as_json = as_json;
+      bench_opts.profile = profile;
+      bench_opts.threads_given = threads_opt->count() > 0;
+      return cmd_bench(model, batches, bench_opts, g, out);
+    }
     if (exp->parsed()) return cmd_export(model, format, output, g, out);
     if (zoo->parsed()) return cmd_zoo(out);
     if (cfg->parsed()) {

@@ -76,6 +76,7 @@ output:
   latency: true                      # measure every model's latency (latency_batches: [1, 64])
   recommend: {max_drop: 0.01, by: size}   # report: ship the smallest (or by: latency | flops) model
                                      # within 1 point (a fraction) of the baseline's test accuracy
+  latency_threads: 1                 # threads while measuring (0: all cores); 1 repeats best
 )";
   return text;
 }

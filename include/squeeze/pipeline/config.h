@@ -72,6 +72,8 @@ struct OutputSpec {
   std::vector<int64_t> latency_batches = {1, 64};
   // output.recommend: {max_drop: 0.01, by: size | latency | flops, batch: N (by latency)}
   report::RecommendOptions recommend;
+  int64_t latency_threads = 1;        // intra-op threads while measuring latency (0: all cores);
+                                      // 1 by default: the most repeatable on a shared machine
 };
 
 struct WorkflowConfig {

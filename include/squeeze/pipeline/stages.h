@@ -110,6 +110,7 @@ class Workspace {
   struct Teacher;
   std::optional<report::StageRecord> stage(ir::Graph& g, PreparedStage& ps, size_t position,
                                            bool skip_unchanged, std::string* summary);
+  void measure_latencies(const std::vector<const ir::Graph*>& compressed);
 
   const WorkflowConfig& config_;
   RunOptions options_;

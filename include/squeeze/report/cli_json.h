@@ -32,8 +32,10 @@ std::string inspect_json(const std::string& model, const std::vector<LayerRow>& 
 std::string eval_json(const std::string& model, const std::string& data, const train::Metrics& metrics,
                       const std::vector<std::string>& class_names);
 // `profiles` (bench --profile): one per result, in order; each result gets a "profile" list of
-// {op, nodes, us, share}.
+// {op, nodes, us, share}. Each result carries its p10/p90, spread and noisy flag; "noisy" at the
+// top is true when any is, and "advice" then says what would measure better.
 std::string bench_json(const std::string& model, int threads, const std::vector<deploy::LatencyStats>& results,
-                       const std::vector<std::vector<deploy::OpTime>>& profiles = {});
+                       const std::vector<std::vector<deploy::OpTime>>& profiles = {},
+                       const std::string& advice = "");
 
 }  // namespace squeeze::report

@@ -53,6 +53,25 @@ struct ModelStats {
   std::vector<LayerStats> layers;    // in graph order
 };
 
+// One latency figure in full (report.json "latency" of the baseline and of each result, by batch
+// key): the spread of the runs and, for results, the per-round speedup's quartiles.
+struct LatencyDetail {
+  double median_us = 0.0, p10_us = 0.0, p90_us = 0.0;
+  double spread = 0.0;              // (p90 - p10) / median
+  int64_t runs = 0;
+  double speedup = 1.0, speedup_p25 = 1.0, speedup_p75 = 1.0;
+  bool noisy = false;               // this figure, or its speedup, is uncertain
+};
+
+// How the latencies of a report were measured (report.json "latency_measurement").
+struct LatencyMeasurement {
+  int threads = 0;
+  int64_t warmup = 0;
+  double budget_s = 0.0;
+  bool noisy = false;               // some figure is uncertain
+  std::string advice;               // what would measure better, when noisy
+};
+
 struct StageRecord {
   std::string stage;     // method name
   std::string summary;   // what the pass changed, one line
@@ -75,7 +94,9 @@ struct ExperimentResult {
   double compression_ratio = 1.0;   // baseline size_bytes / size_bytes
   double param_ratio = 1.0;         // baseline nonzero params / nonzero params
   double flops_ratio = 1.0;         // baseline flops / flops
-  std::map<std::string, double> speedup;  // "batch1": baseline latency / latency (measured)
+  std::map<std::string, double> speedup;  // "batch1": baseline latency / latency (measured;
+                                          // the median of per-round ratios)
+  std::map<std::string, LatencyDetail> latency;  // by batch key, when measured
   std::vector<StageRecord> history;
   std::map<std::string, std::string> artifacts;  // relative to the output folder
   double seconds = 0.0;
@@ -226,6 +247,8 @@ struct Report {
   std::string model_name;
   std::string data_description;
   ModelStats baseline;
+  std::map<std::string, LatencyDetail> baseline_latency;  // by batch key, when measured
+  std::optional<LatencyMeasurement> latency_measurement;
   std::map<std::string, std::string> baseline_artifacts;
   std::vector<ExperimentResult> results;
   // Set by pipeline runs only (experiments leave report.json exactly as before).
