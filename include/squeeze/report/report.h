@@ -43,6 +43,10 @@ struct StageRecord {
   double step_ms = 0.0;              // mean wall time of one fine-tuning step
   std::string teacher;               // distillation: the teacher and settings; empty: none
   double teacher_ms_per_step = 0.0;  // distillation: of step_ms, the teacher's forward pass
+  // Test accuracy right after the pass, before the stage's fine-tuning (only for stages that
+  // fine-tune, when there is test data): what the method alone kept.
+  bool evaluated_before_finetune = false;
+  double accuracy_before_finetune = 0.0;
 };
 
 struct ExperimentResult {
