@@ -169,6 +169,7 @@ StructuredPruneOptions StructuredPruneOptions::from_params(Params& p) {
   o.round_to = p.get_int("round_to", o.round_to, 1, 1 << 20);
   o.exclude = p.get_strings("exclude");
   o.batches = p.get_int("batches", o.batches, 1, 100000);
+  p.document("batches", "", "training batches looked at by data-driven criteria and by reconstruct");
   o.seed = static_cast<uint64_t>(p.get_int("seed", 0, 0));
   o.layers = p.get_int("layers", o.layers, 0, 100000);
   o.threshold = p.get_double("threshold", o.threshold, -1.0, 1.0);
