@@ -53,7 +53,8 @@ at::Tensor w64(const ir::Graph& g, const std::string& node) {
   return g.find_node(node)->param("weight").value.detach().to(at::kDouble);
 }
 
-compress::PassResult prune(const ir::Graph& g, StructuredPruneOptions o, const data::Splits* data = nullptr) {
+compress::PassResult prune(const ir::Graph& g, StructuredPruneOptions o,
+                           const data::Splits* data = nullptr) {
   compress::PassContext ctx = testing::pass_context(data, 32);
   return StructuredPrune(o).run(g, ctx);
 }
@@ -75,7 +76,8 @@ TEST(ChannelScores, ConsumerNormsEqualHandComputedOnTwoConvs) {
   // a's channels are read by b: the norm of b's input slice W_b[:, c, :, :].
   at::Tensor wb = w64(g, "b");
   EXPECT_TRUE(testing::tensors_close(l1[ia], wb.abs().sum({0, 2, 3}), kScoreTol, kScoreTol));
-  EXPECT_TRUE(testing::tensors_close(l2[ia], wb.pow(2).sum({0, 2, 3}).sqrt(), kScoreTol, kScoreTol));
+  EXPECT_TRUE(
+      testing::tensors_close(l2[ia], wb.pow(2).sum({0, 2, 3}).sqrt(), kScoreTol, kScoreTol));
   // b's channels are read by the head, one column each after the pooling.
   at::Tensor wh = w64(g, "head");
   EXPECT_TRUE(testing::tensors_close(l1[ib], wh.abs().sum(0), kScoreTol, kScoreTol));
@@ -116,7 +118,8 @@ TEST(ChannelScores, ReconstructionErrorIsTheConsumersOutputChange) {
                                        na->param("bias").value, 1, 1));
   at::Tensor want = at::zeros({4}, at::kDouble);
   for (int64_t c = 0; c < 4; ++c) {
-    at::Tensor change = at::conv2d(act.narrow(1, c, 1), nb->param("weight").value.narrow(1, c, 1), {}, 1, 1);
+    at::Tensor change =
+        at::conv2d(act.narrow(1, c, 1), nb->param("weight").value.narrow(1, c, 1), {}, 1, 1);
     want[c] = change.to(at::kDouble).pow(2).sum().item<double>() / (16.0 * 64.0);
   }
   EXPECT_TRUE(testing::tensors_close(s[group_of(d, "a").id], want, 1e-5, 1e-7));
@@ -126,8 +129,8 @@ TEST(ChannelScores, ConsumerAndProducerRemoveDifferentChannels) {
   ir::Graph g = two_conv();
   {
     at::NoGradGuard no_grad;
-    g.find_node("a")->param("weight").value[1].mul_(0.01);                // a small filter
-    g.find_node("b")->param("weight").value.select(1, 2).mul_(0.01);      // a channel b hardly reads
+    g.find_node("a")->param("weight").value[1].mul_(0.01);            // a small filter
+    g.find_node("b")->param("weight").value.select(1, 2).mul_(0.01);  // a channel b hardly reads
   }
   StructuredPruneOptions o;
   o.scope = "local";
@@ -183,7 +186,8 @@ at::Tensor correlated(int64_t n, int64_t channels, int64_t hw, uint64_t seed) {
   auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
   at::Tensor latent = at::randn({n, 3, hw, hw}, gen);
   at::Tensor mix = at::randn({channels, 3}, gen);
-  return at::einsum("nlhw,cl->nchw", {latent, mix}) + 0.05 * at::randn({n, channels, hw, hw}, gen) + 0.5;
+  return at::einsum("nlhw,cl->nchw", {latent, mix}) + 0.05 * at::randn({n, channels, hw, hw}, gen) +
+         0.5;
 }
 
 TEST(Reconstruct, StrictlyLowersTheOutputErrorOfARandomLayer) {
@@ -211,10 +215,12 @@ TEST(Reconstruct, StrictlyLowersTheOutputErrorOfARandomLayer) {
   at::NoGradGuard no_grad;
   at::Tensor y = at::conv2d(xin, w, bias, 1, 1);
   double full_before = (at::conv2d(x_kept, w_kept, bias, 1, 1) - y).pow(2).mean().item<double>();
-  double full_after = (at::conv2d(x_kept, w1.reshape({7, 4, 3, 3}), b1, 1, 1) - y).pow(2).mean().item<double>();
+  double full_after =
+      (at::conv2d(x_kept, w1.reshape({7, 4, 3, 3}), b1, 1, 1) - y).pow(2).mean().item<double>();
   EXPECT_LT(full_after, 0.5 * full_before) << full_before << " -> " << full_after;
   // The moments give the error a direct computation gives.
-  at::Tensor direct = (compress::input_rows(small, x_kept, pos).mm(w1.t()) + b1 - target).pow(2).mean();
+  at::Tensor direct =
+      (compress::input_rows(small, x_kept, pos).mm(w1.t()) + b1 - target).pow(2).mean();
   EXPECT_NEAR(after, direct.item<double>(), 1e-4 * (1.0 + direct.item<double>()));
 }
 
@@ -236,10 +242,11 @@ TEST(Reconstruct, ZeroRemovedChannelsChangeNothing) {
   EXPECT_EQ(s.layers, 1);  // b, the only layer reading a
   EXPECT_NEAR(s.error_before, 0.0, 1e-9);
   for (const char* p : {"weight", "bias"})
-    EXPECT_TRUE(testing::tensors_close(small.find_node("b")->param(p).value, before.find_node("b")->param(p).value,
-                                       kFitTol, kFitTol))
+    EXPECT_TRUE(testing::tensors_close(small.find_node("b")->param(p).value,
+                                       before.find_node("b")->param(p).value, kFitTol, kFitTol))
         << p;
-  EXPECT_TRUE(small.find_node("head")->param("weight").value.equal(before.find_node("head")->param("weight").value));
+  EXPECT_TRUE(small.find_node("head")->param("weight").value.equal(
+      before.find_node("head")->param("weight").value));
 }
 
 TEST(Reconstruct, PassReFitsConsumersOnlyWhenAsked) {
@@ -257,8 +264,10 @@ TEST(Reconstruct, PassReFitsConsumersOnlyWhenAsked) {
   for (const char* n : {"conv1", "conv2", "fc1", "fc2"})
     EXPECT_EQ(rec.graph.find_node(n)->param("weight").value.sizes(),
               plain.graph.find_node(n)->param("weight").value.sizes());
-  EXPECT_TRUE(rec.graph.find_node("conv1")->param("weight").value.equal(plain.graph.find_node("conv1")->param("weight").value));
-  EXPECT_FALSE(rec.graph.find_node("fc2")->param("weight").value.equal(plain.graph.find_node("fc2")->param("weight").value));
+  EXPECT_TRUE(rec.graph.find_node("conv1")->param("weight").value.equal(
+      plain.graph.find_node("conv1")->param("weight").value));
+  EXPECT_FALSE(rec.graph.find_node("fc2")->param("weight").value.equal(
+      plain.graph.find_node("fc2")->param("weight").value));
   // The re-fitted network is closer to the unpruned one on the calibration images.
   at::Tensor x = data.train.x.narrow(0, 0, 64);
   at::Tensor y = run_graph(g, x);
@@ -268,8 +277,10 @@ TEST(Reconstruct, PassReFitsConsumersOnlyWhenAsked) {
   // Only the layers asked for.
   o.reconstruction.layers = {"fc*"};
   auto some = prune(g, o, &data);
-  EXPECT_TRUE(some.graph.find_node("conv2")->param("weight").value.equal(plain.graph.find_node("conv2")->param("weight").value));
-  EXPECT_FALSE(some.graph.find_node("fc1")->param("weight").value.equal(plain.graph.find_node("fc1")->param("weight").value));
+  EXPECT_TRUE(some.graph.find_node("conv2")->param("weight").value.equal(
+      plain.graph.find_node("conv2")->param("weight").value));
+  EXPECT_FALSE(some.graph.find_node("fc1")->param("weight").value.equal(
+      plain.graph.find_node("fc1")->param("weight").value));
   // Without data there is nothing to fit on.
   EXPECT_THROW(prune(g, o), UserError);
 }
@@ -288,7 +299,8 @@ TEST(Reconstruct, FoldsTheFittedBiasIntoTheFollowingBatchNorm) {
   bool moved = false;
   for (const auto& n : rec.graph.nodes)
     if (n.op == "BatchNorm")
-      moved |= !n.param("running_mean").value.equal(plain.graph.find_node(n.name)->param("running_mean").value);
+      moved |= !n.param("running_mean")
+                    .value.equal(plain.graph.find_node(n.name)->param("running_mean").value);
   EXPECT_TRUE(moved);
   ASSERT_NO_THROW(ir::verify(rec.graph));
 }
@@ -305,8 +317,14 @@ TEST(FilterChannel, BothKindsKeepEveryZooGraphValid) {
                                    {"channel", "both", "l2", false},
                                    {"channel", "", "reconstruction_error", true}};
   const std::vector<std::pair<std::string, std::map<std::string, std::string>>> zoo = {
-      {"small_cnn", {}}, {"lenet5", {}},     {"resnet8", {}}, {"resnet20", {}}, {"mobilenet_v2_tiny", {}},
-      {"resnet18", {{"input_size", "32"}, {"num_classes", "10"}}}, {"mlp", {}}, {"jet_tagger", {}},
+      {"small_cnn", {}},
+      {"lenet5", {}},
+      {"resnet8", {}},
+      {"resnet20", {}},
+      {"mobilenet_v2_tiny", {}},
+      {"resnet18", {{"input_size", "32"}, {"num_classes", "10"}}},
+      {"mlp", {}},
+      {"jet_tagger", {}},
       {"vit_tiny", {}}};
   for (const auto& [name, params] : zoo) {
     ir::Graph g = models::build(name, params, 0);
@@ -338,8 +356,9 @@ TEST(FilterChannel, BothKindsKeepEveryZooGraphValid) {
 
 TEST(FilterChannel, OptionsAcceptedAndRejected) {
   auto make = [](const std::string& params_yaml) {
-    auto c = pipeline::parse_config("model: {zoo: small_cnn}\nexperiments: [{stages: [{method: prune, params: " +
-                                    params_yaml + "}]}]\n");
+    auto c = pipeline::parse_config(
+        "model: {zoo: small_cnn}\nexperiments: [{stages: [{method: prune, params: " + params_yaml +
+        "}]}]\n");
     try {
       auto pass = compress::find_method("prune")->make(*c.experiments[0].stages[0].params);
       auto* sp = dynamic_cast<StructuredPrune*>(pass.get());
@@ -355,7 +374,8 @@ TEST(FilterChannel, OptionsAcceptedAndRejected) {
   EXPECT_EQ(make("{kind: structured, score_from: consumer, criterion: l2}"), "accepted consumer");
   EXPECT_EQ(make("{kind: structured, score_from: both}"), "accepted both");
   EXPECT_EQ(make("{kind: structured, criterion: reconstruction_error}"), "accepted consumer");
-  EXPECT_EQ(make("{kind: structured, reconstruct: true, reconstruct_positions: 4, reconstruct_layers: [Conv]}"),
+  EXPECT_EQ(make("{kind: structured, reconstruct: true, reconstruct_positions: 4, "
+                 "reconstruct_layers: [Conv]}"),
             "accepted producer reconstruct");
   auto rejected = [&](const std::string& yaml, std::vector<std::string> words) {
     std::string m = make(yaml);
@@ -367,12 +387,17 @@ TEST(FilterChannel, OptionsAcceptedAndRejected) {
            {"experiments[0].stages[0].params", "granularity: channel, score_from: consumer"});
   rejected("{kind: structured, score_from: producer, criterion: reconstruction_error}",
            {"reconstruction_error", "score_from: consumer"});
-  rejected("{kind: structured, score_from: consumer, criterion: fpgm}", {"fpgm", "l1, l2, reconstruction_error"});
+  rejected("{kind: structured, score_from: consumer, criterion: fpgm}",
+           {"fpgm", "l1, l2, reconstruction_error"});
   rejected("{kind: structured, score_from: both, criterion: taylor}", {"taylor", "l1, l2"});
-  rejected("{kind: structured, granularity: head, score_from: consumer}", {"score_from", "granularity: channel"});
-  rejected("{kind: structured, granularity: layer, reconstruct: true}", {"reconstruct", "channel or filter"});
-  rejected("{kind: structured, reconstruct_positions: 5}", {"reconstruct_positions", "reconstruct: true"});
-  rejected("{kind: structured, reconstruct: true, reconstruct_regularization: 0}", {"reconstruct_regularization"});
+  rejected("{kind: structured, granularity: head, score_from: consumer}",
+           {"score_from", "granularity: channel"});
+  rejected("{kind: structured, granularity: layer, reconstruct: true}",
+           {"reconstruct", "channel or filter"});
+  rejected("{kind: structured, reconstruct_positions: 5}",
+           {"reconstruct_positions", "reconstruct: true"});
+  rejected("{kind: structured, reconstruct: true, reconstruct_regularization: 0}",
+           {"reconstruct_regularization"});
   rejected("{kind: structured, reconstruct: yes please}", {"reconstruct"});
 }
 
@@ -389,7 +414,8 @@ TEST(FilterChannel, ExampleComparesTheThreeVariantsAtTheSameFlops) {
     EXPECT_EQ(sp->options().target, "flops");
     EXPECT_DOUBLE_EQ(sp->options().ratio, 0.5);
     ASSERT_TRUE(e.stages[0].finetune.has_value()) << e.name;
-    kinds.push_back(sp->options().effective_score_from() + (sp->options().reconstruct ? "+reconstruct" : ""));
+    kinds.push_back(sp->options().effective_score_from() +
+                    (sp->options().reconstruct ? "+reconstruct" : ""));
   }
   EXPECT_EQ(kinds, (std::vector<std::string>{"producer", "consumer", "consumer+reconstruct"}));
   EXPECT_EQ(cfg.model.zoo, "resnet20");

@@ -21,7 +21,8 @@ namespace {
 constexpr int64_t kMaxPatchFloats = int64_t(8) << 20;
 
 struct ConvGeometry {
-  std::vector<int64_t> kernel, stride, dilation, padding, explicit_pad;  // explicit_pad: torch order
+  std::vector<int64_t> kernel, stride, dilation, padding;
+  std::vector<int64_t> explicit_pad;  // asymmetric pads, in torch's (last dim first) order
   int64_t out_h = 0, out_w = 0;
 };
 
@@ -134,7 +135,8 @@ at::Tensor sample_positions(const ir::Node& n, const at::Tensor& x, int64_t per_
   auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
   std::vector<at::Tensor> parts;
   for (int64_t i = 0; i < samples; ++i) {
-    at::Tensor pick = std::get<0>(at::randperm(per, gen, at::kLong).narrow(0, 0, per_sample).sort());
+    at::Tensor pick =
+        std::get<0>(at::randperm(per, gen, at::kLong).narrow(0, 0, per_sample).sort());
     parts.push_back(pick + i * per);
   }
   return at::cat(parts);
@@ -173,8 +175,9 @@ LayerFit::LayerFit(int64_t features, int64_t outputs, bool bias)
 }
 
 void LayerFit::add(const at::Tensor& rows, const at::Tensor& target) {
-  SQZ_ASSERT(rows.size(1) == features_ && target.size(1) == outputs_ && rows.size(0) == target.size(0),
-             "LayerFit::add: rows ", rows.sizes(), ", target ", target.sizes());
+  SQZ_ASSERT(
+      rows.size(1) == features_ && target.size(1) == outputs_ && rows.size(0) == target.size(0),
+      "LayerFit::add: rows ", rows.sizes(), ", target ", target.sizes());
   at::Tensor x = rows.detach().to(at::kDouble);
   if (bias_) x = at::cat({x, at::ones({x.size(0), 1}, at::kDouble)}, 1);
   at::Tensor t = target.detach().to(at::kDouble);
@@ -213,8 +216,8 @@ std::pair<at::Tensor, at::Tensor> LayerFit::solve(const at::Tensor& w0, const at
 double LayerFit::error(const at::Tensor& w, const at::Tensor& b) const {
   if (rows_ == 0) return 0.0;
   at::Tensor theta = stacked(w, b, bias_, outputs_);
-  double sq = (theta * gram_.mm(theta)).sum().item<double>() - 2.0 * (theta * cross_).sum().item<double>() +
-              target_sq_;
+  double sq = (theta * gram_.mm(theta)).sum().item<double>() -
+              2.0 * (theta * cross_).sum().item<double>() + target_sq_;
   return std::max(0.0, sq) / double(rows_ * outputs_);
 }
 
@@ -226,9 +229,8 @@ std::string ReconstructSummary::describe() const {
   std::string s = msg("reconstructed ", layers, layers == 1 ? " layer" : " layers");
   if (layers > 0)
     s += msg(" by least squares on ", with_commas(images), " calibration images, ", positions,
-             " positions each (relative output error ",
-             std::round(error_before * 1000.0) / 1000.0, " -> ", std::round(error_after * 1000.0) / 1000.0,
-             ")");
+             " positions each (relative output error ", std::round(error_before * 1000.0) / 1000.0,
+             " -> ", std::round(error_after * 1000.0) / 1000.0, ")");
   if (!skipped.empty()) s += msg("; not re-fitted: ", join(skipped, ", "));
   return s;
 }
@@ -249,7 +251,8 @@ std::vector<int64_t> kept_indices(const DependencyGraph& deps,
   return kept;
 }
 
-ReconstructSummary reconstruct(const ir::Graph& original, ir::Graph& pruned, const DependencyGraph& deps,
+ReconstructSummary reconstruct(const ir::Graph& original, ir::Graph& pruned,
+                               const DependencyGraph& deps,
                                const std::map<int64_t, std::vector<int64_t>>& removed,
                                const ReconstructOptions& o, const PassContext& ctx) {
   ReconstructSummary summary;
@@ -281,8 +284,9 @@ ReconstructSummary reconstruct(const ir::Graph& original, ir::Graph& pruned, con
   }
   if (consumers.empty()) return summary;
   if (!ctx.data || ctx.data->train.size() == 0)
-    throw UserError("reconstruct: true re-fits layers on calibration batches of the training split, but the "
-                    "workflow has no data; add a data: block or remove reconstruct");
+    throw UserError(
+        "reconstruct: true re-fits layers on calibration batches of the training split, but the "
+        "workflow has no data; add a data: block or remove reconstruct");
 
   at::NoGradGuard no_grad;
   const auto& train = ctx.data->train;
@@ -333,7 +337,8 @@ ReconstructSummary reconstruct(const ir::Graph& original, ir::Graph& pruned, con
       auto xs = capture(pruned, batches[b], wave_inputs);
       for (size_t k = k0; k < k1; ++k) {
         const ir::Node& n = *pruned.find_node(consumers[k].name);
-        fits[k - k0].add(input_rows(n, xs[k - k0], consumers[k].positions[b]), consumers[k].targets[b]);
+        fits[k - k0].add(input_rows(n, xs[k - k0], consumers[k].positions[b]),
+                         consumers[k].targets[b]);
       }
     }
     for (size_t k = k0; k < k1; ++k) {

@@ -90,13 +90,13 @@ class LayerFit {
 };
 
 struct ReconstructSummary {
-  int64_t layers = 0;                // consumers re-fitted
-  std::vector<std::string> skipped;  // "name (reason)"
+  int64_t layers = 0;                 // consumers re-fitted
+  std::vector<std::string> skipped;   // "name (reason)"
   int64_t images = 0, positions = 0;  // calibration images, output positions sampled per image
   // Mean over the re-fitted layers of the relative output error on the sampled rows, with the
   // pruned weights and with the re-fitted ones.
   double error_before = 0.0, error_after = 0.0;
-  std::string describe() const;      // one clause for the pass summary
+  std::string describe() const;  // one clause for the pass summary
 };
 
 // Re-fits, in topological order, every consumer of the channels `removed` from `original`
