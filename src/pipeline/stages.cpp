@@ -327,6 +327,14 @@ std::optional<report::StageRecord> Workspace::stage(ir::Graph& g, PreparedStage&
   ir::verify(g);
   log::info("  ", ps.spec->method, ": ", pr.summary);
   report::StageRecord rec;
+  if (ps.finetune && splits_ && splits_->test.size() > 0) {
+    // What the pass alone kept, before fine-tuning recovers it (reported, never compared).
+    rec.accuracy_before_finetune =
+        train::evaluate(g, splits_->test, std::max<int64_t>(batch_size_, 256)).accuracy;
+    rec.evaluated_before_finetune = true;
+    log::info("  after ", ps.spec->method, ", before fine-tuning: test accuracy ",
+              rec.accuracy_before_finetune);
+  }
   if (ps.finetune) {
     const train::DistillOptions* d = ps.finetune->distill.get();
     log::info("  fine-tuning ", ps.finetune->epochs, " epochs",

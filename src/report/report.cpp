@@ -310,6 +310,8 @@ Json history_json(const std::vector<StageRecord>& records) {
     Json stage = {{"stage", h.stage},
                   {"summary", h.summary},
                   {"accuracy", number_or_null(h.evaluated, h.accuracy)},
+                  {"accuracy_before_finetune",
+                   number_or_null(h.evaluated_before_finetune, h.accuracy_before_finetune)},
                   {"params", h.params},
                   {"nonzero_params", h.nonzero_params},
                   {"size_bytes", h.size_bytes},
@@ -612,8 +614,9 @@ Table baseline_table(const Report& r) {
 }
 
 Table history_table(const ExperimentResult& res) {
-  Table t{{"#", "stage", "summary", "accuracy", "nonzero params", "size", "FLOPs", "time"},
-          {true, false, false, true, true, true, true, true},
+  Table t{{"#", "stage", "summary", "before fine-tuning", "accuracy", "nonzero params", "size", "FLOPs",
+           "time"},
+          {true, false, false, true, true, true, true, true, true},
           {}};
   for (size_t i = 0; i < res.history.size(); ++i) {
     const StageRecord& h = res.history[i];
@@ -624,6 +627,7 @@ Table history_table(const ExperimentResult& res) {
         summary += msg(", distilled from ", h.teacher, ": teacher ", fmt_us(1000.0 * h.teacher_ms_per_step), " of each step");
     }
     t.rows.push_back({std::to_string(i + 1), h.stage, summary,
+                      h.evaluated_before_finetune ? fmt_pct(h.accuracy_before_finetune) : "-",
                       h.evaluated ? fmt_pct(h.accuracy) : "-", with_commas(h.nonzero_params),
                       fmt_bytes(h.size_bytes), fmt_flops(h.flops), fmt_seconds(h.seconds)});
   }

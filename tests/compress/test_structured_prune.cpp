@@ -640,7 +640,7 @@ TEST(StructuredPrune, OptionsFromParamsAndRegistry) {
     }
   };
   rejected({{"kind", "structured"}, {"criterion", "l3"}}, "criterion");
-  rejected({{"kind", "structured"}, {"granularity", "filter"}}, "granularity");
+  rejected({{"kind", "structured"}, {"granularity", "filters"}}, "granularity");
   rejected({{"kind", "structured"}, {"granularity", "layer"}, {"criterion", "apoz"}}, "layer");
   rejected({{"kind", "structured"}, {"granularity", "head"}, {"criterion", "bn_scale"}}, "head");
   rejected({{"kind", "structured"}, {"ratio", "1.5"}}, "ratio");

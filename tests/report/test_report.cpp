@@ -122,6 +122,8 @@ Report make_report() {
   a.history = {
       {"prune", "pruned 50% of channels", true, 0.90, 421642, 210000, 843000, 6000000, 12.3},
       {"quantize", "int8 weights", true, 0.905, 210000, 210000, 220000, 6000000, 3.2}};
+  a.history[0].evaluated_before_finetune = true;
+  a.history[0].accuracy_before_finetune = 0.713;
   a.artifacts = {{"checkpoint", "models/prune50-int8.sqz"}, {"onnx", "models/prune50-int8.onnx"}};
   a.seconds = 15.5;
   r.results.push_back(a);
@@ -200,6 +202,9 @@ TEST(ReportWriter, JsonFollowsTheContract) {
   EXPECT_EQ(r["history"][0]["stage"], "prune");
   EXPECT_EQ(r["history"][0]["size_bytes"], 843000);
   EXPECT_DOUBLE_EQ(r["history"][0]["seconds"].get<double>(), 12.3);
+  // Accuracy right after the pass: known for the fine-tuned prune stage, null for the other.
+  EXPECT_DOUBLE_EQ(r["history"][0]["accuracy_before_finetune"].get<double>(), 0.713);
+  EXPECT_TRUE(r["history"][1]["accuracy_before_finetune"].is_null());
   EXPECT_EQ(r["artifacts"]["onnx"], "models/prune50-int8.onnx");
   EXPECT_EQ(j["results"][1]["name"], "lowrank <b>&'x'");
 
@@ -248,6 +253,8 @@ TEST(ReportWriter, MarkdownHasTheTables) {
                         "## Baseline",
                         "## Comparison",
                         "## Stage history",
+                        "before fine-tuning",
+                        "71.30%",
                         "## Per-class accuracy",
                         "### prune50-int8",
                         "prune50-int8",

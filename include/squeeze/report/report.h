@@ -84,6 +84,10 @@ struct StageRecord {
   std::string teacher;               // distillation: the teacher and settings; empty: none
   double teacher_ms_per_step = 0.0;  // distillation: of step_ms, the teacher's forward pass
   std::vector<EpochPoint> curve;     // the stage's fine-tuning, one point per epoch (none: empty)
+  // Test accuracy right after the pass, before the stage's fine-tuning (only for stages that
+  // fine-tune, when there is test data): what the method alone kept.
+  bool evaluated_before_finetune = false;
+  double accuracy_before_finetune = 0.0;
 };
 
 struct ExperimentResult {

@@ -20,7 +20,8 @@ namespace squeeze::compress {
 
 namespace {
 
-const std::vector<std::string> kGranularities = {"channel", "layer", "head"};
+const std::vector<std::string> kGranularities = {"channel", "filter", "layer", "head"};
+const std::vector<std::string> kScoreFrom = {"producer", "consumer", "both"};
 const std::vector<std::string> kLayerCriteria = {"accuracy", "l1", "random"};
 const std::vector<std::string> kHeadCriteria = {"l1", "l2", "taylor", "random"};
 
@@ -44,6 +45,11 @@ double round1(double x) { return std::round(x * 10.0) / 10.0; }
 
 }  // namespace
 
+std::string StructuredPruneOptions::effective_score_from() const {
+  if (!score_from.empty()) return score_from;
+  return effective_criterion() == "reconstruction_error" ? "consumer" : "producer";
+}
+
 std::string StructuredPruneOptions::effective_criterion() const {
   if (!criterion.empty()) return criterion;
   return granularity == "layer" ? "accuracy" : "l1";
@@ -53,7 +59,7 @@ void StructuredPruneOptions::validate() const {
   if (!contains(kGranularities, granularity))
     throw ConfigError(msg("granularity: '", granularity, "' is not valid (valid: ", list(kGranularities), ")"));
   std::string c = effective_criterion();
-  if (granularity == "channel" && !contains(importance_criteria(), c))
+  if (channel_granularity() && !contains(importance_criteria(), c))
     throw ConfigError(msg("criterion: '", c, "' is not valid for channel pruning (valid: ",
                           list(importance_criteria()), ")"));
   if (granularity == "layer" && !contains(kLayerCriteria, c))
@@ -62,10 +68,35 @@ void StructuredPruneOptions::validate() const {
   if (granularity == "head" && !contains(kHeadCriteria, c))
     throw ConfigError(msg("criterion: '", c, "' is not valid for attention-head pruning (valid: ",
                           list(kHeadCriteria), ")"));
+  if (!score_from.empty() && !contains(kScoreFrom, score_from))
+    throw ConfigError(msg("score_from: '", score_from, "' is not valid (valid: ", list(kScoreFrom), ")"));
+  if (!score_from.empty() && !channel_granularity())
+    throw ConfigError(msg("score_from: only used with granularity: channel (got ", granularity, ")"));
+  std::string from = effective_score_from();
+  if (granularity == "filter" && from != "producer")
+    throw ConfigError(msg("score_from: ", from, " does not go with granularity: filter, which ranks the producing "
+                          "filters; for channels ranked by the layers that read them write granularity: channel, "
+                          "score_from: ", from));
+  if (c == "reconstruction_error" && from == "producer")
+    throw ConfigError("criterion: reconstruction_error measures the consumers' outputs, so it needs score_from: "
+                      "consumer (the default for it); producer-side criteria: " +
+                      list(std::vector<std::string>(importance_criteria().begin(), importance_criteria().end() - 1)));
+  if (channel_granularity() && from == "consumer" && !contains(consumer_criteria(), c))
+    throw ConfigError(msg("criterion: '", c, "' has no consumer-side form (score_from: consumer takes ",
+                          list(consumer_criteria()), ")"));
+  if (channel_granularity() && from == "both" && !contains(both_criteria(), c))
+    throw ConfigError(msg("criterion: '", c, "' cannot be combined from producers and consumers (score_from: both "
+                          "takes ", list(both_criteria()), ")"));
+  if (reconstruct && !channel_granularity())
+    throw ConfigError(msg("reconstruct: only used with granularity: channel or filter (got ", granularity, ")"));
+  if (reconstruction.positions < 1)
+    throw ConfigError(msg("reconstruct_positions: ", reconstruction.positions, " must be >= 1"));
+  if (!(reconstruction.regularization > 0.0))
+    throw ConfigError(msg("reconstruct_regularization: ", reconstruction.regularization, " must be > 0"));
   if (!(ratio >= 0.0 && ratio < 1.0)) throw ConfigError(msg("ratio: ", ratio, " is out of range (expected [0, 1))"));
   if (target != "channels" && target != "flops")
     throw ConfigError(msg("target: '", target, "' is not valid (valid: channels, flops)"));
-  if (target == "flops" && granularity != "channel")
+  if (target == "flops" && !channel_granularity())
     throw ConfigError(msg("target: flops is only available with granularity: channel (got ", granularity, ")"));
   if (scope != "global" && scope != "local")
     throw ConfigError(msg("scope: '", scope, "' is not valid (valid: global, local)"));
@@ -83,7 +114,7 @@ void StructuredPruneOptions::validate() const {
     throw ConfigError("round_to: only used with granularity channel or head");
   if (layernorm != "block" && layernorm != "prune")
     throw ConfigError(msg("layernorm: '", layernorm, "' is not valid (valid: block, prune)"));
-  if (layernorm == "prune" && granularity != "channel")
+  if (layernorm == "prune" && !channel_granularity())
     throw ConfigError(msg("layernorm: prune is only used with granularity: channel (got ", granularity, ")"));
 }
 
@@ -100,9 +131,33 @@ StructuredPruneOptions StructuredPruneOptions::from_params(Params& p) {
   o.granularity = p.get_choice("granularity", o.granularity, kGranularities);
   o.criterion = p.get_string("criterion", "");
   // validate() checks it against the granularity's list: say which.
-  p.document("criterion", msg("by granularity: channel: one of ", list(importance_criteria()), " (default l1); layer: ",
+  p.document("criterion", msg("by granularity: channel or filter: one of ", list(importance_criteria()),
+                              " (default l1; reconstruction_error scores consumers only); layer: ",
                               list(kLayerCriteria), " (default accuracy); head: ", list(kHeadCriteria),
                               " (default l1)"));
+  const bool from_given = p.has("score_from");
+  std::string from = p.get_choice("score_from", "producer", kScoreFrom);
+  if (from_given) o.score_from = from;
+  p.document("score_from", "",
+             "channel: producer ranks each layer's filters by their own weights or activations (filter pruning); "
+             "consumer ranks channels by the layers that read them (channel pruning: l1, l2, reconstruction_error, "
+             "whose default it is); both adds the two, each normalised per group (l1, l2)");
+  o.reconstruct = p.get_bool("reconstruct", false);
+  p.document("reconstruct", "", "channel: re-fit the layers that read removed channels by least squares on "
+                                "calibration batches (batches), so they reproduce the unpruned outputs; needs data");
+  const std::vector<std::string> rec_keys = {"reconstruct_layers", "reconstruct_positions",
+                                             "reconstruct_regularization"};
+  for (const auto& k : rec_keys)
+    if (!o.reconstruct && p.has(k))
+      throw ConfigError(msg(p.key_path(k), ": only used with reconstruct: true"));
+  o.reconstruction.layers = p.get_strings("reconstruct_layers");
+  p.document("reconstruct_layers", "", "node name globs or op types of the layers to re-fit (default: all)");
+  o.reconstruction.positions = p.get_int("reconstruct_positions", o.reconstruction.positions, 1, 1 << 20);
+  p.document("reconstruct_positions", "", "output positions sampled per image (tokens per sample)");
+  o.reconstruction.regularization =
+      p.get_double("reconstruct_regularization", o.reconstruction.regularization, 1e-12, 1e6);
+  p.document("reconstruct_regularization", "",
+             "ridge towards the current weights, relative to the mean input power");
   o.ratio = p.get_double("ratio", o.ratio, 0.0, 0.999999);
   o.target = p.get_choice("target", o.target, {"channels", "flops"});
   o.scope = p.get_choice("scope", o.scope, {"global", "local"});
@@ -114,6 +169,7 @@ StructuredPruneOptions StructuredPruneOptions::from_params(Params& p) {
   o.round_to = p.get_int("round_to", o.round_to, 1, 1 << 20);
   o.exclude = p.get_strings("exclude");
   o.batches = p.get_int("batches", o.batches, 1, 100000);
+  p.document("batches", "", "training batches looked at by data-driven criteria and by reconstruct");
   o.seed = static_cast<uint64_t>(p.get_int("seed", 0, 0));
   o.layers = p.get_int("layers", o.layers, 0, 100000);
   o.threshold = p.get_double("threshold", o.threshold, -1.0, 1.0);
@@ -196,44 +252,66 @@ std::map<int64_t, std::vector<int64_t>> StructuredPrune::select(const ir::Graph&
   return removed;
 }
 
-ir::Graph StructuredPrune::prune_channels(const ir::Graph& graph, double fraction, const PassContext& ctx) const {
+ir::Graph StructuredPrune::prune_channels(const ir::Graph& graph, double fraction, const PassContext& ctx,
+                                          std::vector<std::string>* notes) const {
   DependencyGraph deps(graph, options_.dependency_options());
   if (deps.groups().empty() || fraction <= 0.0) return graph.clone();
   ImportanceOptions io;
   io.criterion = options_.effective_criterion();
+  io.score_from = options_.effective_score_from();
+  io.positions = options_.reconstruction.positions;
   io.batches = options_.batches;
   io.batch_size = std::min<int64_t>(ctx.batch_size, 128);
   io.seed = options_.seed + ctx.seed;
-  std::vector<at::Tensor> scores = channel_importance(graph, deps, io, ctx);
+  int64_t fallback = 0;
+  std::vector<at::Tensor> scores = channel_importance(graph, deps, io, ctx, &fallback);
+  if (notes && fallback > 0)
+    notes->push_back(msg(fallback, " of ", deps.groups().size(),
+                         " groups, read by no weight the criterion scores, ranked by their producers"));
   double max_ratio = options_.max_ratio_per_layer;
-  if (options_.target == "channels")
-    return deps.prune(graph, select(graph, deps, scores, fraction, max_ratio));
-  // target flops: the smallest channel fraction whose pruned graph has at most (1 - fraction)
-  // of the FLOPs; FLOPs fall monotonically with the channel fraction for a fixed ranking.
-  double want = double(ir::graph_flops(graph)) * (1.0 - fraction);
-  double lo = 0.0, hi = max_ratio;
-  ir::Graph best = deps.prune(graph, select(graph, deps, scores, hi, max_ratio));
-  if (double(ir::graph_flops(best)) > want) return best;  // as far as the limits allow
-  for (int it = 0; it < 14; ++it) {
-    double mid = 0.5 * (lo + hi);
-    ir::Graph g = deps.prune(graph, select(graph, deps, scores, mid, max_ratio));
-    if (double(ir::graph_flops(g)) <= want) {
-      hi = mid;
-      best = std::move(g);
-    } else {
-      lo = mid;
+  std::map<int64_t, std::vector<int64_t>> removed;
+  if (options_.target == "channels") {
+    removed = select(graph, deps, scores, fraction, max_ratio);
+  } else {
+    // target flops: the smallest channel fraction whose pruned graph has at most (1 - fraction)
+    // of the FLOPs; FLOPs fall monotonically with the channel fraction for a fixed ranking.
+    double want = double(ir::graph_flops(graph)) * (1.0 - fraction);
+    double lo = 0.0, hi = max_ratio;
+    removed = select(graph, deps, scores, hi, max_ratio);
+    if (double(ir::graph_flops(deps.prune(graph, removed))) <= want) {  // else: as far as the limits allow
+      for (int it = 0; it < 14; ++it) {
+        double mid = 0.5 * (lo + hi);
+        auto r = select(graph, deps, scores, mid, max_ratio);
+        if (double(ir::graph_flops(deps.prune(graph, r))) <= want) {
+          hi = mid;
+          removed = std::move(r);
+        } else {
+          lo = mid;
+        }
+      }
     }
   }
-  return best;
+  ir::Graph pruned = deps.prune(graph, removed);
+  if (options_.reconstruct && !removed.empty()) {
+    ReconstructOptions ro = options_.reconstruction;
+    ro.batches = options_.batches;
+    ro.batch_size = std::min<int64_t>(ctx.batch_size, 128);
+    ro.seed = options_.seed + ctx.seed;
+    ReconstructSummary rs = reconstruct(graph, pruned, deps, removed, ro, ctx);
+    if (notes) notes->push_back(rs.describe());
+  }
+  return pruned;
 }
 
 PassResult StructuredPrune::run(const ir::Graph& graph, PassContext& ctx) {
   PassResult result{graph.clone(), "", false};
   ir::infer_shapes(result.graph);
-  if (options_.granularity != "channel")
+  if (!options_.channel_granularity())
     throw InternalError(msg("StructuredPrune runs channel pruning; granularity ", options_.granularity,
                             " has its own pass"));
-  std::string crit = options_.effective_criterion();
+  std::string crit = options_.effective_criterion(), from = options_.effective_score_from();
+  if (from != "producer") crit += from == "both" ? " of producers and consumers" : " of consumers";
+  std::vector<std::string> notes;
   {
     DependencyGraph deps(result.graph, options_.dependency_options());
     if (deps.groups().empty() || options_.ratio <= 0.0) {
@@ -264,7 +342,9 @@ PassResult StructuredPrune::run(const ir::Graph& graph, PassContext& ctx) {
     StructuredPruneOptions so = options_;
     so.max_ratio_per_layer = 1.0 - std::pow(1.0 - options_.max_ratio_per_layer, 1.0 / double(n));
     StructuredPrune step(so);
-    result.graph = step.prune_channels(result.graph, step_fraction, step_ctx);
+    std::vector<std::string> step_notes;
+    result.graph = step.prune_channels(result.graph, step_fraction, step_ctx, &step_notes);
+    for (auto& note : step_notes) notes.push_back(n > 1 ? msg("step ", s, ": ", note) : note);
     int64_t f = ir::graph_flops(result.graph);
     std::string acc;
     if (n > 1 && s < n && ctx.finetune && ctx.data) {
@@ -283,13 +363,14 @@ PassResult StructuredPrune::run(const ir::Graph& graph, PassContext& ctx) {
   }
   int64_t flops1 = ir::graph_flops(result.graph), params1 = result.graph.num_params();
   result.changed = flops1 != flops0 || params1 != params0;
-  result.summary = msg("structured channel pruning (", crit, ", ", options_.scope, ", ratio ", options_.ratio,
+  result.summary = msg("structured ", options_.granularity == "filter" ? "filter" : "channel", " pruning (", crit, ", ", options_.scope, ", ratio ", options_.ratio,
                        options_.target == "flops" ? " of FLOPs" : " of channels", n > 1 ? msg(", ", n, " steps") : "",
                        options_.layernorm == "prune" ? ", LayerNorm widths too" : "",
                        "): params ", with_commas(params0), " -> ", with_commas(params1), ", FLOPs ",
                        with_commas(flops0), " -> ", with_commas(flops1), " (",
                        std::round(double(flops0) / double(std::max<int64_t>(flops1, 1)) * 100.0) / 100.0,
-                       "x fewer)", history.empty() ? "" : msg("; history: ", history));
+                       "x fewer)", notes.empty() ? "" : "; " + join(notes, "; "),
+                       history.empty() ? "" : msg("; history: ", history));
   return result;
 }
 

@@ -4,10 +4,18 @@
 // (see dependency_graph.h).
 //
 // YAML (method: prune):
-//   params: {kind: structured, granularity: channel|layer|head, criterion: l1, ratio: 0.5,
+//   params: {kind: structured, granularity: channel|filter|layer|head, criterion: l1, ratio: 0.5,
+//            score_from: producer|consumer|both, reconstruct: true, reconstruct_layers: [...],
+//            reconstruct_positions: 10, reconstruct_regularization: 1.0e-3,
 //            target: channels|flops, scope: global|local, max_ratio_per_layer: 0.9,
 //            iterative: {steps: 3}, round_to: 8, exclude: ["fc*", Linear], batches: 4, seed: 0,
 //            layernorm: block|prune}
+//
+// Filter pruning ranks a layer's output filters by their own weights or activations and removes
+// them with everything downstream that read them (score_from: producer; granularity: filter is
+// the same thing by the name users give it). Channel pruning ranks the channels by the layers
+// that read them (score_from: consumer, importance.h) and removes them with the filters that made
+// them. Either may re-fit the consumers afterwards (reconstruct, reconstruct.h).
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -18,6 +26,7 @@
 #include <vector>
 
 #include "squeeze/compress/prune/dependency_graph.h"
+#include "squeeze/compress/prune/reconstruct.h"
 #include "squeeze/compress/registry.h"
 
 namespace squeeze {
@@ -27,12 +36,18 @@ class Params;
 namespace squeeze::compress {
 
 struct StructuredPruneOptions {
-  std::string granularity = "channel";  // channel | layer | head
+  std::string granularity = "channel";  // channel | filter (channel scored by producers) | layer | head
   // channel: l1 | l2 | fpgm | bn_scale | taylor | apoz | mean_activation | random
   // layer:   accuracy (loss of accuracy when the block is an identity; needs data) | l1 | random
   // head:    l1 | l2 | taylor | random
   // "" picks the granularity's default (channel: l1, layer: accuracy, head: l1).
   std::string criterion;
+  // channel: where scores come from: producer | consumer | both; "" = producer, except consumer for
+  // criterion reconstruction_error (which only scores consumers).
+  std::string score_from;
+  // channel: re-fit the consumers of removed channels by least squares (needs data).
+  bool reconstruct = false;
+  ReconstructOptions reconstruction;  // its batches, batch_size and seed come from the pass
   // channel/head: fraction of the prunable channels (target channels) or of the FLOPs (target
   // flops) removed, [0, 1). layer: unused (see layers/threshold).
   double ratio = 0.5;
@@ -53,6 +68,8 @@ struct StructuredPruneOptions {
   double threshold = -1.0;
 
   std::string effective_criterion() const;
+  std::string effective_score_from() const;
+  bool channel_granularity() const { return granularity == "channel" || granularity == "filter"; }
   void validate() const;  // ConfigError naming the field and what is valid
   DependencyOptions dependency_options() const;
   // Reads the params of `method: prune` (kind must be structured).
@@ -68,8 +85,11 @@ class StructuredPrune : public Pass {
   const StructuredPruneOptions& options() const { return options_; }
 
   // One pruning step on `graph` removing `fraction` of its prunable channels (or of its FLOPs,
-  // target flops). Exposed for tests and benchmarks.
-  ir::Graph prune_channels(const ir::Graph& graph, double fraction, const PassContext& ctx) const;
+  // target flops), then re-fitting the consumers when options().reconstruct. `notes` (if given)
+  // receives clauses for the summary (reconstruction, groups scored by their producers).
+  // Exposed for tests and benchmarks.
+  ir::Graph prune_channels(const ir::Graph& graph, double fraction, const PassContext& ctx,
+                           std::vector<std::string>* notes = nullptr) const;
 
   // Which units to remove given per-group scores: removes `fraction` of the eligible channels,
   // respecting scope, max_ratio_per_layer, round_to and exclusions.
