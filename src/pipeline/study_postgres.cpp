@@ -173,7 +173,8 @@ class Rows {
     if (null(row, col)) return std::numeric_limits<double>::quiet_NaN();
     return std::strtod(PQgetvalue(r_.get(), row, col), nullptr);   // reads NaN, -Infinity
   }
-  int64_t affected() const { return std::strtoll(PQcmdTuples(r_.get()), nullptr, 10); }
+  ExecStatusType status() const { return r_ ? PQresultStatus(r_.get()) : PGRES_FATAL_ERROR; }
+  const PGresult* get() const { return r_.get(); }
 
  private:
   std::unique_ptr<PGresult, decltype(&PQclear)> r_;
@@ -245,10 +246,20 @@ class Conn {
     return rows;
   }
 
+  // Several statements without parameters (the schema).
+  void exec_script(const char* sql) {
+    Rows rows(PQexec(conn_, sql));
+    const ExecStatusType status = rows.status();
+    if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK) fail(rows.get(), sql);
+  }
+
   // A statement that may fail without spoiling the caller's day (ROLLBACK).
   void exec_quietly(const char* sql) { PQclear(PQexec(conn_, sql)); }
 
-  [[noreturn]] void fail(const PGresult* r, const std::string& sql) const {
+  [[noreturn]] void fail(const PGresult* r, const std::string& full_sql) const {
+    // The statement's first line is enough to tell which one failed.
+    std::string sql = full_sql.substr(std::min(full_sql.find_first_not_of("\n"), full_sql.size()));
+    sql = sql.substr(0, std::min(sql.find('\n'), size_t{160}));
     const char* state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : nullptr;
     const std::string code = state ? state : "";
     const std::string detail =
@@ -565,7 +576,7 @@ class PostgresStudy final : public Study {
       // An empty schema may have been made for us by an administrator: fill it.
       Rows q = db_.exec("SELECT 1 FROM pg_namespace WHERE nspname = 'squeeze'");
       if (q.size() == 0) db_.exec("CREATE SCHEMA squeeze");
-      db_.exec(kSchema);
+      db_.exec_script(kSchema);
       db_.exec("INSERT INTO squeeze.meta (key, value) VALUES ('application', $1), "
                "('schema_version', $2)",
                Args().add(kApplication).add(std::to_string(kSchemaVersion)));

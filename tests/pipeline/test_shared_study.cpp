@@ -212,7 +212,8 @@ TEST_P(SharedStudy, ThreeWorkersOneKilledMidTrialLoseAndRepeatNoTrial) {
     const fs::path report = entry.path() / "report.json";
     if (!fs::exists(report)) continue;
     reports.insert(entry.path().filename().string());
-    for (const auto& t : read_json(report.string())["pipeline"]["trials"]) {
+    const json rep = read_json(report.string());   // kept: the loop reads into it
+    for (const auto& t : rep["pipeline"]["trials"]) {
       if (t["candidate"].is_null()) continue;
       const int64_t n = t["number"].get<int64_t>();
       ++evaluations[n];
