@@ -385,6 +385,9 @@ std::shared_ptr<const AutotuneSpec> parse_autotune(Params& block,
     throw ConfigError(msg(block.key_path("study"),
                           ": expected a file path or a postgresql://user@host/database URL, "
                           "got ''"));
+  // The configuration is copied into config.yaml and the report: without the URL's password.
+  if (display_location(spec->study) != spec->study)
+    block.set("study", Value::scalar(display_location(spec->study), true));
   spec->study_name = block.get_string("study_name", spec->study_name);
   if (spec->study_name.empty() || spec->study_name.size() > 200)
     throw ConfigError(msg(block.key_path("study_name"), ": expected a name of 1 to 200 ",

@@ -105,6 +105,20 @@ std::string display_location(const std::string& location) {
   return out;
 }
 
+std::string hide_passwords(const std::string& text) {
+  std::string out = text;
+  for (const char* scheme : {"postgresql://", "postgres://"}) {
+    size_t at = 0;
+    while ((at = out.find(scheme, at)) != std::string::npos) {
+      const size_t end = std::min(out.find_first_of(" \t\r\n\"',}]", at), out.size());
+      const std::string shown = display_location(out.substr(at, end - at));
+      out.replace(at, end - at, shown);
+      at += shown.size();
+    }
+  }
+  return out;
+}
+
 namespace detail {
 
 double now_seconds() {

@@ -287,24 +287,7 @@ class Conn {
     return s;
   }
   // libpq may quote the connection string it failed on.
-  std::string hide_password(const std::string& text) const {
-    return display_location_text(text);
-  }
-  static std::string display_location_text(const std::string& text) {
-    // Any URL in the text loses its password; the whole message is short.
-    std::string out = text;
-    for (const char* scheme : {"postgresql://", "postgres://"}) {
-      size_t at = 0;
-      while ((at = out.find(scheme, at)) != std::string::npos) {
-        size_t end = out.find_first_of(" \"'\n", at);
-        if (end == std::string::npos) end = out.size();
-        const std::string shown = display_location(out.substr(at, end - at));
-        out.replace(at, end - at, shown);
-        at += shown.size();
-      }
-    }
-    return out;
-  }
+  static std::string hide_password(const std::string& text) { return hide_passwords(text); }
 
   PGconn* conn_ = nullptr;
   std::string shown_;

@@ -528,6 +528,9 @@ TEST(StudyLocations, DisplayLocationHidesPasswordsOnly) {
             "postgresql://db.example:5433/tune");
   EXPECT_EQ(display_location("runs/a:b@c/study.db"), "runs/a:b@c/study.db");
   EXPECT_EQ(display_location("sqlite:///runs/study.db"), "sqlite:///runs/study.db");
+  EXPECT_EQ(hide_passwords("study: postgresql://me:pw@h/db\nother: {s: \"postgres://a:b@h/d\"}"),
+            "study: postgresql://me:***@h/db\nother: {s: \"postgres://a:***@h/d\"}");
+  EXPECT_EQ(hide_passwords("no url here: a:b@c"), "no url here: a:b@c");
 }
 
 // ---- files that are not studies ----

@@ -162,6 +162,10 @@ std::unique_ptr<Study> open_study(const std::string& location, const StudySpec& 
 // `location` fit to print: a URL's password (user:password@, ?password=) becomes "***".
 std::string display_location(const std::string& location);
 
+// `text` (a configuration, a message) with the password of every postgresql:// or postgres://
+// URL in it hidden the same way; a URL ends at white space, a quote, ',', '}' or ']'.
+std::string hide_passwords(const std::string& text);
+
 // Whether this build has the PostgreSQL backend (libpq was found when it was configured).
 bool postgres_supported();
 
