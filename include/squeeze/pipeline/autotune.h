@@ -1,5 +1,5 @@
 // The autotune pipeline: a search over stage parameters declared in YAML, with the TPE sampler
-// (pipeline/tpe.h), Optuna's median pruner (pipeline/pruner.h) and the SQLite study
+// (pipeline/tpe.h), Optuna's median pruner (pipeline/pruner.h) and the SQLite or PostgreSQL study
 // (pipeline/study.h), every trial measured as a candidate of the shared store
 // (pipeline/candidates.h).
 //
