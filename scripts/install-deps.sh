@@ -38,6 +38,7 @@ packages=(
   libyaml-cpp-dev nlohmann-json3-dev libcli11-dev
   libonnx-dev libprotobuf-dev protobuf-compiler
   libhdf5-dev libsqlite3-dev zlib1g-dev
+  libpq-dev postgresql
   libgtest-dev libgmock-dev libbenchmark-dev
   dataset-fashion-mnist
   python3-torch python3-torchvision python3-numpy python3-onnx

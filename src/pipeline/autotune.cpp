@@ -3,12 +3,16 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <functional>
+#include <mutex>
 #include <sstream>
+#include <thread>
 
 #include "squeeze/deploy/latency.h"
 #include "squeeze/pipeline/candidates.h"
@@ -243,6 +247,52 @@ struct TrialPruned {
 };
 struct TrialLost {};
 
+// Beats for trial `number` from a thread of its own while the trial runs (an epoch may take
+// longer than the heartbeat timeout), and notes when the study took the trial away.
+class TrialHeartbeat {
+ public:
+  TrialHeartbeat(Study& study, int64_t number, double interval_s)
+      : study_(study), number_(number), interval_(interval_s) {
+    thread_ = std::thread([this] { run(); });
+  }
+  ~TrialHeartbeat() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+  }
+  TrialHeartbeat(const TrialHeartbeat&) = delete;
+  TrialHeartbeat& operator=(const TrialHeartbeat&) = delete;
+  bool lost() const { return lost_; }
+
+ private:
+  void run() {
+    std::unique_lock<std::mutex> lock(mu_);
+    while (!cv_.wait_for(lock, std::chrono::duration<double>(interval_), [this] { return stop_; })) {
+      lock.unlock();
+      try {
+        if (!study_.heartbeat(number_)) lost_ = true;
+      } catch (const std::exception& e) {
+        // A storage hiccup: the next beat (or the trial's own writes) will tell.
+        log::warn("trial ", number_, ": heartbeat failed: ", e.what());
+      }
+      lock.lock();
+      if (lost_) return;
+    }
+  }
+
+  Study& study_;
+  const int64_t number_;
+  const double interval_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stop_ = false;
+  std::atomic<bool> lost_{false};
+  std::thread thread_;
+};
+
 double attr_number(const Trial& t, const std::string& key, double fallback = 0.0) {
   auto it = t.attrs.find(key);
   if (it == t.attrs.end()) return fallback;
@@ -332,7 +382,26 @@ std::shared_ptr<const AutotuneSpec> parse_autotune(Params& block,
   if (block.has("seed")) spec->seed = static_cast<uint64_t>(block.get_int("seed", 0, 0));
   spec->study = block.get_string("study", "");
   if (block.has("study") && spec->study.empty())
-    throw ConfigError(msg(block.key_path("study"), ": expected a file path, got ''"));
+    throw ConfigError(msg(block.key_path("study"),
+                          ": expected a file path or a postgresql://user@host/database URL, "
+                          "got ''"));
+  // The configuration is copied into config.yaml and the report: without the URL's password.
+  if (display_location(spec->study) != spec->study)
+    block.set("study", Value::scalar(display_location(spec->study), true));
+  spec->study_name = block.get_string("study_name", spec->study_name);
+  if (spec->study_name.empty() || spec->study_name.size() > 200)
+    throw ConfigError(msg(block.key_path("study_name"), ": expected a name of 1 to 200 ",
+                          "characters, got '", spec->study_name, "'"));
+  if (block.has("heartbeat_timeout")) {
+    const Value* t = block.raw("heartbeat_timeout");
+    if (t->kind() != Value::Kind::kScalar)
+      throw ConfigError(msg(block.key_path("heartbeat_timeout"),
+                            ": expected a duration such as 90s or 5m, got ", t->describe()));
+    spec->heartbeat_timeout_s = parse_duration(t->text(), block.key_path("heartbeat_timeout"));
+    if (spec->heartbeat_timeout_s < 1.0)
+      throw ConfigError(msg(block.key_path("heartbeat_timeout"), ": ", t->text(),
+                            " is too short: a worker beats every fifth of it; use 1s or more"));
+  }
   if (auto sampler = block.get_map("sampler")) {
     spec->sampler = sampler->get_choice("type", spec->sampler, {"tpe", "random"});
     spec->startup_trials = sampler->get_int("startup_trials", spec->startup_trials, 0, 1000000);
@@ -452,7 +521,7 @@ report::Report run_autotune(const WorkflowConfig& config, const RunOptions& opti
   ws.attach_teachers(high_stages);
 
   StudySpec sspec;
-  sspec.name = "autotune";
+  sspec.name = spec.study_name;
   sspec.directions = pareto ? std::vector<Direction>{Direction::kMaximize, Direction::kMinimize}
                             : std::vector<Direction>{Direction::kMaximize};
   sspec.space = spec.space;
@@ -472,13 +541,17 @@ report::Report run_autotune(const WorkflowConfig& config, const RunOptions& opti
     ws.start();  // throws ChecksPassed
   std::unique_ptr<Study> study;
   try {
-    study = open_study(study_path, sspec, mode);
+    StudyOptions study_options;
+    study_options.heartbeat_timeout_s = spec.heartbeat_timeout_s;
+    study = open_study(study_path, sspec, mode, study_options);
   } catch (const ConfigError& e) {
     if (mode == OpenMode::kCreate)
       throw ConfigError(msg(e.what(),
                             ". To continue that search run again with --resume; to add "
                             "a worker to it, --worker; to start over, remove ",
-                            study_path, " or set pipeline.study to another file"));
+                            display_location(study_path),
+                            " or set pipeline.study to another file (or pipeline.study_name "
+                            "to another name)"));
     // Name the part of the search that changed rather than the two whole fingerprints.
     std::string stored;
     try {
@@ -509,13 +582,15 @@ report::Report run_autotune(const WorkflowConfig& config, const RunOptions& opti
         diffs.push_back(msg(k, " was ", it == was.end() ? "?" : it->second, ", now ", v));
     }
     if (diffs.empty()) throw ConfigError(e.what());
-    throw ConfigError(msg("the study at ", study_path, " was made by a different search (",
+    throw ConfigError(msg("the study '", sspec.name, "' at ", display_location(study_path),
+                          " was made by a different search (",
                           join(diffs, "; "), "); a ", options.resume ? "resume" : "worker",
                           " must use the configuration the study was created with, or set "
-                          "pipeline.study to another file (the budgets trials and time may "
-                          "change)"));
+                          "pipeline.study to another file or pipeline.study_name to another "
+                          "name (the budgets trials and time may change)"));
   }
-  log::info("study: ", study_path, " (", study->trials().size(), " trials so far, worker ",
+  log::info("study: '", sspec.name, "' at ", study->location(), " (", study->trials().size(),
+            " trials so far, worker ",
             study->worker(), ")");
 
   interrupt::InterruptScope interrupt_scope;
@@ -634,10 +709,12 @@ report::Report run_autotune(const WorkflowConfig& config, const RunOptions& opti
       log::info("trial ", n, " (", study->trials().size(), "/", spec.trials,
                 "): ", params_text(current));
       const auto t0 = std::chrono::steady_clock::now();
+      const TrialHeartbeat beat(*study, n, spec.heartbeat_timeout_s / 5);
       int64_t step = 0;
       train::EpochHook hook;
       hook = [&](const train::EpochRecord& rec) {
-        if (!study->report_intermediate(n, step, rec.val_accuracy)) throw TrialLost{};
+        if (beat.lost() || !study->report_intermediate(n, step, rec.val_accuracy))
+          throw TrialLost{};
         current.intermediate[step] = rec.val_accuracy;
         if (spec.prune && pruner.should_prune(study->trials(), current, step))
           throw TrialPruned{step, rec.val_accuracy};
@@ -760,7 +837,7 @@ report::Report run_autotune(const WorkflowConfig& config, const RunOptions& opti
           config, written, msg("autotune-best-trial-", best->number),
           (fs::path(ws.out_dir()) / "best").string(),
           msg("Written by squeeze's autotune pipeline: the best trial (", best->number, ") of the ",
-              "study ", study_path, ",\nobjective ", spec.objective_name, ", chosen among ",
+              "study ", display_location(study_path), ",\nobjective ", spec.objective_name, ", chosen among ",
               complete.size(), " complete trials: ", params_text(*best),
               ".\nRun it from the folder the search ran in: squeeze run ",
               (fs::path(ws.out_dir()) / "best.yaml").string()));

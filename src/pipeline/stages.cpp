@@ -12,6 +12,7 @@
 #include "squeeze/deploy/latency.h"
 #include "squeeze/io/sqz.h"
 #include "squeeze/ir/ops.h"
+#include "squeeze/pipeline/study.h"
 #include "squeeze/train/distill.h"
 #include "squeeze/train/trainer.h"
 #include "squeeze/util/env.h"
@@ -256,10 +257,12 @@ void Workspace::start() {
   report::Report& rep = report_;
   rep.squeeze_version = SQUEEZE_VERSION;
   rep.config = config_.tree;
-  rep.config_text = config_.source_text;
   std::string effective = config_.source_text;
   for (const auto& o : options_.overrides) effective += "\n# --set " + o;
   rep.config_hash = fnv1a_hex(effective);
+  // A study URL may carry a password: the copies written out show "***" in its place.
+  rep.config_text = hide_passwords(config_.source_text);
+  effective = hide_passwords(effective);
   rep.model_name = baseline_.name;
   rep.data_description = splits_ ? splits_->description : "none";
   rep.recommend = config_.output.recommend;

@@ -3,6 +3,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cmath>
@@ -58,11 +59,64 @@ std::unique_ptr<Study> open_study(const std::string& location, const StudySpec& 
                             "sqlite:////absolute/path, or just the file path"));
     return detail::open_sqlite_study(path.substr(1), location, spec, mode, options);
   }
-  if (scheme == "postgresql" || scheme == "postgres")
-    throw UnsupportedError(msg("study '", location, "': PostgreSQL study storage is not available "
-                               "in this build; use a SQLite file path such as runs/tune/study.db"));
-  throw ConfigError(msg("study '", location, "': unknown storage '", scheme,
+  if (scheme == "postgresql" || scheme == "postgres") {
+#ifdef SQUEEZE_HAVE_LIBPQ
+    return detail::open_postgres_study(location, spec, mode, options);
+#else
+    throw UnsupportedError(msg("study '", display_location(location),
+                               "': this build of squeeze has no PostgreSQL support (libpq was not "
+                               "found when it was built): install the Debian package libpq-dev "
+                               "and rebuild, or use a SQLite file path such as "
+                               "runs/tune/study.db"));
+#endif
+  }
+  throw ConfigError(msg("study '", display_location(location), "': unknown storage '", scheme,
                         "://'; valid: a file path, sqlite:///path, postgresql://user@host/db"));
+}
+
+bool postgres_supported() {
+#ifdef SQUEEZE_HAVE_LIBPQ
+  return true;
+#else
+  return false;
+#endif
+}
+
+std::string display_location(const std::string& location) {
+  const auto scheme_end = location.find("://");
+  if (scheme_end == std::string::npos) return location;
+  std::string out = location;
+  const size_t auth = scheme_end + 3;
+  const size_t auth_end = std::min(out.find_first_of("/?", auth), out.size());
+  const size_t at = out.rfind('@', auth_end == 0 ? 0 : auth_end - 1);
+  if (at != std::string::npos && at >= auth) {
+    const size_t colon = out.find(':', auth);
+    if (colon != std::string::npos && colon < at) out.replace(colon + 1, at - colon - 1, "***");
+  }
+  // ?password=...&...
+  for (size_t q = out.find('?'); q != std::string::npos; q = out.find('&', q + 1)) {
+    const size_t key = q + 1;
+    if (out.compare(key, 9, "password=") == 0) {
+      const size_t value = key + 9;
+      const size_t end = std::min(out.find('&', value), out.size());
+      out.replace(value, end - value, "***");
+    }
+  }
+  return out;
+}
+
+std::string hide_passwords(const std::string& text) {
+  std::string out = text;
+  for (const char* scheme : {"postgresql://", "postgres://"}) {
+    size_t at = 0;
+    while ((at = out.find(scheme, at)) != std::string::npos) {
+      const size_t end = std::min(out.find_first_of(" \t\r\n\"',}]", at), out.size());
+      const std::string shown = display_location(out.substr(at, end - at));
+      out.replace(at, end - at, shown);
+      at += shown.size();
+    }
+  }
+  return out;
 }
 
 namespace detail {

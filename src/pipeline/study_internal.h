@@ -54,4 +54,10 @@ std::unique_ptr<Study> open_sqlite_study(const std::string& path, const std::str
                                          const StudySpec& spec, OpenMode mode,
                                          const StudyOptions& options);
 
+#ifdef SQUEEZE_HAVE_LIBPQ
+// The PostgreSQL backend (study_postgres.cpp); `url` is postgresql://... or postgres://...
+std::unique_ptr<Study> open_postgres_study(const std::string& url, const StudySpec& spec,
+                                           OpenMode mode, const StudyOptions& options);
+#endif
+
 }  // namespace squeeze::pipeline::detail

@@ -456,6 +456,21 @@ TEST(AutotuneBadInput, RejectedBeforeAnyTraining) {
   expect_rejected(one_stage(ok, "  preserve_accuracy: 1.5\n"), "preserve_accuracy");
   expect_rejected(one_stage(ok, "  objective: max_compression\n"), "guard");
   expect_rejected(one_stage(ok, "  pareto: latency\n"), "pipeline.pareto");
+  expect_rejected(one_stage(ok, "  study_name: ''\n"), "pipeline.study_name");
+  expect_rejected(one_stage(ok, "  heartbeat_timeout: 0.5s\n"), "pipeline.heartbeat_timeout");
+  expect_rejected(one_stage(ok, "  heartbeat_timeout: soon\n"), "pipeline.heartbeat_timeout");
+  expect_rejected(one_stage(ok, "  study: mysql://me@127.0.0.1/db\n"), "postgresql://");
+  // A study server that cannot be reached, before the baseline is trained; no password shown.
+  expect_rejected(one_stage(ok, "  study: postgresql://me:s3cret@127.0.0.1:1/db\n"),
+                  pipeline::postgres_supported() ? "cannot connect to PostgreSQL at 127.0.0.1:1"
+                                                 : "libpq-dev");
+  {
+    TempDir dir;
+    auto r = cli({"run",
+                  write_config(dir, one_stage(ok, "  study: postgresql://me:s3cret@127.0.0.1:1/db\n")),
+                  "--out", dir.file("out")});
+    EXPECT_EQ(r.err.find("s3cret"), std::string::npos) << r.err;
+  }
   expect_rejected(
       "pipeline:\n  type: autotune\n  stages:\n    - {method: prune, params: {ratio: 0.5}, "
       "finetune: {epochs: 1, lr: {log_float: [1.0e-4, 1.0e-2]}, optimiser: adam}}\n",

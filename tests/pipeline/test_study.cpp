@@ -1,9 +1,15 @@
-// The study storage (SQLite backend): round trips, resume after a worker dies, concurrent workers
-// in separate processes, refused resumes, damaged and foreign files.
+// The study storage: round trips, resume after a worker dies, concurrent workers in separate
+// processes, refused resumes, damaged and foreign stores.
 //
-// Processes are made with fork(). A child never uses a study its parent opened (SQLite forbids
-// carrying a connection across fork), so every test forks while the parent has none open, and
-// the child ends with _exit(), reporting through its exit code and the database.
+// The StudyStore and StudyWorkers suites run on both backends, as SQLite/... and PostgreSQL/...:
+// the same tests, each on a new store (a file; a new database on a private server started by
+// testing/postgres.h). The PostgreSQL instances skip, saying why, only where the server binaries
+// or the backend are absent. StudyFiles is the SQLite file's own checks, PostgresStudy the
+// database's.
+//
+// Processes are made with fork(). A child never uses a study its parent opened (neither SQLite
+// nor libpq allow carrying a connection across fork), so every test forks while the parent has
+// none open, and the child ends with _exit(), reporting through its exit code and the store.
 #include <gtest/gtest.h>
 #include <sqlite3.h>
 #include <signal.h>
@@ -24,11 +30,13 @@
 #include "squeeze/util/error.h"
 #include "testing/asserts.h"
 #include "testing/errors.h"
+#include "testing/postgres.h"
 
 namespace squeeze::pipeline {
 namespace {
 
 using squeeze::testing::error_of;
+using squeeze::testing::PostgresServer;
 using squeeze::testing::TempDir;
 using Kind = Distribution::Kind;
 
@@ -151,9 +159,40 @@ void expect_same_trial(const Trial& a, const Trial& b) {
   EXPECT_EQ(a.worker, b.worker);
 }
 
-TEST(Study, ReopenRoundTripsSpecAndEveryTrialField) {
+enum class Backend { kSqlite, kPostgres };
+
+// A test that runs on one backend; store() gives it a new, empty study store.
+class BackendTest : public ::testing::TestWithParam<Backend> {
+ protected:
+  void SetUp() override {
+    if (GetParam() != Backend::kPostgres) return;
+    std::string why;
+    try {
+      pg_ = PostgresServer::instance(&why);
+    } catch (const std::exception& e) {
+      FAIL() << e.what();
+    }
+    if (!pg_) GTEST_SKIP() << why;
+  }
+  bool sqlite() const { return GetParam() == Backend::kSqlite; }
+  // A file NAME.db in the test's folder (parent folders not yet made), or a new database.
+  std::string store(const std::string& name = "study") {
+    return sqlite() ? dir.file(name + ".db") : pg_->create_database();
+  }
+
   TempDir dir;
-  const std::string path = dir.file("runs/x/study.db");   // parent folders are created
+  PostgresServer* pg_ = nullptr;
+};
+
+class StudyStore : public BackendTest {};
+class StudyWorkers : public BackendTest {};
+INSTANTIATE_TEST_SUITE_P(SQLite, StudyStore, ::testing::Values(Backend::kSqlite));
+INSTANTIATE_TEST_SUITE_P(PostgreSQL, StudyStore, ::testing::Values(Backend::kPostgres));
+INSTANTIATE_TEST_SUITE_P(SQLite, StudyWorkers, ::testing::Values(Backend::kSqlite));
+INSTANTIATE_TEST_SUITE_P(PostgreSQL, StudyWorkers, ::testing::Values(Backend::kPostgres));
+
+TEST_P(StudyStore, ReopenRoundTripsSpecAndEveryTrialField) {
+  const std::string path = store("runs/x/study");   // parent folders are created
   StudySpec spec = make_spec();
   spec.directions = {Direction::kMaximize, Direction::kMinimize};
   spec.space["criterion"].choices = {"l1", "tab\there", "comma,and \"quote\"", "\xc3\xa9t\xc3\xa9"};
@@ -220,9 +259,8 @@ TEST(Study, ReopenRoundTripsSpecAndEveryTrialField) {
   EXPECT_EQ(again->get(2)->state, TrialState::kRunning);
 }
 
-TEST(Study, OpenModesCreateResumeJoin) {
-  TempDir dir;
-  const std::string path = dir.file("study.db");
+TEST_P(StudyStore, OpenModesCreateResumeJoin) {
+  const std::string path = store();
   EXPECT_NE(error_of<InputError>([&] { open_study(path, make_spec(), OpenMode::kResume); })
                 .find("no study 'tune'"),
             std::string::npos);
@@ -233,7 +271,7 @@ TEST(Study, OpenModesCreateResumeJoin) {
     auto study = open_study(path, make_spec(), OpenMode::kJoin);   // creates
     run_trials(*study, 2);
   }
-  EXPECT_EQ(sql_value(path, "PRAGMA journal_mode"), "wal");   // readers never block a writer
+  if (sqlite()) EXPECT_EQ(sql_value(path, "PRAGMA journal_mode"), "wal");   // readers never block a writer
   const std::string exists =
       error_of<ConfigError>([&] { open_study(path, make_spec(), OpenMode::kCreate); });
   EXPECT_NE(exists.find("already exists"), std::string::npos) << exists;
@@ -249,9 +287,8 @@ TEST(Study, OpenModesCreateResumeJoin) {
   EXPECT_EQ(second->claim_trial(toy_proposer())->number, 0);
 }
 
-TEST(Study, ResumeWithADifferentConfigIsRefusedNamingBothValues) {
-  TempDir dir;
-  const std::string path = dir.file("study.db");
+TEST_P(StudyStore, ResumeWithADifferentConfigIsRefusedNamingBothValues) {
+  const std::string path = store();
   open_study(path, make_spec(), OpenMode::kCreate);
 
   StudySpec changed = make_spec();
@@ -284,9 +321,8 @@ TEST(Study, ResumeWithADifferentConfigIsRefusedNamingBothValues) {
   EXPECT_EQ(open_study(path, changed, OpenMode::kLoad)->spec().fingerprint, "cfg-1");
 }
 
-TEST(Study, ClaimsNumberTrialsInOrderWithTheirHistoryAndStopAtTheLimit) {
-  TempDir dir;
-  auto study = open_study(dir.file("study.db"), make_spec(), OpenMode::kCreate);
+TEST_P(StudyStore, ClaimsNumberTrialsInOrderWithTheirHistoryAndStopAtTheLimit) {
+  auto study = open_study(store(), make_spec(), OpenMode::kCreate);
   std::vector<size_t> history_sizes;
   auto propose = [&](int64_t n, const std::vector<Trial>& h) {
     history_sizes.push_back(h.size());
@@ -304,9 +340,8 @@ TEST(Study, ClaimsNumberTrialsInOrderWithTheirHistoryAndStopAtTheLimit) {
   EXPECT_EQ(study->trials().size(), 3u);
 }
 
-TEST(Study, InvalidProposalIsAnInternalErrorAndLeavesTheStudyUnchanged) {
-  TempDir dir;
-  auto study = open_study(dir.file("study.db"), make_spec(), OpenMode::kCreate);
+TEST_P(StudyStore, InvalidProposalIsAnInternalErrorAndLeavesTheStudyUnchanged) {
+  auto study = open_study(store(), make_spec(), OpenMode::kCreate);
   auto missing = [](int64_t n, const std::vector<Trial>& h) {
     auto p = toy_propose(7, n, h);
     p.erase("lr");
@@ -330,9 +365,8 @@ TEST(Study, InvalidProposalIsAnInternalErrorAndLeavesTheStudyUnchanged) {
   EXPECT_EQ(study->claim_trial(toy_proposer())->number, 0);
 }
 
-TEST(Study, EnqueuedTrialsAreClaimedBeforeNewOnes) {
-  TempDir dir;
-  auto study = open_study(dir.file("study.db"), make_spec(), OpenMode::kCreate);
+TEST_P(StudyStore, EnqueuedTrialsAreClaimedBeforeNewOnes) {
+  auto study = open_study(store(), make_spec(), OpenMode::kCreate);
   const std::map<std::string, double> defaults{
       {"bits", 8}, {"criterion", 0}, {"lr", 1e-3}, {"ratio", 0.5}};
   EXPECT_EQ(study->enqueue_trial(defaults), 0);
@@ -352,9 +386,8 @@ TEST(Study, EnqueuedTrialsAreClaimedBeforeNewOnes) {
   EXPECT_EQ(proposals, 1);
 }
 
-TEST(Study, IntermediateValuesAreStoredPerStep) {
-  TempDir dir;
-  auto study = open_study(dir.file("study.db"), make_spec(), OpenMode::kCreate);
+TEST_P(StudyStore, IntermediateValuesAreStoredPerStep) {
+  auto study = open_study(store(), make_spec(), OpenMode::kCreate);
   auto t = study->claim_trial(toy_proposer());
   EXPECT_TRUE(study->report_intermediate(t->number, 0, 0.5));
   EXPECT_TRUE(study->report_intermediate(t->number, 2, 0.7));
@@ -366,9 +399,8 @@ TEST(Study, IntermediateValuesAreStoredPerStep) {
   EXPECT_EQ(study->get(t->number)->intermediate.size(), 3u);   // kept for the pruner's history
 }
 
-TEST(Study, OnlyTheWorkerHoldingATrialWritesIt) {
-  TempDir dir;
-  const std::string path = dir.file("study.db");
+TEST_P(StudyStore, OnlyTheWorkerHoldingATrialWritesIt) {
+  const std::string path = store();
   auto a = open_study(path, make_spec(), OpenMode::kCreate, worker_options("a"));
   auto b = open_study(path, make_spec(), OpenMode::kJoin, worker_options("b"));
   auto t = a->claim_trial(toy_proposer());
@@ -387,9 +419,8 @@ TEST(Study, OnlyTheWorkerHoldingATrialWritesIt) {
   EXPECT_THROW((void)b->finish_trial(1, TrialState::kComplete, {}), InternalError);
 }
 
-TEST(Study, ReleasedTrialIsRetriedWithoutCountingARetry) {
-  TempDir dir;
-  auto study = open_study(dir.file("study.db"), make_spec(), OpenMode::kCreate);
+TEST_P(StudyStore, ReleasedTrialIsRetriedWithoutCountingARetry) {
+  auto study = open_study(store(), make_spec(), OpenMode::kCreate);
   auto t = study->claim_trial(toy_proposer());
   EXPECT_TRUE(study->report_intermediate(t->number, 0, 0.3));
   EXPECT_TRUE(study->release_trial(t->number));
@@ -402,9 +433,8 @@ TEST(Study, ReleasedTrialIsRetriedWithoutCountingARetry) {
   EXPECT_EQ(again->params, t->params);
 }
 
-TEST(Study, StudyDroppedWithoutFinishingGivesItsTrialBackAsAbandoned) {
-  TempDir dir;
-  const std::string path = dir.file("study.db");
+TEST_P(StudyStore, StudyDroppedWithoutFinishingGivesItsTrialBackAsAbandoned) {
+  const std::string path = store();
   std::map<std::string, double> params;
   {
     auto study = open_study(path, make_spec(), OpenMode::kCreate);
@@ -422,9 +452,8 @@ TEST(Study, StudyDroppedWithoutFinishingGivesItsTrialBackAsAbandoned) {
   EXPECT_EQ(again->params, params);
 }
 
-TEST(Study, SilentWorkerTimesOutAndCannotFinishTheTrialItLost) {
-  TempDir dir;
-  const std::string path = dir.file("study.db");
+TEST_P(StudyStore, SilentWorkerTimesOutAndCannotFinishTheTrialItLost) {
+  const std::string path = store();
   StudyOptions slow = worker_options("slow");
   StudyOptions fast = worker_options("fast");
   fast.heartbeat_timeout_s = 0.02;
@@ -443,7 +472,7 @@ TEST(Study, SilentWorkerTimesOutAndCannotFinishTheTrialItLost) {
   EXPECT_EQ(a->get(t->number)->values, std::vector<double>{2.0});
 }
 
-TEST(Study, BadOptionsAndLocationsAreRefused) {
+TEST(StudyLocations, BadOptionsAndLocationsAreRefused) {
   TempDir dir;
   StudyOptions bad;
   bad.heartbeat_timeout_s = 0;
@@ -454,8 +483,6 @@ TEST(Study, BadOptionsAndLocationsAreRefused) {
   bad = StudyOptions{};
   bad.max_retries = -1;
   EXPECT_THROW(open_study(dir.file("a.db"), make_spec(), OpenMode::kCreate, bad), ConfigError);
-  EXPECT_THROW(open_study("postgresql://me@host/db", make_spec(), OpenMode::kCreate),
-               UnsupportedError);
   const std::string e = error_of<ConfigError>(
       [&] { open_study("mysql://me@host/db", make_spec(), OpenMode::kCreate); });
   EXPECT_NE(e.find("sqlite:///path"), std::string::npos) << e;
@@ -466,6 +493,44 @@ TEST(Study, BadOptionsAndLocationsAreRefused) {
   StudySpec none = make_spec();
   none.directions.clear();
   EXPECT_THROW(open_study(dir.file("b.db"), none, OpenMode::kCreate), ConfigError);
+}
+
+TEST(StudyLocations, PostgresUrlWithoutAServerNamesHostPortAndDatabaseButNeverThePassword) {
+  for (const std::string url : {"postgresql://me:s3cret@127.0.0.1:1/tunedb",
+                                "postgres://me:s3cret@127.0.0.1:1/tunedb?connect_timeout=5"}) {
+    if (!postgres_supported()) {
+      const std::string e = error_of<UnsupportedError>(
+          [&] { open_study(url, make_spec(), OpenMode::kJoin); });
+      EXPECT_NE(e.find("no PostgreSQL support"), std::string::npos) << e;
+      EXPECT_NE(e.find("libpq-dev"), std::string::npos) << e;
+      EXPECT_EQ(e.find("s3cret"), std::string::npos) << e;
+      continue;
+    }
+    const std::string e =
+        error_of<ConfigError>([&] { open_study(url, make_spec(), OpenMode::kJoin); });
+    EXPECT_NE(e.find("cannot connect to PostgreSQL at 127.0.0.1:1, database 'tunedb', user 'me'"),
+              std::string::npos)
+        << e;
+    EXPECT_NE(e.find("refused"), std::string::npos) << e;   // libpq's reason
+    EXPECT_EQ(e.find("s3cret"), std::string::npos) << e;
+  }
+  const std::string bad = error_of<ConfigError>(
+      [&] { open_study("postgresql://me:s3cret@127.0.0.1:port/db", make_spec(), OpenMode::kJoin); });
+  EXPECT_EQ(bad.find("s3cret"), std::string::npos) << bad;
+}
+
+TEST(StudyLocations, DisplayLocationHidesPasswordsOnly) {
+  EXPECT_EQ(display_location("postgresql://me:pw@db.example:5433/tune"),
+            "postgresql://me:***@db.example:5433/tune");
+  EXPECT_EQ(display_location("postgres://me@db/tune?sslmode=require&password=pw"),
+            "postgres://me@db/tune?sslmode=require&password=***");
+  EXPECT_EQ(display_location("postgresql://db.example:5433/tune"),
+            "postgresql://db.example:5433/tune");
+  EXPECT_EQ(display_location("runs/a:b@c/study.db"), "runs/a:b@c/study.db");
+  EXPECT_EQ(display_location("sqlite:///runs/study.db"), "sqlite:///runs/study.db");
+  EXPECT_EQ(hide_passwords("study: postgresql://me:pw@h/db\nother: {s: \"postgres://a:b@h/d\"}"),
+            "study: postgresql://me:***@h/db\nother: {s: \"postgres://a:***@h/d\"}");
+  EXPECT_EQ(hide_passwords("no url here: a:b@c"), "no url here: a:b@c");
 }
 
 // ---- files that are not studies ----
@@ -522,11 +587,94 @@ TEST(StudyFiles, FolderOrUnwritablePathIsAnInputError) {
   EXPECT_THROW(open_study(file + "/study.db", make_spec(), OpenMode::kJoin), InputError);
 }
 
+// ---- PostgreSQL databases that are not (only) studies ----
+
+class PostgresStudy : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string why;
+    try {
+      pg_ = PostgresServer::instance(&why);
+    } catch (const std::exception& e) {
+      FAIL() << e.what();
+    }
+    if (!pg_) GTEST_SKIP() << why;
+  }
+  PostgresServer* pg_ = nullptr;
+};
+
+TEST_F(PostgresStudy, OtherApplicationsTablesAreLeftAloneAndStudiesShareADatabaseByName) {
+  const std::string url = pg_->create_database();
+  // Another application's tables named like the study's, in the default schema.
+  pg_->sql(url, "CREATE TABLE trials (title TEXT); INSERT INTO trials VALUES ('mine');");
+  run_trials(*open_study(url, make_spec(), OpenMode::kCreate), 2);
+  StudySpec other = make_spec();
+  other.name = "other";
+  other.fingerprint = "cfg-other";
+  run_trials(*open_study(url, other, OpenMode::kCreate), 3);
+  EXPECT_EQ(pg_->sql(url, "SELECT string_agg(title, ',') FROM public.trials"), "mine");
+  EXPECT_EQ(open_study(url, make_spec(), OpenMode::kResume)->trials().size(), 2u);
+  EXPECT_EQ(open_study(url, other, OpenMode::kResume)->trials().size(), 3u);
+  EXPECT_EQ(pg_->sql(url, "SELECT count(*) FROM squeeze.studies"), "2");
+  const std::string e = error_of<InputError>([&] {
+    StudySpec missing = make_spec();
+    missing.name = "missing";
+    open_study(url, missing, OpenMode::kResume);
+  });
+  EXPECT_NE(e.find("'other', 'tune'"), std::string::npos) << e;
+}
+
+TEST_F(PostgresStudy, ForeignSchemaIsRefusedAndLeftUntouched) {
+  const std::string url = pg_->create_database();
+  pg_->sql(url, "CREATE SCHEMA squeeze; CREATE TABLE squeeze.songs (title TEXT); "
+                "INSERT INTO squeeze.songs VALUES ('x');");
+  const std::string e =
+      error_of<InputError>([&] { open_study(url, make_spec(), OpenMode::kJoin); });
+  EXPECT_NE(e.find("not a squeeze study"), std::string::npos) << e;
+  EXPECT_NE(e.find("songs"), std::string::npos) << e;
+  EXPECT_NE(e.find(url), std::string::npos) << e;
+  EXPECT_EQ(pg_->sql(url, "SELECT string_agg(table_name, ',') FROM information_schema.tables "
+                          "WHERE table_schema = 'squeeze'"),
+            "songs");
+}
+
+TEST_F(PostgresStudy, EmptySchemaMadeByAnAdministratorIsFilled) {
+  const std::string url = pg_->create_database();
+  pg_->sql(url, "CREATE SCHEMA squeeze");
+  run_trials(*open_study(url, make_spec(), OpenMode::kCreate), 1);
+  EXPECT_EQ(open_study(url, make_spec(), OpenMode::kResume)->trials().size(), 1u);
+}
+
+TEST_F(PostgresStudy, NewerSchemaVersionIsRefused) {
+  const std::string url = pg_->create_database();
+  open_study(url, make_spec(), OpenMode::kCreate);
+  pg_->sql(url, "UPDATE squeeze.meta SET value = '99' WHERE key = 'schema_version'");
+  const std::string e =
+      error_of<InputError>([&] { open_study(url, make_spec(), OpenMode::kResume); });
+  EXPECT_NE(e.find("newer squeeze"), std::string::npos) << e;
+}
+
+TEST_F(PostgresStudy, MissingDatabaseIsAConfigErrorNamingIt) {
+  const std::string url = pg_->url("no_such_db");
+  const std::string e =
+      error_of<ConfigError>([&] { open_study(url, make_spec(), OpenMode::kJoin); });
+  EXPECT_NE(e.find("database 'no_such_db'"), std::string::npos) << e;
+  EXPECT_NE(e.find("does not exist"), std::string::npos) << e;   // the server's reason
+  EXPECT_NE(e.find(std::to_string(pg_->port())), std::string::npos) << e;
+}
+
+TEST_F(PostgresStudy, PostgresSchemeAndLibpqParametersAreAccepted) {
+  std::string url = pg_->create_database();
+  const std::string short_url = "postgres://" + url.substr(std::string("postgresql://").size()) +
+                                "?application_name=tuner&connect_timeout=5";
+  run_trials(*open_study(short_url, make_spec(), OpenMode::kCreate), 2);
+  EXPECT_EQ(open_study(url, make_spec(), OpenMode::kResume)->trials().size(), 2u);
+}
+
 // ---- several processes ----
 
-TEST(StudyProcesses, TrialOfAKilledWorkerIsRetriedOnResumeAndFinishedOnesAreNot) {
-  TempDir dir;
-  const std::string path = dir.file("study.db");
+TEST_P(StudyWorkers, TrialOfAKilledWorkerIsRetriedOnResumeAndFinishedOnesAreNot) {
+  const std::string path = store();
   run_trials(*open_study(path, make_spec(), OpenMode::kCreate), 2);
 
   const int code = in_child([&] {
@@ -564,9 +712,8 @@ TEST(StudyProcesses, TrialOfAKilledWorkerIsRetriedOnResumeAndFinishedOnesAreNot)
   for (int i = 0; i < 2; ++i) expect_same_trial(after[i], before[i]);
 }
 
-TEST(StudyProcesses, ResumedSearchProposesTheSameTrialsAsAnUninterruptedOne) {
-  TempDir dir;
-  const std::string straight = dir.file("straight.db"), resumed = dir.file("resumed.db");
+TEST_P(StudyWorkers, ResumedSearchProposesTheSameTrialsAsAnUninterruptedOne) {
+  const std::string straight = store("straight"), resumed = store("resumed");
   run_trials(*open_study(straight, make_spec(), OpenMode::kCreate), 7);
 
   run_trials(*open_study(resumed, make_spec(), OpenMode::kCreate), 3);
@@ -592,9 +739,8 @@ TEST(StudyProcesses, ResumedSearchProposesTheSameTrialsAsAnUninterruptedOne) {
   EXPECT_EQ(b[3].attrs.at("retries"), "2");
 }
 
-TEST(StudyProcesses, TrialThatKeepsKillingItsWorkerIsFailedAfterMaxRetries) {
-  TempDir dir;
-  const std::string path = dir.file("study.db");
+TEST_P(StudyWorkers, TrialThatKeepsKillingItsWorkerIsFailedAfterMaxRetries) {
+  const std::string path = store();
   StudyOptions options;
   options.max_retries = 1;
   open_study(path, make_spec(), OpenMode::kCreate, options);
@@ -615,9 +761,8 @@ TEST(StudyProcesses, TrialThatKeepsKillingItsWorkerIsFailedAfterMaxRetries) {
   EXPECT_EQ(study->claim_trial(toy_proposer())->number, 1);   // the search goes on
 }
 
-TEST(StudyProcesses, WorkerKilledAtAnyMomentLeavesAStudyThatResumes) {
-  TempDir dir;
-  const std::string path = dir.file("study.db");
+TEST_P(StudyWorkers, WorkerKilledAtAnyMomentLeavesAStudyThatResumes) {
+  const std::string path = store();
   int done[2];   // the worker writes a byte after each finished trial
   ASSERT_EQ(pipe(done), 0);
   std::fflush(nullptr);
@@ -666,9 +811,8 @@ TEST(StudyProcesses, WorkerKilledAtAnyMomentLeavesAStudyThatResumes) {
   for (int64_t i = 0; i + 1 < n; ++i) expect_same_trial(after[i], before[i]);
 }
 
-TEST(StudyProcesses, ConcurrentWorkersClaimEveryNumberExactlyOnce) {
-  TempDir dir;
-  const std::string path = dir.file("shared/study.db");   // created by whichever worker is first
+TEST_P(StudyWorkers, ConcurrentWorkersClaimEveryNumberExactlyOnce) {
+  const std::string path = store("shared/study");   // created by whichever worker is first
   constexpr int kWorkers = 4;
   constexpr int64_t kTrials = 40;
   std::vector<pid_t> pids;

@@ -443,7 +443,9 @@ int run_cli(const std::vector<std::string>& args, std::ostream& out, std::ostrea
       "command printed, exit code 128 + signal");
   run->add_flag("--worker", worker,
                 "autotune: create or join the study and process trials beside other --worker "
-                "processes (each trial runs once); writes its report into OUTDIR/workers/HOST-PID")
+                "processes (each trial runs once), on this machine (SQLite study) or on several "
+                "(pipeline.study: postgresql://user@host/db); writes its report into "
+                "OUTDIR/workers/HOST-PID")
       ->excludes(resume_flag);
 
   auto* inspect = app.add_subcommand("inspect", "Per-layer table: op, shapes, params, non-zeros, FLOPs, bits");

@@ -1,5 +1,5 @@
 // The autotune pipeline: a search over stage parameters declared in YAML, with the TPE sampler
-// (pipeline/tpe.h), Optuna's median pruner (pipeline/pruner.h) and the SQLite study
+// (pipeline/tpe.h), Optuna's median pruner (pipeline/pruner.h) and the SQLite or PostgreSQL study
 // (pipeline/study.h), every trial measured as a candidate of the shared store
 // (pipeline/candidates.h).
 //
@@ -11,7 +11,10 @@
 //     trials: 40                                # the study holds at most this many trials
 //     time: 2h                                  # no new trial after this long (90s, 30m, 2h)
 //     seed: 0                                   # the sampler's seed (default: the workflow seed)
-//     study: runs/tune/study.db                 # default: OUTDIR/study.db
+//     study: runs/tune/study.db                 # default: OUTDIR/study.db; or a PostgreSQL
+//                                               #   URL postgresql://user@host:port/database
+//     study_name: autotune                      # the study's name in that store (default)
+//     heartbeat_timeout: 5m                     # a worker silent this long lost its trial
 //     sampler: {type: tpe, startup_trials: 10}  # tpe (default) | random
 //     pruner: {type: median, startup_trials: 5, warmup_steps: 0}   # or pruner: none
 //     stages:                                   # the template each trial instantiates
@@ -64,6 +67,11 @@
 //                          candidates and best.yaml into OUTDIR/workers/<host>-<pid>/, covering
 //                          every trial the study held when it finished; a later --resume writes
 //                          the complete report into OUTDIR.
+// A worker beats (Study::heartbeat) every fifth of heartbeat_timeout while it runs a trial, from
+// a thread of its own, so a long epoch does not look like a dead worker. A worker that dies is
+// noticed at once by workers on the same host (its pid is gone) and by the others after
+// heartbeat_timeout; its trial is then re-queued with the same parameters and run by another
+// worker (Study::claim_trial), at most StudyOptions::max_retries times.
 // The baseline is trained again by each process (deterministic for a given seed and threads).
 // SIGINT / SIGTERM: the running trial stops before its next batch and is released back to the
 // study (re-run by the next --resume), the report of what is finished is written, and
@@ -95,7 +103,9 @@ struct AutotuneSpec {
   double time_s = 0.0;           // 0: no time budget
   std::string time_text;         // as written
   std::optional<uint64_t> seed;  // the sampler's seed; absent: the workflow seed
-  std::string study;             // empty: OUTDIR/study.db
+  std::string study;             // empty: OUTDIR/study.db; or postgresql://user@host/database
+  std::string study_name = "autotune";   // several studies share one database by name
+  double heartbeat_timeout_s = 300.0;    // a silent worker's trial is retried after this long
   std::string sampler = "tpe";   // tpe | random
   int64_t startup_trials = 10;   // tpe: random proposals until this many trials finished
   bool prune = true;             // the median pruner

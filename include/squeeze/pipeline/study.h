@@ -2,7 +2,9 @@
 // without repeating finished trials and several worker processes share one search.
 //
 // `Study` is the storage interface; `open_study` picks the backend from the location: a file path
-// (or sqlite:///path) is a SQLite database; postgresql:// URLs are reserved for a later backend.
+// (or sqlite:///path) is a SQLite database, shared by the processes of one machine; a
+// postgresql:// (or postgres://) URL is a PostgreSQL database, shared by workers on several
+// machines. Both backends have the same semantics and pass the same tests (test_study.cpp).
 // Nothing here knows about graphs or samplers: a trial's parameters come from a `Proposer`
 // callback (the TPE sampler in pipeline/tpe.h), its results from the pipeline.
 //
@@ -86,7 +88,8 @@ class Study {
 
   // The spec as stored (with kLoad: as found in the file).
   virtual const StudySpec& spec() const = 0;
-  // Where the study lives, as given to open_study.
+  // Where the study lives, as given to open_study, with a URL's password hidden
+  // (display_location).
   virtual const std::string& location() const = 0;
   // This process's worker name (StudyOptions::worker or "<hostname>:<pid>").
   virtual const std::string& worker() const = 0;
@@ -137,12 +140,33 @@ class Study {
   virtual std::optional<Trial> get(int64_t number) const = 0;
 };
 
-// Opens study `spec.name` at `location`: a file path (parent folders are created) or
-// "sqlite:///path"; "postgresql://..." throws UnsupportedError until that backend exists; any
-// other scheme throws ConfigError. A file that is not a squeeze study database throws InputError;
-// a stored study whose directions, space, seed or fingerprint differ from `spec` throws
-// ConfigError naming both values. Re-queues trials of dead workers (a resume after SIGKILL).
+// Opens study `spec.name` at `location`: a file path (parent folders are created),
+// "sqlite:///path", or a PostgreSQL URL "postgresql://user[:password]@host[:port]/database"
+// (also postgres://, and libpq's query parameters such as ?sslmode=require; a password not in
+// the URL comes from PGPASSWORD or ~/.pgpass, as libpq reads them). A PostgreSQL database keeps
+// its studies in the schema "squeeze" (created on first use; the user needs CREATE on the
+// database then), any number of them, told apart by spec.name. Any other scheme throws
+// ConfigError. A PostgreSQL URL in a build without libpq throws UnsupportedError naming the
+// package; a server that cannot be reached or refuses the user throws ConfigError naming host,
+// port, database and libpq's reason (never the password). A file or schema that is not a squeeze
+// study throws InputError; a stored study whose directions, space, seed or fingerprint differ
+// from `spec` throws ConfigError naming both values. Re-queues trials of dead workers (a resume
+// after SIGKILL).
+//
+// Liveness: a worker on this host that is gone is detected at once (its pid); one on another
+// host only by its heartbeat, after StudyOptions::heartbeat_timeout_s. PostgreSQL compares
+// heartbeats on the server's clock, so the workers' clocks need not agree.
 std::unique_ptr<Study> open_study(const std::string& location, const StudySpec& spec,
                                   OpenMode mode, const StudyOptions& options = {});
+
+// `location` fit to print: a URL's password (user:password@, ?password=) becomes "***".
+std::string display_location(const std::string& location);
+
+// `text` (a configuration, a message) with the password of every postgresql:// or postgres://
+// URL in it hidden the same way; a URL ends at white space, a quote, ',', '}' or ']'.
+std::string hide_passwords(const std::string& text);
+
+// Whether this build has the PostgreSQL backend (libpq was found when it was configured).
+bool postgres_supported();
 
 }  // namespace squeeze::pipeline
