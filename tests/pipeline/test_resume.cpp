@@ -82,12 +82,16 @@ void expect_same_report(const std::string& a_path, const std::string& b_path) {
   EXPECT_TRUE(diffs.empty()) << diffs.size() << " differences:\n" << shown;
 }
 
-// The hls4ml jet tagger on 10,000 synthetic jets, one thread; three experiments, the second of two
-// stages. (A model without dropout: see README "Runs that survive interruption" for why.)
+// small_cnn (it has dropout, so the global generator matters) on 1,000 Fashion-MNIST images, one
+// thread; three experiments, the second of two stages.
 const char* kWorkflow = R"(seed: 4
 threads: 1
-model: {zoo: jet_tagger}
-data: {dataset: synthetic-jets, samples: 10000, batch_size: 64, split: {val: 0.1, test: 0.2}}
+model: {zoo: small_cnn, params: {channels: 4}}
+data:
+  dataset: fashion-mnist
+  batch_size: 64
+  split: {val: 0.1}
+  limit: {train: 1000, val: 200, test: 300}
 baseline: {train: {epochs: 2, lr: 3.0e-3}}
 experiments:
   - name: a
