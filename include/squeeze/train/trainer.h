@@ -90,9 +90,7 @@ using EpochHook = std::function<void(const EpochRecord&)>;
 // the model's output width (check_labels; InputError before the first step otherwise).
 // With options.distill the loss is the distillation loss (train/distill.h) against `teacher`,
 // which must then be given (ConfigError otherwise) and is only read. Checks for an interrupt
-// (util/interrupt.h) before every batch and throws interrupt::Interrupted then. Its randomness
-// (batch order, dropout) depends only on `seed`: the global generator is reseeded before each
-// step from the seed and the step.
+// (util/interrupt.h) before every batch and throws interrupt::Interrupted then.
 TrainResult fit(ir::Graph& graph, const data::Splits& splits, const TrainOptions& options,
                 int64_t batch_size, uint64_t seed, const StepHook& hook = nullptr,
                 const ir::Graph* teacher = nullptr, const EpochHook& epoch_hook = nullptr);
