@@ -4,6 +4,7 @@
 
 #include <cctype>
 #include <cmath>
+#include <exception>
 #include <filesystem>
 
 #include "squeeze/compress/distill/distill.h"
@@ -160,7 +161,13 @@ report::StageRecord Workspace::run_stage(const std::string& key, ir::Graph& g, P
   return rec;
 }
 
-Workspace::~Workspace() = default;
+Workspace::~Workspace() {
+  // Unwinding from an interrupt or an error: say so in run.log (the CLI prints the error itself).
+  // (start() has run when the report has its version.)
+  if (std::uncaught_exceptions() > 0 && state_ && log_file_ && !report_.squeeze_version.empty())
+    log::info("run stopped before it finished (interrupted or failed); the finished units are kept "
+              "in ", state_->path("run.json"), ", and squeeze run CONFIG --resume continues it");
+}
 
 std::vector<PreparedStage> Workspace::prepare(const std::vector<StageSpec>& specs,
                                               const std::string& owner) const {

@@ -142,7 +142,8 @@ std::set<std::string> finished_units(const std::string& journal) {
   std::error_code ec;
   if (!fs::exists(journal, ec)) return keys;
   try {
-    for (const auto& u : read_json(journal)["units"]) keys.insert(u["key"].get<std::string>());
+    const json j = read_json(journal);
+    for (const auto& u : j["units"]) keys.insert(u["key"].get<std::string>());
   } catch (const json::exception&) {
   }
   return keys;
@@ -172,8 +173,10 @@ TEST(Resume, AfterSigkillMidExperimentGivesTheUninterruptedReport) {
     kill(pid, SIGKILL);
     waitpid(pid, &status, 0);
   }
-  ASSERT_TRUE(reached) << "the run ended before experiment b's first stage was journaled:\n"
-                       << read_all(dir.file("killed.txt"));
+  ASSERT_TRUE(reached) << "the run ended (status " << status
+                       << ") before experiment b's first stage was journaled:\n"
+                       << read_all(dir.file("killed.txt")) << "\njournal:\n"
+                       << read_all(out + "/run.json");
   ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
   ASSERT_FALSE(fs::exists(out + "/report.json")) << "the run finished before it was killed";
   const std::set<std::string> before = finished_units(out + "/run.json");
@@ -227,7 +230,8 @@ TEST(Resume, CtrlCStopsAtTheNextBatchAndPrintsTheResumeCommand) {
   EXPECT_NE(console.find("run.json"), std::string::npos) << console;
   EXPECT_FALSE(fs::exists(out + "/report.json"));
   EXPECT_TRUE(finished_units(out + "/run.json").count("baseline"));
-  EXPECT_NE(read_all(out + "/run.log").find("interrupted"), std::string::npos);
+  EXPECT_NE(read_all(out + "/run.log").find("run stopped before it finished (interrupted"),
+            std::string::npos);
   // The printed command continues it.
   auto resumed = testing::run_binary("run " + cfg + " --resume --out " + out);
   EXPECT_EQ(resumed.code, 0) << resumed.out;
@@ -325,7 +329,7 @@ TEST(Resume, PipelinesResumeFromTheirFinishedCandidates) {
 )"},
       {"progressive", R"(pipeline:
   type: progressive
-  target_compression: 2.5
+  target_compression: 6
   guard: {max_drop: 0.1, relative: true}
   methods: [prune, quantize]
   finetune: {epochs: 1, lr: 1.0e-3}

@@ -257,7 +257,6 @@ int cmd_run(const std::string& config_path, const std::string& out_dir, const st
     const std::string dir = out_dir.empty() ? cfg.output.dir : out_dir;
     const std::string kept = study ? "the finished trials are kept in the study"
                                    : "the finished work is kept in " + dir + "/run.json";
-    log::info("interrupted (", e.what(), "); ", kept);
     err << "error: " << e.what() << "; " << kept << ". Continue with:\n  "
         << resume_command(config_path, out_dir, sets) << "\n";
     return 128 + e.signal();
