@@ -17,7 +17,7 @@ build: deps $(BUILD)/build.ninja
 	cmake --build $(BUILD) -j $(JOBS)
 
 demo: build
-	$(BUILD)/squeeze run examples/quickstart.yaml --out runs/quickstart
+	$(BUILD)/squeeze run examples/quickstart.yaml --out runs/quickstart --force   # replaces an earlier demo run
 
 # The fast suite (everything not labelled slow).
 test: build

@@ -125,6 +125,29 @@ const report::CandidateRecord& CandidateStore::add(const std::string& name,
   return added;
 }
 
+const report::CandidateRecord& CandidateStore::restore(report::CandidateRecord c, ir::Graph g) {
+  SQZ_ASSERT(c.index == static_cast<int64_t>(candidates_.size()), "candidates restored in order");
+  log::info("candidate #", c.index + 1, " ", c.name, ": finished by an earlier run, loaded (",
+            c.checkpoint, ")");
+  candidates_.push_back(std::move(c));
+  const report::CandidateRecord& added = candidates_.back();
+  if (best_ < 0 || ahead(added, candidates_[best_])) {
+    best_ = added.index;
+    best_graph_ = std::move(g);
+  }
+  return added;
+}
+
+void CandidateStore::record(const std::string& key, int64_t index,
+                            const std::vector<report::StageRecord>& new_stages, ir::Graph& g) {
+  report::JournalUnit unit;
+  unit.key = key;
+  unit.candidate = candidates_.at(static_cast<size_t>(index));
+  unit.checkpoint = unit.candidate->checkpoint;
+  unit.stages = new_stages;
+  ws_.record(std::move(unit), &g);
+}
+
 void CandidateStore::rank() {
   std::vector<size_t> order(candidates_.size());
   std::iota(order.begin(), order.end(), 0);

@@ -129,6 +129,23 @@ report::Report run_combinations(const WorkflowConfig& config, const RunOptions& 
       it = it->first.size() + 1 < o.size() ? done.erase(it) : ++it;
     const std::string name = ordering_name(steps, o);
     log::info("candidate ", c + 1, "/", plan.run.size(), ": ", name);
+    // Each ordering is a unit of the run's journal: a candidate, or a skip found while running.
+    const std::string key = msg("ordering/", c);
+    if (const report::JournalUnit* finished = ws.finished(key)) {
+      if (!finished->skipped.empty()) {
+        log::info("  skipped (by an earlier run): ", finished->skipped);
+        skipped_run[o] = finished->skipped;
+        skipped.push_back({name, finished->skipped});
+        continue;
+      }
+      report::CandidateRecord rec = *finished->candidate;
+      for (size_t idx : o) rec.steps.push_back(step_ref(steps[idx]));
+      ir::Graph g = ws.restore(*finished);
+      std::vector<report::StageRecord> history = rec.history;
+      store.restore(std::move(rec), g.clone());
+      done[o] = Done{std::move(g), std::move(history)};
+      continue;
+    }
     std::string why;
     for (size_t len = 1; len < o.size() && why.empty(); ++len) {
       auto it = skipped_run.find(prefix(o, len));
@@ -163,12 +180,20 @@ report::Report run_combinations(const WorkflowConfig& config, const RunOptions& 
       log::info("  skipped: ", why);
       skipped_run[o] = why;
       skipped.push_back({name, why});
+      report::JournalUnit unit;
+      unit.key = key;
+      unit.skipped = why;
+      ws.record(std::move(unit), nullptr);
       continue;
     }
     std::vector<report::StepRef> refs;
     for (size_t idx : o) refs.push_back(step_ref(steps[idx]));
     const report::CandidateRecord& added = store.add(name, refs, history, g, t0);
     store.candidate(added.index).status = "tried";
+    store.record(key, added.index,
+                 std::vector<report::StageRecord>(history.begin() + static_cast<long>(start),
+                                                  history.end()),
+                 g);
     done[o] = Done{std::move(g), std::move(history)};
   }
   done.clear();

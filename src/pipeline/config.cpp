@@ -646,9 +646,29 @@ WorkflowConfig parse_config(const std::string& yaml_text, const std::vector<std:
 
     if (auto pipeline = root.get_map("pipeline")) cfg.pipeline = parse_pipeline(*pipeline);
 
-    // A pipeline may build its own model (the particle-physics ones); the others need one.
-    if (root.has("model") || !cfg.pipeline || !cfg.pipeline->steps.empty() ||
-        cfg.pipeline->progressive || cfg.pipeline->autotune)
+    if (auto baseline = root.get_map("baseline")) {
+      if (auto train = baseline->get_map("train"))
+        cfg.baseline_train = train::TrainOptions::from_params(*train);
+      baseline->document("checkpoint", "a .sqz or .onnx path",
+                         "a trained baseline used instead of training one");
+      cfg.baseline_checkpoint = baseline->get_string("checkpoint", "");
+      if (baseline->has("checkpoint") && cfg.baseline_checkpoint.empty())
+        throw ConfigError(msg(baseline->key_path("checkpoint"),
+                              ": expected the path of a trained baseline (.sqz or .onnx), got ''"));
+      if (cfg.baseline_train && !cfg.baseline_checkpoint.empty())
+        throw ConfigError(msg("both 'train' and 'checkpoint' given in ", baseline->path(),
+                              ": checkpoint is a baseline trained before, train trains one; "
+                              "keep one"));
+      baseline->finish();
+    }
+
+    // A pipeline may build its own model (the particle-physics ones); the others need one, which
+    // a baseline checkpoint gives when model: is left out.
+    cfg.model_given = root.has("model");
+    if (!cfg.model_given && !cfg.baseline_checkpoint.empty())
+      cfg.model.checkpoint = cfg.baseline_checkpoint;
+    else if (root.has("model") || !cfg.pipeline || !cfg.pipeline->steps.empty() ||
+             cfg.pipeline->progressive || cfg.pipeline->autotune)
       cfg.model = parse_model(root);
 
     if (auto data = root.get_map("data")) cfg.data = data::DataOptions::from_params(*data);
@@ -664,12 +684,6 @@ WorkflowConfig parse_config(const std::string& yaml_text, const std::vector<std:
                 "data.split.val is ",
                 cfg.data->val_fraction,
                 "; give data: {split: {val: 0.1}} (the test split is never used to choose)"));
-    }
-
-    if (auto baseline = root.get_map("baseline")) {
-      if (auto train = baseline->get_map("train"))
-        cfg.baseline_train = train::TrainOptions::from_params(*train);
-      baseline->finish();
     }
 
     std::set<std::string> names;

@@ -260,12 +260,29 @@ bool Progressive::step(const std::string& name, const Recipe& r, const std::stri
   ir::Graph trial = (from_float ? float_g_ : g_).clone();
   std::vector<report::StageRecord> history = from_float ? float_history_ : history_;
   std::vector<report::StepRef> refs = from_float ? float_refs_ : refs_;
-  history.push_back(ws_.run_stage(trial, prepared[0], position));
   refs.push_back({name, r.method, stage_specs_.back().params});
-  const report::CandidateRecord& c = store_->add(name, refs, history, trial, t0);
-  report::CandidateRecord& rec = store_->candidate(c.index);
-  rec.status = c.passed ? "kept" : "rolled back";
-  rec.note = note;
+  // Each step is a unit of the run's journal. The pipeline decides the same steps again on a
+  // resume (its choices depend only on the models and measurements, which are loaded).
+  const std::string key = msg("step/", position);
+  const report::CandidateRecord* added = nullptr;
+  if (const report::JournalUnit* done = ws_.finished(key)) {
+    trial = ws_.restore(*done);
+    history.push_back(done->stages.at(0));
+    report::CandidateRecord restored = *done->candidate;
+    if (restored.name != name)
+      throw InputError(msg("--resume: step ", position + 1, " of the journal is ", restored.name,
+                           " but this run chose ", name, "; start over with --force"));
+    restored.steps = refs;
+    added = &store_->restore(std::move(restored), trial.clone());
+  } else {
+    history.push_back(ws_.run_stage(trial, prepared[0], position));
+    added = &store_->add(name, refs, history, trial, t0);
+    report::CandidateRecord& rec = store_->candidate(added->index);
+    rec.status = added->passed ? "kept" : "rolled back";
+    rec.note = note;
+    store_->record(key, added->index, {history.back()}, trial);
+  }
+  const report::CandidateRecord& c = *added;
   if (!c.passed) {
     log::info("  rolled back: ", c.reason);
     return false;

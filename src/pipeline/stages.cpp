@@ -5,11 +5,13 @@
 
 #include <cctype>
 #include <cmath>
+#include <exception>
 #include <filesystem>
 
 #include "squeeze/compress/distill/distill.h"
 #include "squeeze/deploy/export.h"
 #include "squeeze/deploy/latency.h"
+#include "squeeze/io/model_io.h"
 #include "squeeze/io/sqz.h"
 #include "squeeze/ir/ops.h"
 #include "squeeze/pipeline/study.h"
@@ -146,9 +148,69 @@ Workspace::Workspace(const WorkflowConfig& config, const RunOptions& options)
     deploy::check_export_format(format, "output.export");
   if (config.baseline_train && !config.data)
     throw ConfigError("baseline.train needs a data: block");
+  if (options.check_only) return;
+  // The lines logged from here on go to DIR/run.log too, once start() creates the folder.
+  log_file_ = std::make_unique<log::FileSink>();
+  // The autotune pipeline keeps its own journal, the study.
+  if (config.pipeline && config.pipeline->autotune) return;
+  state_ = std::make_unique<RunState>(out_dir_, config, options.overrides,
+                                      options.resume  ? RunState::Mode::kResume
+                                      : options.force ? RunState::Mode::kForce
+                                                      : RunState::Mode::kFresh);
 }
 
-Workspace::~Workspace() = default;
+const report::JournalUnit* Workspace::finished(const std::string& key) const {
+  return state_ ? state_->find(key) : nullptr;
+}
+
+ir::Graph Workspace::restore(const report::JournalUnit& unit) const {
+  SQZ_ASSERT(state_, "restore without a run journal");
+  return state_->load(unit);
+}
+
+void Workspace::record(report::JournalUnit unit, ir::Graph* g) {
+  if (!state_) return;
+  if (g) {
+    if (unit.checkpoint.empty()) {
+      std::string rel = "state";
+      for (size_t a = 0, b; a <= unit.key.size(); a = b + 1) {
+        b = std::min(unit.key.find('/', a), unit.key.size());
+        rel += "/" + safe_file_name(unit.key.substr(a, b - a));
+      }
+      unit.checkpoint = rel + ".sqz";
+      fs::create_directories(fs::path(state_->path(unit.checkpoint)).parent_path());
+      io::save_sqz(*g, state_->path(unit.checkpoint));
+    }
+    // What follows starts from the checkpoint, as it does after a resume (a mask is recovered
+    // from the zeros of its weight, DESIGN.md section 6).
+    *g = state_->load(unit);
+  }
+  state_->record(std::move(unit));
+}
+
+report::StageRecord Workspace::run_stage(const std::string& key, ir::Graph& g, PreparedStage& ps,
+                                         size_t position) {
+  if (const report::JournalUnit* done = finished(key)) {
+    g = restore(*done);
+    log::info("  ", ps.spec->method, ": finished by an earlier run, loaded (", done->checkpoint,
+              ")");
+    return done->stages.at(0);
+  }
+  report::StageRecord rec = run_stage(g, ps, position);
+  report::JournalUnit unit;
+  unit.key = key;
+  unit.stages = {rec};
+  record(std::move(unit), &g);
+  return rec;
+}
+
+Workspace::~Workspace() {
+  // Unwinding from an interrupt or an error: say so in run.log (the CLI prints the error itself).
+  // (start() has run when the report has its version.)
+  if (std::uncaught_exceptions() > 0 && state_ && log_file_ && !report_.squeeze_version.empty())
+    log::info("run stopped before it finished (interrupted or failed); the finished units are kept "
+              "in ", state_->path("run.json"), ", and squeeze run CONFIG --resume continues it");
+}
 
 std::vector<PreparedStage> Workspace::prepare(const std::vector<StageSpec>& specs,
                                               const std::string& owner) const {
@@ -198,7 +260,11 @@ void Workspace::load() {
     batch_size_ = config_.data->batch_size;
     log::info("data: ", splits_->description, " (", seconds_since(t0), " s)");
   }
-  baseline_ = build_model(config_.model, data(), config_.seed);
+  if (config_.baseline_checkpoint.empty()) {
+    baseline_ = build_model(config_.model, data(), config_.seed);
+  } else {
+    baseline_ = load_baseline_checkpoint();
+  }
   if (splits_ && splits_->transform) {
     // The input pipeline travels with the model (checkpoints, exports' metadata), so that
     // `squeeze infer` and `squeeze eval` apply it to raw samples.
@@ -218,6 +284,49 @@ void Workspace::load() {
       train::check_labels(splits_->test, k, "data: the test split");
     }
   }
+}
+
+// baseline: {checkpoint: PATH}: a baseline trained before (by another run, say), checked against
+// the data and against model: when that is given too.
+ir::Graph Workspace::load_baseline_checkpoint() const {
+  const std::string& path = config_.baseline_checkpoint;
+  if (!fs::exists(path))
+    throw InputError(msg("baseline.checkpoint: '", path,
+                         "' does not exist (give the .sqz or .onnx file of a trained baseline, e.g. "
+                         "runs/x/models/baseline.sqz)"));
+  ir::Graph g;
+  try {
+    g = io::load_model(path, config_.seed);
+  } catch (const InputError& e) {
+    throw InputError(msg("baseline.checkpoint: ", e.what()));
+  }
+  ir::verify(g);
+  auto sample = [](const ir::Graph& m) {
+    if (m.inputs.size() != 1) return ir::Shape{};
+    return ir::Shape(m.inputs[0].shape.begin() + 1, m.inputs[0].shape.end());
+  };
+  auto same = [](const ir::Shape& a, const ir::Shape& b) {
+    if (a.size() != b.size()) return false;
+    for (size_t i = 0; i < a.size(); ++i)
+      if (a[i] > 0 && b[i] > 0 && a[i] != b[i]) return false;
+    return true;
+  };
+  if (splits_ && g.inputs.size() == 1 && !same(sample(g), splits_->sample_shape))
+    throw ConfigError(msg("baseline.checkpoint: ", path, " takes samples of shape ",
+                          ir::shape_str(sample(g)), " but the data's are ",
+                          ir::shape_str(splits_->sample_shape), " (", splits_->description,
+                          "); give the baseline trained on this data"));
+  if (config_.model_given) {
+    // model: says what the baseline is; the checkpoint must be that model, trained.
+    ir::Graph m = build_model(config_.model, data(), config_.seed);
+    const int64_t km = train::output_classes(m), kg = train::output_classes(g);
+    if (!same(sample(m), sample(g)) || km != kg)
+      throw ConfigError(msg("baseline.checkpoint: ", path, " (input ", ir::shape_str(sample(g)),
+                            ", ", kg, " classes) is not the model: block's model (input ",
+                            ir::shape_str(sample(m)), ", ", km,
+                            " classes); give its trained checkpoint, or leave model: out"));
+  }
+  return g;
 }
 
 void Workspace::attach_teachers(std::vector<PreparedStage>& stages) {
@@ -266,28 +375,63 @@ void Workspace::start() {
   rep.model_name = baseline_.name;
   rep.data_description = splits_ ? splits_->description : "none";
   rep.recommend = config_.output.recommend;
+  if (state_) state_->begin();
   fs::create_directories(out_dir_);
+  if (log_file_)
+    log_file_->open((fs::path(out_dir_) / "run.log").string(),
+                    msg("== squeeze ", SQUEEZE_VERSION, ": ",
+                        state_ && state_->resuming()
+                            ? msg("run resumed (run ", state_->run_number(), " of this folder)")
+                            : std::string("run started"),
+                        " ==", state_ && !state_->resuming() && options_.force
+                                   ? " (--force: the previous run's files were removed)"
+                                   : ""));
   write_text_atomic((fs::path(out_dir_) / "config.yaml").string(), effective + "\n");
 
+  // Each training seeds the global generator (dropout) from its own seed, so that what it does
+  // does not depend on the trainings before it: a resumed run skips those.
+  size_t teacher_number = 0;
+  for (auto& [key, t] : teachers_) {
+    if (!t->train || t->trained) continue;
+    const std::string unit_key = msg("teacher/", teacher_number++);
+    if (const report::JournalUnit* done = finished(unit_key)) {
+      t->graph = restore(*done);
+      log::info("teacher ", key.substr(0, key.find('|')), ": trained by an earlier run, loaded");
+    } else {
+      log::info("teacher ", key.substr(0, key.find('|')), ": training ", t->train->epochs,
+                " epochs");
+      at::manual_seed(config_.seed);
+      train::fit(t->graph, *splits_, *t->train, batch_size_, config_.seed);
+      report::JournalUnit unit;
+      unit.key = unit_key;
+      record(std::move(unit), &t->graph);
+    }
+    t->trained = true;
+  }
+  if (const report::JournalUnit* done = finished("baseline")) {
+    baseline_ = restore(*done);
+    rep.baseline = *done->stats;
+    rep.baseline_curve = done->curve;
+    rep.baseline_artifacts = done->artifacts;
+    rep.warnings = done->warnings;
+    log::info("baseline: finished by an earlier run, loaded (", done->checkpoint, ")");
+    if (rep.baseline.evaluated) log::info("baseline: test accuracy ", rep.baseline.accuracy);
+    return;
+  }
   int64_t baseline_steps = 0;
   if (config_.baseline_train) {
     log::info("baseline: training ", config_.baseline_train->epochs, " epochs");
+    at::manual_seed(config_.seed);
     train::TrainResult tr =
         train::fit(baseline_, *splits_, *config_.baseline_train, batch_size_, config_.seed);
     baseline_steps = tr.steps;
     rep.baseline_curve = curve_of(tr, has_validation());
   }
-  for (auto& [key, t] : teachers_) {
-    if (!t->train || t->trained) continue;
-    log::info("teacher ", key.substr(0, key.find('|')), ": training ", t->train->epochs, " epochs");
-    train::fit(t->graph, *splits_, *t->train, batch_size_, config_.seed);
-    t->trained = true;
-  }
   rep.baseline = evaluated_stats(baseline_, data(), batch_size_);
   if (rep.baseline.evaluated) log::info("baseline: test accuracy ", rep.baseline.accuracy);
   // A zoo model starts from random weights: without training, every accuracy and drop in the
   // report is measured against chance, which reads like a result unless it is said loudly.
-  if (!config_.model.zoo.empty() && baseline_steps == 0) {
+  if (!config_.model.zoo.empty() && baseline_steps == 0 && config_.baseline_checkpoint.empty()) {
     std::string w =
         msg("the baseline zoo:", config_.model.zoo, " is untrained (random weights",
             config_.baseline_train ? ", baseline.train ran no step" : ", no baseline.train", ")");
@@ -300,6 +444,14 @@ void Workspace::start() {
     rep.warnings.push_back(w);
   }
   rep.baseline_artifacts = write_artifacts(baseline_, "baseline", out_dir_, config_.output.exports);
+  report::JournalUnit unit;
+  unit.key = "baseline";
+  unit.checkpoint = rep.baseline_artifacts.at("checkpoint");
+  unit.stats = rep.baseline;
+  unit.curve = rep.baseline_curve;
+  unit.artifacts = rep.baseline_artifacts;
+  unit.warnings = rep.warnings;
+  record(std::move(unit), &baseline_);
 }
 
 report::StageRecord Workspace::run_stage(ir::Graph& g, PreparedStage& ps, size_t position) {
@@ -465,6 +617,7 @@ report::Report Workspace::finish(const std::vector<const ir::Graph*>& compressed
   rep.environment = report::environment();
   rep.seconds = seconds_since(started_);
   report::write_report(rep, out_dir_);
+  if (state_) state_->finish();
   return rep;
 }
 

@@ -32,13 +32,27 @@ report::Report run_validation(const WorkflowConfig& config, const RunOptions& op
   for (size_t i = 0; i < spec.steps.size(); ++i) {
     const StepSpec& step = spec.steps[i];
     log::info("step ", i + 1, "/", spec.steps.size(), ": ", step.name);
+    // Each step is a unit of the run's journal: a resumed run loads the steps it finished.
+    const std::string key = msg("step/", i);
+    applied.push_back(step_ref(step));
+    name += (name.empty() ? "" : ">") + step.name;
+    if (const report::JournalUnit* done = ws.finished(key)) {
+      g = ws.restore(*done);
+      history.push_back(done->stages.at(0));
+      report::CandidateRecord rec = *done->candidate;
+      rec.steps = applied;
+      if (!store.restore(std::move(rec), g.clone()).passed) {
+        stopped = i;
+        break;
+      }
+      continue;
+    }
     auto t0 = std::chrono::steady_clock::now();
     // Steps build on each other, so the step's position seeds its fine-tuning as in an experiment.
     history.push_back(ws.run_stage(g, stages[i], i));
-    applied.push_back(step_ref(step));
-    name += (name.empty() ? "" : ">") + step.name;
     const report::CandidateRecord& c = store.add(name, applied, history, g, t0);
     store.candidate(c.index).status = c.passed ? "kept" : "rolled back";
+    store.record(key, c.index, {history.back()}, g);
     if (!c.passed) {
       stopped = i;
       break;

@@ -14,6 +14,7 @@
 #include "squeeze/pipeline/stages.h"
 #include "squeeze/pipeline/validation.h"
 #include "squeeze/util/error.h"
+#include "squeeze/util/interrupt.h"
 #include "squeeze/util/log.h"
 #include "squeeze/util/strings.h"
 
@@ -51,16 +52,31 @@ report::Report run_experiments(const WorkflowConfig& config, const RunOptions& o
   for (auto& stages : prepared) ws.attach_teachers(stages);
   ws.start();
 
+  // Units of the journal: each stage ("experiment/NAME/stage/I") and each experiment's result
+  // ("experiment/NAME"); a resumed run loads them and continues from the last one finished.
   std::vector<ir::Graph> compressed;
   for (size_t e = 0; e < config.experiments.size(); ++e) {
     const ExperimentSpec& exp = config.experiments[e];
+    const std::string key = "experiment/" + exp.name;
+    if (const report::JournalUnit* done = ws.finished(key)) {
+      log::info("experiment '", exp.name, "': finished by an earlier run, loaded");
+      ws.report().results.push_back(*done->result);
+      compressed.push_back(ws.restore(*done));
+      continue;
+    }
     auto t_exp = std::chrono::steady_clock::now();
     log::info("experiment '", exp.name, "'");
     ir::Graph g = ws.baseline().clone();
     std::vector<report::StageRecord> history;
     for (size_t si = 0; si < prepared[e].size(); ++si)
-      history.push_back(ws.run_stage(g, prepared[e][si], si));
-    ws.report().results.push_back(ws.result(exp.name, history, g, t_exp));
+      history.push_back(ws.run_stage(msg(key, "/stage/", si), g, prepared[e][si], si));
+    report::ExperimentResult res = ws.result(exp.name, history, g, t_exp);
+    report::JournalUnit unit;
+    unit.key = key;
+    unit.checkpoint = res.artifacts.at("checkpoint");
+    unit.result = res;
+    ws.record(std::move(unit), &g);
+    ws.report().results.push_back(std::move(res));
     compressed.push_back(std::move(g));
   }
   std::vector<const ir::Graph*> graphs;
@@ -126,12 +142,22 @@ void check_workflow(const WorkflowConfig& config) {
 }
 
 report::Report run_workflow(const WorkflowConfig& config, const RunOptions& options) {
-  if ((options.resume || options.worker) && !(config.pipeline && config.pipeline->autotune))
-    throw ConfigError(msg(options.resume ? "--resume" : "--worker",
-                          " continues or shares an autotune study; this config has ",
+  const bool autotune = config.pipeline && config.pipeline->autotune;
+  if (options.worker && !autotune)
+    throw ConfigError(msg("--worker shares an autotune study; this config has ",
                           config.pipeline ? "pipeline.type: " + config.pipeline->type
                                           : std::string("no pipeline"),
                           " (use pipeline: {type: autotune, ...})"));
+  if (options.resume && (options.force || options.worker))
+    throw ConfigError(msg("--resume continues the run in the output folder; it cannot be combined "
+                          "with ", options.force ? "--force (which starts over)" : "--worker"));
+  if (options.force && autotune)
+    throw ConfigError(
+        "--force: an autotune run keeps its trials in its study (pipeline.study, default "
+        "OUTDIR/study.db), which decides whether it starts over; to start over remove the study "
+        "or set pipeline.study to another file, to continue it use --resume");
+  // Ctrl-C or SIGTERM: the trainer stops at the next batch; finished units are in the journal.
+  interrupt::InterruptScope interrupt_scope;
   if (!config.pipeline) return run_experiments(config, options);
   for (const auto& r : kRunners)
     if (config.pipeline->type == r.type) return r.run(config, options);

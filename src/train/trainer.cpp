@@ -21,6 +21,14 @@ namespace squeeze::train {
 
 namespace {
 
+// splitmix64 of the fit's seed and the step: the global generator's seed for that step.
+uint64_t step_seed(uint64_t seed, int64_t step) {
+  uint64_t z = seed + 0x9e3779b97f4a7c15ULL * static_cast<uint64_t>(step + 1);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
+}
+
 std::unique_ptr<torch::optim::Optimizer> make_optimizer(const std::vector<at::Tensor>& params,
                                                         const TrainOptions& o) {
   if (o.optimizer == "sgd")
@@ -187,6 +195,10 @@ TrainResult fit(ir::Graph& graph, const data::Splits& splits, const TrainOptions
       for (auto& group : optimizer->param_groups()) group.options().set_lr(lr);
       auto step_start = std::chrono::steady_clock::now();
       optimizer->zero_grad();
+      // Dropout draws from the global generator: seeded for each step from the fit's seed and
+      // the step, so that a step's randomness does not depend on what ran before it in the
+      // process (a resumed run skips that).
+      at::manual_seed(step_seed(seed, step));
       std::vector<at::Tensor> outputs = ex.run({x}, exec::Mode::kTrain);
       const at::Tensor& logits = outputs.at(0);
       if (step == 0) {

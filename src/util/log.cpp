@@ -2,7 +2,11 @@
 
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
+#include <ctime>
+#include <fstream>
 #include <iostream>
 
 namespace squeeze::log {
@@ -34,10 +38,53 @@ Level parse_level(const std::string& name) {
   throw ConfigError(msg("--log-level: unknown level '", name, "' (valid: debug, info, warn, error, quiet)"));
 }
 
+struct FileSink::Impl {
+  std::ofstream out;
+  std::string held;  // lines before open()
+  void add(const std::string& line) {
+    if (out.is_open())
+      out << line << std::endl;
+    else
+      held += line + "\n";
+  }
+};
+
+namespace {
+FileSink::Impl* g_sink = nullptr;
+
+std::string utc_stamp() {
+  std::time_t t = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+}  // namespace
+
+bool enabled(Level l) { return l >= g_level || (g_sink && l >= Level::kInfo && l < Level::kQuiet); }
+
 void write(Level l, const std::string& text) {
   const char* prefix = l == Level::kWarn ? "warning: " : l == Level::kError ? "error: " : "";
-  std::cerr << prefix << text << std::endl;
+  if (l >= g_level) std::cerr << prefix << text << std::endl;
+  if (g_sink && l >= Level::kInfo) g_sink->add(utc_stamp() + " " + prefix + text);
 }
+
+FileSink::FileSink() : impl_(new Impl), previous_(g_sink) { g_sink = impl_; }
+
+void FileSink::open(const std::string& path, const std::string& marker) {
+  impl_->out.open(path, std::ios::app);
+  if (!impl_->out)
+    throw UserError(msg("cannot append to the log file '", path, "': ", std::strerror(errno)));
+  impl_->out << marker << "\n" << impl_->held << std::flush;
+  impl_->held.clear();
+}
+
+FileSink::~FileSink() {
+  g_sink = previous_;
+  delete impl_;
+}
+
 
 Progress::Progress(std::string label, int64_t total, std::string unit, double interval_s)
     : label_(std::move(label)),

@@ -477,16 +477,28 @@ TEST(AutotuneBadInput, RejectedBeforeAnyTraining) {
       "did you mean 'optimizer'");
 }
 
-TEST(AutotuneBadInput, ResumeAndWorkerNeedAnAutotuneConfig) {
+TEST(AutotuneBadInput, WorkerNeedsAnAutotuneConfig) {
+  // --resume continues any run (tests/pipeline/test_resume.cpp); --worker joins a study only.
   TempDir dir;
   const std::string cfg = dir.write("x.yaml", std::string(kHead) +
                                                   "experiments: [{name: a, stages: [{method: "
                                                   "prune, params: {ratio: 0.5}}]}]\n");
-  auto r = cli({"run", cfg, "--resume"});
+  auto r = cli({"run", cfg, "--worker", "--out", dir.file("out")});
   EXPECT_EQ(r.code, 2);
-  EXPECT_NE(r.err.find("--resume"), std::string::npos) << r.err;
-  auto both = cli({"run", cfg, "--resume", "--worker"});
+  EXPECT_NE(r.err.find("--worker shares an autotune study"), std::string::npos) << r.err;
+  auto both = cli({"run", cfg, "--resume", "--worker", "--out", dir.file("out")});
   EXPECT_EQ(both.code, 2);
+  // --force is for runs without a study.
+  const std::string tune = dir.write(
+      "t.yaml", std::string(kHead) +
+                    "pipeline:\n  type: autotune\n  trials: 1\n  stages:\n    - {method: prune, "
+                    "params: {ratio: {float: [0.3, 0.6]}}}\n");
+  auto forced = cli({"run", tune, "--force", "--out", dir.file("t")});
+  EXPECT_EQ(forced.code, 2);
+  EXPECT_NE(forced.err.find("--force: an autotune run keeps its trials in its study"),
+            std::string::npos)
+      << forced.err;
+  EXPECT_FALSE(std::filesystem::exists(dir.file("t")));
 }
 
 TEST(AutotuneDuration, ParsesUnitsAndRejectsTheRest) {

@@ -288,19 +288,24 @@ std::string resume_command(const std::string& config_path, const std::string& ou
 }
 
 int cmd_run(const std::string& config_path, const std::string& out_dir, const std::vector<std::string>& sets,
-            bool resume, bool worker, const Globals& g, std::ostream& out, std::ostream& err) {
+            bool resume, bool force, bool worker, const Globals& g, std::ostream& out, std::ostream& err) {
   pipeline::WorkflowConfig cfg = pipeline::load_config(config_path, sets);
   if (g.threads > 0) cfg.threads = g.threads;
   pipeline::RunOptions ro;
   ro.out_dir = out_dir;
   ro.overrides = sets;
   ro.resume = resume;
+  ro.force = force;
   ro.worker = worker;
   report::Report rep;
   try {
     rep = pipeline::run_workflow(cfg, ro);
   } catch (const interrupt::Interrupted& e) {
-    err << "error: " << e.what() << "; the finished trials are kept in the study. Continue with:\n  "
+    const bool study = cfg.pipeline && cfg.pipeline->autotune;
+    const std::string dir = out_dir.empty() ? cfg.output.dir : out_dir;
+    const std::string kept = study ? "the finished trials are kept in the study"
+                                   : "the finished work is kept in " + dir + "/run.json";
+    err << "error: " << e.what() << "; " << kept << ". Continue with:\n  "
         << resume_command(config_path, out_dir, sets) << "\n";
     return 128 + e.signal();
   }
@@ -422,7 +427,7 @@ int run_cli(const std::vector<std::string>& args, std::ostream& out, std::ostrea
   std::vector<int64_t> batches;
   int64_t infer_batch = 256;
   bool as_json = false, profile = false, example = false, markdown = false, resume = false,
-       worker = false;
+       force = false, worker = false;
 
   auto* run = app.add_subcommand(
       "run",
@@ -432,21 +437,33 @@ int run_cli(const std::vector<std::string>& args, std::ostream& out, std::ostrea
   run->add_option("config", config, "Workflow YAML (squeeze config --example prints one)")->required();
   run->add_option("--out", out_dir, "Output folder (default: output.dir of the config)");
   run->add_option("--set", sets, "Override a config value: key.path=value (repeatable)");
-  run->footer("Example:\n  squeeze run examples/quickstart.yaml --out runs/q --set data.limit.train=5000");
+  run->footer(
+      "Writes OUTDIR/report.json (.md, .html), models/, run.log and the journal run.json.\n"
+      "Examples:\n  squeeze run examples/quickstart.yaml --out runs/q --set data.limit.train=5000\n"
+      "  squeeze run examples/quickstart.yaml --out runs/q --resume   # after Ctrl-C or a crash");
   auto* resume_flag = run->add_flag(
       "--resume", resume,
-      "autotune: continue the interrupted search in its study (finished trials are kept, the "
-      "trial that was running is re-run, new trials are proposed as in an uninterrupted run); "
-      "with the budget spent, only re-runs the best and writes the report. Without --resume or "
-      "--worker an existing study is an error. Ctrl-C (SIGINT) or SIGTERM stops an autotune "
-      "cleanly: the running trial goes back to the study, the report is written, the resume "
-      "command printed, exit code 128 + signal");
+      "Continue the run in the output folder after Ctrl-C, SIGTERM, SIGKILL or a crash: the "
+      "baseline, stages, experiments and pipeline candidates it finished (listed in "
+      "OUTDIR/run.json) are loaded, not recomputed, and report.json comes out as an "
+      "uninterrupted run's; refused when the config differs. autotune: continue the search in "
+      "its study (finished trials are kept, the trial that was running is re-run); with the "
+      "budget spent, only re-runs the best and writes the report. Ctrl-C (SIGINT) or SIGTERM "
+      "stops a run at the next batch, keeps what is finished, prints the resume command, exit "
+      "code 128 + signal");
+  auto* force_flag = run->add_flag(
+      "--force", force,
+      "Replace the run the output folder holds (its run.json, run.log, report, models/, "
+      "candidates/, state/ are removed first); without --resume or --force such a folder is "
+      "refused. Not for autotune (its study decides)");
+  force_flag->excludes(resume_flag);
   run->add_flag("--worker", worker,
                 "autotune: create or join the study and process trials beside other --worker "
                 "processes (each trial runs once), on this machine (SQLite study) or on several "
                 "(pipeline.study: postgresql://user@host/db); writes its report into "
                 "OUTDIR/workers/HOST-PID")
-      ->excludes(resume_flag);
+      ->excludes(resume_flag)
+      ->excludes(force_flag);
 
   auto* inspect = app.add_subcommand("inspect", "Per-layer table: op, shapes, params, non-zeros, FLOPs, bits");
   inspect->add_option("model", model, "MODEL: .onnx, .sqz or zoo:NAME")->required();
@@ -538,7 +555,7 @@ int run_cli(const std::vector<std::string>& args, std::ostream& out, std::ostrea
     env::set_threads(g.threads);
     env::keep_freed_memory();
     env::check_blas();
-    if (run->parsed()) return cmd_run(config, out_dir, sets, resume, worker, g, out, err);
+    if (run->parsed()) return cmd_run(config, out_dir, sets, resume, force, worker, g, out, err);
     if (inspect->parsed()) return cmd_inspect(model, as_json, g, out);
     if (eval->parsed()) return cmd_eval(model, data_yaml, as_json, g, out);
     if (infer->parsed()) return cmd_infer(model, input, output, infer_batch, g, out);

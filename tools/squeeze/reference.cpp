@@ -36,6 +36,7 @@ data:
   # channels: 3                      # (stored with the model; eval and infer apply them)
 
 # Train the model before compressing it; omit baseline: to evaluate the model as given.
+# Or reuse a baseline another run trained: baseline: {checkpoint: runs/x/models/baseline.sqz}
 baseline:
   train: {epochs: 2, optimizer: adam, lr: 1.0e-3}  # also: schedule, weight_decay, momentum, max_steps
 

@@ -52,6 +52,16 @@ class CandidateStore {
                                      const ir::Graph& g,
                                      std::chrono::steady_clock::time_point started);
 
+  // A candidate an earlier run of this run finished (from the journal, --resume): its record as
+  // measured then (`steps` set by the caller) and its model loaded from its checkpoint; kept as
+  // add() keeps a candidate. The record's index must be the next one.
+  const report::CandidateRecord& restore(report::CandidateRecord c, ir::Graph g);
+  // Records the candidate `index` as the finished unit `key` of the run's journal (after the
+  // runner set its status), with `new_stages` (the stages it ran itself); g is reloaded from the
+  // candidate's checkpoint (Workspace::record).
+  void record(const std::string& key, int64_t index,
+              const std::vector<report::StageRecord>& new_stages, ir::Graph& g);
+
   const std::vector<report::CandidateRecord>& candidates() const { return candidates_; }
   report::CandidateRecord& candidate(size_t i) { return candidates_.at(i); }
   const std::optional<Guard>& guard() const { return guard_; }

@@ -82,6 +82,11 @@ struct WorkflowConfig {
   ModelSpec model;
   std::optional<data::DataOptions> data;   // absent: no evaluation or fine-tuning possible
   std::optional<train::TrainOptions> baseline_train;  // absent: evaluate the model as given
+  // baseline: {checkpoint: PATH}: a trained baseline (.sqz or .onnx) used instead of training
+  // one: no baseline.train. model: may then be left out (the checkpoint is the model); when
+  // given, the checkpoint must have its input shape and classes.
+  std::string baseline_checkpoint;
+  bool model_given = false;  // the config has a model: block
   std::vector<ExperimentSpec> experiments;
   std::optional<PipelineSpec> pipeline;  // absent: run the experiments
   OutputSpec output;

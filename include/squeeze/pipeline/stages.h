@@ -15,6 +15,13 @@
 //   for (size_t i = 0; i < stages.size(); ++i) history.push_back(ws.run_stage(g, stages[i], i));
 //   rep.results.push_back(ws.result(name, history, g, t0));
 //   ws.finish({&g});                                   // latency, report files
+//
+// Resuming (RunOptions::resume): the workspace keeps the run's journal (pipeline/run_state.h).
+// start() loads a finished baseline instead of training it; runners ask finished(key) for each
+// unit of theirs and load it (restore) instead of running it, and record() each unit they
+// finish. The key-taking run_stage does both for one stage. A unit's successor always starts
+// from the unit's checkpoint, interrupted or not, so that a resumed run computes what the
+// uninterrupted one did; every fine-tuning seeds the global generator from its own seed.
 #pragma once
 
 #include <chrono>
@@ -28,9 +35,11 @@
 #include "squeeze/data/dataset.h"
 #include "squeeze/ir/graph.h"
 #include "squeeze/pipeline/config.h"
+#include "squeeze/pipeline/run_state.h"
 #include "squeeze/pipeline/workflow.h"
 #include "squeeze/report/report.h"
 #include "squeeze/train/trainer.h"
+#include "squeeze/util/log.h"
 
 namespace squeeze::pipeline {
 
@@ -74,12 +83,29 @@ class Workspace {
   void attach_teachers(std::vector<PreparedStage>& stages);
   // Creates the output folder, writes config.yaml, trains the baseline and the teachers that need
   // it, evaluates the baseline on the test split, writes its artifacts. The first thing that
-  // trains: every check belongs before it.
+  // trains: every check belongs before it. Resuming, loads the baseline and teachers a previous
+  // run finished instead.
   void start();
+
+  // The unit `key` when this run resumes one that finished it; nullptr otherwise (and always
+  // for runs without a journal: check_only, autotune).
+  const report::JournalUnit* finished(const std::string& key) const;
+  // The model of a finished unit, from its checkpoint.
+  ir::Graph restore(const report::JournalUnit& unit) const;
+  // Records a finished unit. With g: g is first written as the unit's checkpoint (unless
+  // unit.checkpoint names one already written, relative to the output folder), then reloaded
+  // from it. Without a journal: nothing.
+  void record(report::JournalUnit unit, ir::Graph* g);
+  // The run's journal, or null (check_only, autotune).
+  RunState* run_state() { return state_.get(); }
 
   // Runs one stage on g: pass, fine-tuning (seeded by the stage's position, so that runs that
   // differ in one setting see the same batches), finalize, verify, test evaluation.
   report::StageRecord run_stage(ir::Graph& g, PreparedStage& stage, size_t position);
+  // run_stage as the unit `key` of the run: loaded when finished before, else run and recorded
+  // (its checkpoint state/KEY.sqz).
+  report::StageRecord run_stage(const std::string& key, ir::Graph& g, PreparedStage& stage,
+                                size_t position);
   // run_stage, except that a stage whose pass finds nothing to do (and that does not distill,
   // whose work is the fine-tuning) is not fine-tuned: returns nullopt with g unchanged and
   // `summary` set to the pass's summary. For searches, where such a stage repeats a shorter run.
@@ -92,7 +118,8 @@ class Workspace {
                                   std::chrono::steady_clock::time_point started);
 
   // Measures the latency of the baseline and of `compressed` (one per entry of results, in
-  // order), records the environment and the total time, writes report.json/md/html.
+  // order), records the environment and the total time, writes report.json/md/html, and marks
+  // the journal finished.
   report::Report finish(const std::vector<const ir::Graph*>& compressed);
 
   // Accuracy on the validation split (what pipelines choose by); requires has_validation().
@@ -108,6 +135,7 @@ class Workspace {
 
  private:
   struct Teacher;
+  ir::Graph load_baseline_checkpoint() const;
   std::optional<report::StageRecord> stage(ir::Graph& g, PreparedStage& ps, size_t position,
                                            bool skip_unchanged, std::string* summary);
   void measure_latencies(const std::vector<const ir::Graph*>& compressed);
@@ -121,6 +149,8 @@ class Workspace {
   ir::Graph baseline_;
   std::map<std::string, std::unique_ptr<Teacher>> teachers_;
   report::Report report_;
+  std::unique_ptr<RunState> state_;
+  std::unique_ptr<log::FileSink> log_file_;
 };
 
 // Test-split statistics of a graph (accuracy, loss, per class) when there is test data.

@@ -20,9 +20,15 @@ struct RunOptions {
   // Run every check a run makes before training, then stop (Workspace::start throws
   // ChecksPassed): nothing is trained, evaluated or written. Used by check_workflow.
   bool check_only = false;
-  // Autotune only (ConfigError for other runs). Without either, a study that already exists at
-  // the study location is an error naming these flags.
-  bool resume = false;  // --resume: continue the study (finished trials are kept, not repeated)
+  // --resume: continue the run in the output folder (pipeline/run_state.h: its journal run.json
+  // lists the finished units, which are loaded, not recomputed; a different config is refused).
+  // Autotune: continue the study (finished trials are kept, not repeated).
+  bool resume = false;
+  // --force: replace the run in the output folder (its files are removed first). Without
+  // --resume or --force, a folder holding a run is refused. Not for autotune (its study decides).
+  bool force = false;
+  // Autotune only (ConfigError for other runs). Without --resume or --worker, a study that
+  // already exists at the study location is an error naming these flags.
   bool worker = false;  // --worker: create or join the study, process trials beside other workers
 };
 
