@@ -5,7 +5,9 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
+#include <tuple>
 #include <iomanip>
 #include <map>
 #include <sstream>
@@ -37,6 +39,23 @@ double quantile(const std::vector<double>& sorted, double q) {
   return sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - static_cast<double>(lo));
 }
 
+// The 95% confidence interval of the median of sorted values: the order statistics at ranks
+// n/2 -+ 1.96 sqrt(n)/2 (the binomial's normal approximation; for a handful of runs it spans
+// nearly all of them, as it should).
+std::pair<double, double> median_interval(const std::vector<double>& sorted) {
+  if (sorted.empty()) return {0.0, 0.0};
+  const double n = static_cast<double>(sorted.size());
+  const double half = 1.96 * std::sqrt(n) / 2.0;
+  const int64_t lo = std::max<int64_t>(0, static_cast<int64_t>(std::floor(n / 2.0 - half)));
+  const int64_t hi = std::min<int64_t>(static_cast<int64_t>(n) - 1,
+                                       static_cast<int64_t>(std::ceil(n / 2.0 + half)) - 1);
+  return {sorted[lo], sorted[std::max(lo, hi)]};
+}
+
+bool uncertain(double lo, double hi, double median) {
+  return median > 0 && (hi - lo) / 2.0 > kNoisyHalfWidth * median;
+}
+
 bool any_noisy(const std::vector<LatencyStats>& stats) {
   for (const auto& s : stats)
     if (s.noisy || s.speedup_noisy) return true;
@@ -56,7 +75,8 @@ LatencyStats summarize_runs(std::vector<double> us, int64_t batch) {
   s.p10_us = quantile(us, 0.1);
   s.p90_us = quantile(us, 0.9);
   s.spread = s.median_us > 0 ? (s.p90_us - s.p10_us) / s.median_us : 0.0;
-  s.noisy = s.spread > kNoisyModelSpread;
+  std::tie(s.median_lo_us, s.median_hi_us) = median_interval(us);
+  s.noisy = uncertain(s.median_lo_us, s.median_hi_us, s.median_us);
   s.samples_per_s = s.median_us > 0 ? double(batch) * 1e6 / s.median_us : 0.0;
   return s;
 }
@@ -71,8 +91,8 @@ void summarize_ratio(const std::vector<double>& base_us, const std::vector<doubl
   into->speedup = quantile(r, 0.5);
   into->speedup_p25 = quantile(r, 0.25);
   into->speedup_p75 = quantile(r, 0.75);
-  into->speedup_noisy =
-      into->speedup > 0 && (into->speedup_p75 - into->speedup_p25) / into->speedup > kNoisyRatioSpread;
+  std::tie(into->speedup_lo, into->speedup_hi) = median_interval(r);
+  into->speedup_noisy = uncertain(into->speedup_lo, into->speedup_hi, into->speedup);
 }
 
 std::string noise_advice(int threads) {
@@ -85,14 +105,12 @@ std::string noise_advice(int threads) {
   std::ostringstream out;
   out << "measured with " << threads << (threads == 1 ? " thread" : " threads") << " on " << cores
       << (cores == 1 ? " core" : " cores");
-  if (load >= 0) out << ", load average " << std::fixed << std::setprecision(1) << load;
-  out << "; ";
-  if (load >= 0 && load + threads > cores + 0.5)
-    out << "other work shares the cores: measure on a quiet machine";
-  else
-    out << "measure on a quiet machine";
-  if (threads > 1) out << ", with fewer threads (--threads 1 / output.latency_threads: 1)";
-  out << ", or with more runs";
+  if (load >= 0)
+    out << ", load average " << std::fixed << std::setprecision(1) << load
+        << " (the last minute's, this process included)";
+  out << "; to narrow it: a quiet machine";
+  if (threads > 1) out << ", fewer threads (--threads 1 / output.latency_threads: 1)";
+  out << ", or more runs (bench --runs N)";
   return out.str();
 }
 

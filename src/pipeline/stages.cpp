@@ -576,6 +576,12 @@ void Workspace::measure_latencies(const std::vector<const ir::Graph*>& compresse
     d.speedup = s.speedup;
     d.speedup_p25 = s.speedup_p25;
     d.speedup_p75 = s.speedup_p75;
+    d.median_lo_us = s.median_lo_us;
+    d.median_hi_us = s.median_hi_us;
+    d.speedup_lo = s.speedup_lo;
+    d.speedup_hi = s.speedup_hi;
+    // A speedup is judged by its own interval (per-round ratios cancel what both models share);
+    // the baseline's figure by its median's.
     d.noisy = s.noisy || s.speedup_noisy;
     return d;
   };
@@ -591,7 +597,8 @@ void Workspace::measure_latencies(const std::vector<const ir::Graph*>& compresse
       res.stats.latency_us[key] = s.median_us;
       res.speedup[key] = s.speedup;
       res.latency[key] = to_detail(s);
-      if (res.latency[key].noisy) noisy_figures.push_back(msg("'", res.name, "' at batch ", batch));
+      res.latency[key].noisy = s.speedup_noisy;  // what the table shows is the speedup
+      if (s.speedup_noisy) noisy_figures.push_back(msg("'", res.name, "' at batch ", batch));
       else if (s.speedup_p75 < 1.0)  // slower in at least three rounds of four
         slower[i].push_back(msg(std::round(s.speedup * 100.0) / 100.0, "x at batch ", batch));
     }
@@ -600,7 +607,7 @@ void Workspace::measure_latencies(const std::vector<const ir::Graph*>& compresse
   m.noisy = !noisy_figures.empty();
   if (m.noisy) {
     m.advice = deploy::noise_advice(threads);
-    rep.warnings.push_back(msg("latency figures are uncertain (runs or per-round speedups spread widely) for ",
+    rep.warnings.push_back(msg("latency figures are uncertain (95% interval wider than +-5%) for ",
                                join(noisy_figures, ", "), ": ", m.advice));
   }
   for (const auto& [i, what] : slower)

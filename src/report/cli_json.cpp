@@ -69,7 +69,8 @@ std::string bench_json(const std::string& model, int threads, const std::vector<
     const auto& s = results[i];
     rows.push_back({{"batch", s.batch},
                     {"latency_us", {{"median", s.median_us}, {"min", s.min_us}, {"max", s.max_us},
-                                    {"p10", s.p10_us}, {"p90", s.p90_us}}},
+                                    {"p10", s.p10_us}, {"p90", s.p90_us},
+                                    {"median_ci95", {s.median_lo_us, s.median_hi_us}}}},
                     {"spread", s.spread},
                     {"noisy", s.noisy},
                     {"samples_per_s", s.samples_per_s},

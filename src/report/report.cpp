@@ -271,11 +271,13 @@ Json latency_json(const std::map<std::string, LatencyDetail>& m, bool with_speed
     e["p10_us"] = d.p10_us;
     e["p90_us"] = d.p90_us;
     e["spread"] = d.spread;
+    e["median_ci95_us"] = Json::array({d.median_lo_us, d.median_hi_us});
     e["runs"] = d.runs;
     if (with_speedup) {
       e["speedup"] = d.speedup;
       e["speedup_p25"] = d.speedup_p25;
       e["speedup_p75"] = d.speedup_p75;
+      e["speedup_ci95"] = Json::array({d.speedup_lo, d.speedup_hi});
     }
     e["noisy"] = d.noisy;
     j[k] = e;

@@ -34,7 +34,10 @@ TEST(LatencyNoise, QuantilesAndSpreadOfRuns) {
   EXPECT_DOUBLE_EQ(s.min_us, 100.0);
   EXPECT_DOUBLE_EQ(s.max_us, 200.0);
   EXPECT_NEAR(s.spread, 80.0 / 150.0, 1e-12);
-  EXPECT_TRUE(s.noisy);  // 53% > 50%
+  // The median's 95% interval: order statistics at ranks 5.5 -+ 1.96 sqrt(11) / 2, i.e. 2 and 8.
+  EXPECT_DOUBLE_EQ(s.median_lo_us, 120.0);
+  EXPECT_DOUBLE_EQ(s.median_hi_us, 180.0);
+  EXPECT_TRUE(s.noisy);  // +-20% > +-5%
   EXPECT_NEAR(s.samples_per_s, 4e6 / 150.0, 1e-9);
 }
 
@@ -44,6 +47,19 @@ TEST(LatencyNoise, TightRunsAreNotNoisy) {
   deploy::LatencyStats s = deploy::summarize_runs(us, 1);
   EXPECT_LT(s.spread, 0.01);
   EXPECT_FALSE(s.noisy);
+}
+
+TEST(LatencyNoise, MoreRunsNarrowTheInterval) {
+  // The same spread of single runs (uniform over 100..200 us): uncertain from 11 runs, settled
+  // from 1001 (the median's interval is then about +-2%).
+  std::vector<double> few, many;
+  for (int i = 0; i <= 10; ++i) few.push_back(100.0 + 10.0 * i);
+  for (int i = 0; i <= 1000; ++i) many.push_back(100.0 + 0.1 * i);
+  EXPECT_TRUE(deploy::summarize_runs(few, 1).noisy);
+  deploy::LatencyStats s = deploy::summarize_runs(many, 1);
+  EXPECT_NEAR(s.spread, 80.0 / 150.0, 1e-9);
+  EXPECT_FALSE(s.noisy) << s.median_lo_us << " .. " << s.median_hi_us;
+  EXPECT_LT(s.median_hi_us - s.median_lo_us, 0.1 * s.median_us);
 }
 
 TEST(LatencyNoise, PerRoundRatiosCancelASharedSlowSpell) {
@@ -162,9 +178,15 @@ output: {latency_batches: [4]}
   const auto& e = rep["results"][0]["latency"]["batch4"];
   EXPECT_LE(e["speedup_p25"].get<double>(), e["speedup"].get<double>());
   EXPECT_LE(e["speedup"].get<double>(), e["speedup_p75"].get<double>());
+  EXPECT_LE(e["speedup_ci95"][0].get<double>(), e["speedup"].get<double>());
+  EXPECT_LE(e["speedup"].get<double>(), e["speedup_ci95"][1].get<double>());
+  EXPECT_LE(b["median_ci95_us"][0].get<double>(), b["median_us"].get<double>());
   EXPECT_DOUBLE_EQ(rep["results"][0]["speedup"]["batch4"].get<double>(), e["speedup"].get<double>());
   EXPECT_EQ(rep["latency_measurement"]["noisy"].get<bool>(),
             b["noisy"].get<bool>() || e["noisy"].get<bool>());
+  // A figure is noisy exactly when its interval is wider than +-5%.
+  const double lo = e["speedup_ci95"][0], hi = e["speedup_ci95"][1], sp = e["speedup"];
+  EXPECT_EQ(e["noisy"].get<bool>(), (hi - lo) / 2 > 0.05 * sp);
 
   // latency_threads: 0 measures on all cores; a negative count is refused before any work.
   std::ofstream(dir.file("bad.yaml")) << R"(model: {zoo: jet_tagger}

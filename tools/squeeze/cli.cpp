@@ -248,9 +248,8 @@ int cmd_bench(const std::string& model, std::vector<int64_t> batches, const Benc
         << 100.0 * s.spread << "%" << std::setprecision(1) << std::setw(12) << s.samples_per_s << std::setw(7)
         << s.runs << (s.noisy ? "  noisy" : "") << "\n";
   if (noisy)
-    out << "warning: the runs spread widely (p90 - p10 over the median above "
-        << static_cast<int>(100 * deploy::kNoisyModelSpread) << "%), so the median is uncertain: " << advice
-        << "\n";
+    out << "warning: a median above is uncertain (its 95% interval is wider than +-"
+        << static_cast<int>(100 * deploy::kNoisyHalfWidth) << "%): " << advice << "\n";
   if (bo.profile)
     for (int64_t b : batches) {
       out << "\nbatch " << b << ", time by op type (per node, median of 20 runs):\n         op  nodes        us   share\n";

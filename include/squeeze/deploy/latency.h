@@ -11,25 +11,28 @@
 
 namespace squeeze::deploy {
 
-// How far apart timings may be before a figure is called noisy. A model's spread is
-// (p90 - p10) / median of its runs; a ratio's is (p75 - p25) / median of the per-round ratios
-// (each round runs every model once, back to back, so a slow spell of the machine hits a round's
-// models alike and cancels in its ratio unless it comes and goes within the round).
-inline constexpr double kNoisyModelSpread = 0.5;
-inline constexpr double kNoisyRatioSpread = 0.1;
+// When a figure is called noisy: its 95% confidence interval (from the order statistics of the
+// runs, no assumption on their distribution) is wider than +-5% of it. For a model's latency the
+// interval is the median run's; for a speedup, the median per-round ratio's (each round runs
+// every model once, back to back, so a slow spell of the machine that outlasts a round hits the
+// round's models alike and cancels in its ratio). More runs narrow the interval.
+inline constexpr double kNoisyHalfWidth = 0.05;
 
 struct LatencyStats {
   int64_t batch = 1;
   double median_us = 0.0, min_us = 0.0, max_us = 0.0;
   double p10_us = 0.0, p90_us = 0.0;
-  double spread = 0.0;    // (p90 - p10) / median
-  bool noisy = false;     // spread > kNoisyModelSpread
+  double spread = 0.0;    // (p90 - p10) / median: how much single runs vary
+  double median_lo_us = 0.0, median_hi_us = 0.0;  // 95% confidence interval of the median
+  bool noisy = false;     // that interval is wider than +-kNoisyHalfWidth of the median
   double samples_per_s = 0.0;
   int64_t runs = 0;
   // Against the first model of the same measurement (1 for the first model itself): the median
-  // of the per-round ratios first / this, their quartiles, and whether the ratio is uncertain.
+  // of the per-round ratios first / this, their quartiles, the median's 95% confidence interval,
+  // and whether that interval is wider than +-kNoisyHalfWidth of it.
   double speedup = 1.0, speedup_p25 = 1.0, speedup_p75 = 1.0;
-  bool speedup_noisy = false;  // (p75 - p25) / median > kNoisyRatioSpread
+  double speedup_lo = 1.0, speedup_hi = 1.0;
+  bool speedup_noisy = false;
 };
 
 struct LatencyOptions {
@@ -53,8 +56,8 @@ LatencyStats summarize_runs(std::vector<double> us, int64_t batch);
 void summarize_ratio(const std::vector<double>& base_us, const std::vector<double>& other_us,
                      LatencyStats* into);
 
-// The advice to print beside a noisy figure: the threads used, the machine's load average
-// against its cores, and what would measure better ("" when nothing is noisy).
+// The advice to print beside a noisy figure: the threads and cores, the machine's load average,
+// and what would measure better.
 std::string noise_advice(int threads);
 
 // Where inference time goes, by op type: the sum over its nodes of each node's median time in

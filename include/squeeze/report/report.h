@@ -59,8 +59,10 @@ struct LatencyDetail {
   double median_us = 0.0, p10_us = 0.0, p90_us = 0.0;
   double spread = 0.0;              // (p90 - p10) / median
   int64_t runs = 0;
+  double median_lo_us = 0.0, median_hi_us = 0.0;  // 95% confidence interval of the median
   double speedup = 1.0, speedup_p25 = 1.0, speedup_p75 = 1.0;
-  bool noisy = false;               // this figure, or its speedup, is uncertain
+  double speedup_lo = 1.0, speedup_hi = 1.0;      // 95% confidence interval of the speedup
+  bool noisy = false;               // an interval wider than +-5%: this figure is uncertain
 };
 
 // How the latencies of a report were measured (report.json "latency_measurement").
