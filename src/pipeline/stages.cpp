@@ -564,8 +564,6 @@ void Workspace::measure_latencies(const std::vector<const ir::Graph*>& compresse
   m.threads = threads;
   m.warmup = lo.warmup;
   m.budget_s = lo.budget_s;
-  std::vector<std::string> noisy_figures;
-  std::map<size_t, std::vector<std::string>> slower;  // result index -> "0.57x at batch 1"
   auto to_detail = [](const deploy::LatencyStats& s) {
     report::LatencyDetail d;
     d.median_us = s.median_us;
@@ -590,7 +588,7 @@ void Workspace::measure_latencies(const std::vector<const ir::Graph*>& compresse
     const std::string key = "batch" + std::to_string(batch);
     rep.baseline.latency_us[key] = stats[0].median_us;
     rep.baseline_latency[key] = to_detail(stats[0]);
-    if (stats[0].noisy) noisy_figures.push_back(msg("baseline at batch ", batch));
+    m.noisy |= stats[0].noisy;
     for (size_t i = 0; i < rep.results.size(); ++i) {
       const deploy::LatencyStats& s = stats[i + 1];
       report::ExperimentResult& res = rep.results[i];
@@ -598,23 +596,13 @@ void Workspace::measure_latencies(const std::vector<const ir::Graph*>& compresse
       res.speedup[key] = s.speedup;
       res.latency[key] = to_detail(s);
       res.latency[key].noisy = s.speedup_noisy;  // what the table shows is the speedup
-      if (s.speedup_noisy) noisy_figures.push_back(msg("'", res.name, "' at batch ", batch));
-      else if (s.speedup_p75 < 1.0)  // slower in at least three rounds of four
-        slower[i].push_back(msg(std::round(s.speedup * 100.0) / 100.0, "x at batch ", batch));
+      m.noisy |= s.speedup_noisy;
     }
   }
   env::set_threads(training_threads);
-  m.noisy = !noisy_figures.empty();
-  if (m.noisy) {
-    m.advice = deploy::noise_advice(threads);
-    rep.warnings.push_back(msg("latency figures are uncertain (95% interval wider than +-5%) for ",
-                               join(noisy_figures, ", "), ": ", m.advice));
-  }
-  for (const auto& [i, what] : slower)
-    rep.warnings.push_back(msg("'", rep.results[i].name, "' runs slower than the baseline: ", join(what, ", "),
-                               " (", threads, threads == 1 ? " thread" : " threads",
-                               "); smaller is not faster here"));
+  if (m.noisy) m.advice = deploy::noise_advice(threads);
   rep.latency_measurement = m;
+  for (auto& w : report::latency_warnings(rep)) rep.warnings.push_back(std::move(w));
 }
 
 report::Report Workspace::finish(const std::vector<const ir::Graph*>& compressed) {

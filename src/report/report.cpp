@@ -30,6 +30,7 @@
 #include "squeeze/util/error.h"
 #include "squeeze/util/fs.h"
 #include "squeeze/util/params.h"
+#include "squeeze/util/strings.h"
 
 namespace squeeze::report {
 namespace {
@@ -2095,6 +2096,31 @@ std::map<std::string, std::string> environment() {
   std::map<std::string, std::string> e = env::describe();
   for (const auto& [k, v] : quant::int8_environment()) e[k] = v;
   return e;
+}
+
+std::vector<std::string> latency_warnings(const Report& r) {
+  std::vector<std::string> out;
+  if (!r.latency_measurement) return out;
+  const int threads = r.latency_measurement->threads;
+  auto batch = [](const std::string& key) { return batch_of(key) == INT64_MAX ? key : "batch " + key.substr(5); };
+  std::vector<std::string> noisy;
+  for (const auto& [key, d] : r.baseline_latency)
+    if (d.noisy) noisy.push_back("baseline at " + batch(key));
+  for (const auto& res : r.results)
+    for (const auto& [key, d] : res.latency)
+      if (d.noisy) noisy.push_back("'" + res.name + "' at " + batch(key));
+  if (!noisy.empty())
+    out.push_back(msg("latency figures are uncertain (95% interval wider than +-5%) for ", join(noisy, ", "),
+                      r.latency_measurement->advice.empty() ? "" : ": " + r.latency_measurement->advice));
+  for (const auto& res : r.results) {
+    std::vector<std::string> slower;
+    for (const auto& [key, d] : res.latency)
+      if (d.speedup_hi < 1.0) slower.push_back(fmt_ratio(d.speedup) + " at " + batch(key));
+    if (!slower.empty())
+      out.push_back(msg("'", res.name, "' runs slower than the baseline: ", join(slower, ", "), " (", threads,
+                        threads == 1 ? " thread" : " threads", "); smaller is not faster here"));
+  }
+  return out;
 }
 
 void write_report(const Report& report, const std::string& dir) {

@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "squeeze/deploy/latency.h"
+#include "squeeze/report/report.h"
 #include "squeeze/models/zoo.h"
 #include "squeeze/util/env.h"
 #include "cli.h"
@@ -213,6 +214,56 @@ TEST(LatencyNoise, BenchTakesWarmupAndRunsAndMeasuresOnOneThreadByDefault) {
   EXPECT_NE(text.out.find("p90 us"), std::string::npos) << text.out;
   auto zero = testing::cli({"bench", "zoo:jet_tagger", "--runs", "0"});
   EXPECT_EQ(zero.code, 2);
+}
+
+}  // namespace
+}  // namespace squeeze
+
+namespace squeeze {
+namespace {
+
+report::LatencyDetail speedup_detail(double speedup, double lo, double hi) {
+  report::LatencyDetail d;
+  d.median_us = 100.0;
+  d.speedup = speedup;
+  d.speedup_lo = lo;
+  d.speedup_hi = hi;
+  d.noisy = (hi - lo) / 2 > deploy::kNoisyHalfWidth * speedup;
+  return d;
+}
+
+// A model slower than the baseline is said up front, with its ratio; a faster one, or one whose
+// interval reaches 1, is not; uncertain figures get one warning naming them, with the advice.
+TEST(LatencyNoise, ASlowerModelAndUncertainFiguresAreSaidUpFront) {
+  report::Report r;
+  r.latency_measurement = report::LatencyMeasurement{};
+  r.latency_measurement->threads = 1;
+  r.latency_measurement->advice = "measured with 1 thread on 2 cores";
+  r.baseline_latency["batch1"] = speedup_detail(1.0, 1.0, 1.0);
+  r.baseline_latency["batch64"] = speedup_detail(1.0, 1.0, 1.0);
+  report::ExperimentResult slow, fast, unsure;
+  slow.name = "int8";
+  slow.latency["batch1"] = speedup_detail(0.57, 0.55, 0.59);
+  slow.latency["batch64"] = speedup_detail(1.8, 1.75, 1.85);
+  fast.name = "pruned";
+  fast.latency["batch1"] = speedup_detail(1.5, 1.45, 1.55);
+  unsure.name = "lowrank";
+  unsure.latency["batch1"] = speedup_detail(0.97, 0.85, 1.1);
+  r.results = {slow, fast, unsure};
+  std::vector<std::string> w = report::latency_warnings(r);
+  ASSERT_EQ(w.size(), 2u) << ::testing::PrintToString(w);
+  EXPECT_NE(w[0].find("'lowrank' at batch 1"), std::string::npos) << w[0];
+  EXPECT_EQ(w[0].find("int8"), std::string::npos) << w[0];
+  EXPECT_NE(w[0].find("measured with 1 thread on 2 cores"), std::string::npos) << w[0];
+  EXPECT_NE(w[1].find("'int8' runs slower than the baseline: 0.57x at batch 1"), std::string::npos) << w[1];
+  EXPECT_EQ(w[1].find("batch 64"), std::string::npos) << w[1];
+
+  // Nothing uncertain, nothing slower: no warning at all; no measurement: none either.
+  r.results = {fast};
+  EXPECT_TRUE(report::latency_warnings(r).empty());
+  r.latency_measurement.reset();
+  r.results = {slow};
+  EXPECT_TRUE(report::latency_warnings(r).empty());
 }
 
 }  // namespace

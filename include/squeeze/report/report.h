@@ -267,6 +267,11 @@ struct Report {
   RecommendOptions recommend;               // output.recommend
 };
 
+// What the latency figures of a measured report (latency_measurement set) must say up front: one
+// warning naming the uncertain figures (a noisy baseline latency or speedup) with the advice, and
+// one per model that is slower than the baseline (its whole 95% interval below 1) at some batch.
+std::vector<std::string> latency_warnings(const Report& report);
+
 // Writes report.json, report.md and report.html into dir (atomically, each file).
 void write_report(const Report& report, const std::string& dir);
 
