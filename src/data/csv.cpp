@@ -17,6 +17,7 @@
 
 #include "squeeze/data/dataset.h"
 #include "squeeze/util/error.h"
+#include "squeeze/util/memory.h"
 
 namespace squeeze::data {
 namespace {
@@ -147,6 +148,13 @@ void read_csv(const std::string& path, const std::string& label_column,
               std::vector<std::string>* class_names) {
   std::ifstream in(path, std::ios::binary);
   if (!in) throw InputError(msg("cannot open CSV file ", path, ": ", std::strerror(errno)));
+  in.seekg(0, std::ios::end);
+  const std::streamoff file_size = in.tellg();
+  in.seekg(0);
+  // The text, and its values as float32: each value takes at least two characters ("0,").
+  if (file_size > 0)
+    check_fits_in_memory(static_cast<uint64_t>(file_size) * 3, msg("CSV file ", path),
+                         "use a machine with more memory, or a subset of the file");
   std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   if (in.bad()) throw InputError(msg("cannot read CSV file ", path, ": ", std::strerror(errno)));
   // A UTF-8 byte order mark would otherwise become part of the first column's name.

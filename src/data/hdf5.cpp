@@ -10,6 +10,7 @@
 
 #include "squeeze/data/dataset.h"
 #include "squeeze/util/error.h"
+#include "squeeze/util/memory.h"
 
 #ifdef SQUEEZE_HAVE_HDF5
 #include <H5Cpp.h>
@@ -85,7 +86,20 @@ at::Tensor read_all(const H5::DataSet& ds, const std::string& path, const std::s
     throw InputError(msg("HDF5 file ", path, ", data set '", name,
                          "' is a scalar; expected an array with one row per sample"));
   }
-  std::vector<int64_t> shape(dims.begin(), dims.end());
+  std::vector<int64_t> shape;
+  std::string shape_text;
+  for (hsize_t d : dims) {
+    shape_text += (shape_text.empty() ? "" : " x ") + std::to_string(d);
+    shape.push_back(d > static_cast<hsize_t>(INT64_MAX) ? -1 : static_cast<int64_t>(d));
+  }
+  // Chunked, compressed or never-written data sets take far less room in the file than in
+  // memory, so the dimensions are checked against memory, overflow-safe, before allocating.
+  uint64_t nbytes = 0;
+  if (!checked_bytes(shape, c10::elementSize(dtype), &nbytes))
+    throw InputError(msg("HDF5 file ", path, ", data set '", name, "': implausible dimensions ",
+                         shape_text, " (their product overflows)"));
+  check_fits_in_memory(nbytes, msg("HDF5 file ", path, ", data set '", name, "' (", shape_text, ")"),
+                       "use data.limit to train on a subset, or a machine with more memory");
   at::Tensor t = at::empty(shape, at::TensorOptions().dtype(dtype));
   if (t.numel() > 0) ds.read(t.data_ptr(), mem_type);
   return t;

@@ -16,6 +16,7 @@
 
 #include "squeeze/data/dataset.h"
 #include "squeeze/util/error.h"
+#include "squeeze/util/memory.h"
 
 static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
               "read_idx converts big-endian IDX data for a little-endian host");
@@ -129,6 +130,11 @@ at::Tensor read_idx(const std::string& path) {
     shape_text += (d ? " x " : "") + std::to_string(shape[d]);
   }
   const int64_t nbytes = count * type.bytes;
+  // The data as read plus its float32 copy for training (IDX holds bytes mostly). A gzip'd file's
+  // length says nothing about what it unpacks to, so the header is checked against memory.
+  check_fits_in_memory(static_cast<uint64_t>(nbytes) + static_cast<uint64_t>(count) * 4,
+                       msg("IDX file ", path, " (", shape_text, " ", type.name, ")"),
+                       "use data.limit to train on a subset, or a machine with more memory");
 
   // Read into a growing buffer rather than allocating what the header claims, so a damaged header
   // cannot make us allocate terabytes; the tensor then adopts the buffer without a copy.

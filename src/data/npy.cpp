@@ -16,6 +16,7 @@
 
 #include "squeeze/data/dataset.h"
 #include "squeeze/util/error.h"
+#include "squeeze/util/memory.h"
 #include "squeeze/util/fs.h"
 
 static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
@@ -239,6 +240,9 @@ at::Tensor read_npy(const std::string& path) {
                          " of '", descr, "' (", nbytes, " bytes) but ", present,
                          " bytes follow the header"));
   }
+  check_fits_in_memory(static_cast<uint64_t>(nbytes) + static_cast<uint64_t>(count) * 4,
+                       msg("NPY file ", path, " (shape ", shape_str(shape), " of '", descr, "')"),
+                       "use data.limit to train on a subset, or a machine with more memory");
   // Bools are read as bytes: numpy treats any non-zero byte as true, libtorch expects 0 or 1.
   const bool is_bool = type->dtype == at::kBool;
   at::Tensor t = at::empty(shape, at::TensorOptions().dtype(is_bool ? at::kByte : type->dtype));

@@ -47,6 +47,7 @@
 #include "squeeze/ir/ops.h"
 #include "squeeze/ir/quant_math.h"
 #include "squeeze/util/error.h"
+#include "squeeze/util/memory.h"
 #include "squeeze/util/log.h"
 #include "squeeze/util/strings.h"
 
@@ -2284,6 +2285,13 @@ ir::Graph import_onnx_bytes(const std::string& bytes, const std::string& source_
 ir::Graph import_onnx(const std::string& path, const OnnxImportOptions& options) {
   std::ifstream f(path, std::ios::binary);
   if (!f) throw InputError(msg("cannot open ONNX file '", path, "'"));
+  f.seekg(0, std::ios::end);
+  const std::streamoff size = f.tellg();
+  f.seekg(0);
+  // The file's bytes, their parsed copy and the weights made from them are in memory at once.
+  if (size > 0)
+    check_fits_in_memory(static_cast<uint64_t>(size) * 3, msg("loading the ONNX model '", path, "'"),
+                         "use a machine with more memory");
   std::string bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
   return import_onnx_bytes(bytes, path, options);
 }

@@ -2,12 +2,15 @@
 #include <ATen/ATen.h>
 
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <limits>
 
 #include "onnx_internal.h"
 #include "squeeze/io/onnx.h"
 #include "squeeze/util/error.h"
+#include "squeeze/util/fs.h"
+#include "squeeze/util/memory.h"
 
 namespace squeeze::io {
 
@@ -21,7 +24,7 @@ int64_t checked_numel(const TensorProto& t, const std::string& where) {
   int64_t n = 1;
   for (int64_t d : t.dims()) {
     if (d < 0) throw InputError(msg(where, ": tensor '", t.name(), "' has a negative dimension ", d));
-    if (d != 0 && n > std::numeric_limits<int64_t>::max() / 4 / d)
+    if (d != 0 && n > std::numeric_limits<int64_t>::max() / 16 / d)
       throw InputError(msg(where, ": tensor '", t.name(), "' has an absurd shape"));
     n *= d;
   }
@@ -35,22 +38,70 @@ void need_count(const Field& f, int64_t numel, const TensorProto& t, const std::
                          " elements (truncated or damaged file?)"));
 }
 
+int64_t external_number(const std::string& text, const char* key, const TensorProto& t,
+                        const std::string& where) {
+  size_t used = 0;
+  int64_t v = -1;
+  try {
+    v = std::stoll(text, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (used == 0 || used != text.size() || v < 0)
+    throw InputError(msg(where, ": tensor '", t.name(), "' has external data ", key, " '", text,
+                         "' (expected a non-negative integer)"));
+  return v;
+}
+
+// The tensor's bytes from its external data file. The file must lie inside the model's folder:
+// a relative location without '..', which after resolving symlinks is still inside that folder,
+// so that a downloaded model cannot make squeeze read /etc/passwd or the user's keys into a
+// weight. Sizes are checked against the file before anything is allocated.
 std::string read_external(const TensorProto& t, const std::string& where, const std::string& base_dir,
                           int64_t nbytes) {
+  namespace fs = std::filesystem;
   std::string location;
   int64_t offset = 0, length = -1;
   for (const auto& kv : t.external_data()) {
     if (kv.key() == "location") location = kv.value();
-    else if (kv.key() == "offset") offset = std::stoll(kv.value());
-    else if (kv.key() == "length") length = std::stoll(kv.value());
+    else if (kv.key() == "offset") offset = external_number(kv.value(), "offset", t, where);
+    else if (kv.key() == "length") length = external_number(kv.value(), "length", t, where);
   }
-  if (location.empty() || location.find("..") != std::string::npos || location[0] == '/')
-    throw InputError(msg(where, ": tensor '", t.name(), "' has an invalid external data location '", location, "'"));
-  std::string path = (base_dir.empty() ? std::string(".") : base_dir) + "/" + location;
-  std::ifstream f(path, std::ios::binary);
-  if (!f) throw InputError(msg(where, ": cannot open external data file '", path, "' of tensor '", t.name(), "'"));
+  const fs::path rel(location);
+  bool escapes = location.empty() || rel.is_absolute() || location.find('\\') != std::string::npos;
+  for (const auto& part : rel) escapes = escapes || part == "..";
+  if (escapes)
+    throw InputError(msg(where, ": tensor '", t.name(), "' has external data location '", location,
+                         "', which is not a file inside the model's folder (a relative path "
+                         "without '..' is required)"));
+  const fs::path dir = base_dir.empty() ? fs::path(".") : fs::path(base_dir);
+  const std::string path = (dir / rel).string();
+  std::error_code ec;
+  const fs::path real_dir = fs::canonical(dir, ec);
+  const fs::path real = ec ? fs::path() : fs::canonical(path, ec);
+  if (ec)
+    throw InputError(msg(where, ": cannot open external data file '", path, "' of tensor '",
+                         t.name(), "': ", ec.message()));
+  const auto rd = real_dir.string(), rf = real.string();
+  if (rf.compare(0, rd.size(), rd) != 0 || (rf.size() > rd.size() && rf[rd.size()] != '/' && rd != "/"))
+    throw InputError(msg(where, ": external data file '", path, "' of tensor '", t.name(),
+                         "' resolves to '", rf, "', outside the model's folder '", rd,
+                         "' (a symbolic link); refused"));
+  if (!fs::is_regular_file(real, ec))
+    throw InputError(msg(where, ": external data '", path, "' of tensor '", t.name(), "' is not a regular file"));
+  const uint64_t file_size = fs::file_size(real, ec);
+  if (ec) throw InputError(msg(where, ": cannot open external data file '", path, "': ", ec.message()));
   if (length >= 0 && length != nbytes)
     throw InputError(msg(where, ": external data of tensor '", t.name(), "' has length ", length, ", expected ", nbytes));
+  if (static_cast<uint64_t>(offset) > file_size ||
+      static_cast<uint64_t>(nbytes) > file_size - static_cast<uint64_t>(offset))
+    throw InputError(msg(where, ": external data file '", path, "' (", file_size,
+                         " bytes) is too short for tensor '", t.name(), "' (", nbytes,
+                         " bytes at offset ", offset, ")"));
+  check_fits_in_memory(static_cast<uint64_t>(nbytes) * 2,
+                       msg(where, ": tensor '", t.name(), "' (external data)"), "");
+  std::ifstream f(path, std::ios::binary);
+  if (!f) throw InputError(msg(where, ": cannot open external data file '", path, "' of tensor '", t.name(), "'"));
   std::string data(static_cast<size_t>(nbytes), '\0');
   f.seekg(offset);
   f.read(data.data(), nbytes);
@@ -240,8 +291,9 @@ void save_onnx_tensor(const at::Tensor& tensor, const std::string& path, const s
   onnx::TensorProto t;
   onnx_detail::tensor_to_proto(tensor, &t);
   t.set_name(name);
-  std::ofstream f(path, std::ios::binary);
-  if (!f || !t.SerializeToOstream(&f)) throw Error(msg("cannot write '", path, "'"));
+  std::string bytes;
+  if (!t.SerializeToString(&bytes)) throw Error(msg("cannot serialize tensor '", name, "' for '", path, "'"));
+  write_file_atomic(path, {bytes});
 }
 
 }  // namespace squeeze::io

@@ -41,6 +41,7 @@
 #include <vector>
 
 #include "squeeze/util/error.h"
+#include "squeeze/util/memory.h"
 #include "squeeze/util/fs.h"
 #include "squeeze/util/strings.h"
 
@@ -985,6 +986,8 @@ ir::Graph Loader::load() {
   if (::stat(path_.c_str(), &st) != 0)
     throw InputError(msg("cannot open checkpoint ", path_, ": ", std::strerror(errno)));
   if (!S_ISREG(st.st_mode)) throw InputError(msg("cannot open checkpoint ", path_, ": not a file"));
+  check_fits_in_memory(static_cast<uint64_t>(st.st_size), msg("reading the checkpoint ", path_),
+                       "use a machine with more memory");
   std::ifstream in(path_, std::ios::binary);
   if (!in) throw InputError(msg("cannot open checkpoint ", path_, ": ", std::strerror(errno)));
   file_.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
@@ -992,6 +995,14 @@ ir::Graph Loader::load() {
 
   check_preamble();
   parse_header();
+  // Packed and sparse tensors decode to many times their stored size (a 1-bit bitmap entry to 32
+  // bits): the decoded total is checked before any tensor is allocated.
+  uint64_t decoded = 0;
+  for (const TableEntry& e : table_)
+    decoded += static_cast<uint64_t>(e.numel) * c10::elementSize(e.dtype);
+  check_fits_in_memory(decoded, msg("the checkpoint ", path_, " (", table_.size(),
+                                    " tensors, decoded)"),
+                       "use a machine with more memory");
   decode_tensors();
   return build_graph();
 }

@@ -55,6 +55,22 @@ void diff(const Value* a, const Value* b, const std::string& path,
   if (sa != sb) out.push_back(msg(path, ": ", sa, " -> ", sb));
 }
 
+// Only what an interrupted first run leaves before its journal: temporary files, run.log,
+// config.yaml, empty folders.
+bool holds_no_run_files(const std::string& dir) {
+  std::error_code ec;
+  for (auto it = fs::recursive_directory_iterator(dir, ec); !ec && it != fs::end(it);
+       it.increment(ec)) {
+    if (it->is_directory(ec)) continue;
+    const std::string name = it->path().filename().string();
+    const bool top = it->path().parent_path() == fs::path(dir);
+    if (name.find(".tmp-") != std::string::npos) continue;
+    if (top && (name == "run.log" || name == "config.yaml")) continue;
+    return false;
+  }
+  return true;
+}
+
 std::string describe_journal(const report::Journal& j) {
   std::string s = msg(j.units.size(), " finished unit", j.units.size() == 1 ? "" : "s");
   if (!j.units.empty()) s += msg(", the last ", j.units.back().key);
@@ -102,6 +118,15 @@ RunState::RunState(std::string dir, const WorkflowConfig& config,
                           "(its results are deleted), or choose another folder with --out"));
   }
   // kResume
+  if (!has_journal && !has_report && holds_no_run_files(dir_)) {
+    // The first run was stopped (killed, disk full) before its journal was written: nothing was
+    // finished, so resuming is starting from the beginning.
+    if (fs::is_directory(dir_)) {
+      mode_ = Mode::kFresh;
+      resumed_empty_ = true;
+      return;
+    }
+  }
   if (!has_journal)
     throw ConfigError(msg(
         "--resume: the output folder ", dir_, " holds no run to continue (no run.json",
@@ -142,6 +167,13 @@ void RunState::begin() {
     }
   }
   fs::create_directories(dir_);
+  if (resumed_empty_)
+    log::info("--resume: ", dir_, " holds no finished work (the run was stopped before its first "
+              "unit), so the run starts from the beginning");
+  // A kill in the middle of an atomic write leaves its temporary file, never a partial file under
+  // the final name; the next run of the folder removes them.
+  for (const std::string& f : remove_stale_temps(dir_))
+    log::info("removed ", f, ", a partial file an interrupted run left behind");
   journal_.runs += 1;
   journal_.state = "running";
   write();

@@ -118,7 +118,20 @@ std::string safe_file_name(const std::string& name) {
   for (char c : name)
     out +=
         (std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.') ? c : '_';
+  // No ".", "..", or hidden file: a name from a config or a model never leaves its folder.
+  if (!out.empty() && out[0] == '.') out[0] = '_';
   return out.empty() ? "model" : out;
+}
+
+std::string Workspace::inside_output(const std::string& relative, const std::string& key) const {
+  const fs::path p(relative);
+  bool escapes = relative.empty() || p.is_absolute();
+  for (const auto& part : p) escapes = escapes || part == "..";
+  if (escapes)
+    throw ConfigError(msg(key, ": '", relative, "' must be a file name inside the output folder ",
+                          "(relative, without '..'; e.g. sensitivity.csv is written to ",
+                          (fs::path(out_dir_) / "sensitivity.csv").string(), ")"));
+  return (fs::path(out_dir_) / p).string();
 }
 
 std::map<std::string, std::string> write_artifacts(const ir::Graph& g, const std::string& name,
@@ -152,11 +165,14 @@ Workspace::Workspace(const WorkflowConfig& config, const RunOptions& options)
   // The lines logged from here on go to DIR/run.log too, once start() creates the folder.
   log_file_ = std::make_unique<log::FileSink>();
   // The autotune pipeline keeps its own journal, the study.
-  if (config.pipeline && config.pipeline->autotune) return;
-  state_ = std::make_unique<RunState>(out_dir_, config, options.overrides,
-                                      options.resume  ? RunState::Mode::kResume
-                                      : options.force ? RunState::Mode::kForce
-                                                      : RunState::Mode::kFresh);
+  if (!(config.pipeline && config.pipeline->autotune))
+    state_ = std::make_unique<RunState>(out_dir_, config, options.overrides,
+                                        options.resume  ? RunState::Mode::kResume
+                                        : options.force ? RunState::Mode::kForce
+                                                        : RunState::Mode::kFresh);
+  // Before the data and the model are loaded: a folder that cannot be written fails now, not
+  // after the training.
+  check_output_folder(out_dir_, options.out_dir.empty() ? "output.dir" : "--out");
 }
 
 const report::JournalUnit* Workspace::finished(const std::string& key) const {
@@ -229,6 +245,12 @@ std::vector<PreparedStage> Workspace::prepare(const std::vector<const StageSpec*
       throw ConfigError(msg(owner, ": unknown method '", stage.method,
                             "' (valid: ", join(compress::method_names(), ", "), ")"));
     auto params = stage.params ? stage.params->clone() : std::make_shared<Params>();
+    // A file a method writes (quantize's sensitivity_out) goes into the output folder, so that a
+    // config from elsewhere cannot make squeeze overwrite a file outside it.
+    if (const Value* v = params->raw("sensitivity_out");
+        v && v->kind() == Value::Kind::kScalar)
+      params->set("sensitivity_out",
+                  Value::scalar(inside_output(v->text(), params->key_path("sensitivity_out")), true));
     PreparedStage ps{&stage, method->make(*params), stage.finetune, nullptr, nullptr};
     if (ps.pass->finetune_hook() && !stage.finetune)
       throw ConfigError(msg(owner, ", stage ", stage.method,

@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 
 #include <chrono>
+#include <map>
 
 #include "squeeze/io/model_io.h"
 #include "squeeze/io/sqz.h"
@@ -43,6 +44,18 @@ std::vector<std::string> available_pipelines() {
 
 // The experiments: each from the baseline, its stages in order.
 report::Report run_experiments(const WorkflowConfig& config, const RunOptions& options) {
+  // Each experiment's files are models/<safe_file_name(name)>.*, next to the baseline's: two
+  // names that map to one file would overwrite each other's model.
+  std::map<std::string, std::string> files = {{"baseline", "the baseline"}};
+  for (size_t e = 0; e < config.experiments.size(); ++e) {
+    const std::string& name = config.experiments[e].name;
+    auto [it, fresh] = files.emplace(safe_file_name(name), msg("experiment '", name, "'"));
+    if (!fresh)
+      throw ConfigError(msg("experiments[", e, "].name: '", name, "' would write models/",
+                            it->first, ".sqz, the file of ", it->second,
+                            "; choose another name (names are written with characters other "
+                            "than letters, digits, '.', '-' and '_' replaced by '_')"));
+  }
   Workspace ws(config, options);
   // Every check before any training: stage parameters, data, model, teachers.
   std::vector<std::vector<PreparedStage>> prepared;

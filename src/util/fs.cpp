@@ -1,10 +1,13 @@
 #include "squeeze/util/fs.h"
 
 #include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -65,7 +68,57 @@ void prepare_parent(const std::string& path) {
   }
 }
 
+// SQUEEZE_FAULT (tests only, see fs.h): the fault to inject and the 1-based index of the atomic
+// write it hits.
+struct Fault {
+  enum Kind { kNone, kWriteError, kKillInWrite } kind = kNone;
+  int64_t at = 0;
+};
+
+Fault parse_fault() {
+  const char* v = std::getenv("SQUEEZE_FAULT");
+  Fault f;
+  if (!v || !*v) return f;
+  const std::string s = v;
+  const size_t colon = s.find(':');
+  const std::string kind = s.substr(0, colon);
+  int64_t n = 0;
+  if (colon != std::string::npos) {
+    try {
+      size_t used = 0;
+      n = std::stoll(s.substr(colon + 1), &used);
+      if (used != s.size() - colon - 1) n = 0;
+    } catch (const std::exception&) {
+      n = 0;
+    }
+  }
+  if ((kind != "write-error" && kind != "kill-in-write") || n < 1)
+    throw ConfigError(msg("SQUEEZE_FAULT: '", s,
+                          "' is not a fault (valid: write-error:N, kill-in-write:N, N >= 1 the "
+                          "index of the atomic write to hit; unset it for normal runs)"));
+  f.kind = kind == "write-error" ? Fault::kWriteError : Fault::kKillInWrite;
+  f.at = n;
+  return f;
+}
+
+// Parsed once; a bad value throws on every call (a throwing initialisation is retried), so the
+// CLI's up-front check and every write agree.
+const Fault& fault_setting() {
+  static const Fault fault = parse_fault();
+  return fault;
+}
+
+// The fault for this atomic write: kNone for all but the chosen one.
+Fault::Kind next_write_fault() {
+  const Fault& f = fault_setting();
+  if (f.kind == Fault::kNone) return Fault::kNone;
+  static std::atomic<int64_t> writes{0};
+  return ++writes == f.at ? f.kind : Fault::kNone;
+}
+
 }  // namespace
+
+void check_fault_injection() { fault_setting(); }
 
 std::string temp_path_for(const std::string& path) {
   static std::atomic<int> counter{0};
@@ -86,6 +139,23 @@ void write_file_atomic(const std::string& path, const std::vector<std::string_vi
     ::unlink(tmp.c_str());
     throw_write_error(path, msg(what, ": ", std::strerror(err)), err);
   };
+  const Fault::Kind fault = next_write_fault();
+  if (fault != Fault::kNone) {
+    // Half of the data reaches the temporary file, then the disk is "full" or the process dies:
+    // what a crash or ENOSPC in the middle of a large write leaves behind.
+    size_t total = 0;
+    for (std::string_view chunk : chunks) total += chunk.size();
+    std::string half;
+    for (std::string_view chunk : chunks) half.append(chunk.data(), chunk.size());
+    half.resize(total / 2);
+    if (!half.empty() && ::write(fd, half.data(), half.size()) < 0) fail("write failed");
+    if (fault == Fault::kKillInWrite) {
+      ::fsync(fd);
+      ::raise(SIGKILL);
+    }
+    errno = ENOSPC;
+    fail("write failed");
+  }
   for (std::string_view chunk : chunks) {
     size_t done = 0;
     while (done < chunk.size()) {
@@ -117,6 +187,12 @@ void write_file_atomic(const std::string& path, const std::vector<std::string_vi
 }
 
 void commit_temp(const std::string& tmp, const std::string& path) {
+  const Fault::Kind fault = next_write_fault();
+  if (fault == Fault::kKillInWrite) ::raise(SIGKILL);
+  if (fault == Fault::kWriteError) {
+    ::unlink(tmp.c_str());
+    throw_write_error(path, std::strerror(ENOSPC), ENOSPC);
+  }
   std::error_code ec;
   fs::rename(tmp, path, ec);
   if (ec) {
@@ -129,6 +205,76 @@ void commit_temp(const std::string& tmp, const std::string& path) {
 
 void write_text_atomic(const std::string& path, const std::string& text) {
   write_file_atomic(path, {text});
+}
+
+void check_output_folder(const std::string& dir, const std::string& what) {
+  const fs::path folder = dir.empty() ? fs::path(".") : fs::path(dir);
+  auto refuse = [&](const std::string& why) {
+    throw UserError(msg(what, " '", dir, "' cannot be used: ", why,
+                        "; choose a folder you can write (--out DIR, or output.dir)"));
+  };
+  std::error_code ec;
+  // The folders that do not exist yet, outermost first: created for the test, removed after it.
+  std::vector<fs::path> missing;
+  for (fs::path p = folder; !p.empty() && !fs::exists(p, ec); p = p.parent_path()) {
+    missing.insert(missing.begin(), p);
+    if (p.parent_path() == p) break;
+  }
+  const fs::path existing = missing.empty() ? folder : missing.front().parent_path();
+  if (!existing.empty() && !fs::is_directory(existing, ec))
+    refuse(msg("'", existing.string(), "' is a file, not a folder"));
+  std::vector<fs::path> created;
+  auto undo = [&]() {
+    for (auto it = created.rbegin(); it != created.rend(); ++it) ::rmdir(it->c_str());
+  };
+  for (const fs::path& p : missing) {
+    if (::mkdir(p.c_str(), 0777) != 0 && errno != EEXIST) {
+      const int err = errno;
+      undo();
+      refuse(msg("cannot create folder '", p.string(), "': ", std::strerror(err)));
+    }
+    created.push_back(p);
+  }
+  // Root passes every permission check, so the test is a real file: read-only mounts, /proc and
+  // full quotas fail here and not after the work.
+  const std::string probe = (folder / (".squeeze-write-test-" + std::to_string(getpid()))).string();
+  const int fd = ::open(probe.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    const int err = errno;
+    undo();
+    refuse(msg("cannot create a file in it: ", std::strerror(err)));
+  }
+  const bool wrote = ::write(fd, "x", 1) == 1;
+  const int werr = errno;
+  ::close(fd);
+  ::unlink(probe.c_str());
+  undo();
+  if (!wrote) refuse(msg("cannot write a file in it: ", std::strerror(werr)));
+}
+
+std::vector<std::string> remove_stale_temps(const std::string& dir) {
+  std::vector<std::string> removed;
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) return removed;
+  for (auto it = fs::recursive_directory_iterator(dir, ec); !ec && it != fs::end(it);
+       it.increment(ec)) {
+    if (!it->is_regular_file(ec)) continue;
+    const std::string name = it->path().filename().string();
+    // "NAME.tmp-PID-N", as temp_path_for makes them.
+    const size_t at = name.rfind(".tmp-");
+    if (at == std::string::npos) continue;
+    const std::string rest = name.substr(at + 5);
+    const size_t dash = rest.find('-');
+    if (dash == std::string::npos || dash == 0 || dash + 1 >= rest.size() ||
+        rest.find_first_not_of("0123456789-") != std::string::npos)
+      continue;
+    const pid_t pid = static_cast<pid_t>(std::atoll(rest.substr(0, dash).c_str()));
+    // A live writer (another process, or this one) may still rename it.
+    if (pid == getpid() || (::kill(pid, 0) == 0 || errno == EPERM)) continue;
+    std::error_code rm;
+    if (fs::remove(it->path(), rm)) removed.push_back(it->path().string());
+  }
+  return removed;
 }
 
 std::string read_text(const std::string& path) {

@@ -550,6 +550,7 @@ int run_cli(const std::vector<std::string>& args, std::ostream& out, std::ostrea
   }
 
   try {
+    check_fault_injection();
     log::set_level(g.quiet ? log::Level::kWarn : log::parse_level(g.log_level));
     env::set_threads(g.threads);
     env::keep_freed_memory();

@@ -7,7 +7,10 @@
 //   - a fresh run refuses a folder that holds a run (run.json, or a report.json of a run made
 //     without a journal): ConfigError naming what is there and the two ways on (--resume,
 //     --force);
-//   - --resume needs a journal whose config equals this one, except for the keys that cannot
+//   - --resume of an existing folder with no journal and nothing but what a run stopped before
+//     its first journal write leaves (temporary files, run.log, config.yaml) starts the run from
+//     the beginning;
+//   - otherwise --resume needs a journal whose config equals this one, except for the keys that cannot
 //     change a result (kFreeKeys: output.dir, output.latency, output.latency_batches, threads);
 //     otherwise ConfigError naming each key that differs, with both values;
 //   - --force starts over: begin() removes the previous run's files (kRunFiles) first.
@@ -63,6 +66,7 @@ class RunState {
 
   std::string dir_;
   Mode mode_;
+  bool resumed_empty_ = false;  // --resume of a folder an interrupted run left without a journal
   report::Journal journal_;
 };
 

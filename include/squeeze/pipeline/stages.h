@@ -128,6 +128,9 @@ class Workspace {
 
   const WorkflowConfig& config() const { return config_; }
   const std::string& out_dir() const { return out_dir_; }
+  // A path a config key names for a file the run writes, inside the output folder: `relative`
+  // joined to it; ConfigError naming `key` when it is absolute or has a '..' part.
+  std::string inside_output(const std::string& relative, const std::string& key) const;
   const data::Splits* data() const { return splits_ ? &*splits_ : nullptr; }
   int64_t batch_size() const { return batch_size_; }
   ir::Graph& baseline() { return baseline_; }
@@ -162,7 +165,8 @@ std::map<std::string, std::string> write_artifacts(const ir::Graph& g, const std
                                                    const std::string& dir,
                                                    const std::vector<std::string>& exports);
 
-// name with every character that is not [A-Za-z0-9._-] replaced by '_' ("model" if empty).
+// name with every character that is not [A-Za-z0-9._-] replaced by '_', and a leading '.' too,
+// so that the result is one plain file name ("model" if empty): never "..", never a path.
 std::string safe_file_name(const std::string& name);
 
 double seconds_since(std::chrono::steady_clock::time_point t0);

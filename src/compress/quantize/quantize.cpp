@@ -13,6 +13,7 @@
 #include "squeeze/exec/int8.h"
 #include "squeeze/ir/quant_math.h"
 #include "squeeze/util/error.h"
+#include "squeeze/util/fs.h"
 #include "squeeze/util/log.h"
 #include "squeeze/util/params.h"
 #include "squeeze/util/strings.h"
@@ -489,10 +490,10 @@ void Quantize::run_sensitivity(const ir::Graph& float_graph, const ir::Graph& qu
   for (const auto& r : sensitivity_)
     log::info("  ", r.layer, "  int", r.bits, "  accuracy ", r.accuracy, "  drop ", r.drop);
   if (!options_.sensitivity_out.empty()) {
-    std::ofstream f(options_.sensitivity_out);
-    if (!f) throw Error(msg("sensitivity_out: cannot write '", options_.sensitivity_out, "'"));
+    std::ostringstream f;
     f << "layer,bits,accuracy,drop\n";
     for (const auto& r : sensitivity_) f << r.layer << "," << r.bits << "," << r.accuracy << "," << r.drop << "\n";
+    write_text_atomic(options_.sensitivity_out, f.str());
   }
 }
 
