@@ -99,7 +99,7 @@ at::Tensor read_all(const H5::DataSet& ds, const std::string& path, const std::s
     throw InputError(msg("HDF5 file ", path, ", data set '", name, "': implausible dimensions ",
                          shape_text, " (their product overflows)"));
   check_fits_in_memory(nbytes, msg("HDF5 file ", path, ", data set '", name, "' (", shape_text, ")"),
-                       "use data.limit to train on a subset, or a machine with more memory");
+                       "the whole file is read whatever data.limit says: store a subset in a smaller file, or use a machine with more memory");
   at::Tensor t = at::empty(shape, at::TensorOptions().dtype(dtype));
   if (t.numel() > 0) ds.read(t.data_ptr(), mem_type);
   return t;

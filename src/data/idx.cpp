@@ -134,7 +134,7 @@ at::Tensor read_idx(const std::string& path) {
   // length says nothing about what it unpacks to, so the header is checked against memory.
   check_fits_in_memory(static_cast<uint64_t>(nbytes) + static_cast<uint64_t>(count) * 4,
                        msg("IDX file ", path, " (", shape_text, " ", type.name, ")"),
-                       "use data.limit to train on a subset, or a machine with more memory");
+                       "the whole file is read whatever data.limit says: store a subset in a smaller file, or use a machine with more memory");
 
   // Read into a growing buffer rather than allocating what the header claims, so a damaged header
   // cannot make us allocate terabytes; the tensor then adopts the buffer without a copy.

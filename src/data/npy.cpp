@@ -242,7 +242,7 @@ at::Tensor read_npy(const std::string& path) {
   }
   check_fits_in_memory(static_cast<uint64_t>(nbytes) + static_cast<uint64_t>(count) * 4,
                        msg("NPY file ", path, " (shape ", shape_str(shape), " of '", descr, "')"),
-                       "use data.limit to train on a subset, or a machine with more memory");
+                       "the whole file is read whatever data.limit says: store a subset in a smaller file, or use a machine with more memory");
   // Bools are read as bytes: numpy treats any non-zero byte as true, libtorch expects 0 or 1.
   const bool is_bool = type->dtype == at::kBool;
   at::Tensor t = at::empty(shape, at::TensorOptions().dtype(is_bool ? at::kByte : type->dtype));

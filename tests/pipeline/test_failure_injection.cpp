@@ -22,6 +22,7 @@
 #include "pipeline/pipeline_test_util.h"
 #include "squeeze/io/onnx.h"
 #include "squeeze/io/sqz.h"
+#include "squeeze/models/zoo.h"
 #include "testing/asserts.h"
 #include "testing/cli.h"
 
@@ -135,7 +136,7 @@ std::vector<std::string> check_whole_files(const std::string& dir) {
   return temps;
 }
 
-class FailureInjection : public testing::Test {
+class FailureInjection : public ::testing::Test {
  protected:
   // The uninterrupted run, once for the suite.
   static const json& reference() {
@@ -348,7 +349,7 @@ TEST(ResourceLimits, DataLargerThanRlimitAsIsRefusedWithTheSizesBeforeWork) {
                         {}, dir.file("big.txt"), limit);
   EXPECT_EQ(big.exit_code, 2) << big.console;
   for (const char* w : {"x.npy", "(shape (4194304, 1024) of '<f4')", "needs", "34359738368 bytes",
-                        "of memory, but only", "data.limit"})
+                        "of memory, but only", "store a subset in a smaller file"})
     EXPECT_NE(big.console.find(w), std::string::npos) << w << " in " << big.console;
   if (mem_available() > static_cast<int64_t>(limit))
     EXPECT_NE(big.console.find("limit: RLIMIT_AS (ulimit -v) of"), std::string::npos)
@@ -361,6 +362,63 @@ TEST(ResourceLimits, DataLargerThanRlimitAsIsRefusedWithTheSizesBeforeWork) {
                           {}, dir.file("small.txt"), limit);
   EXPECT_EQ(small.exit_code, 0) << small.console;
   EXPECT_TRUE(fs::exists(dir.file("small/report.json")));
+}
+
+// A checkpoint whose first tensor claims 2^31 elements, all zero, stored sparse: a 256 MB bitmap
+// (a hole on disk) that decodes to 8 GB of float32.
+void write_sparse_giant_sqz(const std::string& good_path, const std::string& path) {
+  const std::string good = read_all(good_path);
+  uint64_t hlen;
+  std::memcpy(&hlen, good.data() + 12, 8);
+  auto header = nlohmann::ordered_json::parse(good.substr(20, hlen));
+  const size_t payload_start = (20 + hlen + 63) / 64 * 64;
+  std::string payload = good.substr(payload_start, good.size() - 8 - payload_start);
+  const uint64_t bitmap = uint64_t{1} << 28;
+  auto& t = header["tensors"][0];
+  t["shape"] = {int64_t{1} << 31};
+  t["encoding"] = "sparse_f32";
+  t["bits"] = 32;
+  t["nnz"] = 0;
+  t["offset"] = payload.size();
+  t["length"] = bitmap;
+  header["payload_bytes"] = payload.size() + bitmap;
+  const std::string text = header.dump();
+  std::string head = good.substr(0, 12);
+  const uint64_t len = text.size();
+  head.append(reinterpret_cast<const char*>(&len), 8);
+  head += text;
+  head.resize((head.size() + 63) / 64 * 64, '\0');
+  uint64_t h = 0xcbf29ce484222325ULL;
+  for (char c : text + payload) {
+    h ^= static_cast<unsigned char>(c);
+    h *= 0x100000001b3ULL;
+  }
+  for (uint64_t i = 0; i < bitmap; ++i) h *= 0x100000001b3ULL;  // zero bytes: the xor is a no-op
+  {
+    std::ofstream out(path, std::ios::binary);
+    out << head << payload;
+  }
+  const off_t end = static_cast<off_t>(head.size() + payload.size() + bitmap);
+  ASSERT_EQ(::truncate(path.c_str(), end), 0);
+  std::ofstream out(path, std::ios::binary | std::ios::in | std::ios::out);
+  out.seekp(end);
+  out.write(reinterpret_cast<const char*>(&h), 8);
+}
+
+TEST(ResourceLimits, ModelLargerThanRlimitAsIsRefusedWithTheSizes) {
+  TempDir dir;
+  const rlim_t limit = rlim_t{6} << 30;
+  const std::string good = dir.file("jet.sqz");
+  io::save_sqz(models::build("jet_tagger", {}, 0), good);
+  write_sparse_giant_sqz(good, dir.file("giant.sqz"));
+  Child big = run_child({"inspect", dir.file("giant.sqz")}, {}, dir.file("big.txt"), limit);
+  EXPECT_EQ(big.exit_code, 2) << big.console;
+  for (const char* w : {"giant.sqz", "tensors, decoded) needs 8.59 GB", "of memory, but only"})
+    EXPECT_NE(big.console.find(w), std::string::npos) << w << " in " << big.console;
+  EXPECT_EQ(big.console.find("bad_alloc"), std::string::npos) << big.console;
+  // Must not fire: the checkpoint it was made from, under the same limit.
+  Child small = run_child({"inspect", good}, {}, dir.file("small.txt"), limit);
+  EXPECT_EQ(small.exit_code, 0) << small.console;
 }
 
 }  // namespace
