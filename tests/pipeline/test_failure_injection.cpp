@@ -166,7 +166,11 @@ class FailureInjection : public ::testing::Test {
   json reference_;
 };
 
-TEST_F(FailureInjection, KillInsideEveryWriteLeavesNoPartialFileAndResumeCompletes) {
+// One suite each (ctest runs suites as separate tests, in parallel, each with its own timeout).
+class KillInWrite : public FailureInjection {};
+class DiskFull : public FailureInjection {};
+
+TEST_F(KillInWrite, EveryWriteLeavesNoPartialFileAndResumeCompletes) {
   int killed = 0;
   for (int n = 1; n <= 60; ++n) {
     SCOPED_TRACE("SIGKILL in write " + std::to_string(n));
@@ -190,7 +194,7 @@ TEST_F(FailureInjection, KillInsideEveryWriteLeavesNoPartialFileAndResumeComplet
   std::cout << "[ info ] a run of this config makes " << killed << " atomic writes\n";
 }
 
-TEST_F(FailureInjection, DiskFullAtEveryWriteFailsCleanlyAndResumeCompletes) {
+TEST_F(DiskFull, EveryWriteFailsCleanlyAndResumeCompletes) {
   int failed = 0;
   for (int n = 1; n <= 60; ++n) {
     SCOPED_TRACE("ENOSPC in write " + std::to_string(n));
@@ -209,8 +213,9 @@ TEST_F(FailureInjection, DiskFullAtEveryWriteFailsCleanlyAndResumeCompletes) {
   EXPECT_GE(failed, 10);
 }
 
-TEST_F(FailureInjection, AMalformedFaultSettingIsRefused) {
-  Child c = run_child({"inspect", "zoo:mlp"}, {"SQUEEZE_FAULT=kill-in-write"}, dir_.file("c.txt"));
+TEST(FaultInjectionSetting, AMalformedValueIsRefused) {
+  TempDir dir;
+  Child c = run_child({"inspect", "zoo:mlp"}, {"SQUEEZE_FAULT=kill-in-write"}, dir.file("c.txt"));
   EXPECT_EQ(c.exit_code, 2);
   EXPECT_NE(c.console.find("SQUEEZE_FAULT: 'kill-in-write' is not a fault (valid: "
                            "write-error:N, kill-in-write:N"),
@@ -219,12 +224,12 @@ TEST_F(FailureInjection, AMalformedFaultSettingIsRefused) {
 }
 
 // A real full disk: a 64 KB tmpfs as the output folder, then made larger for the resume.
-TEST_F(FailureInjection, RealFullTmpfsThenResumeAfterSpaceIsFreed) {
+TEST_F(DiskFull, RealFullTmpfsThenResumeAfterSpaceIsFreed) {
   const std::string mnt = dir_.file("small");
   fs::create_directories(mnt);
   if (::mount("squeeze-test", mnt.c_str(), "tmpfs", 0, "size=64k") != 0)
     GTEST_SKIP() << "mounting a tmpfs is not permitted here (" << std::strerror(errno)
-                 << "); the injected variant (DiskFullAtEveryWrite...) covers it";
+                 << "); the injected variant (DiskFull.EveryWrite...) covers it";
   struct Unmount {
     std::string m;
     ~Unmount() { ::umount2(m.c_str(), MNT_DETACH); }
@@ -261,8 +266,9 @@ TEST(UnwritableOutput, RefusedBeforeAnyWorkWithTheFolderNamed) {
                                                         "cannot create folder"});
   expect_unwritable_refused(cfg, "/proc/self", {"cannot create a file in it"});
   // output.dir of the config is named as such.
-  const std::string cfg2 =
-      dir.write("w2.yaml", std::string(kRun) + "output: {dir: " + dir.file("plain/x") + "}\n");
+  std::string yaml = kRun;
+  yaml.replace(yaml.find("output: {"), 9, "output: {dir: " + dir.file("plain/x") + ", ");
+  const std::string cfg2 = dir.write("w2.yaml", yaml);
   auto r = cli({"run", cfg2});
   EXPECT_EQ(r.code, 2);
   EXPECT_NE(r.err.find("output.dir '" + dir.file("plain/x") + "' cannot be used"),
@@ -312,7 +318,7 @@ void write_sparse_npy(const std::string& path, int64_t rows, int64_t cols) {
                        std::to_string(rows) + ", " + std::to_string(cols) + "), }";
   while ((10 + header.size() + 1) % 64) header += ' ';
   header += '\n';
-  std::string s = "\x93NUMPY\x01\x00";
+  std::string s("\x93NUMPY\x01\x00", 8);
   s += static_cast<char>(header.size() & 0xff);
   s += static_cast<char>(header.size() >> 8);
   s += header;
@@ -328,7 +334,7 @@ TEST(ResourceLimits, DataLargerThanRlimitAsIsRefusedWithTheSizesBeforeWork) {
   write_sparse_npy(dir.file("x.npy"), 1 << 22, 1024);  // 16 GiB of float32
   write_sparse_npy(dir.file("small.npy"), 200, 16);
   {
-    std::string s = "\x93NUMPY\x01\x00";
+    std::string s("\x93NUMPY\x01\x00", 8);
     std::string header = "{'descr': '<i8', 'fortran_order': False, 'shape': (200,), }";
     while ((10 + header.size() + 1) % 64) header += ' ';
     header += '\n';
