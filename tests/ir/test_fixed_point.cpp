@@ -175,7 +175,8 @@ TEST(FixedPoint, TensorMatchesScalar) {
   std::uniform_real_distribution<double> u(-10.0, 10.0);
   for (int i = 0; i < 2000; ++i) xs.push_back(u(rng));
   for (int k = -80; k <= 80; ++k) xs.push_back(k / 16.0);  // ties at every grid of up to 4 fractional bits
-  for (double e : {1e30, -1e30, 3e19, -3e19, 5e18, 1e-30, -1e-30, 0.0, -0.0, INFINITY, -INFINITY, NAN}) xs.push_back(e);
+  for (double e : std::vector<double>{1e30, -1e30, 3e19, -3e19, 5e18, 1e-30, -1e-30, 0.0, -0.0, INFINITY, -INFINITY, NAN})
+    xs.push_back(e);
   at::Tensor xt = at::from_blob(xs.data(), {static_cast<int64_t>(xs.size())}, at::kDouble).clone();
   std::uniform_int_distribution<int64_t> mi(-(int64_t(1) << 40), int64_t(1) << 40);
   std::vector<int64_t> ms;
