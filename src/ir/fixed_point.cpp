@@ -40,7 +40,7 @@ std::string names_o() {
 
 const char* kValid =
     "ap_fixed<W,I[,Q[,O[,N]]]>, ap_ufixed<W,I[,Q[,O[,N]]]>, ap_int<W>, ap_uint<W> or "
-    "quantized_bits(bits, integer[, keep_negative[, symmetric]])";
+    "quantized_bits(bits, integer[, symmetric[, keep_negative[, alpha]]])";
 
 int parse_int(const std::string& s, const std::string& what, const std::string& where, const std::string& text) {
   try {
@@ -321,10 +321,20 @@ at::Tensor from_float(const at::Tensor& x, const FixedType& t) {
   at::Tensor nan = s.isnan();
   at::Tensor big = s.abs().ge(4611686018427387904.0).logical_or(s.isinf());
   at::Tensor safe = at::where(big.logical_or(nan), at::zeros_like(s), s);
-  at::Tensor fl = safe.floor();
-  at::Tensor frac = safe - fl;
-  at::Tensor qb = frac.ge(0.5);
-  at::Tensor r = at::where(qb, frac.gt(0.5), frac.gt(0.0));
+  // As the scalar version: negative values decide on the exact fraction of their magnitude.
+  at::Tensor neg = safe.lt(0);
+  at::Tensor fl_pos = safe.floor();
+  at::Tensor f_pos = safe - fl_pos;
+  at::Tensor qb_pos = f_pos.ge(0.5);
+  at::Tensor r_pos = at::where(qb_pos, f_pos.gt(0.5), f_pos.gt(0.0));
+  at::Tensor a = safe.abs(), ia = a.floor();
+  at::Tensor fa = a - ia;
+  at::Tensor fl_neg = at::where(fa.eq(0.0), -ia, -ia - 1.0);
+  at::Tensor qb_neg = fa.gt(0.0).logical_and(fa.le(0.5));
+  at::Tensor r_neg = fa.gt(0.0).logical_and(fa.gt(0.5).logical_or(fa.lt(0.5)));
+  at::Tensor fl = at::where(neg, fl_neg, fl_pos);
+  at::Tensor qb = at::where(neg, qb_neg, qb_pos);
+  at::Tensor r = at::where(neg, r_neg, r_pos);
   at::Tensor tr = fl.to(at::kLong);
   at::Tensor out = apply_overflow(tr + round_up(t.quant, tr, qb, r, x.detach().to(at::kDouble).lt(0)).to(at::kLong), t);
   if (big.any().item<bool>()) {

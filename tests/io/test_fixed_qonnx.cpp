@@ -111,7 +111,8 @@ TEST(FixedQonnx, NarrowAndRoundingRoundTrip) {
   const std::string path = tmp.file("f.onnx");
   deploy::export_model(g, "qonnx", path);
   std::map<std::string, int> modes;
-  for (const auto& n : read(path).graph().node())
+  const onnx::ModelProto m = read(path);
+  for (const auto& n : m.graph().node())
     if (n.op_type() == "Quant") ++modes[attr_s(n, "rounding_mode") + (attr_i(n, "narrow") ? "/narrow" : "")];
   EXPECT_EQ(modes["ROUND/narrow"], 1 + 3 * 3 + 1 + 1);  // input, 3 layers' w/b/r, fc2's bias and result
   EXPECT_EQ(modes["DOWN"], 1);                          // fc2's weight: AP_TRN_ZERO

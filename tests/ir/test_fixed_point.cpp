@@ -31,8 +31,9 @@ TEST(FixedPoint, ManualExamples) {
   EXPECT_EQ(q("ap_fixed<3,2,AP_RND_ZERO,AP_SAT>", -1.25), -1.0);
   EXPECT_EQ(q("ap_fixed<3,2,AP_RND_MIN_INF,AP_SAT>", 1.25), 1.0);
   EXPECT_EQ(q("ap_fixed<3,2,AP_RND_MIN_INF,AP_SAT>", -1.25), -1.5);
-  EXPECT_EQ(q("ap_fixed<4,4,AP_SAT>", 19.0), 7.0);  // AP_TRN: 19 is an integer, only the overflow acts
-  EXPECT_EQ(q("ap_fixed<4,4,AP_SAT>", -19.0), -8.0);
+  // (The "ap_fixed<4,4,AP_SAT>": Q comes before O, so that is ap_fixed<4,4,AP_TRN,AP_SAT>.)
+  EXPECT_EQ(q("ap_fixed<4,4,AP_TRN,AP_SAT>", 19.0), 7.0);  // 19 is an integer: only the overflow acts
+  EXPECT_EQ(q("ap_fixed<4,4,AP_TRN,AP_SAT>", -19.0), -8.0);
   EXPECT_EQ(q("ap_fixed<4,4,AP_RND,AP_SAT>", 19.0), 7.0);
   EXPECT_EQ(q("ap_fixed<4,4,AP_RND,AP_SAT>", -19.0), -8.0);
   EXPECT_EQ(q("ap_ufixed<4,4,AP_RND,AP_SAT>", 19.0), 15.0);
@@ -61,6 +62,10 @@ TEST(FixedPoint, EachQuantizationMode) {
   for (const auto& [mode, want] : expected)
     for (size_t i = 0; i < x.size(); ++i)
       EXPECT_EQ(q("ap_fixed<3,2," + mode + ",AP_SAT>", x[i]), want[i]) << mode << " of " << x[i];
+  // A negative value a hair above a tie (-0.5 + 2^-54 steps): nearest is 0 in every round-to-nearest
+  // mode, even where a tie would go down (1 - 0.4999... must not be taken for a tie in double).
+  EXPECT_EQ(q("ap_fixed<6,3,AP_RND_MIN_INF,AP_SAT>", -(0.5 - std::ldexp(1.0, -54)) / 8.0), 0.0);
+  EXPECT_EQ(q("ap_fixed<6,3,AP_RND_ZERO,AP_SAT>", -(0.5 + std::ldexp(1.0, -53)) / 8.0), -0.125);
   // Rounding that carries into an overflow: 3.75 rounds to 4, above ap_fixed<4,3>'s 3.5.
   EXPECT_EQ(q("ap_fixed<4,3,AP_RND,AP_SAT>", 3.75), 3.5);
   EXPECT_EQ(q("ap_fixed<4,3,AP_RND,AP_WRAP>", 3.75), -4.0);
@@ -123,9 +128,10 @@ TEST(FixedPoint, ParserAndErrors) {
   EXPECT_EQ(fixed::to_string(T("ap_ufixed<8,0,AP_TRN,AP_WRAP,2>")), "ap_ufixed<8,0,AP_TRN,AP_WRAP,2>");
   EXPECT_EQ(fixed::to_string(T("ap_int<8>")), "ap_int<8>");
   EXPECT_EQ(T("ap_uint<4>").max_mantissa(), 15);
-  // QKeras: quantized_bits(bits, integer, keep_negative, symmetric).
+  // QKeras: quantized_bits(bits, integer, symmetric, keep_negative, alpha), in QKeras' order.
   EXPECT_EQ(T("quantized_bits(6,0)"), T("ap_fixed<6,1,AP_RND_CONV,AP_SAT>"));
-  EXPECT_EQ(T("quantized_bits(8, 3, 0)"), T("ap_ufixed<8,3,AP_RND_CONV,AP_SAT>"));
+  EXPECT_EQ(T("quantized_bits(8, 3, 0, 0)"), T("ap_ufixed<8,3,AP_RND_CONV,AP_SAT>"));
+  EXPECT_EQ(T("quantized_bits(8, 3, 1)"), T("ap_fixed<8,4,AP_RND_CONV,AP_SAT_SYM>"));
   EXPECT_EQ(T("quantized_bits(bits=4, integer=0, symmetric=1, alpha=1)"), T("ap_fixed<4,1,AP_RND_CONV,AP_SAT_SYM>"));
   for (const std::string bad : {"ap_fixed<0,0>", "ap_fixed<8>", "ap_fixed<8,3,AP_FOO>", "ap_fixed<8,3,AP_RND,AP_WRAP_SM>",
                                 "ap_fixed<8,3", "float", "ap_fixed<99,3>", "ap_fixed<8,100>", "ap_fixed<8,3,AP_RND,AP_SAT,2>",
@@ -174,7 +180,8 @@ TEST(FixedPoint, TensorMatchesScalar) {
   std::vector<double> xs;
   std::uniform_real_distribution<double> u(-10.0, 10.0);
   for (int i = 0; i < 2000; ++i) xs.push_back(u(rng));
-  for (int k = -80; k <= 80; ++k) xs.push_back(k / 16.0);  // ties at every grid of up to 4 fractional bits
+  for (int k = -80; k <= 80; ++k) xs.push_back(k / 16.0);
+  xs.push_back(-(0.5 - std::ldexp(1.0, -54)) / 8.0);  // |x| 2^F just below a half: 1 - frac rounds in double  // ties at every grid of up to 4 fractional bits
   for (double e : std::vector<double>{1e30, -1e30, 3e19, -3e19, 5e18, 1e-30, -1e-30, 0.0, -0.0, INFINITY, -INFINITY, NAN})
     xs.push_back(e);
   at::Tensor xt = at::from_blob(xs.data(), {static_cast<int64_t>(xs.size())}, at::kDouble).clone();

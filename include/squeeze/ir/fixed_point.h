@@ -74,8 +74,8 @@ struct FixedType {
 };
 
 // Parses "ap_fixed<W,I[,Q[,O[,N]]]>", "ap_ufixed<...>", "ap_int<W>" (= ap_fixed<W,W>), "ap_uint<W>",
-// and QKeras' "quantized_bits(bits, integer[, keep_negative[, symmetric]])" (also with keyword
-// arguments bits=, integer=, keep_negative=, symmetric=), which maps to
+// and QKeras' "quantized_bits(bits, integer[, symmetric[, keep_negative[, alpha]]])" (QKeras'
+// argument order; keywords bits=, integer=, symmetric=, keep_negative=, alpha= too), which maps to
 //   keep_negative 1 (default): ap_fixed<bits, integer+1, AP_RND_CONV, AP_SAT>   (AP_SAT_SYM if symmetric)
 //   keep_negative 0:           ap_ufixed<bits, integer, AP_RND_CONV, AP_SAT>
 // (QKeras rounds with tf.round, half to even, and clips to the range: hls4ml reads it the same way.)
@@ -184,10 +184,21 @@ inline int64_t from_double(double v, const FixedType& t) {
     }
     return overflow_result(low, s > 0, s < 0, t);
   }
-  const double fl = std::floor(s);
-  const double frac = s - fl;  // exact: both are multiples of ulp(s) and frac < 1
-  const bool qb = frac >= 0.5;
-  const bool r = qb ? frac > 0.5 : frac > 0.0;
+  double fl;
+  bool qb, r;
+  if (s >= 0) {
+    fl = std::floor(s);
+    const double frac = s - fl;  // exact for s >= 0
+    qb = frac >= 0.5;
+    r = qb ? frac > 0.5 : frac > 0.0;
+  } else {
+    // For s < 0 the dropped part s - floor(s) = 1 - frac(|s|) may round in double: decide on
+    // frac(|s|), which is exact.
+    const double a = -s, ia = std::floor(a), fa = a - ia;
+    fl = fa == 0.0 ? -ia : -ia - 1.0;  // exact: fa != 0 only below 2^52
+    qb = fa > 0.0 && fa <= 0.5;
+    r = fa > 0.0 && (fa <= 0.5 ? fa < 0.5 : true);
+  }
   const int64_t tr = static_cast<int64_t>(fl);
   return apply_overflow(tr + (round_up(t.quant, tr, qb, r, v < 0) ? 1 : 0), t);
 }
