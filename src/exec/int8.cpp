@@ -15,6 +15,7 @@
 
 #include "kernels_internal.h"
 #include "squeeze/exec/int8.h"
+#include "squeeze/exec/fixed.h"
 
 #include "squeeze/ir/fixed_point.h"
 #include "squeeze/ir/quant_math.h"
@@ -353,6 +354,8 @@ const ir::QuantSpec* input_qspec(const ir::Graph& graph, const ir::Node& node) {
 }
 
 std::string planned_execution(const ir::Graph& graph, const ir::Node& node) {
+  // Exact integer arithmetic of the node's ap_fixed types (exec/fixed.h).
+  if (exec::is_fixed_layer(node)) return "fixed-point";
   if (!node.has_param("weight") || !node.param("weight").qspec) {
     return node.out_qspec ? "simulated" : "float";
   }
