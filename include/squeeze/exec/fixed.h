@@ -19,8 +19,6 @@
 //           mode; with AP_WRAP and N = 0 the order does not matter and the sum is taken at once)
 //   y_i   = (result) acc_i
 // The result is returned as float32 (exact: value types are at most 24 bits, checked by the pass).
-// quant::planned_execution (exec/int8.h) says "fixed-point" for these layers (squeeze inspect's
-// "runs as" column).
 #pragma once
 
 #include <ATen/core/Tensor.h>
