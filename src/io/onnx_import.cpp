@@ -1441,6 +1441,8 @@ void Importer::op_qonnx_quant(const NodeProto& n) {
       return;
     }
   }
+  if (bits < 2 || bits > 16)
+    throw UnsupportedError(msg(where(), ": bit width ", bits, " (supported: integers 2..16; fixed-point types 1..24)"));
   if (rm == "ROUND" || rm == "HALF_EVEN")
     s.rounding = "half_even";
   else if (rm == "HALF_UP" || rm == "ROUND_HALF_UP")
