@@ -8,6 +8,7 @@
 #include "squeeze/compress/distill/distill.h"
 #include "squeeze/compress/lowrank/lowrank.h"
 #include "squeeze/compress/prune/magnitude_prune.h"
+#include "squeeze/compress/quantize/fixed_point.h"
 #include "squeeze/compress/quantize/quantize.h"
 #include "squeeze/compress/prune/structured_prune.h"
 #include "squeeze/util/error.h"
@@ -32,6 +33,14 @@ const std::vector<MethodInfo>& methods() {
        "quantization to 2-8 bits: post-training (mode: ptq), dynamic int8 (dynamic) or quantization-aware (qat)",
        [](Params& p) -> std::unique_ptr<Pass> {
          return std::make_unique<Quantize>(QuantizeOptions::from_params(p));
+       }},
+      {"fixed_point",
+       {"fixed"},
+       "fixed-point types per tensor as hls4ml configures them (ap_fixed<W,I,Q,O,N>, ap_ufixed, QKeras "
+       "quantized_bits): inputs, weights, biases, accumulators (inferred unless given) and results of Linear layers, "
+       "Relu and Add results; evaluated exactly as the FPGA computes",
+       [](Params& p) -> std::unique_ptr<Pass> {
+         return std::make_unique<FixedPoint>(FixedPointOptions::from_params(p));
        }},
       {"lowrank",
        {"low_rank"},

@@ -15,6 +15,9 @@
 
 #include "kernels_internal.h"
 #include "squeeze/exec/int8.h"
+#include "squeeze/exec/fixed.h"
+
+#include "squeeze/ir/fixed_point.h"
 #include "squeeze/ir/quant_math.h"
 #include "squeeze/util/error.h"
 
@@ -109,6 +112,7 @@ bool select_engine() { return int8_probe().available; }
 
 // quint8 is the activation type of libtorch's static int8 kernels.
 bool is_quint8_spec(const ir::QuantSpec& s) {
+  // Fixed-point specs (rounding names their type, ir/fixed_point.h) fail the rounding test.
   return s.bits == 8 && !s.is_signed && !s.narrow_range && s.scale.defined() && s.scale.numel() == 1 &&
          s.rounding == "half_even";
 }
@@ -116,6 +120,7 @@ bool is_quint8_spec(const ir::QuantSpec& s) {
 // Narrower signed symmetric grids are subsets of int8 with the same scale, so 2..8-bit weights run
 // on the int8 kernels exactly.
 bool is_int8_weight_spec(const ir::QuantSpec& s, int64_t out_channels) {
+  if (fixed::is_fixed(s)) return false;  // run by the exact fixed-point kernels (exec/fixed.h)
   if (s.bits < 2 || s.bits > 8 || !s.is_signed || !s.scale.defined()) return false;
   if (s.axis > 0) return false;
   if (s.axis == 0 && s.scale.numel() != out_channels && s.scale.numel() != 1) return false;
@@ -349,6 +354,8 @@ const ir::QuantSpec* input_qspec(const ir::Graph& graph, const ir::Node& node) {
 }
 
 std::string planned_execution(const ir::Graph& graph, const ir::Node& node) {
+  // Exact integer arithmetic of the node's ap_fixed types (exec/fixed.h).
+  if (exec::is_fixed_layer(node)) return "fixed-point";
   if (!node.has_param("weight") || !node.param("weight").qspec) {
     return node.out_qspec ? "simulated" : "float";
   }

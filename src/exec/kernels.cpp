@@ -9,6 +9,7 @@
 
 #include "kernels_internal.h"
 #include "squeeze/exec/executor.h"
+#include "squeeze/exec/fixed.h"
 #include "squeeze/exec/int8.h"
 #include "squeeze/ir/quant_math.h"
 #include "squeeze/util/error.h"
@@ -80,6 +81,9 @@ Tensors conv_transpose(const ir::Node& n, const Tensors& in, const KernelContext
 }
 
 Tensors linear(const ir::Node& n, const Tensors& in, const KernelContext& ctx) {
+  // Fixed-point layers run exactly in eval mode; in training their weights and results are
+  // fake-quantized to their types (straight-through), the accumulator is not emulated.
+  if (!ctx.training && is_fixed_layer(n)) return {fixed_linear(n, in[0])};
   if (at::Tensor q = quant::quantized_forward(n, in[0], ctx); q.defined()) return {q};
   at::Tensor w = param_tensor(n, "weight", ctx);
   at::Tensor b = optional_param(n, "bias", ctx);

@@ -31,8 +31,11 @@
 #include <unistd.h>
 
 #include "onnx_internal.h"
+#include "squeeze/exec/fixed.h"
+#include "squeeze/exec/int8.h"
 #include "squeeze/io/onnx.h"
 #include "squeeze/io/qonnx.h"
+#include "squeeze/ir/fixed_point.h"
 #include "squeeze/ir/quant_math.h"
 #include "squeeze/util/error.h"
 #include "squeeze/util/fs.h"
@@ -156,6 +159,8 @@ class Exporter {
   // QuantizeLinear/DequantizeLinear (or Quant) from value `x` to value `out` for a spec.
   void quantize_value(const ir::QuantSpec& spec, const std::string& x, const std::string& out, const std::string& name,
                       int64_t rank = 0);
+  // QONNX Quant of a fixed-point type (ir/fixed_point.h); UnsupportedError for modes Quant lacks.
+  void quantize_fixed(const ir::QuantSpec& spec, const std::string& x, const std::string& out, const std::string& name);
   void value_info(onnx::ValueInfoProto* vi, const std::string& name, const ir::Shape& shape, at::ScalarType type);
   // A Linear or Conv with quant_dynamic = 1, the way ONNX Runtime's dynamic quantizer writes it
   // (DynamicQuantizeLinear -> MatMulInteger/ConvInteger -> Cast -> Mul -> Add); in QONNX, the
@@ -177,7 +182,9 @@ class Exporter {
 
 std::string Exporter::param_value(const ir::Node& n, const std::string& key, bool transpose) {
   const ir::Param& p = n.param(key);
-  if (format_ == QuantFormat::kFloat || !quantized_param(p)) {
+  const bool fixed_qonnx = format_ == QuantFormat::kQonnx && p.qspec && fixed::is_fixed(*p.qspec) &&
+                           p.value.is_floating_point();
+  if (format_ == QuantFormat::kFloat || !(quantized_param(p) || fixed_qonnx)) {
     at::Tensor v = effective(p);
     return init(transpose ? v.t().contiguous() : v, n.name + "." + key + (transpose ? "_t" : ""));
   }
@@ -208,6 +215,14 @@ std::string Exporter::param_value(const ir::Node& n, const std::string& key, boo
 void Exporter::quantize_value(const ir::QuantSpec& spec, const std::string& x, const std::string& out,
                               const std::string& name, int64_t rank) {
   bool per_channel = spec.axis >= 0 && spec.scale.numel() > 1;
+  if (format_ == QuantFormat::kQonnx && fixed::is_fixed(spec)) {
+    quantize_fixed(spec, x, out, name);
+    return;
+  }
+  if (fixed::is_fixed(spec))
+    throw UnsupportedError(msg("node '", name, "': the fixed-point type ", spec.rounding,
+                               " has no QuantizeLinear form (8-bit integers, rounding half to even, saturating); "
+                               "export to qonnx"));
   if (format_ == QuantFormat::kQonnx) {
     if (!spec.is_signed && spec.narrow_range)
       throw UnsupportedError(msg("node '", name, "': unsigned narrow range [1, 2^b-1] has no QONNX Quant equivalent "
@@ -253,6 +268,43 @@ void Exporter::quantize_value(const ir::QuantSpec& spec, const std::string& x, c
   std::string q = fresh(name + "_quantized");
   add("QuantizeLinear", {in, sc, zp}, {q}, name + "_quantize");
   add("DequantizeLinear", {q, sc, zp}, {out}, name + "_dequantize");
+}
+
+void Exporter::quantize_fixed(const ir::QuantSpec& spec, const std::string& x, const std::string& out,
+                              const std::string& name) {
+  const fixed::FixedType t = *fixed::of_spec(spec);
+  // QONNX Quant: y = clip(round(x / scale) + zero_point) - zero_point) * scale, clipped to the
+  // signed/narrow range; hls4ml reads ROUND as AP_RND_CONV, FLOOR as AP_TRN and narrow as
+  // AP_SAT_SYM. The other exact pairs use QONNX's further rounding modes.
+  const char* rounding = nullptr;
+  switch (t.quant) {
+    case fixed::QMode::kTrn: rounding = "FLOOR"; break;
+    case fixed::QMode::kRndConv: rounding = "ROUND"; break;
+    case fixed::QMode::kTrnZero: rounding = "DOWN"; break;
+    case fixed::QMode::kRndInf: rounding = "HALF_UP"; break;
+    case fixed::QMode::kRndZero: rounding = "HALF_DOWN"; break;
+    case fixed::QMode::kRnd:
+    case fixed::QMode::kRndMinInf:
+      throw UnsupportedError(msg("node '", name, "': ", fixed::to_string(t), ": QONNX's Quant has no rounding mode that "
+                                 "breaks ties toward ", t.quant == fixed::QMode::kRnd ? "+" : "-",
+                                 "infinity; use AP_RND_CONV (ROUND, what hls4ml reads) or AP_RND_INF (HALF_UP)"));
+  }
+  if (t.overflow == fixed::OMode::kSatZero || t.sat_bits > 0)
+    throw UnsupportedError(msg("node '", name, "': ", fixed::to_string(t), ": QONNX's Quant saturates to the range; ",
+                               t.sat_bits > 0 ? "saturation bits" : "AP_SAT_ZERO", " cannot be expressed (use AP_SAT, "
+                               "AP_SAT_SYM or AP_WRAP)"));
+  // AP_WRAP is written as the saturating Quant (what hls4ml reads: AP_SAT); the doc_string keeps
+  // the exact type for squeeze's import. They agree wherever no value overflows.
+  NodeProto* q = add("Quant",
+                     {x, init(spec.scale.to(at::kFloat).reshape({}).contiguous(), name + "_scale"),
+                      init(at::zeros({}, at::kFloat), name + "_zero_point"),
+                      scalar(static_cast<double>(t.width), name + "_bit_width")},
+                     {out}, name);
+  q->set_domain("qonnx.custom_op.general");
+  set_i(q, "signed", t.is_signed ? 1 : 0);
+  set_i(q, "narrow", t.is_signed && t.overflow == fixed::OMode::kSatSym ? 1 : 0);
+  set_s(q, "rounding_mode", rounding);
+  q->set_doc_string("squeeze fixed-point type " + fixed::to_string(t));
 }
 
 std::vector<std::string> Exporter::dynamic_quantize_input(const ir::Node& n) {
@@ -333,6 +385,23 @@ void Exporter::export_dynamic_layer(const ir::Node& n) {
 }
 
 void Exporter::export_quantized_node(const ir::Node& n) {
+  if (format_ != QuantFormat::kFloat && exec::is_fixed_layer(n)) {
+    // Quant nodes carry the input, weight, bias and result types; QONNX has no accumulator type,
+    // so only a lossless accumulator (no rounding, no overflow: hls4ml's inferred one or wider)
+    // is written faithfully.
+    const exec::FixedLayerTypes t = exec::fixed_layer_types(n);
+    const fixed::FixedType lossless = fixed::infer_accumulator(
+        t.input, t.weight, t.bias ? &*t.bias : nullptr, n.param("weight").value.size(1), "node '" + n.name + "'");
+    if (t.accum.int_bits < lossless.int_bits || t.accum.frac_bits() < lossless.frac_bits() ||
+        (lossless.is_signed && !t.accum.is_signed))
+      throw UnsupportedError(msg("node '", n.name, "': its accumulator ", fixed::to_string(t.accum),
+                                 " is narrower than the lossless ", fixed::to_string(lossless),
+                                 " and QONNX has no accumulator type; leave accum unset (inferred) to export"));
+    const ir::QuantSpec* in = quant::input_qspec(g_, n);
+    if (!in || !fixed::is_fixed(*in) || in->rounding != fixed::to_string(t.input))
+      throw UnsupportedError(msg("node '", n.name, "': its input is assigned to ", fixed::to_string(t.input),
+                                 " but the value it reads does not have that type, which QONNX cannot express"));
+  }
   if (format_ == QuantFormat::kFloat || !n.out_qspec || !n.out_qspec->scale.defined() || n.outputs.empty()) {
     export_node(n);
     return;

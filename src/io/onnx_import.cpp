@@ -43,7 +43,10 @@
 
 #include "onnx_internal.h"
 #include "squeeze/exec/executor.h"
+#include "squeeze/exec/fixed.h"
+#include "squeeze/exec/int8.h"
 #include "squeeze/io/onnx.h"
+#include "squeeze/ir/fixed_point.h"
 #include "squeeze/ir/ops.h"
 #include "squeeze/ir/quant_math.h"
 #include "squeeze/util/error.h"
@@ -213,6 +216,7 @@ class Importer {
   void op_quantize_linear(const NodeProto& n);
   void op_dequantize_linear(const NodeProto& n);
   void op_qonnx_quant(const NodeProto& n);
+  void mark_fixed_layers();
   ir::QuantSpec qdq_spec(const NodeProto& n, const at::Tensor& scale, const at::Tensor& zp, int64_t rank);
   Ref quantized_identity(const NodeProto& n, const Ref& x, const ir::QuantSpec& spec);
   std::optional<ir::QuantSpec> weight_qspec(const NodeProto& n, int i) const;
@@ -889,6 +893,8 @@ void Importer::op_gemm(const NodeProto& n) {
       if (c.numel() == 1 || (c.numel() == N && (c.dim() == 1 || (c.dim() == 2 && c.size(0) == 1)))) {
         p["bias"].value = (c.to(at::kFloat).reshape({-1}).expand({N}) * beta).contiguous();
         c_as_bias = true;
+        // A fixed-point bias keeps its type (a per-tensor spec survives the reshape).
+        if (auto q = weight_qspec(n, 2); q && fixed::is_fixed(*q) && beta == 1.0) p["bias"].qspec = *q;
       }
     }
     if (!C || c_as_bias || beta == 0.0) {
@@ -1374,21 +1380,78 @@ void Importer::op_qonnx_quant(const NodeProto& n) {
   at::Tensor scale = const_in(n, 1, "scale"), zp = const_in(n, 2, "zero point");
   at::Tensor bw = const_in(n, 3, "bit width");
   double bits = bw.to(at::kDouble).reshape(-1)[0].item<double>();
-  if (bits != std::floor(bits) || bits < 2 || bits > 16)
-    throw UnsupportedError(msg(where(), ": bit width ", bits, " (supported: integers 2..16)"));
+  if (bits != std::floor(bits) || bits < 1 || bits > 24 || (bits < 2 && n.doc_string().empty()))
+    throw UnsupportedError(msg(where(), ": bit width ", bits, " (supported: integers 2..16; fixed-point types 1..24)"));
   ir::QuantSpec s;
   s.bits = static_cast<int>(bits);
   s.is_signed = attr_i(n, "signed", 1) != 0;
   s.narrow_range = attr_i(n, "narrow", 0) != 0;
   std::string rm = attr_s(n, "rounding_mode", "ROUND");
-  if (rm == "ROUND")
+  for (auto& c : rm) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  at::Tensor sc = scale.to(at::kFloat), z = zp.to(at::kFloat);
+  if (!at::equal(z, at::round(z))) throw UnsupportedError(msg(where(), ": non-integer zero point"));
+  // A fixed-point type (ap_fixed<W,I,Q,O>, as hls4ml reads a Quant): a scalar power-of-two scale
+  // 2^-F with zero point 0 is ap_fixed<W, W-F>, rounding FLOOR = AP_TRN, ROUND = AP_RND_CONV,
+  // DOWN = AP_TRN_ZERO, HALF_UP = AP_RND_INF, HALF_DOWN = AP_RND_ZERO, narrow = AP_SAT_SYM, else
+  // AP_SAT. Quant nodes squeeze writes for fixed-point tensors say so in their doc_string (with
+  // the overflow mode, which Quant cannot express for AP_WRAP); others become fixed-point types
+  // only for the rounding modes squeeze's integer grids lack (FLOOR, DOWN, HALF_DOWN).
+  const std::string kFixedDoc = "squeeze fixed-point type ";
+  const bool marked = n.doc_string().compare(0, kFixedDoc.size(), kFixedDoc) == 0;
+  static const std::map<std::string, fixed::QMode> fixed_modes = {
+      {"FLOOR", fixed::QMode::kTrn},          {"ROUND", fixed::QMode::kRndConv}, {"HALF_EVEN", fixed::QMode::kRndConv},
+      {"DOWN", fixed::QMode::kTrnZero},       {"HALF_UP", fixed::QMode::kRndInf}, {"ROUND_HALF_UP", fixed::QMode::kRndInf},
+      {"HALF_DOWN", fixed::QMode::kRndZero}};
+  if (sc.numel() == 1 && z.numel() >= 1 && z.eq(0).all().item<bool>() && fixed_modes.count(rm) &&
+      (marked || (rm != "ROUND" && rm != "HALF_EVEN" && rm != "HALF_UP" && rm != "ROUND_HALF_UP"))) {
+    const double sv = sc.reshape({}).item<double>();
+    int e = 0;
+    const double mant = std::frexp(sv, &e);  // sv = mant * 2^e, a power of two when mant == 0.5
+    if (sv > 0 && mant == 0.5) {
+      fixed::FixedType t;
+      t.width = static_cast<int>(bits);
+      t.int_bits = t.width + (e - 1);
+      t.is_signed = attr_i(n, "signed", 1) != 0;
+      t.quant = fixed_modes.at(rm);
+      t.overflow = attr_i(n, "narrow", 0) != 0 && t.is_signed ? fixed::OMode::kSatSym : fixed::OMode::kSat;
+      if (attr_i(n, "narrow", 0) != 0 && !t.is_signed)
+        throw UnsupportedError(msg(where(), ": an unsigned narrow Quant has no fixed-point type"));
+      if (marked) {
+        // The written type may only differ in what Quant cannot say: wrapping overflow.
+        fixed::FixedType written;
+        try {
+          written = fixed::parse_type(n.doc_string().substr(kFixedDoc.size()), where());
+        } catch (const ConfigError& e) {
+          throw InputError(e.what());
+        }
+        fixed::FixedType same = written;
+        if (same.overflow == fixed::OMode::kWrap) same.overflow = t.overflow, same.sat_bits = 0;
+        if (same != t)
+          throw InputError(msg(where(), ": doc_string says ", fixed::to_string(written), " but the Quant attributes say ",
+                               fixed::to_string(t)));
+        t = written;
+      }
+      fixed::validate(t, where());
+      s = fixed::to_spec(t);
+      if (x.is_const()) {
+        bind(n.output(0), Ref{quant::fake_quantize(x.c.to(at::kFloat), s), "", ""});
+        const_qspecs_[n.output(0)] = s;
+        return;
+      }
+      quantized_identity(n, x, s);
+      return;
+    }
+  }
+  if (bits < 2 || bits > 16)
+    throw UnsupportedError(msg(where(), ": bit width ", bits, " (supported: integers 2..16; fixed-point types 1..24)"));
+  if (rm == "ROUND" || rm == "HALF_EVEN")
     s.rounding = "half_even";
   else if (rm == "HALF_UP" || rm == "ROUND_HALF_UP")
     s.rounding = "half_up";
   else
-    throw UnsupportedError(msg(where(), ": rounding_mode '", rm, "' (supported: ROUND, HALF_UP)"));
-  at::Tensor sc = scale.to(at::kFloat), z = zp.to(at::kFloat);
-  if (!at::equal(z, at::round(z))) throw UnsupportedError(msg(where(), ": non-integer zero point"));
+    throw UnsupportedError(msg(where(), ": rounding_mode '", rm,
+                               "' (supported: ROUND, HALF_UP; FLOOR, DOWN and HALF_DOWN with a power-of-two scale "
+                               "and zero point 0, as fixed-point types)"));
   if (sc.numel() > 1) {
     int64_t axis = -1;
     for (int64_t d = 0; d < sc.dim(); ++d)
@@ -2158,6 +2221,28 @@ bool Importer::follow_batch_arithmetic(ir::Graph& g) {
   return true;
 }
 
+// A Linear whose weight, bias, input and output all have fixed-point types becomes a fixed-point
+// layer (exec/fixed.h) with hls4ml's inferred accumulator: the lossless one, which is what the
+// QONNX export requires, so the re-imported model computes the same numbers.
+void Importer::mark_fixed_layers() {
+  for (auto& n : g_.nodes) {
+    if (n.op != "Linear" || !n.has_param("weight") || !n.param("weight").qspec || !n.out_qspec) continue;
+    auto w = fixed::of_spec(*n.param("weight").qspec), r = fixed::of_spec(*n.out_qspec);
+    std::optional<fixed::FixedType> b;
+    if (n.has_param("bias")) {
+      if (!n.param("bias").qspec) continue;
+      b = fixed::of_spec(*n.param("bias").qspec);
+      if (!b) continue;
+    }
+    const ir::QuantSpec* in = quant::input_qspec(g_, n);
+    std::optional<fixed::FixedType> x = in ? fixed::of_spec(*in) : std::nullopt;
+    if (!w || !r || !x || n.param("weight").value.dim() != 2) continue;
+    n.attrs[exec::kFixedInputAttr] = fixed::to_string(*x);
+    n.attrs[exec::kFixedAccumAttr] = fixed::to_string(fixed::infer_accumulator(
+        *x, *w, b ? &*b : nullptr, n.param("weight").value.size(1), msg("node '", n.name, "'")));
+  }
+}
+
 ir::Graph Importer::run() {
   read_opsets();
   check_structure();
@@ -2261,6 +2346,7 @@ ir::Graph Importer::convert() {
   fold_pads();
   fuse_patterns();
   fuse_quantized_outputs(g_);
+  mark_fixed_layers();
   if (batch_probe_ > 0) return std::move(g_);
   make_batch_dynamic();
   ir::verify(g_);

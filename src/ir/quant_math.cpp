@@ -7,11 +7,13 @@
 #include <limits>
 #include <sstream>
 
+#include "squeeze/ir/fixed_point.h"
 #include "squeeze/util/error.h"
 
 namespace squeeze::quant {
 
 QRange qrange(const ir::QuantSpec& spec) {
+  if (auto t = fixed::of_spec(spec)) return {t->min_mantissa(), t->max_mantissa()};
   if (spec.bits < 2 || spec.bits > 16)
     throw ConfigError(msg("quantization bits: ", spec.bits, " is out of range (expected 2..16)"));
   const int bits = grid_bits(spec);
@@ -29,6 +31,12 @@ QRange qrange(const ir::QuantSpec& spec) {
 int grid_bits(const ir::QuantSpec& spec) { return spec.reduce_range ? spec.bits - 1 : spec.bits; }
 
 void validate_spec(const ir::QuantSpec& spec, const std::string& where) {
+  if (fixed::is_fixed(spec)) {
+    const fixed::FixedType t = fixed::parse_type(spec.rounding, where);
+    if (spec.bits != t.width || spec.is_signed != t.is_signed || spec.axis >= 0)
+      throw ConfigError(msg(where, ": a fixed-point spec must have bits = W, the type's signedness and axis -1"));
+    return;
+  }
   if (spec.bits < 2 || spec.bits > 16)
     throw ConfigError(msg(where, ": bits ", spec.bits, " is out of range (expected 2..16)"));
   if (spec.reduce_range && spec.bits < 3)
@@ -132,6 +140,7 @@ at::Tensor broadcast_zero_point(const ir::QuantSpec& spec, int64_t rank) {
 }
 
 at::Tensor quantize(const at::Tensor& x, const ir::QuantSpec& spec) {
+  if (auto t = fixed::of_spec(spec)) return fixed::from_float(x, *t);
   QRange r = qrange(spec);
   at::Tensor s = broadcast_scale(spec, x.dim());
   at::Tensor z = broadcast_zero_point(spec, x.dim());
@@ -140,12 +149,14 @@ at::Tensor quantize(const at::Tensor& x, const ir::QuantSpec& spec) {
 }
 
 at::Tensor dequantize(const at::Tensor& q, const ir::QuantSpec& spec) {
+  if (auto t = fixed::of_spec(spec)) return fixed::to_float(q, *t);
   at::Tensor s = broadcast_scale(spec, q.dim());
   at::Tensor z = broadcast_zero_point(spec, q.dim());
   return (q.to(at::kLong) - z).to(at::kFloat) * s;
 }
 
 at::Tensor fake_quantize(const at::Tensor& x, const ir::QuantSpec& spec) {
+  if (auto t = fixed::of_spec(spec)) return fixed::fake_quantize(x, *t);
   bool grad = x.requires_grad() || (spec.scale.defined() && spec.scale.requires_grad());
   if (!grad) return dequantize(quantize(x, spec), spec);
   // Straight-through estimator: round() passes gradients unchanged, clamp zeroes them outside the
@@ -178,6 +189,7 @@ bool on_grid(const at::Tensor& x, const ir::QuantSpec& spec) {
 }
 
 std::string describe(const ir::QuantSpec& spec) {
+  if (fixed::is_fixed(spec)) return spec.rounding;
   std::ostringstream o;
   o << (spec.is_signed ? "int" : "uint") << spec.bits;
   o << (spec.axis >= 0 ? " per-channel" : " per-tensor");
