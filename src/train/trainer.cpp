@@ -9,6 +9,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
 
 #include "squeeze/exec/executor.h"
 #include "squeeze/ir/quant_math.h"
@@ -174,10 +175,14 @@ Metrics evaluate(ir::Graph& graph, const data::Dataset& data, int64_t batch_size
     dist::all_reduce_sum(std::vector<at::Tensor>{all});
     pred = all;
     // A rank with an empty share (fewer samples than ranks) learns the width from the others.
-    std::vector<double> s = dist::all_reduce_sum(std::vector<double>{loss_sum, double(std::max<int64_t>(k, 0))});
+    const bool have = k > 0;
+    std::vector<double> s = dist::all_reduce_sum(
+        std::vector<double>{loss_sum, have ? double(k) : 0.0, have ? 1.0 : 0.0});
     loss_sum = s[0];
-    k = std::max<int64_t>(k, static_cast<int64_t>(s[1]) / std::max<int64_t>(std::min<int64_t>(data.size(), dist::world_size()), 1));
-    check_labels(data, k, "the evaluated data");
+    if (!have) {
+      k = static_cast<int64_t>(std::llround(s[1] / s[2]));
+      check_labels(data, k, "the evaluated data");
+    }
   }
   const at::Tensor y = data.y.contiguous();
   m.samples = data.size();
@@ -246,6 +251,12 @@ TrainResult fit(ir::Graph& graph, const data::Splits& splits, const TrainOptions
     dist::broadcast(start_state);
   }
   const dist::Counters comm_start = dist::counters();
+  // SQUEEZE_DIST_PROFILE=1: a barrier before every gradient all-reduce, so that the log gives
+  // the transfer apart from the wait for the slowest rank (for scaling estimates; costs a
+  // round trip per step).
+  const char* profile_env = std::getenv("SQUEEZE_DIST_PROFILE");
+  const bool profile_comm = parallel && profile_env && std::string(profile_env) == "1";
+  double wait_seconds = 0.0;
   auto optimizer = make_optimizer(params, options);
   exec::Executor ex(graph);
   data::BatchIterator batches(splits.train, batch_size, true, seed);
@@ -312,7 +323,15 @@ TrainResult fit(ir::Graph& graph, const data::Splits& splits, const TrainOptions
           if (!p.grad().defined()) p.mutable_grad() = at::zeros_like(p);
           grads.push_back(p.grad());
         }
-        const auto comm_start = std::chrono::steady_clock::now();
+        auto comm_start = std::chrono::steady_clock::now();
+        if (profile_comm) {
+          // The time until every rank has its gradients (the slowest rank's compute), apart
+          // from the transfer itself.
+          dist::barrier();
+          const auto ready = std::chrono::steady_clock::now();
+          wait_seconds += std::chrono::duration<double>(ready - comm_start).count();
+          comm_start = ready;
+        }
         dist::all_reduce_sum(grads);
         result.allreduce_seconds +=
             std::chrono::duration<double>(std::chrono::steady_clock::now() - comm_start).count();
@@ -399,7 +418,10 @@ TrainResult fit(ir::Graph& graph, const data::Splits& splits, const TrainOptions
                 1000.0 * result.step_seconds / double(step), " ms per step, of which gradient "
                 "all-reduce ", 1000.0 * result.allreduce_seconds / double(step), " ms; ",
                 double(result.comm_bytes) / double(step) / 1e6, " MB into collectives per step, ",
-                result.comm_seconds, " s in all collectives");
+                result.comm_seconds, " s in all collectives",
+                profile_comm ? msg("; waiting for the slowest rank before the all-reduce ",
+                                   1000.0 * wait_seconds / double(step), " ms per step")
+                             : std::string());
   }
   return result;
 }

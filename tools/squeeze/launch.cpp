@@ -127,11 +127,14 @@ int launch(int nproc, const DistFlags& flags, const std::vector<std::string>& ar
   base["MASTER_ADDR"] = addr;
   base["MASTER_PORT"] = std::to_string(port);
 
-  struct sigaction sa {}, old_term {};
+  // SIGTERM is passed on to the ranks. Ctrl-C reaches them from the terminal (one process
+  // group), and a second SIGINT would end them without saving, so it is only waited out here.
+  struct sigaction sa {}, old_term {}, old_int {};
   sa.sa_handler = on_signal;
   sigemptyset(&sa.sa_mask);
   g_signal = 0;
   sigaction(SIGTERM, &sa, &old_term);
+  sigaction(SIGINT, &sa, &old_int);
 
   std::vector<pid_t> pids;
   std::vector<std::string> argv_s{g_program};
@@ -154,6 +157,7 @@ int launch(int nproc, const DistFlags& flags, const std::vector<std::string>& ar
       for (pid_t p : pids) kill(p, SIGTERM);
       for (pid_t p : pids) waitpid(p, nullptr, 0);
       sigaction(SIGTERM, &old_term, nullptr);
+      sigaction(SIGINT, &old_int, nullptr);
       throw Error(msg("--nproc: cannot start rank ", r, " (", g_program, "): ", std::strerror(rc)));
     }
     pids.push_back(pid);
@@ -182,9 +186,9 @@ int launch(int nproc, const DistFlags& flags, const std::vector<std::string>& ar
         term_at = Clock::now() + std::chrono::milliseconds(
                                      static_cast<int64_t>((flags.timeout_s + 15.0) * 1000.0));
     }
-    if (g_signal && !forwarded) {
+    if (g_signal == SIGTERM && !forwarded) {
       for (size_t r = 0; r < pids.size(); ++r)
-        if (!done[r]) kill(pids[r], g_signal);
+        if (!done[r]) kill(pids[r], SIGTERM);
       forwarded = true;
     }
     if (remaining > 0 && term_at && Clock::now() > *term_at && !kill_at) {
@@ -201,6 +205,7 @@ int launch(int nproc, const DistFlags& flags, const std::vector<std::string>& ar
     if (remaining > 0) std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   sigaction(SIGTERM, &old_term, nullptr);
+  sigaction(SIGINT, &old_int, nullptr);
   if (order.empty()) return 0;
 
   const int first = order.front();
