@@ -21,6 +21,7 @@
 #include <set>
 #include <thread>
 
+#include "cli.h"
 #include "launch.h"
 #include "squeeze/io/sqz.h"
 #include "squeeze/train/distributed.h"
@@ -197,7 +198,6 @@ TEST(DataParallel, TwoProcessesMatchOneWithTheSameGlobalBatch) {
   const std::string log2 = read_all(dir.file("two.txt"));
   EXPECT_NE(log2.find("data-parallel (2 processes)"), std::string::npos) << log2;
   // One comparison table: rank 1 prints none.
-  const std::string one_log = read_all(dir.file("one.txt"));
   EXPECT_EQ(log2.find("report: "), log2.rfind("report: ")) << log2;
 
   // Baseline and pruned model: the same weights up to float rounding (the gradient of a 25-sample
