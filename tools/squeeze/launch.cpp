@@ -48,6 +48,13 @@ std::optional<dist::Options> resolve_group(const DistFlags& f) {
         "--nproc starts the ranks of one machine itself; it cannot be combined with --rank or "
         "--world-size (those start one rank of a group by hand)");
   }
+  if (f.nproc >= 1) {
+    // The launcher reads --master (launch); one process has no group to meet at.
+    if (f.nproc == 1 && !f.master.empty())
+      throw ConfigError("--master: --nproc 1 runs one process, which meets no group; leave "
+                        "--master out or start 2 or more");
+    return std::nullopt;
+  }
   std::optional<dist::Options> o;
   if (flags) {
     if (f.rank < 0 || f.world_size < 0)
