@@ -196,7 +196,7 @@ TEST(DataParallel, TwoProcessesMatchOneWithTheSameGlobalBatch) {
   pid_t two = spawn({"run", cfg, "--out", dir.file("two"), "--nproc", "2"}, dir.file("two.txt"), env);
   ASSERT_EQ(wait_for(two, 600), 0) << read_all(dir.file("two.txt"));
   const std::string log2 = read_all(dir.file("two.txt"));
-  EXPECT_NE(log2.find("data-parallel (2 processes)"), std::string::npos) << log2;
+  EXPECT_NE(log2.find("data-parallel (2 processes, global batch 25)"), std::string::npos) << log2;
   // One comparison table: rank 1 prints none.
   EXPECT_EQ(log2.find("report: "), log2.rfind("report: ")) << log2;
 
