@@ -1,6 +1,9 @@
 #include "squeeze/pipeline/run_state.h"
 
 #include <algorithm>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <set>
 
@@ -88,8 +91,8 @@ std::vector<std::string> config_differences(const Params& before, const Params& 
 }
 
 RunState::RunState(std::string dir, const WorkflowConfig& config,
-                   const std::vector<std::string>& overrides, Mode mode)
-    : dir_(std::move(dir)), mode_(mode) {
+                   const std::vector<std::string>& overrides, Mode mode, bool writer)
+    : dir_(std::move(dir)), mode_(mode), writer_(writer) {
   const std::string journal_path = path("run.json");
   const bool has_journal = fs::exists(journal_path);
   const bool has_report = fs::exists(path("report.json"));
@@ -102,6 +105,7 @@ RunState::RunState(std::string dir, const WorkflowConfig& config,
   journal_.runs = 0;
 
   if (mode == Mode::kForce) return;
+  if (mode == Mode::kFresh && !writer_) return;
   if (mode == Mode::kFresh) {
     if (!has_journal && !has_report) return;
     std::string what;
@@ -156,7 +160,30 @@ std::string RunState::path(const std::string& relative) const {
   return (fs::path(dir_) / relative).string();
 }
 
+RunState::~RunState() {
+  if (private_dir_.empty()) return;
+  std::error_code ec;
+  fs::remove_all(private_dir_, ec);
+}
+
+std::string RunState::checkpoint_path(const std::string& relative) {
+  if (writer_) return path(relative);
+  if (private_dir_.empty()) {
+    std::string tmpl = (fs::temp_directory_path() / "squeeze-rank-XXXXXX").string();
+    if (!mkdtemp(tmpl.data()))
+      throw Error(msg("cannot create a temporary folder under ", fs::temp_directory_path().string(),
+                      " for this rank's checkpoints: ", std::strerror(errno)));
+    private_dir_ = tmpl;
+  }
+  return (fs::path(private_dir_) / relative).string();
+}
+
 void RunState::begin() {
+  if (!writer_) {
+    journal_.runs += 1;
+    journal_.state = "running";
+    return;
+  }
   if (mode_ == Mode::kForce) {
     for (const auto& f : kRunFiles) {
       std::error_code ec;
@@ -199,7 +226,11 @@ void RunState::finish() {
 }
 
 ir::Graph RunState::load(const report::JournalUnit& unit) const {
-  const std::string p = path(unit.checkpoint);
+  // A reader's own units are in its private folder; the earlier runs' in the run's folder.
+  std::string p = path(unit.checkpoint);
+  if (!private_dir_.empty() && !unit.checkpoint.empty() &&
+      fs::exists(fs::path(private_dir_) / unit.checkpoint))
+    p = (fs::path(private_dir_) / unit.checkpoint).string();
   if (unit.checkpoint.empty() || !fs::exists(p))
     throw InputError(msg("--resume: the checkpoint of ", unit.key, " (", p,
                          ") is missing; the folder was changed since; start over with --force"));
@@ -207,6 +238,7 @@ ir::Graph RunState::load(const report::JournalUnit& unit) const {
 }
 
 void RunState::write() const {
+  if (!writer_) return;
   write_text_atomic(path("run.json"), report::journal_json(journal_));
 }
 

@@ -16,6 +16,7 @@
 #include "squeeze/ir/ops.h"
 #include "squeeze/pipeline/study.h"
 #include "squeeze/train/distill.h"
+#include "squeeze/train/distributed.h"
 #include "squeeze/train/trainer.h"
 #include "squeeze/util/env.h"
 #include "squeeze/util/error.h"
@@ -138,13 +139,15 @@ std::map<std::string, std::string> write_artifacts(const ir::Graph& g, const std
                                                    const std::string& dir,
                                                    const std::vector<std::string>& exports) {
   std::map<std::string, std::string> artifacts;
-  fs::create_directories(fs::path(dir) / "models");
+  // Data-parallel ranks other than 0 name the artifacts rank 0 writes, and write nothing.
+  const bool write = dist::writes();
+  if (write) fs::create_directories(fs::path(dir) / "models");
   std::string base = "models/" + safe_file_name(name);
-  io::save_sqz(g, (fs::path(dir) / (base + ".sqz")).string());
+  if (write) io::save_sqz(g, (fs::path(dir) / (base + ".sqz")).string());
   artifacts["checkpoint"] = base + ".sqz";
   for (const auto& format : exports) {
     std::string rel = base + deploy::export_extension(format);
-    deploy::export_model(g, format, (fs::path(dir) / rel).string());
+    if (write) deploy::export_model(g, format, (fs::path(dir) / rel).string());
     artifacts[format] = rel;
   }
   return artifacts;
@@ -162,17 +165,25 @@ Workspace::Workspace(const WorkflowConfig& config, const RunOptions& options)
   if (config.baseline_train && !config.data)
     throw ConfigError("baseline.train needs a data: block");
   if (options.check_only) return;
+  // Data-parallel runs: rank 0 writes every file; the other ranks run the same workflow (the
+  // same passes and fine-tunings, so that their collectives pair up) and write nothing.
+  if (dist::active() && config.pipeline)
+    throw ConfigError(msg("pipeline.type: ", config.pipeline->type,
+                          " runs in one process; data-parallel runs (--nproc, --world-size) "
+                          "take experiments workflows",
+                          config.pipeline->autotune ? " (autotune spreads over processes with --worker)" : ""));
   // The lines logged from here on go to DIR/run.log too, once start() creates the folder.
-  log_file_ = std::make_unique<log::FileSink>();
+  if (dist::writes()) log_file_ = std::make_unique<log::FileSink>();
   // The autotune pipeline keeps its own journal, the study.
   if (!(config.pipeline && config.pipeline->autotune))
     state_ = std::make_unique<RunState>(out_dir_, config, options.overrides,
                                         options.resume  ? RunState::Mode::kResume
                                         : options.force ? RunState::Mode::kForce
-                                                        : RunState::Mode::kFresh);
+                                                        : RunState::Mode::kFresh,
+                                        dist::writes());
   // Before the data and the model are loaded: a folder that cannot be written fails now, not
-  // after the training.
-  check_output_folder(out_dir_, options.out_dir.empty() ? "output.dir" : "--out");
+  // after the training (rank 0 alone writes in data-parallel runs).
+  if (dist::writes()) check_output_folder(out_dir_, options.out_dir.empty() ? "output.dir" : "--out");
 }
 
 const report::JournalUnit* Workspace::finished(const std::string& key) const {
@@ -187,15 +198,21 @@ ir::Graph Workspace::restore(const report::JournalUnit& unit) const {
 void Workspace::record(report::JournalUnit unit, ir::Graph* g) {
   if (!state_) return;
   if (g) {
-    if (unit.checkpoint.empty()) {
+    const bool own_checkpoint = unit.checkpoint.empty();
+    if (own_checkpoint) {
       std::string rel = "state";
       for (size_t a = 0, b; a <= unit.key.size(); a = b + 1) {
         b = std::min(unit.key.find('/', a), unit.key.size());
         rel += "/" + safe_file_name(unit.key.substr(a, b - a));
       }
       unit.checkpoint = rel + ".sqz";
-      fs::create_directories(fs::path(state_->path(unit.checkpoint)).parent_path());
-      io::save_sqz(*g, state_->path(unit.checkpoint));
+    }
+    // The writer's artifacts (unit.checkpoint given) are written by then; a reader writes each
+    // checkpoint it reloads into its private folder, so it reloads what rank 0 reloads.
+    if (own_checkpoint || !state_->writer()) {
+      const std::string p = state_->checkpoint_path(unit.checkpoint);
+      fs::create_directories(fs::path(p).parent_path());
+      io::save_sqz(*g, p);
     }
     // What follows starts from the checkpoint, as it does after a resume (a mask is recovered
     // from the zeros of its weight, DESIGN.md section 6).
@@ -398,7 +415,7 @@ void Workspace::start() {
   rep.data_description = splits_ ? splits_->description : "none";
   rep.recommend = config_.output.recommend;
   if (state_) state_->begin();
-  fs::create_directories(out_dir_);
+  if (dist::writes()) fs::create_directories(out_dir_);
   if (log_file_)
     log_file_->open((fs::path(out_dir_) / "run.log").string(),
                     msg("== squeeze ", SQUEEZE_VERSION, ": ",
@@ -408,7 +425,8 @@ void Workspace::start() {
                         " ==", state_ && !state_->resuming() && options_.force
                                    ? " (--force: the previous run's files were removed)"
                                    : ""));
-  write_text_atomic((fs::path(out_dir_) / "config.yaml").string(), effective + "\n");
+  if (dist::writes())
+    write_text_atomic((fs::path(out_dir_) / "config.yaml").string(), effective + "\n");
 
   // Each training seeds the global generator (dropout) from its own seed, so that what it does
   // does not depend on the trainings before it: a resumed run skips those.
@@ -630,9 +648,14 @@ void Workspace::measure_latencies(const std::vector<const ir::Graph*>& compresse
 report::Report Workspace::finish(const std::vector<const ir::Graph*>& compressed) {
   report::Report& rep = report_;
   SQZ_ASSERT(compressed.size() == rep.results.size(), "one graph per result");
+  // Rank 0 measures and reports; the others are done (no collective follows).
+  if (!dist::writes()) return rep;
   if (config_.output.latency) measure_latencies(compressed);
   rep.environment = report::environment();
   rep.seconds = seconds_since(started_);
+  if (dist::active()) {
+    rep.environment["data_parallel_processes"] = std::to_string(dist::world_size());
+  }
   report::write_report(rep, out_dir_);
   if (state_) state_->finish();
   return rep;

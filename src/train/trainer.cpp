@@ -9,10 +9,12 @@
 
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
 
 #include "squeeze/exec/executor.h"
 #include "squeeze/ir/quant_math.h"
 #include "squeeze/train/distill.h"
+#include "squeeze/train/distributed.h"
 #include "squeeze/util/error.h"
 #include "squeeze/util/interrupt.h"
 #include "squeeze/util/log.h"
@@ -70,6 +72,55 @@ void restore(ir::Graph& g, const std::vector<at::Tensor>& s) {
     for (auto& [k, p] : n.params) p.value.copy_(s[i++]);
 }
 
+// Data-parallel helpers (train/distributed.h); no-ops in a single process.
+
+// Every tensor that must be identical on all ranks when training starts: parameter values (BatchNorm
+// statistics included), masks and quantization parameters.
+std::vector<at::Tensor> replicated_state(ir::Graph& g) {
+  std::vector<at::Tensor> out;
+  for (auto& n : g.nodes) {
+    for (auto& [k, p] : n.params) {
+      out.push_back(p.value);
+      if (p.mask) out.push_back(*p.mask);
+      if (p.qspec && p.qspec->scale.defined()) out.push_back(p.qspec->scale);
+      if (p.qspec && p.qspec->zero_point.defined()) out.push_back(p.qspec->zero_point);
+    }
+    if (n.out_qspec && n.out_qspec->scale.defined()) out.push_back(n.out_qspec->scale);
+    if (n.out_qspec && n.out_qspec->zero_point.defined()) out.push_back(n.out_qspec->zero_point);
+  }
+  return out;
+}
+
+// What a step hook may change (gradual pruning's masks, QAT's observers): each rank computes it
+// from the same weights and the same batches, and rank 0's copy is broadcast so that the ranks
+// cannot drift apart by a rounding difference.
+std::vector<at::Tensor> hook_state(ir::Graph& g) {
+  std::vector<at::Tensor> out;
+  for (auto& n : g.nodes) {
+    for (auto& [k, p] : n.params) {
+      if (p.mask) out.push_back(*p.mask);
+      if (p.qspec && p.qspec->scale.defined()) out.push_back(p.qspec->scale);
+      if (p.qspec && p.qspec->zero_point.defined()) out.push_back(p.qspec->zero_point);
+    }
+    if (n.out_qspec && n.out_qspec->scale.defined()) out.push_back(n.out_qspec->scale);
+    if (n.out_qspec && n.out_qspec->zero_point.defined()) out.push_back(n.out_qspec->zero_point);
+  }
+  return out;
+}
+
+// BatchNorm running statistics are updated from each rank's own shard; averaged over the ranks
+// at the end of every epoch (before validation), so that every rank holds the same model.
+void average_statistics(ir::Graph& g) {
+  std::vector<at::Tensor> stats;
+  for (auto& n : g.nodes)
+    for (auto& [k, p] : n.params)
+      if (!p.trainable && p.value.is_floating_point()) stats.push_back(p.value);
+  if (stats.empty()) return;
+  dist::all_reduce_sum(stats);
+  at::NoGradGuard no_grad;
+  for (auto& t : stats) t.detach().div_(static_cast<double>(dist::world_size()));
+}
+
 }  // namespace
 
 void check_labels(const data::Dataset& data, int64_t num_outputs, const std::string& what) {
@@ -94,11 +145,16 @@ Metrics evaluate(ir::Graph& graph, const data::Dataset& data, int64_t batch_size
   if (data.size() == 0) return m;
   at::NoGradGuard no_grad;
   exec::Executor ex(graph);
+  // Data-parallel: each rank predicts its share of the samples; the predictions and loss sums
+  // are added over the ranks (zeros outside each share), so every rank computes the metrics of
+  // the whole set. In one process the share is everything.
+  int64_t first = 0, last = data.size();
+  dist::shard(data.size(), dist::rank(), dist::world_size(), first, last);
   int64_t k = -1;
   double loss_sum = 0.0;
   std::vector<at::Tensor> preds;
-  for (int64_t start = 0; start < data.size(); start += batch_size) {
-    int64_t len = std::min(batch_size, data.size() - start);
+  for (int64_t start = first; start < last; start += batch_size) {
+    int64_t len = std::min(batch_size, last - start);
     at::Tensor x = data.inputs(start, len), y = data.y.narrow(0, start, len);
     at::Tensor logits = ex.forward(x, exec::Mode::kEval);
     if (logits.dim() != 2 || logits.size(1) < 1)
@@ -112,7 +168,22 @@ Metrics evaluate(ir::Graph& graph, const data::Dataset& data, int64_t batch_size
     loss_sum += at::cross_entropy_loss(logits, y, {}, at::Reduction::Sum).item<double>();
     preds.push_back(logits.argmax(1));
   }
-  const at::Tensor pred = at::cat(preds);
+  at::Tensor pred = preds.empty() ? at::zeros({0}, at::kLong) : at::cat(preds);
+  if (dist::active()) {
+    at::Tensor all = at::zeros({data.size()}, at::kLong);
+    all.narrow(0, first, last - first).copy_(pred);
+    dist::all_reduce_sum(std::vector<at::Tensor>{all});
+    pred = all;
+    // A rank with an empty share (fewer samples than ranks) learns the width from the others.
+    const bool have = k > 0;
+    std::vector<double> s = dist::all_reduce_sum(
+        std::vector<double>{loss_sum, have ? double(k) : 0.0, have ? 1.0 : 0.0});
+    loss_sum = s[0];
+    if (!have) {
+      k = static_cast<int64_t>(std::llround(s[1] / s[2]));
+      check_labels(data, k, "the evaluated data");
+    }
+  }
   const at::Tensor y = data.y.contiguous();
   m.samples = data.size();
   m.num_outputs = k;
@@ -170,6 +241,22 @@ TrainResult fit(ir::Graph& graph, const data::Splits& splits, const TrainOptions
     distiller = std::make_unique<Distiller>(*teacher, graph, *options.distill, seed);
     for (const at::Tensor& w : distiller->parameters()) params.push_back(w);
   }
+  const bool parallel = dist::active();
+  const int rank = dist::rank(), world = dist::world_size();
+  if (parallel) {
+    // Rank 0's model is everyone's: parameters, masks, quantization parameters, adapters.
+    std::vector<at::Tensor> start_state = replicated_state(graph);
+    if (distiller)
+      for (const at::Tensor& w : distiller->parameters()) start_state.push_back(w);
+    dist::broadcast(start_state);
+  }
+  const dist::Counters comm_start = dist::counters();
+  // SQUEEZE_DIST_PROFILE=1: a barrier before every gradient all-reduce, so that the log gives
+  // the transfer apart from the wait for the slowest rank (for scaling estimates; costs a
+  // round trip per step).
+  const char* profile_env = std::getenv("SQUEEZE_DIST_PROFILE");
+  const bool profile_comm = parallel && profile_env && std::string(profile_env) == "1";
+  double wait_seconds = 0.0;
   auto optimizer = make_optimizer(params, options);
   exec::Executor ex(graph);
   data::BatchIterator batches(splits.train, batch_size, true, seed);
@@ -194,11 +281,26 @@ TrainResult fit(ir::Graph& graph, const data::Splits& splits, const TrainOptions
       lr = lr_at(options, step, total_steps, steps_per_epoch);
       for (auto& group : optimizer->param_groups()) group.options().set_lr(lr);
       auto step_start = std::chrono::steady_clock::now();
+      // Data-parallel: every rank draws the same global batch (the same permutation, seeded by
+      // the seed and the epoch) and takes its contiguous share; the loss is scaled by the share's
+      // part of the global batch and the gradients summed over the ranks, which is the gradient
+      // of the global batch's mean loss. A rank whose share is empty (a last batch smaller than
+      // the world) runs one sample with weight 0, so that it contributes zero gradients.
+      const int64_t global_len = x.size(0);
+      double share = 1.0;
+      if (parallel) {
+        int64_t begin = 0, end = 0;
+        dist::shard(global_len, rank, world, begin, end);
+        share = double(end - begin) / double(global_len);
+        if (end == begin) begin = 0, end = 1;  // weighted 0 by `share`
+        x = x.narrow(0, begin, end - begin);
+        y = y.narrow(0, begin, end - begin);
+      }
       optimizer->zero_grad();
       // Dropout draws from the global generator: seeded for each step from the fit's seed and
       // the step, so that a step's randomness does not depend on what ran before it in the
-      // process (a resumed run skips that).
-      at::manual_seed(step_seed(seed, step));
+      // process (a resumed run skips that); each rank draws its own stream.
+      at::manual_seed(step_seed(seed + static_cast<uint64_t>(rank) * 0x51ed27f1ULL, step));
       std::vector<at::Tensor> outputs = ex.run({x}, exec::Mode::kTrain);
       const at::Tensor& logits = outputs.at(0);
       if (step == 0) {
@@ -213,18 +315,52 @@ TrainResult fit(ir::Graph& graph, const data::Splits& splits, const TrainOptions
       at::Tensor loss = distiller ? distiller->loss(outputs, x, y, options.label_smoothing)
                                   : at::cross_entropy_loss(logits, y, {}, at::Reduction::Mean, -100,
                                                            options.label_smoothing);
-      loss.backward();
+      if (parallel) {
+        (loss * share).backward();
+        // After backward, not overlapped with it: one bucketed all-reduce of every gradient.
+        std::vector<at::Tensor> grads;
+        for (at::Tensor& p : params) {
+          if (!p.grad().defined()) p.mutable_grad() = at::zeros_like(p);
+          grads.push_back(p.grad());
+        }
+        auto comm_start = std::chrono::steady_clock::now();
+        if (profile_comm) {
+          // The time until every rank has its gradients (the slowest rank's compute), apart
+          // from the transfer itself.
+          dist::barrier();
+          const auto ready = std::chrono::steady_clock::now();
+          wait_seconds += std::chrono::duration<double>(ready - comm_start).count();
+          comm_start = ready;
+        }
+        dist::all_reduce_sum(grads);
+        result.allreduce_seconds +=
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - comm_start).count();
+      } else {
+        loss.backward();
+      }
       optimizer->step();
       exec::apply_masks(graph);
       result.step_seconds +=
           std::chrono::duration<double>(std::chrono::steady_clock::now() - step_start).count();
       ++step;
-      if (hook) hook(graph, step, total_steps);
+      if (hook) {
+        hook(graph, step, total_steps);
+        if (parallel) dist::broadcast(hook_state(graph));
+      }
       double l = loss.item<double>();
-      loss_sum += l * double(x.size(0));
-      correct += logits.argmax(1).eq(y).sum().item<int64_t>();
-      seen += x.size(0);
+      const int64_t counted = share > 0.0 ? x.size(0) : 0;
+      loss_sum += l * double(counted);
+      if (counted) correct += logits.argmax(1).eq(y).sum().item<int64_t>();
+      seen += counted;
       progress.update(1, msg("loss ", l));
+    }
+    if (parallel) {
+      average_statistics(graph);
+      std::vector<double> sums =
+          dist::all_reduce_sum(std::vector<double>{loss_sum, double(correct), double(seen)});
+      loss_sum = sums[0];
+      correct = static_cast<int64_t>(std::llround(sums[1]));
+      seen = static_cast<int64_t>(std::llround(sums[2]));
     }
     double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - epoch_start).count();
     EpochRecord rec;
@@ -273,6 +409,20 @@ TrainResult fit(ir::Graph& graph, const data::Splits& splits, const TrainOptions
   exec::freeze(graph);
   result.steps = step;
   result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  if (parallel) {
+    const dist::Counters& c = dist::counters();
+    result.comm_seconds = c.seconds - comm_start.seconds;
+    result.comm_bytes = c.bytes - comm_start.bytes;
+    if (step > 0)
+      log::info("data-parallel (", world, " processes, global batch ", batch_size, "): ",
+                1000.0 * result.step_seconds / double(step), " ms per step, of which gradient "
+                "all-reduce ", 1000.0 * result.allreduce_seconds / double(step), " ms; ",
+                double(result.comm_bytes) / double(step) / 1e6, " MB into collectives per step, ",
+                result.comm_seconds, " s in all collectives",
+                profile_comm ? msg("; waiting for the slowest rank before the all-reduce ",
+                                   1000.0 * wait_seconds / double(step), " ms per step")
+                             : std::string());
+  }
   return result;
 }
 

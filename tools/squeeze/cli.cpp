@@ -34,6 +34,7 @@
 #include "squeeze/util/interrupt.h"
 #include "squeeze/util/log.h"
 #include "squeeze/util/strings.h"
+#include "launch.h"
 #include "reference.h"
 
 namespace squeeze::cli {
@@ -286,10 +287,37 @@ std::string resume_command(const std::string& config_path, const std::string& ou
   return cmd;
 }
 
+// Leaves the data-parallel group however the run ends.
+struct GroupScope {
+  ~GroupScope() { dist::shutdown(); }
+};
+
 int cmd_run(const std::string& config_path, const std::string& out_dir, const std::vector<std::string>& sets,
-            bool resume, bool force, bool worker, const Globals& g, std::ostream& out, std::ostream& err) {
+            bool resume, bool force, bool worker, const DistFlags& df, const std::vector<std::string>& args,
+            const Globals& g, std::ostream& out, std::ostream& err) {
+  // Every flag and the config are checked before any process starts or joins a group.
+  std::optional<dist::Options> group = resolve_group(df);
   pipeline::WorkflowConfig cfg = pipeline::load_config(config_path, sets);
   if (g.threads > 0) cfg.threads = g.threads;
+  const int processes = df.nproc > 1 ? df.nproc : group ? group->world_size : 1;
+  if (processes > 1 && cfg.pipeline)
+    throw ConfigError(msg("pipeline.type: ", cfg.pipeline->type,
+                          " runs in one process; data-parallel runs (--nproc, --world-size, "
+                          "WORLD_SIZE) take experiments workflows",
+                          cfg.pipeline->autotune ? " (autotune spreads over processes with --worker)"
+                                                 : ""));
+  if (df.nproc > 1) {
+    const std::string dir = out_dir.empty() ? cfg.output.dir : out_dir;
+    const std::string hint = msg("The finished work is kept in ", dir, "/run.json. Continue with:\n  ",
+                                 resume_command(config_path, out_dir, sets), " --nproc ", df.nproc);
+    return launch(df.nproc, df, rank_arguments(args), hint, err);
+  }
+  GroupScope scope;
+  if (group) {
+    // Ranks other than 0 write nothing and say little: rank 0 speaks for the run.
+    if (group->rank != 0 && log::level() < log::Level::kWarn) log::set_level(log::Level::kWarn);
+    dist::init(*group);
+  }
   pipeline::RunOptions ro;
   ro.out_dir = out_dir;
   ro.overrides = sets;
@@ -308,6 +336,7 @@ int cmd_run(const std::string& config_path, const std::string& out_dir, const st
         << resume_command(config_path, out_dir, sets) << "\n";
     return 128 + e.signal();
   }
+  if (!dist::writes()) return 0;
   out << report::comparison_table(rep);
   out << "report: " << (out_dir.empty() ? cfg.output.dir : out_dir) << "/report.json\n";
   return 0;
@@ -463,6 +492,24 @@ int run_cli(const std::vector<std::string>& args, std::ostream& out, std::ostrea
                 "OUTDIR/workers/HOST-PID")
       ->excludes(resume_flag)
       ->excludes(force_flag);
+  DistFlags dist_flags;
+  run->add_option("--nproc", dist_flags.nproc,
+                  "Data-parallel fine-tuning on this machine: start N processes (ranks) of this "
+                  "run, which split every batch (data.batch_size is the global batch) and "
+                  "all-reduce gradients over loopback TCP (c10d Gloo); rank 0 writes the outputs. "
+                  "Experiments workflows only");
+  run->add_option("--rank", dist_flags.rank,
+                  "This process's rank in a data-parallel group started by hand (with "
+                  "--world-size and --master; default: $RANK as set by torchrun)");
+  run->add_option("--world-size", dist_flags.world_size,
+                  "Processes in the group (default: $WORLD_SIZE)");
+  run->add_option("--master", dist_flags.master,
+                  "ADDR:PORT where rank 0 hosts the rendezvous (default: $MASTER_ADDR:$MASTER_PORT, "
+                  "else 127.0.0.1:29500; --nproc: a free port of 127.0.0.1)");
+  run->add_option("--dist-timeout", dist_flags.timeout_s,
+                  "Seconds after which a silent rank counts as lost: the others stop with an "
+                  "error naming it")
+      ->capture_default_str();
 
   auto* inspect = app.add_subcommand("inspect", "Per-layer table: op, shapes, params, non-zeros, FLOPs, bits");
   inspect->add_option("model", model, "MODEL: .onnx, .sqz or zoo:NAME")->required();
@@ -555,7 +602,8 @@ int run_cli(const std::vector<std::string>& args, std::ostream& out, std::ostrea
     env::set_threads(g.threads);
     env::keep_freed_memory();
     env::check_blas();
-    if (run->parsed()) return cmd_run(config, out_dir, sets, resume, force, worker, g, out, err);
+    if (run->parsed())
+      return cmd_run(config, out_dir, sets, resume, force, worker, dist_flags, args, g, out, err);
     if (inspect->parsed()) return cmd_inspect(model, as_json, g, out);
     if (eval->parsed()) return cmd_eval(model, data_yaml, as_json, g, out);
     if (infer->parsed()) return cmd_infer(model, input, output, infer_batch, g, out);

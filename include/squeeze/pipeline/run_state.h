@@ -36,8 +36,18 @@ class RunState {
   static const std::vector<std::string> kFreeKeys;
 
   // Checks the folder for `mode` (see above); writes nothing.
+  //
+  // A reader (writer false: a data-parallel rank other than 0, train/distributed.h) keeps the
+  // journal in memory only and writes nothing to the folder, which rank 0 owns: it makes no
+  // folder check for a fresh or --force run (rank 0 makes them, and may already be writing),
+  // reads the journal for --resume like rank 0 (the folder must be visible to it: the same
+  // machine or a shared file system), and keeps the checkpoints of the units it finishes in a
+  // private temporary folder, removed with it.
   RunState(std::string dir, const WorkflowConfig& config,
-           const std::vector<std::string>& overrides, Mode mode);
+           const std::vector<std::string>& overrides, Mode mode, bool writer = true);
+  ~RunState();
+  RunState(const RunState&) = delete;
+  RunState& operator=(const RunState&) = delete;
 
   // Starts writing (the first write of a run): --force removes the previous run's files; the
   // folder is created and run.json written (state running, one more run counted).
@@ -60,6 +70,10 @@ class RunState {
   ir::Graph load(const report::JournalUnit& unit) const;
   // path relative to the folder -> full path.
   std::string path(const std::string& relative) const;
+  // Where this process writes the checkpoint `relative` of a unit it finishes: path(relative)
+  // for the writer, the private folder for a reader.
+  std::string checkpoint_path(const std::string& relative);
+  bool writer() const { return writer_; }
 
  private:
   void write() const;
@@ -67,6 +81,8 @@ class RunState {
   std::string dir_;
   Mode mode_;
   bool resumed_empty_ = false;  // --resume of a folder an interrupted run left without a journal
+  bool writer_ = true;
+  std::string private_dir_;  // a reader's checkpoints; created on first use
   report::Journal journal_;
 };
 

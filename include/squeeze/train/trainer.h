@@ -74,6 +74,12 @@ struct TrainResult {
   double seconds = 0.0;          // everything, validation included
   double step_seconds = 0.0;     // the optimizer steps alone (forward, loss, backward, update)
   double teacher_seconds = 0.0;  // of step_seconds: the teacher's forward passes (distillation)
+  // Data-parallel (train/distributed.h): of step_seconds, the gradient all-reduce; and the time
+  // in every collective of the fit (also the broadcasts, epoch sums and sharded validation) with
+  // the bytes this rank put into them.
+  double allreduce_seconds = 0.0;
+  double comm_seconds = 0.0;
+  int64_t comm_bytes = 0;
 };
 
 // Called after every optimizer step with the global step count; passes use it for gradual
@@ -91,6 +97,16 @@ using EpochHook = std::function<void(const EpochRecord&)>;
 // With options.distill the loss is the distillation loss (train/distill.h) against `teacher`,
 // which must then be given (ConfigError otherwise) and is only read. Checks for an interrupt
 // (util/interrupt.h) before every batch and throws interrupt::Interrupted then.
+//
+// Data-parallel (when dist::active(), train/distributed.h): batch_size is the global batch,
+// split among the ranks (rank r takes the r-th contiguous share of each global batch, drawn
+// from the same seeded permutation on every rank); rank 0's parameters, masks and quantization
+// parameters are broadcast first; gradients are summed over the ranks in buckets after each
+// backward pass, so a step equals one process's step on the global batch up to float rounding.
+// The hook runs on every rank and its result (masks, observers) is then broadcast from rank 0.
+// BatchNorm normalizes with each rank's own share (per-rank batch statistics, as PyTorch DDP
+// without SyncBatchNorm); running statistics are averaged over the ranks after every epoch.
+// Validation is split among the ranks and summed. Throws dist::PeerLost when a rank is lost.
 TrainResult fit(ir::Graph& graph, const data::Splits& splits, const TrainOptions& options,
                 int64_t batch_size, uint64_t seed, const StepHook& hook = nullptr,
                 const ir::Graph* teacher = nullptr, const EpochHook& epoch_hook = nullptr);
