@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "cli.h"
 #include "squeeze/compress/prune/dependency_graph.h"
 #include "squeeze/compress/prune/latency_model.h"
 #include "squeeze/compress/prune/structured_prune.h"
