@@ -466,6 +466,7 @@ ir::Graph StructuredPrune::prune_for_latency(const ir::Graph& graph, const PassC
   Choice best;
   bool have = false;
   double aim = target;  // what the prediction is asked for; corrected by each measurement
+  double too_fast = 0.0, too_slow = 0.0;  // aims whose models measured below / above the target
   int64_t selections = 0;
   std::vector<std::string> tried;
   for (int64_t it = 0; it < options_.latency_iterations; ++it) {
@@ -501,8 +502,17 @@ ir::Graph StructuredPrune::prune_for_latency(const ir::Graph& graph, const PassC
     }
     if (std::fabs(c.measured / target - 1.0) <= 0.1) break;
     if (c.removed.empty() && c.measured > target && c.predicted <= aim) break;
-    // The measurement says how far the prediction is off here: ask it for correspondingly less/more.
+    // The measurement says how far the prediction is off here: ask it for correspondingly less or
+    // more, but inside the bracket of aims already seen to land too fast and too slow.
+    (c.measured < target ? too_fast : too_slow) = aim;
     aim = std::clamp(target * c.predicted / std::max(c.measured, 1e-6), 0.01, 1.0);
+    // (A larger aim prunes less: an aim that measured too fast is a lower bound, too slow an upper.)
+    if (too_fast > 0.0 && too_slow > 0.0 && (aim <= too_fast || aim >= too_slow))
+      aim = 0.5 * (too_fast + too_slow);
+    else if (too_fast > 0.0 && too_slow <= 0.0 && aim <= too_fast)
+      aim = 0.5 * (too_fast + 1.0);
+    else if (too_slow > 0.0 && too_fast <= 0.0 && aim >= too_slow)
+      aim = 0.5 * too_slow;
   }
   ir::Graph pruned = best.removed.empty() ? graph.clone() : deps.prune(graph, best.removed);
   if (options_.reconstruct && !best.removed.empty()) {

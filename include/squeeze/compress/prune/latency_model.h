@@ -7,8 +7,8 @@
 // BatchNorms, activations, pooling, residual adds...) are cut out as a small graph, and that graph
 // runs in exec::Executor (eval mode: the same libtorch kernels, channels-last layout, BatchNorm
 // folding and in-place ops as the full model) on random inputs of the given batch, in the layout
-// the full model hands them over; each node's time is the median over a few runs (Executor::
-// time_nodes). Counts sampled per group: every multiple of a spacing (8 up to 128 channels, then
+// the full model hands them over; each node's time is the lower quartile of a few runs (Executor::
+// time_nodes; a run the scheduler interrupts only adds time). Counts sampled per group: every multiple of a spacing (8 up to 128 channels, then
 // 16, 32, ...), the count one below each (an odd count, so a step at the multiple shows), one below
 // the full count, and the full count.
 //
@@ -92,7 +92,7 @@ std::vector<int64_t> latency_sample_counts(int64_t size);
 
 struct LatencyTableOptions {
   int64_t batch = 1;
-  int64_t runs = 5;            // timed runs per sample (median) at least, after one warm-up run;
+  int64_t runs = 5;            // timed runs per sample (lower quartile) at least, after one warm-up run;
                                // more (up to 50) while a sample has taken less than 20 ms
   double model_budget_s = 1.0; // measuring the whole model
   double tolerance = 0.02;     // GroupLatency::efficient
