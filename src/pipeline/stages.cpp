@@ -555,6 +555,7 @@ std::optional<report::StageRecord> Workspace::stage(ir::Graph& g, PreparedStage&
   report::ModelStats st = evaluated_stats(g, data(), batch_size_);
   rec.stage = ps.spec->method;
   rec.summary = pr.summary;
+  rec.figures = pr.figures;
   rec.evaluated = st.evaluated;
   rec.accuracy = st.accuracy;
   rec.params = st.params;

@@ -16,6 +16,28 @@ json shape_json(const ir::Shape& s) {
 }
 }  // namespace
 
+std::string latency_table_json(const std::string& model, const compress::LatencyTable& table,
+                               const std::string& source) {
+  json j;
+  j["model"] = model;
+  j["source"] = source;
+  j["key"] = {{"cpu", table.key.cpu},         {"isa", table.key.isa},     {"torch", table.key.torch},
+              {"threads", table.key.threads}, {"batch", table.key.batch}, {"model", table.key.model}};
+  j["model_us"] = table.model_us;
+  json groups = json::array();
+  for (const auto& g : table.groups) {
+    json rows = json::array();
+    for (size_t i = 0; i < g.counts.size(); ++i)
+      rows.push_back({{"channels", g.counts[i]}, {"us", g.us[i]}, {"steps_down", bool(g.efficient[i])}});
+    json nodes = json::array();
+    for (const auto& n : g.nodes) nodes.push_back(n.node);
+    groups.push_back({{"name", g.name}, {"channels", g.size}, {"us", g.us.empty() ? 0.0 : g.us.back()},
+                      {"nodes", nodes}, {"table", rows}});
+  }
+  j["groups"] = groups;
+  return j.dump(2) + "\n";
+}
+
 std::string inspect_json(const std::string& model, const std::vector<LayerRow>& layers, const ModelTotals& total) {
   json rows = json::array();
   for (const auto& l : layers)

@@ -119,7 +119,8 @@ Json stage_json(const StageRecord& r) {
           {"teacher_ms_per_step", num(r.teacher_ms_per_step)},
           {"curve", curve_json(r.curve)},
           {"evaluated_before_finetune", r.evaluated_before_finetune},
-          {"accuracy_before_finetune", num(r.accuracy_before_finetune)}};
+          {"accuracy_before_finetune", num(r.accuracy_before_finetune)},
+          {"figures", r.figures}};
 }
 
 StageRecord stage_from(const Json& j) {
@@ -138,6 +139,8 @@ StageRecord stage_from(const Json& j) {
   r.teacher = j.at("teacher").get<std::string>();
   r.teacher_ms_per_step = num(j.at("teacher_ms_per_step"));
   r.curve = curve_from(j.at("curve"));
+  if (j.contains("figures"))
+    for (const auto& [k, v] : j.at("figures").items()) r.figures[k] = num(v);
   r.evaluated_before_finetune = j.at("evaluated_before_finetune").get<bool>();
   r.accuracy_before_finetune = num(j.at("accuracy_before_finetune"));
   return r;

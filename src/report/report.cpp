@@ -323,6 +323,7 @@ Json history_json(const std::vector<StageRecord>& records) {
                   {"finetune_steps", h.finetune_steps},
                   {"step_ms", number_or_null(h.finetune_steps > 0, h.step_ms)},
                   {"curve", curve_json(h.curve)}};
+    if (!h.figures.empty()) stage["figures"] = h.figures;
     if (!h.teacher.empty())
       stage["distill"] = {{"teacher", h.teacher}, {"teacher_ms_per_step", h.teacher_ms_per_step}};
     history.push_back(stage);

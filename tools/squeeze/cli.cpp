@@ -11,6 +11,8 @@
 #include <iomanip>
 #include <sstream>
 
+#include "squeeze/compress/prune/dependency_graph.h"
+#include "squeeze/compress/prune/latency_model.h"
 #include "squeeze/compress/registry.h"
 #include "squeeze/data/dataset.h"
 #include "squeeze/deploy/export.h"
@@ -61,6 +63,70 @@ int64_t count_nonzero(const ir::Node& n) {
   int64_t nz = 0;
   for (const auto& [k, p] : n.params) nz += p.value.ne(0).sum().item<int64_t>();
   return nz;
+}
+
+// inspect --latency options.
+struct InspectLatency {
+  bool on = false;
+  int64_t batch = 1;
+  std::string cache;           // "" = default folder; "none" = measure, write nothing
+  bool threads_given = false;  // else measured on 1 thread, as bench
+};
+
+// The measured latency table of each prunable channel group (compress/prune/latency_model.h).
+int cmd_inspect_latency(const std::string& model, bool as_json, const InspectLatency& il, const Globals& g,
+                        std::ostream& out) {
+  ir::Graph graph = io::load_model(model, g.seed);
+  ir::verify(graph);
+  const int threads = il.threads_given ? at::get_num_threads() : env::set_threads(1);
+  compress::DependencyGraph deps(graph);
+  compress::LatencyTableOptions lo;
+  lo.batch = il.batch;
+  lo.cache_dir = il.cache == "none" ? "" : il.cache.empty() ? compress::default_latency_cache_dir() : il.cache;
+  bool reused = false;
+  std::string why, path;
+  compress::LatencyTable t = compress::latency_table(graph, deps, lo, &reused, &why, &path);
+  std::string source = reused ? "reused " + path
+                              : msg("measured in ", std::round(t.build_seconds * 10) / 10, " s",
+                                    path.empty() ? "" : ", cached in " + path,
+                                    why.empty() ? "" : " (the cached file was not reused: " + why + ")");
+  if (as_json) {
+    out << report::latency_table_json(model, t, source);
+    return 0;
+  }
+  out << "model: " << model << " (" << graph.name << "), batch " << il.batch << ", " << threads
+      << (threads == 1 ? " thread" : " threads") << (il.threads_given ? "" : " (--threads N measures with N)") << "\n";
+  out << "latency table: " << source << "\n";
+  out << "key: " << t.key.describe() << ", model " << t.key.model << "\n";
+  out << "whole model: " << std::fixed << std::setprecision(1) << t.model_us << " us (median)\n";
+  if (t.groups.empty()) {
+    out << "no prunable channel group (" << deps.num_channels() << " channels, all tied to inputs, outputs or ops "
+        << "that cannot be sliced)\n";
+    return 0;
+  }
+  out << "per group: its layers' time (us) by channel count, the others at theirs; * = time steps down there "
+         "(no larger count costs as little: where target: {latency: F} may prune to)\n";
+  for (const auto& grp : t.groups) {
+    out << "\n" << grp.name << ": " << grp.size << " channels, " << std::setprecision(1) << grp.us.back() << " us in "
+        << grp.nodes.size() << " nodes";
+    if (grp.counts.size() <= 1) {
+      out << " (not timed alone: not pruned for latency)\n";
+      continue;
+    }
+    out << "\n";
+    std::string line = "  ";
+    for (size_t i = 0; i < grp.counts.size(); ++i) {
+      std::string cell = msg(grp.counts[i], grp.efficient[i] ? "*" : "", ":",
+                             std::round(grp.us[i] * 10.0) / 10.0);
+      if (line.size() + cell.size() + 2 > 100) {
+        out << line << "\n";
+        line = "  ";
+      }
+      line += cell + "  ";
+    }
+    out << line << "\n";
+  }
+  return 0;
 }
 
 int cmd_inspect(const std::string& model, bool as_json, const Globals& g, std::ostream& out) {
@@ -514,7 +580,21 @@ int run_cli(const std::vector<std::string>& args, std::ostream& out, std::ostrea
   auto* inspect = app.add_subcommand("inspect", "Per-layer table: op, shapes, params, non-zeros, FLOPs, bits");
   inspect->add_option("model", model, "MODEL: .onnx, .sqz or zoo:NAME")->required();
   inspect->add_flag("--json", as_json, "JSON output");
-  inspect->footer("Example:\n  squeeze inspect runs/quickstart/models/prune50.sqz --json");
+  InspectLatency inspect_latency;
+  auto* latency_flag = inspect->add_flag(
+      "--latency", inspect_latency.on,
+      "Measure each prunable channel group's time against its channel count (the table target: {latency: F} "
+      "prunes by; cached, see --latency-cache)");
+  inspect->add_option("--batch", inspect_latency.batch, "--latency: batch size")
+      ->check(integer_at_least(1))
+      ->capture_default_str()
+      ->needs(latency_flag);
+  inspect->add_option("--latency-cache", inspect_latency.cache,
+                      "--latency: cache folder (default $SQUEEZE_LATENCY_CACHE or ~/.cache/squeeze/latency; none: "
+                      "do not cache)")
+      ->needs(latency_flag);
+  inspect->footer("Examples:\n  squeeze inspect runs/quickstart/models/prune50.sqz --json\n"
+                  "  squeeze inspect zoo:resnet8 --latency --batch 32   # on 1 thread unless --threads N");
 
   auto* eval = app.add_subcommand("eval", "Accuracy, loss and per-class metrics on a data set's test split");
   eval->add_option("model", model, "MODEL: .onnx, .sqz or zoo:NAME")->required();
@@ -604,7 +684,13 @@ int run_cli(const std::vector<std::string>& args, std::ostream& out, std::ostrea
     env::check_blas();
     if (run->parsed())
       return cmd_run(config, out_dir, sets, resume, force, worker, dist_flags, args, g, out, err);
-    if (inspect->parsed()) return cmd_inspect(model, as_json, g, out);
+    if (inspect->parsed()) {
+      if (inspect_latency.on) {
+        inspect_latency.threads_given = threads_opt->count() > 0;
+        return cmd_inspect_latency(model, as_json, inspect_latency, g, out);
+      }
+      return cmd_inspect(model, as_json, g, out);
+    }
     if (eval->parsed()) return cmd_eval(model, data_yaml, as_json, g, out);
     if (infer->parsed()) return cmd_infer(model, input, output, infer_batch, g, out);
     if (bench->parsed()) {

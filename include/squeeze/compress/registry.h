@@ -4,6 +4,7 @@
 #pragma once
 
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -27,9 +28,15 @@ struct PassContext {
 };
 
 struct PassResult {
+  PassResult() = default;
+  PassResult(ir::Graph g, std::string s = "", bool c = true)
+      : graph(std::move(g)), summary(std::move(s)), changed(c) {}
   ir::Graph graph;
   std::string summary;   // one line: what changed ("pruned 50.0% of 421,642 weights globally")
   bool changed = true;
+  // Named figures for the report (report.json history[].figures), e.g. a latency target's
+  // predicted and measured ratios; empty for most passes.
+  std::map<std::string, double> figures;
 };
 
 class Pass {

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "squeeze/compress/prune/latency_model.h"
 #include "squeeze/deploy/latency.h"
 #include "squeeze/ir/graph.h"
 #include "squeeze/train/trainer.h"
@@ -27,6 +28,10 @@ struct ModelTotals {
 };
 
 std::string inspect_json(const std::string& model, const std::vector<LayerRow>& layers, const ModelTotals& total);
+// squeeze inspect --latency --json: {"model", "source", "key": {cpu, isa, torch, threads, batch, model},
+// "model_us", "groups": [{"name", "channels", "us", "nodes", "table": [{"channels", "us", "steps_down"}]}]}.
+std::string latency_table_json(const std::string& model, const compress::LatencyTable& table,
+                               const std::string& source);
 // squeeze eval --json: accuracy, loss, num_outputs (the model's classes), per_class for the
 // classes that occur in the data, and confusion as train::Metrics defines it.
 std::string eval_json(const std::string& model, const std::string& data, const train::Metrics& metrics,

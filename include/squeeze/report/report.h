@@ -90,6 +90,9 @@ struct StageRecord {
   // fine-tune, when there is test data): what the method alone kept.
   bool evaluated_before_finetune = false;
   double accuracy_before_finetune = 0.0;
+  // The pass's named figures (compress::PassResult::figures), e.g. a latency target's
+  // predicted_latency_ratio and measured_latency_ratio; report.json history[].figures when any.
+  std::map<std::string, double> figures;
 };
 
 struct ExperimentResult {

@@ -7,7 +7,8 @@
 //   params: {kind: structured, granularity: channel|filter|layer|head, criterion: l1, ratio: 0.5,
 //            score_from: producer|consumer|both, reconstruct: true, reconstruct_layers: [...],
 //            reconstruct_positions: 10, reconstruct_regularization: 1.0e-3,
-//            target: channels|flops, scope: global|local, max_ratio_per_layer: 0.9,
+//            target: channels|flops|{latency: 0.5}|{flops: 0.5}, latency_batch: 1,
+//            latency_cache: DIR|none, latency_iterations: 3, scope: global|local, max_ratio_per_layer: 0.9,
 //            iterative: {steps: 3}, round_to: 8, exclude: ["fc*", Linear], batches: 4, seed: 0,
 //            layernorm: block|prune}
 //
@@ -51,7 +52,16 @@ struct StructuredPruneOptions {
   // channel/head: fraction of the prunable channels (target channels) or of the FLOPs (target
   // flops) removed, [0, 1). layer: unused (see layers/threshold).
   double ratio = 0.5;
-  std::string target = "channels";      // channels | flops
+  std::string target = "channels";      // channels | flops | latency
+  // target latency: the fraction of the unpruned model's measured latency (at latency_batch) to
+  // reach, (0, 1]. Channels are removed greedily by importance per microsecond saved, each group
+  // only down to counts where its measured time steps down (latency_model.h); the pruned model is
+  // then measured and, when it is more than 10% off the target, the selection is redone with the
+  // prediction corrected by the measurement, up to latency_iterations selections in all.
+  double latency = 0.0;
+  int64_t latency_batch = 1;
+  std::string latency_cache;            // "" = default_latency_cache_dir(); "none" = no caching
+  int64_t latency_iterations = 3;
   std::string scope = "global";         // global: one ranking (normalized per group) | local
   double max_ratio_per_layer = 0.9;     // (0, 1]; at least one channel of a group always stays
   int64_t steps = 1;                    // iterative: N steps, fine-tuning between them
@@ -91,6 +101,13 @@ class StructuredPrune : public Pass {
   ir::Graph prune_channels(const ir::Graph& graph, double fraction, const PassContext& ctx,
                            std::vector<std::string>* notes = nullptr) const;
 
+  // target latency: prunes `graph` towards options().latency of its measured latency (see the
+  // options). `figures` receives latency_target, latency_batch, predicted_latency_ratio,
+  // measured_latency_ratio, flops_ratio, latency_selections, latency_table_seconds and
+  // latency_table_reused (0/1); `notes` clauses for the summary.
+  ir::Graph prune_for_latency(const ir::Graph& graph, const PassContext& ctx, std::vector<std::string>* notes,
+                              std::map<std::string, double>* figures) const;
+
   // Which units to remove given per-group scores: removes `fraction` of the eligible channels,
   // respecting scope, max_ratio_per_layer, round_to and exclusions.
   std::map<int64_t, std::vector<int64_t>> select(const ir::Graph& graph, const DependencyGraph& deps,
@@ -100,6 +117,16 @@ class StructuredPrune : public Pass {
  private:
   StructuredPruneOptions options_;
 };
+
+// The latency-target selection, exposed for tests: per group the channel count to keep, starting
+// from the table's full counts and repeatedly shrinking the group whose next efficient count
+// (GroupLatency::efficient, not below min_counts[g]) removes the least importance (its lowest
+// scores, each group's scores divided by their mean) per microsecond of predicted latency saved,
+// until table.predict_ratio <= target or no group can shrink. Groups with eligible[g] false stay.
+struct LatencyTable;
+std::vector<int64_t> select_counts_for_latency(const LatencyTable& table, const std::vector<at::Tensor>& scores,
+                                               const std::vector<bool>& eligible,
+                                               const std::vector<int64_t>& min_counts, double target);
 
 // Which units to remove, per group, from per-group scores (float64, higher = keep): `fraction`
 // of the eligible units, at most `max_ratio` of a group and never all of it; scope global ranks
