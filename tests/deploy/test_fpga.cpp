@@ -13,7 +13,12 @@
 #include "squeeze/ir/builder.h"
 #include "squeeze/models/zoo.h"
 #include "squeeze/report/fpga_json.h"
+#include "squeeze/pipeline/config.h"
+#include "squeeze/pipeline/workflow.h"
+#include "squeeze/report/report.h"
 #include "squeeze/util/error.h"
+#include "squeeze/util/fs.h"
+#include "testing/asserts.h"
 
 namespace squeeze {
 namespace {
@@ -322,6 +327,64 @@ TEST(FpgaCli, BadInputExitsTwo) {
   EXPECT_NE(err.find("Conv"), std::string::npos) << err;
   EXPECT_EQ(run({"inspect", "zoo:jet_tagger", "--clock-mhz", "200"}, out, err), 2);  // needs --fpga
   EXPECT_NE(err.find("--fpga"), std::string::npos) << err;
+}
+
+}  // namespace
+}  // namespace squeeze
+
+namespace squeeze {
+namespace {
+
+// ---- output.fpga in a workflow: the estimate of the baseline and of each result in report.json.
+constexpr const char* kFpgaWorkflow = R"(seed: 0
+model: {zoo: jet_tagger}
+experiments:
+  - name: pruned
+    stages: [{method: prune, params: {kind: unstructured, ratio: 0.75, scope: local}}]
+)";
+
+TEST(FpgaWorkflow, OutputFpgaIsParsedAndChecked) {
+  pipeline::WorkflowConfig c = pipeline::parse_config(
+      std::string(kFpgaWorkflow) + "output: {latency: false, fpga: {clock_mhz: 250, reuse_factor: 2, "
+                                   "precision: 'ap_fixed<8,3>', softmax: true}}\n");
+  ASSERT_TRUE(c.output.fpga.has_value());
+  EXPECT_EQ(c.output.fpga->clock_mhz, 250);
+  EXPECT_EQ(c.output.fpga->reuse_factor, 2);
+  EXPECT_EQ(c.output.fpga->precision, "ap_fixed<8,3>");
+  EXPECT_TRUE(c.output.fpga->add_softmax);
+  EXPECT_FALSE(pipeline::parse_config(std::string(kFpgaWorkflow) + "output: {latency: false}\n").output.fpga);
+  for (const char* bad : {"{clock_mhz: 0}", "{reuse_factor: 0}", "{precision: 'ap_fixed<0,0>'}", "{clok_mhz: 200}"}) {
+    try {
+      pipeline::parse_config(std::string(kFpgaWorkflow) + "output: {fpga: " + bad + "}\n");
+      ADD_FAILURE() << bad;
+    } catch (const ConfigError& e) {
+      EXPECT_NE(std::string(e.what()).find("output.fpga"), std::string::npos) << e.what();
+    }
+  }
+}
+
+TEST(FpgaWorkflow, ReportCarriesTheEstimates) {
+  testing::TempDir dir;
+  pipeline::WorkflowConfig c = pipeline::parse_config(
+      std::string(kFpgaWorkflow) + "output: {latency: false, dir: " + dir.path() + ", fpga: {softmax: true}}\n");
+  report::Report rep = pipeline::run_workflow(c);
+  ASSERT_FALSE(rep.baseline_fpga.empty());
+  ASSERT_EQ(rep.results.size(), 1u);
+  const std::string json = read_text(dir.path() + "/report.json");
+  EXPECT_NE(json.find("\"fpga\""), std::string::npos);
+  // The pruned model needs fewer multipliers than the baseline.
+  auto dsp_of = [](const std::string& j) { return std::stoll(j.substr(j.find("\"dsp\": ") + 7)); };
+  EXPECT_LT(dsp_of(rep.results[0].fpga), dsp_of(rep.baseline_fpga));
+}
+
+TEST(FpgaWorkflow, UncoveredModelIsRefusedBeforeWork) {
+  testing::TempDir dir;
+  pipeline::WorkflowConfig c = pipeline::parse_config(
+      "model: {zoo: small_cnn}\nexperiments:\n  - name: p\n    stages: [{method: prune, params: {ratio: 0.5}}]\n"
+      "output: {latency: false, dir: " + dir.path() + "/run, fpga: {}}\n");
+  EXPECT_THROW(pipeline::check_workflow(c), UnsupportedError);
+  EXPECT_THROW(pipeline::run_workflow(c), UnsupportedError);
+  EXPECT_FALSE(std::filesystem::exists(dir.path() + "/run/report.json"));
 }
 
 }  // namespace
