@@ -791,6 +791,21 @@ WorkflowConfig parse_config(const std::string& yaml_text, const std::vector<std:
         rec->finish();
       }
       cfg.output.latency_threads = out->get_int("latency_threads", cfg.output.latency_threads, 0);
+      if (auto f = out->get_map("fpga")) {
+        deploy::FpgaOptions fo;
+        fo.clock_mhz = f->get_double("clock_mhz", fo.clock_mhz);
+        fo.reuse_factor = f->get_int("reuse_factor", fo.reuse_factor, 1);
+        fo.precision = f->get_string("precision", fo.precision);
+        fo.input_precision = f->get_string("input_precision", fo.input_precision);
+        fo.add_softmax = f->get_bool("softmax", fo.add_softmax);
+        f->finish();
+        try {
+          fo.check();
+        } catch (const ConfigError& e) {
+          throw ConfigError(msg(out->key_path("fpga"), ".", e.what()));
+        }
+        cfg.output.fpga = fo;
+      }
       out->finish();
     }
 

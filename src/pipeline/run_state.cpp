@@ -24,7 +24,7 @@ const std::vector<std::string> RunState::kRunFiles = {
 
 const std::vector<std::string> RunState::kFreeKeys = {"output.dir", "output.latency",
                                                       "output.latency_batches", "output.latency_threads",
-                                                      "output.recommend", "threads"};
+                                                      "output.recommend", "output.fpga", "threads"};
 
 namespace {
 

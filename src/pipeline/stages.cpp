@@ -1,3 +1,4 @@
+#include "squeeze/report/fpga_json.h"
 #include "squeeze/pipeline/stages.h"
 
 #include <ATen/ATen.h>
@@ -311,6 +312,8 @@ void Workspace::load() {
     log::info("data: input transform ", splits_->transform->describe());
   }
   if (splits_) check_input_shape(baseline_, *splits_);
+  // output.fpga on a model the cost model does not cover is refused before anything trains.
+  if (config_.output.fpga) fpga_estimate(baseline_);
   log::info("model: ", baseline_.name, ", ", with_commas(baseline_.num_params()), " parameters, ",
             with_commas(ir::graph_flops(baseline_)), " FLOPs per sample");
   // Labels only need to be valid outputs of the model; the data may hold a few of its classes.
@@ -646,12 +649,25 @@ void Workspace::measure_latencies(const std::vector<const ir::Graph*>& compresse
   for (auto& w : report::latency_warnings(rep)) rep.warnings.push_back(std::move(w));
 }
 
+deploy::FpgaEstimate Workspace::fpga_estimate(const ir::Graph& g) const {
+  try {
+    return deploy::estimate_fpga(g, *config_.output.fpga);
+  } catch (const UnsupportedError& e) {
+    throw UnsupportedError(msg("output.fpga: ", e.what(), "; remove output.fpga for this model"));
+  }
+}
+
 report::Report Workspace::finish(const std::vector<const ir::Graph*>& compressed) {
   report::Report& rep = report_;
   SQZ_ASSERT(compressed.size() == rep.results.size(), "one graph per result");
   // Rank 0 measures and reports; the others are done (no collective follows).
   if (!dist::writes()) return rep;
   if (config_.output.latency) measure_latencies(compressed);
+  if (config_.output.fpga) {
+    rep.baseline_fpga = report::fpga_json(fpga_estimate(baseline_));
+    for (size_t i = 0; i < compressed.size(); ++i)
+      rep.results[i].fpga = report::fpga_json(fpga_estimate(*compressed[i]));
+  }
   rep.environment = report::environment();
   rep.seconds = seconds_since(started_);
   if (dist::active()) {

@@ -474,6 +474,7 @@ Json report_json(const Report& r) {
   base["artifacts"] = string_map_json(r.baseline_artifacts);
   base["layers"] = layers_json(r.baseline.layers);
   base["training"] = curve_json(r.baseline_curve);
+  if (!r.baseline_fpga.empty()) base["fpga"] = Json::parse(r.baseline_fpga);
   const Recommendation rec = recommend(r);
   base["pareto_front"] = rec.baseline_on_front;
   j["baseline"] = base;
@@ -499,6 +500,7 @@ Json report_json(const Report& r) {
     e["per_class"] = per_class_json(res.stats.per_class);
     e["history"] = history_json(res.history);
     e["artifacts"] = string_map_json(res.artifacts);
+    if (!res.fpga.empty()) e["fpga"] = Json::parse(res.fpga);
     e["seconds"] = res.seconds;
     e["num_classes"] = res.stats.num_classes > 0 ? Json(res.stats.num_classes) : Json(nullptr);
     e["layers"] = layers_json(res.stats.layers);

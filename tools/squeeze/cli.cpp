@@ -16,6 +16,7 @@
 #include "squeeze/compress/registry.h"
 #include "squeeze/data/dataset.h"
 #include "squeeze/deploy/export.h"
+#include "squeeze/deploy/fpga.h"
 #include "squeeze/deploy/latency.h"
 #include "squeeze/exec/executor.h"
 #include "squeeze/exec/int8.h"
@@ -29,6 +30,7 @@
 #include "squeeze/pipeline/progressive.h"
 #include "squeeze/pipeline/workflow.h"
 #include "squeeze/report/cli_json.h"
+#include "squeeze/report/fpga_json.h"
 #include "squeeze/train/trainer.h"
 #include "squeeze/util/env.h"
 #include "squeeze/util/error.h"
@@ -179,6 +181,50 @@ int cmd_inspect(const std::string& model, bool as_json, const Globals& g, std::o
         << (p.saturates ? " (saturates int16 pair sums: int8 only for weights on a 7-bit grid)" : " (exact)") << "\n";
   out << "total: " << with_commas(total.params) << " params, " << with_commas(total.nonzero_params) << " non-zero, "
       << with_commas(total.flops) << " FLOPs per sample, " << human_bytes(double(total.size_bytes)) << " stored\n";
+  return 0;
+}
+
+// inspect --fpga: the FPGA cost estimate per layer (deploy/fpga.h). Options are checked before
+// the model is loaded.
+int cmd_inspect_fpga(const std::string& model, const deploy::FpgaOptions& fo, bool as_json, const Globals& g,
+                     std::ostream& out, std::ostream& err) {
+  fo.check();
+  ir::Graph graph = io::load_model(model, g.seed);
+  ir::verify(graph);
+  const deploy::FpgaEstimate e = deploy::estimate_fpga(graph, fo);
+  for (const std::string& note : e.notes) err << "warning: " << note << "\n";
+  if (as_json) {
+    out << report::fpga_json(e, model);
+    return 0;
+  }
+  out << "model: " << model << " (" << graph.name << ")\n"
+      << "FPGA estimate (hls4ml io_parallel, Latency strategy): " << fo.clock_mhz << " MHz, reuse factor "
+      << fo.reuse_factor << ", precision " << fo.precision << ", input "
+      << (fo.input_precision.empty() ? fo.precision : fo.input_precision)
+      << (fo.add_softmax ? ", softmax added after the output" : "") << "\n";
+  size_t name_w = 5;
+  for (const auto& l : e.layers) name_w = std::max(name_w, l.name.size());
+  const int nw = static_cast<int>(name_w + 2);
+  out << std::left << std::setw(nw) << "layer" << std::setw(10) << "op" << std::right << std::setw(10) << "n_in"
+      << std::setw(7) << "n_out" << std::setw(9) << "nonzero" << std::setw(4) << "RF" << std::setw(8) << "mults"
+      << std::setw(11) << "bits w/x" << std::setw(7) << "depth" << std::setw(7) << "DSP" << std::setw(9) << "LUT"
+      << std::setw(8) << "FF" << std::setw(8) << "cycles" << "\n";
+  for (const auto& l : e.layers) {
+    const bool dense = l.weights > 0;
+    out << std::left << std::setw(nw) << l.name << std::setw(10) << l.op << std::right << std::setw(10) << l.n_in
+        << std::setw(7) << l.n_out << std::setw(9) << (dense ? with_commas(l.weights - l.zeros) : "-")
+        << std::setw(4) << (dense ? std::to_string(l.reuse_factor) : "-") << std::setw(8)
+        << (dense ? with_commas(l.n_mult) : "-") << std::setw(11)
+        << (dense ? std::to_string(l.weight_bits) + "/" + std::to_string(l.input_bits) : std::to_string(l.input_bits))
+        << std::setw(7) << (dense ? std::to_string(l.adder_depth) : "-") << std::setw(7) << with_commas(l.dsp)
+        << std::setw(9) << with_commas(l.lut) << std::setw(8) << with_commas(l.ff) << std::setw(8) << l.cycles
+        << "\n";
+  }
+  out << "total: " << e.cycles << " cycles = " << std::fixed << std::setprecision(1) << e.latency_ns
+      << " ns, interval " << e.interval << " cycle" << (e.interval == 1 ? "" : "s") << ", " << with_commas(e.dsp)
+      << " DSP, " << with_commas(e.lut) << " LUT, " << with_commas(e.ff) << " FF\n";
+  out << "mults: hls4ml's multiplier limit ceil(n_in*n_out/RF) - floor(zeros/RF); with RF 1 each constant product "
+         "is a shift, a shift-add, a LUT or a DSP multiplier by its value (docs/fpga.md)\n";
   return 0;
 }
 
@@ -593,8 +639,37 @@ int run_cli(const std::vector<std::string>& args, std::ostream& out, std::ostrea
                       "--latency: cache folder (default $SQUEEZE_LATENCY_CACHE or ~/.cache/squeeze/latency; none: "
                       "do not cache)")
       ->needs(latency_flag);
-  inspect->footer("Examples:\n  squeeze inspect runs/quickstart/models/prune50.sqz --json\n"
-                  "  squeeze inspect zoo:resnet8 --latency --batch 32   # on 1 thread unless --threads N");
+  bool fpga = false;
+  deploy::FpgaOptions fpga_opts;
+  auto* fpga_flag = inspect->add_flag(
+      "--fpga", fpga,
+      "FPGA cost estimate instead (hls4ml io_parallel, Latency strategy): per layer the multiplications, "
+      "DSPs, LUTs, FFs and cycles; totals in cycles and ns (docs/fpga.md)");
+  inspect->add_option("--clock-mhz", fpga_opts.clock_mhz, "--fpga: clock frequency in MHz (> 0)")
+      ->capture_default_str()
+      ->needs(fpga_flag);
+  inspect->add_option("--reuse-factor", fpga_opts.reuse_factor,
+                      "--fpga: hls4ml reuse factor (>= 1); a layer for which it is not valid gets the closest "
+                      "valid one, as hls4ml does, with a warning")
+      ->capture_default_str()
+      ->needs(fpga_flag);
+  inspect->add_option("--precision", fpga_opts.precision,
+                      "--fpga: type of tensors without a quantization spec, ap_fixed<W,I> (hls4ml's default)")
+      ->capture_default_str()
+      ->needs(fpga_flag);
+  inspect->add_option("--input-precision", fpga_opts.input_precision,
+                      "--fpga: type of the model input (default: --precision)")
+      ->needs(fpga_flag);
+  inspect->add_flag("--softmax", fpga_opts.add_softmax,
+                    "--fpga: count a softmax after the output layer, as hls4ml models converted from Keras "
+                    "classifiers have (squeeze's classifiers end in logits)")
+      ->needs(fpga_flag);
+  fpga_flag->excludes(latency_flag);
+  inspect->footer(
+      "Examples:\n  squeeze inspect runs/quickstart/models/prune50.sqz --json\n"
+      "  squeeze inspect zoo:resnet8 --latency --batch 32   # on 1 thread unless --threads N\n"
+      "  squeeze inspect zoo:jet_tagger --fpga --clock-mhz 200 --reuse-factor 1 --precision 'ap_fixed<16,6>' "
+      "--softmax");
 
   auto* eval = app.add_subcommand("eval", "Accuracy, loss and per-class metrics on a data set's test split");
   eval->add_option("model", model, "MODEL: .onnx, .sqz or zoo:NAME")->required();
@@ -685,6 +760,7 @@ int run_cli(const std::vector<std::string>& args, std::ostream& out, std::ostrea
     if (run->parsed())
       return cmd_run(config, out_dir, sets, resume, force, worker, dist_flags, args, g, out, err);
     if (inspect->parsed()) {
+      if (fpga) return cmd_inspect_fpga(model, fpga_opts, as_json, g, out, err);
       if (inspect_latency.on) {
         inspect_latency.threads_given = threads_opt->count() > 0;
         return cmd_inspect_latency(model, as_json, inspect_latency, g, out);

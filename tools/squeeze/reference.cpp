@@ -78,6 +78,8 @@ output:
   recommend: {max_drop: 0.01, by: size}   # report: ship the smallest (or by: latency | flops) model
                                      # within 1 point (a fraction) of the baseline's test accuracy
   latency_threads: 1                 # threads while measuring (0: all cores); 1 repeats best
+  # fpga: {clock_mhz: 200, reuse_factor: 1, precision: 'ap_fixed<16,6>', softmax: true}
+  #                                  # hls4ml FPGA cost estimate per model in report.json (docs/fpga.md)
 )";
   return text;
 }

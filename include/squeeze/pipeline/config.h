@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "squeeze/deploy/fpga.h"
 #include "squeeze/data/dataset.h"
 #include "squeeze/models/zoo.h"
 #include "squeeze/pipeline/guard.h"
@@ -72,6 +73,9 @@ struct OutputSpec {
   std::vector<int64_t> latency_batches = {1, 64};
   // output.recommend: {max_drop: 0.01, by: size | latency | flops, batch: N (by latency)}
   report::RecommendOptions recommend;
+  // output.fpga: {clock_mhz, reuse_factor, precision, input_precision, softmax}: an FPGA cost
+  // estimate (deploy/fpga.h) of the baseline and of every result, as report.json "fpga".
+  std::optional<deploy::FpgaOptions> fpga;
   int64_t latency_threads = 1;        // intra-op threads while measuring latency (0: all cores);
                                       // 1 by default: the most repeatable on a shared machine
 };

@@ -139,6 +139,7 @@ class Workspace {
  private:
   struct Teacher;
   ir::Graph load_baseline_checkpoint() const;
+  deploy::FpgaEstimate fpga_estimate(const ir::Graph& g) const;  // with output.fpga
   std::optional<report::StageRecord> stage(ir::Graph& g, PreparedStage& ps, size_t position,
                                            bool skip_unchanged, std::string* summary);
   void measure_latencies(const std::vector<const ir::Graph*>& compressed);

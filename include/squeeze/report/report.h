@@ -109,6 +109,8 @@ struct ExperimentResult {
   std::vector<StageRecord> history;
   std::map<std::string, std::string> artifacts;  // relative to the output folder
   double seconds = 0.0;
+  // output.fpga: the FPGA cost estimate (report::fpga_json's object text); empty: not asked.
+  std::string fpga;
 };
 
 // One pipeline step as a candidate applied it: its name in the pipeline, its method and the
@@ -259,6 +261,7 @@ struct Report {
   std::map<std::string, LatencyDetail> baseline_latency;  // by batch key, when measured
   std::optional<LatencyMeasurement> latency_measurement;
   std::map<std::string, std::string> baseline_artifacts;
+  std::string baseline_fpga;        // output.fpga: the baseline's FPGA estimate (JSON); empty: not asked
   std::vector<ExperimentResult> results;
   // Set by pipeline runs only (experiments leave report.json exactly as before).
   std::optional<PipelineRecord> pipeline;
