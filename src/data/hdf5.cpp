@@ -85,7 +85,25 @@ at::Tensor read_all(const H5::DataSet& ds, const std::string& path, const std::s
     throw InputError(msg("HDF5 file ", path, ", data set '", name,
                          "' is a scalar; expected an array with one row per sample"));
   }
-  std::vector<int64_t> shape(dims.begin(), dims.end());
+  // The header's sizes are checked against the bytes the file stores for the data set before
+  // anything is allocated: a damaged header (or a few-byte file claiming petabytes) is refused
+  // here instead of failing inside the allocator. Compression is allowed for: deflate, the best
+  // ratio HDF5 ships, cannot expand data more than 1032-fold.
+  constexpr double kMaxExpansion = 1032.0;
+  const double elem = static_cast<double>(at::elementSize(dtype));
+  double bytes = elem;
+  std::vector<int64_t> shape;
+  for (hsize_t d : dims) {
+    bytes *= static_cast<double>(d);
+    shape.push_back(d > static_cast<hsize_t>(INT64_MAX) ? INT64_MAX : static_cast<int64_t>(d));
+  }
+  const double stored = static_cast<double>(ds.getStorageSize());
+  if (bytes > kMaxExpansion * stored + 4096.0 || bytes > 9.0e18) {
+    throw InputError(msg("HDF5 file ", path, ", data set '", name, "': its header says ",
+                         dims_str(dims), " elements (", bytes, " bytes in memory) but the file ",
+                         "stores only ", ds.getStorageSize(), " bytes for it (compression ",
+                         "expands data at most ", kMaxExpansion, "-fold): the file is damaged"));
+  }
   at::Tensor t = at::empty(shape, at::TensorOptions().dtype(dtype));
   if (t.numel() > 0) ds.read(t.data_ptr(), mem_type);
   return t;

@@ -131,13 +131,15 @@ at::Tensor read_idx(const std::string& path) {
   const int64_t nbytes = count * type.bytes;
 
   // Read into a growing buffer rather than allocating what the header claims, so a damaged header
-  // cannot make us allocate terabytes; the tensor then adopts the buffer without a copy.
+  // cannot make us allocate terabytes; the tensor then adopts the buffer without a copy. The
+  // steps grow from 1 MB (doubling, up to 64 MB), so a short file with a large claim is found
+  // truncated before much is allocated.
   auto buffer = std::make_unique<std::vector<uint8_t>>();
-  buffer->reserve(static_cast<size_t>(std::min<int64_t>(nbytes, int64_t{256} << 20)));
-  const int64_t step = int64_t{64} << 20;
+  int64_t step = int64_t{1} << 20;
   int64_t have = 0;
   while (have < nbytes) {
     const int64_t want = std::min(step, nbytes - have);
+    step = std::min(step * 2, int64_t{64} << 20);
     buffer->resize(static_cast<size_t>(have + want));
     const int64_t got = read_some(f.get(), buffer->data() + have, want, path);
     have += got;
