@@ -260,7 +260,10 @@ int main(int argc, char** argv) {
   std::snprintf(g_failure_path, sizeof g_failure_path, "fuzz-failure-%s.bin", target->name);
   for (int sig : {SIGSEGV, SIGABRT, SIGFPE, SIGBUS, SIGILL}) ::signal(sig, on_fatal_signal);
 
+  double slowest = 0;
+  std::string slowest_what;
   auto run = [&](const Bytes& input, const std::string& what) {
+    const auto t0 = std::chrono::steady_clock::now();
     g_current = &input;
     std::snprintf(g_what, sizeof g_what, "%s: %s", target->name, what.c_str());
     try {
@@ -277,6 +280,11 @@ int main(int argc, char** argv) {
       std::exit(1);
     }
     g_current = nullptr;
+    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (secs > slowest) {
+      slowest = secs;
+      slowest_what = what;
+    }
   };
 
   const auto start = std::chrono::steady_clock::now();
@@ -294,7 +302,8 @@ int main(int argc, char** argv) {
     ++done;
   }
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  std::printf("%s: %zu inputs replayed, %ld mutations run (of %ld) in %.1f s, no failure\n", target->name,
-              only < 0 ? corpus.size() : size_t{0}, done, only < 0 ? mutations : 1L, secs);
+  std::printf("%s: %zu inputs replayed, %ld mutations run (of %ld) in %.1f s, no failure; slowest input "
+              "%.3f s (%s)\n", target->name, only < 0 ? corpus.size() : size_t{0}, done,
+              only < 0 ? mutations : 1L, secs, slowest, slowest_what.c_str());
   return 0;
 }
