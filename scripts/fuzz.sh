@@ -7,6 +7,7 @@
 # tests/fuzz/regressions/TARGET/ so the fast suite replays it from then on.
 #
 #   scripts/fuzz.sh FUZZ_BUILD RUNS [TARGET...]      # default: every target
+#   FUZZ_SECONDS=N scripts/fuzz.sh ...                # also stop each target after N seconds
 #
 # Each target starts from its seed corpus (tests/fuzz/corpus/TARGET; the config target also from
 # examples/ and tests/pipeline/fixtures/) and its regression inputs; what it learns goes to
@@ -37,10 +38,12 @@ for t in "${targets[@]}"; do
   inputs=("$root/tests/fuzz/corpus/$t")
   [ "$t" = config ] && inputs+=("$root/examples" "$root/tests/pipeline/fixtures")
   [ -d "$root/tests/fuzz/regressions/$t" ] && inputs+=("$root/tests/fuzz/regressions/$t")
+  cap=()
+  [ -n "${FUZZ_SECONDS:-}" ] && cap=(-max_total_time="$FUZZ_SECONDS")
   start=$(date +%s)
   # Working folder: the target's own (the ONNX reader resolves external data against it).
   (cd "$work" && "$exe" -runs="$runs" -seed=1 -rss_limit_mb=2048 -malloc_limit_mb=2048 -timeout=25 \
-     -print_final_stats=1 -artifact_prefix="$work/crashes/" corpus "${inputs[@]}") >"$work/fuzz.log" 2>&1
+     -print_final_stats=1 "${cap[@]}" -artifact_prefix="$work/crashes/" corpus "${inputs[@]}") >"$work/fuzz.log" 2>&1
   rc=$?
   secs=$(( $(date +%s) - start ))
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$work/fuzz.log" | tail -1)
@@ -49,8 +52,10 @@ for t in "${targets[@]}"; do
   ft=$(sed -n 's/.* ft: \([0-9]*\).*/\1/p' <<<"$last")
   corp=$(sed -n 's/.* corp: \([0-9]*\/[0-9A-Za-z]*\).*/\1/p' <<<"$last")
   if [ $rc -eq 0 ]; then
-    printf 'fuzz %-6s %9s executions in %5ss  cov %-6s ft %-6s corpus %-10s ok\n' \
-      "$t" "${execs:-?}" "$secs" "${cov:-?}" "${ft:-?}" "${corp:-?}"
+    note=ok
+    [ "${execs:-0}" -lt "$runs" ] && note="ok (stopped by FUZZ_SECONDS=${FUZZ_SECONDS:-})"
+    printf 'fuzz %-6s %9s executions in %5ss  cov %-6s ft %-6s corpus %-10s %s\n' \
+      "$t" "${execs:-?}" "$secs" "${cov:-?}" "${ft:-?}" "${corp:-?}" "$note"
   else
     status=1
     printf 'fuzz %-6s FAILED (exit %s) after %s executions; input in %s; log %s:\n' \

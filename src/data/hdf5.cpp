@@ -91,8 +91,8 @@ at::Tensor read_all(const H5::DataSet& ds, const std::string& path, const std::s
   }
   // The header's sizes are checked against the bytes the file stores for the data set before
   // anything is allocated: a damaged header (or a few-byte file claiming petabytes) is refused
-  // here instead of failing inside the allocator. Compression is allowed for: deflate, the best
-  // ratio HDF5 ships, cannot expand data more than 1032-fold.
+  // here instead of failing inside the allocator. Compression is allowed for: deflate cannot
+  // expand data more than 1032-fold (nor can shuffle, fletcher32, szip or lzf add to that).
   constexpr double kMaxExpansion = 1032.0;
   // The stored element size too: HDF5 converts through buffers of that size per element.
   const size_t file_elem = ds.getDataType().getSize();
@@ -110,7 +110,20 @@ at::Tensor read_all(const H5::DataSet& ds, const std::string& path, const std::s
   }
   // The storage size is itself a header field, so it is believed only up to the file's size.
   const double stored = static_cast<double>(std::min(ds.getStorageSize(), file_size));
-  if (bytes > kMaxExpansion * stored + 4096.0 || bytes > 9.0e18) {
+  // Scale-offset and n-bit filters store constant data in almost nothing: no ratio bounds them.
+  bool unbounded_filter = false;
+  const hid_t dcpl = H5Dget_create_plist(ds.getId());
+  if (dcpl >= 0) {
+    for (int i = 0, n = H5Pget_nfilters(dcpl); i < n; ++i) {
+      unsigned flags = 0, config = 0;
+      size_t cd_count = 0;
+      const H5Z_filter_t f = H5Pget_filter2(dcpl, static_cast<unsigned>(i), &flags, &cd_count,
+                                            nullptr, 0, nullptr, &config);
+      if (f == H5Z_FILTER_SCALEOFFSET || f == H5Z_FILTER_NBIT) unbounded_filter = true;
+    }
+    H5Pclose(dcpl);
+  }
+  if ((!unbounded_filter && bytes > kMaxExpansion * stored + 4096.0) || bytes > 9.0e18) {
     throw InputError(msg("HDF5 file ", path, ", data set '", name, "': its header says ",
                          dims_str(dims), " elements (", bytes, " bytes in memory) but the file ",
                          "stores only ", static_cast<uint64_t>(stored), " bytes for it (compression ",
