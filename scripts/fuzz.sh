@@ -51,7 +51,11 @@ for t in "${targets[@]}"; do
   cov=$(sed -n 's/.* cov: \([0-9]*\).*/\1/p' <<<"$last")
   ft=$(sed -n 's/.* ft: \([0-9]*\).*/\1/p' <<<"$last")
   corp=$(sed -n 's/.* corp: \([0-9]*\/[0-9A-Za-z]*\).*/\1/p' <<<"$last")
-  if [ $rc -eq 0 ]; then
+  if [ $rc -eq 72 ] && grep -q 'libFuzzer: run interrupted' "$work/fuzz.log"; then
+    status=1  # stopped by Ctrl-C (SIGINT): not a crash, but not the full run either
+    printf 'fuzz %-6s interrupted after %s executions  cov %-6s ft %-6s corpus %s\n' \
+      "$t" "${execs:-?}" "${cov:-?}" "${ft:-?}" "${corp:-?}"
+  elif [ $rc -eq 0 ]; then
     note=ok
     [ "${execs:-0}" -lt "$runs" ] && note="ok (stopped by FUZZ_SECONDS=${FUZZ_SECONDS:-})"
     printf 'fuzz %-6s %9s executions in %5ss  cov %-6s ft %-6s corpus %-10s %s\n' \

@@ -155,6 +155,9 @@ at::Tensor read_idx(const std::string& path) {
                          " values (", nbytes, " bytes) but the file has more data after them"));
   }
   if (type.bytes > 1) byteswap_inplace(buffer->data(), count, type.bytes);
+  // No elements: no buffer to adopt (from_blob of an empty vector's null data never calls the
+  // deleter, which leaked the vector; found by fuzzing).
+  if (count == 0) return at::empty(shape, at::TensorOptions().dtype(type.dtype));
 
   auto* raw = buffer.release();
   return at::from_blob(
