@@ -14,7 +14,11 @@
 
 #ifdef SQUEEZE_HAVE_HDF5
 #include <H5Cpp.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
+
+#include <cstdio>
 #endif
 
 namespace squeeze::data {
@@ -74,7 +78,7 @@ H5::DataSet open_dataset(const H5::H5File& file, const std::string& path, const 
 
 // Reads the whole data set converted by HDF5 into `mem_type`, the type of the returned tensor.
 at::Tensor read_all(const H5::DataSet& ds, const std::string& path, const std::string& name,
-                    const H5::PredType& mem_type, at::ScalarType dtype) {
+                    const H5::PredType& mem_type, at::ScalarType dtype, hsize_t file_size) {
   const H5T_class_t cls = ds.getTypeClass();
   if (cls != H5T_INTEGER && cls != H5T_FLOAT) {
     throw InputError(msg("HDF5 file ", path, ", data set '", name,
@@ -86,33 +90,64 @@ at::Tensor read_all(const H5::DataSet& ds, const std::string& path, const std::s
     throw InputError(msg("HDF5 file ", path, ", data set '", name,
                          "' is a scalar; expected an array with one row per sample"));
   }
-  std::vector<int64_t> shape;
-  std::string shape_text;
-  for (hsize_t d : dims) {
-    shape_text += (shape_text.empty() ? "" : " x ") + std::to_string(d);
-    shape.push_back(d > static_cast<hsize_t>(INT64_MAX) ? -1 : static_cast<int64_t>(d));
+  // The header's sizes are checked against the bytes the file stores for the data set before
+  // anything is allocated: a damaged header (or a few-byte file claiming petabytes) is refused
+  // here instead of failing inside the allocator. Compression is allowed for: deflate cannot
+  // expand data more than 1032-fold (nor can shuffle, fletcher32, szip or lzf add to that).
+  constexpr double kMaxExpansion = 1032.0;
+  // The stored element size too: HDF5 converts through buffers of that size per element.
+  const size_t file_elem = ds.getDataType().getSize();
+  if (file_elem == 0 || file_elem > 16) {
+    throw InputError(msg("HDF5 file ", path, ", data set '", name, "': its elements are ",
+                         file_elem, " bytes each; integers and floats of 1 to 16 bytes are read ",
+                         "(the file is damaged or holds another kind of data)"));
   }
-  // Chunked, compressed or never-written data sets take far less room in the file than in
-  // memory, so the dimensions are checked against memory, overflow-safe, before allocating.
+  const double elem = static_cast<double>(std::max(at::elementSize(dtype), file_elem));
+  double bytes = elem;
+  for (hsize_t d : dims) bytes *= static_cast<double>(d);
+  std::vector<int64_t> shape;
+  for (hsize_t d : dims) {
+    shape.push_back(d > static_cast<hsize_t>(INT64_MAX) ? INT64_MAX : static_cast<int64_t>(d));
+  }
+  // First against memory, overflow-safe: a valid file (chunked data sets need not be written)
+  // may claim more than this machine can hold.
   uint64_t nbytes = 0;
   if (!checked_bytes(shape, c10::elementSize(dtype), &nbytes))
     throw InputError(msg("HDF5 file ", path, ", data set '", name, "': implausible dimensions ",
-                         shape_text, " (their product overflows)"));
-  check_fits_in_memory(nbytes, msg("HDF5 file ", path, ", data set '", name, "' (", shape_text, ")"),
+                         dims_str(dims), " (their product overflows)"));
+  check_fits_in_memory(nbytes, msg("HDF5 file ", path, ", data set '", name, "' (", dims_str(dims), ")"),
                        "the whole file is read whatever data.limit says: store a subset in a smaller file, or use a machine with more memory");
+  // Then against the bytes the file stores for it.
+  // The storage size is itself a header field, so it is believed only up to the file's size.
+  const double stored = static_cast<double>(std::min(ds.getStorageSize(), file_size));
+  // Scale-offset and n-bit filters store constant data in almost nothing: no ratio bounds them.
+  bool unbounded_filter = false;
+  const hid_t dcpl = H5Dget_create_plist(ds.getId());
+  if (dcpl >= 0) {
+    for (int i = 0, n = H5Pget_nfilters(dcpl); i < n; ++i) {
+      unsigned flags = 0, config = 0;
+      size_t cd_count = 0;
+      const H5Z_filter_t f = H5Pget_filter2(dcpl, static_cast<unsigned>(i), &flags, &cd_count,
+                                            nullptr, 0, nullptr, &config);
+      if (f == H5Z_FILTER_SCALEOFFSET || f == H5Z_FILTER_NBIT) unbounded_filter = true;
+    }
+    H5Pclose(dcpl);
+  }
+  if ((!unbounded_filter && bytes > kMaxExpansion * stored + 4096.0) || bytes > 9.0e18) {
+    throw InputError(msg("HDF5 file ", path, ", data set '", name, "': its header says ",
+                         dims_str(dims), " elements (", bytes, " bytes in memory) but the file ",
+                         "stores only ", static_cast<uint64_t>(stored), " bytes for it (compression ",
+                         "expands data at most ", kMaxExpansion, "-fold): the file is damaged"));
+  }
   at::Tensor t = at::empty(shape, at::TensorOptions().dtype(dtype));
   if (t.numel() > 0) ds.read(t.data_ptr(), mem_type);
   return t;
 }
 
-}  // namespace
-
-void read_hdf5(const std::string& path, const std::string& features, const std::string& labels,
-               at::Tensor& x, at::Tensor& y) {
+// Reads both data sets (in the child process of read_hdf5).
+void read_datasets(const std::string& path, const std::string& features, const std::string& labels,
+                   at::Tensor& x, at::Tensor& raw) {
   H5::Exception::dontPrint();
-  if (::access(path.c_str(), R_OK) != 0) {
-    throw InputError(msg("cannot open HDF5 file ", path, ": ", std::strerror(errno)));
-  }
   try {
     if (!H5::H5File::isHdf5(path)) {
       throw InputError(msg("not an HDF5 file: ", path, " (no HDF5 signature)"));
@@ -120,13 +155,149 @@ void read_hdf5(const std::string& path, const std::string& features, const std::
     H5::H5File file(path, H5F_ACC_RDONLY);
     const H5::DataSet fds = open_dataset(file, path, features, "features");
     const H5::DataSet lds = open_dataset(file, path, labels, "labels");
-    x = read_all(fds, path, features, H5::PredType::NATIVE_FLOAT, at::kFloat);
-    const at::Tensor raw = read_all(lds, path, labels, H5::PredType::NATIVE_DOUBLE, at::kDouble);
-    y = to_class_indices(raw, msg("HDF5 file ", path, ", data set '", labels, "'"));
+    const hsize_t size = file.getFileSize();
+    x = read_all(fds, path, features, H5::PredType::NATIVE_FLOAT, at::kFloat, size);
+    raw = read_all(lds, path, labels, H5::PredType::NATIVE_DOUBLE, at::kDouble, size);
   } catch (const H5::Exception& e) {
     throw InputError(
         msg("cannot read HDF5 file ", path, ": ", e.getFuncName(), ": ", e.getDetailMsg()));
   }
+}
+
+// The child's answer on the pipe (native byte order: same machine, same build): a status byte
+// (kOk, or an error kind followed by a uint64 length and the message), then per tensor a uint64
+// rank, the int64 sizes and the raw elements.
+enum : uint8_t { kOk = 0, kInputError = 1, kConfigError = 2, kOtherError = 3 };
+// The child's exit code when the HDF5 library crashed (its signal handlers exit with it).
+constexpr int kLibraryCrashed = 86;
+
+bool write_all(int fd, const void* data, size_t n) {
+  const char* p = static_cast<const char*>(data);
+  while (n > 0) {
+    const ssize_t k = ::write(fd, p, n);
+    if (k < 0 && errno == EINTR) continue;
+    if (k <= 0) return false;
+    p += k;
+    n -= static_cast<size_t>(k);
+  }
+  return true;
+}
+
+bool read_exact(int fd, void* data, size_t n) {
+  char* p = static_cast<char*>(data);
+  while (n > 0) {
+    const ssize_t k = ::read(fd, p, n);
+    if (k < 0 && errno == EINTR) continue;
+    if (k <= 0) return false;
+    p += k;
+    n -= static_cast<size_t>(k);
+  }
+  return true;
+}
+
+[[noreturn]] void child_main(int fd, const std::string& path, const std::string& features,
+                             const std::string& labels) {
+  for (int sig : {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT}) {
+    ::signal(sig, [](int) { ::_exit(kLibraryCrashed); });
+  }
+  uint8_t status = kOk;
+  std::string message;
+  at::Tensor x, raw;
+  try {
+    read_datasets(path, features, labels, x, raw);
+  } catch (const ConfigError& e) {
+    status = kConfigError;
+    message = e.what();
+  } catch (const InputError& e) {
+    status = kInputError;
+    message = e.what();
+  } catch (const std::exception& e) {
+    status = kOtherError;
+    message = e.what();
+  }
+  bool ok = write_all(fd, &status, 1);
+  if (status != kOk) {
+    const uint64_t len = message.size();
+    ok = ok && write_all(fd, &len, sizeof len) && write_all(fd, message.data(), message.size());
+  } else {
+    for (const at::Tensor* t : {&x, &raw}) {
+      const uint64_t rank = static_cast<uint64_t>(t->dim());
+      ok = ok && write_all(fd, &rank, sizeof rank) &&
+           write_all(fd, t->sizes().data(), rank * sizeof(int64_t)) &&
+           write_all(fd, t->data_ptr(), t->numel() * t->element_size());
+    }
+  }
+  ::_exit(ok ? 0 : 1);  // no atexit handlers, no destructors of the parent's state
+}
+
+}  // namespace
+
+// libhdf5 parses the file in a child process: Debian's libhdf5 (1.10) crashes on some damaged
+// files (found by fuzzing, e.g. a corrupt local heap makes H5F__accum_read copy out of bounds),
+// and a crash there must become an error naming the file, not take squeeze down. The child
+// sends the arrays back through a pipe; to_class_indices and every check run here.
+void read_hdf5(const std::string& path, const std::string& features, const std::string& labels,
+               at::Tensor& x, at::Tensor& y) {
+  if (::access(path.c_str(), R_OK) != 0) {
+    throw InputError(msg("cannot open HDF5 file ", path, ": ", std::strerror(errno)));
+  }
+  H5::Exception::dontPrint();  // initialises the library here, once, rather than in every child
+  int fds[2];
+  if (::pipe(fds) != 0) throw Error(msg("cannot read HDF5 file ", path, ": pipe: ", std::strerror(errno)));
+  std::fflush(nullptr);  // nothing buffered is written twice
+  const pid_t pid = ::fork();
+  if (pid < 0) {
+    const int err = errno;
+    ::close(fds[0]);
+    ::close(fds[1]);
+    throw Error(msg("cannot read HDF5 file ", path, ": fork: ", std::strerror(err)));
+  }
+  if (pid == 0) {
+    ::close(fds[0]);
+    child_main(fds[1], path, features, labels);
+  }
+  ::close(fds[1]);
+  uint8_t status = 0xff;
+  std::string message;
+  at::Tensor raw;
+  bool complete = read_exact(fds[0], &status, 1);
+  if (complete && status != kOk) {
+    uint64_t len = 0;
+    complete = read_exact(fds[0], &len, sizeof len) && len < (uint64_t{1} << 20);
+    if (complete) {
+      message.resize(len);
+      complete = read_exact(fds[0], message.data(), len);
+    }
+  } else if (complete) {
+    for (at::Tensor* t : {&x, &raw}) {
+      uint64_t rank = 0;
+      complete = complete && read_exact(fds[0], &rank, sizeof rank) && rank <= 64;
+      std::vector<int64_t> shape(complete ? rank : 0);
+      complete = complete && read_exact(fds[0], shape.data(), rank * sizeof(int64_t));
+      if (!complete) break;
+      *t = at::empty(shape, at::TensorOptions().dtype(t == &x ? at::kFloat : at::kDouble));
+      complete = read_exact(fds[0], t->data_ptr(), t->numel() * t->element_size());
+    }
+  }
+  ::close(fds[0]);
+  int wstatus = 0;
+  while (::waitpid(pid, &wstatus, 0) < 0 && errno == EINTR) {
+  }
+  const bool crashed = WIFSIGNALED(wstatus) ||
+                       (WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == kLibraryCrashed);
+  if (!complete || !WIFEXITED(wstatus) || WEXITSTATUS(wstatus) != 0) {
+    if (crashed) {
+      throw InputError(msg("cannot read HDF5 file ", path, ": the HDF5 library crashed reading it",
+                           WIFSIGNALED(wstatus) ? msg(" (signal ", WTERMSIG(wstatus), ")") : "",
+                           "; the file is damaged (check it with h5dump, or rewrite it)"));
+    }
+    throw InternalError(msg("the HDF5 reader process for ", path, " failed (exit status ",
+                            WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : -1, ")"));
+  }
+  if (status == kConfigError) throw ConfigError(message);
+  if (status == kInputError) throw InputError(message);
+  if (status != kOk) throw Error(message);
+  y = to_class_indices(raw, msg("HDF5 file ", path, ", data set '", labels, "'"));
   if (x.size(0) != y.size(0)) {
     throw InputError(msg("HDF5 file ", path, ": features '", features, "' have ", x.size(0),
                          " rows but labels '", labels, "' have ", y.size(0)));

@@ -137,13 +137,15 @@ at::Tensor read_idx(const std::string& path) {
                        "the whole file is read whatever data.limit says: store a subset in a smaller file, or use a machine with more memory");
 
   // Read into a growing buffer rather than allocating what the header claims, so a damaged header
-  // cannot make us allocate terabytes; the tensor then adopts the buffer without a copy.
+  // cannot make us allocate terabytes; the tensor then adopts the buffer without a copy. The
+  // steps grow from 1 MB (doubling, up to 64 MB), so a short file with a large claim is found
+  // truncated before much is allocated.
   auto buffer = std::make_unique<std::vector<uint8_t>>();
-  buffer->reserve(static_cast<size_t>(std::min<int64_t>(nbytes, int64_t{256} << 20)));
-  const int64_t step = int64_t{64} << 20;
+  int64_t step = int64_t{1} << 20;
   int64_t have = 0;
   while (have < nbytes) {
     const int64_t want = std::min(step, nbytes - have);
+    step = std::min(step * 2, int64_t{64} << 20);
     buffer->resize(static_cast<size_t>(have + want));
     const int64_t got = read_some(f.get(), buffer->data() + have, want, path);
     have += got;
@@ -159,6 +161,9 @@ at::Tensor read_idx(const std::string& path) {
                          " values (", nbytes, " bytes) but the file has more data after them"));
   }
   if (type.bytes > 1) byteswap_inplace(buffer->data(), count, type.bytes);
+  // No elements: no buffer to adopt (from_blob of an empty vector's null data never calls the
+  // deleter, which leaked the vector; found by fuzzing).
+  if (count == 0) return at::empty(shape, at::TensorOptions().dtype(type.dtype));
 
   auto* raw = buffer.release();
   return at::from_blob(

@@ -2383,20 +2383,3 @@ ir::Graph import_onnx(const std::string& path, const OnnxImportOptions& options)
 }
 
 }  // namespace squeeze::io
-
-// libFuzzer entry helper (tests/fuzz/onnx_fuzz.cpp): imports arbitrary bytes; squeeze's own errors
-// and libtorch's are expected outcomes, anything else (a crash, another exception) is a bug.
-extern "C" int squeeze_fuzz_import_onnx(const uint8_t* data, size_t size) {
-  static const bool quiet = [] {
-    squeeze::log::set_level(squeeze::log::Level::kError);  // checker warnings on every input
-    return true;
-  }();
-  (void)quiet;
-  try {
-    squeeze::io::OnnxImportOptions options;
-    squeeze::io::import_onnx_bytes(std::string(reinterpret_cast<const char*>(data), size), "fuzz.onnx", options);
-  } catch (const squeeze::Error&) {
-  } catch (const c10::Error&) {
-  }
-  return 0;
-}

@@ -118,6 +118,63 @@ TEST(DataHdf5, LoadSplitsAndNormalizes) {
   EXPECT_EQ(s.mean.sizes(), (std::vector<int64_t>{3}));  // per index along dimension 1
 }
 
+// Fuzzing found both (tests/fuzz/regressions/hdf5): a header whose sizes the file cannot hold
+// (refused before allocating), and a damaged local heap on which libhdf5 itself crashes (read in
+// a child process, so the crash is an InputError naming the file).
+TEST(DataHdf5, DamagedFilesAreInputErrors) {
+  const std::string dir = std::string(SQUEEZE_SOURCE_DIR) + "/tests/fuzz/regressions/hdf5/";
+  at::Tensor x, y;
+  const std::string sizes = error_of([&] { read_hdf5(dir + "dims-beyond-storage.h5", "x", "y", x, y); });
+  // It claims petabytes: more than memory, which is checked first.
+  EXPECT_NE(sizes.find("of memory, but only"), std::string::npos) << sizes;
+  EXPECT_NE(sizes.find("dims-beyond-storage.h5"), std::string::npos) << sizes;
+  // A claim that fits in memory but not in what the file stores (a never-written chunked data
+  // set of 400 MB in a file of a few KB).
+  TempDir tmp;
+  const std::string unwritten = tmp.file("unwritten.h5");
+  {
+    H5::H5File f(unwritten, H5F_ACC_TRUNC);
+    hsize_t dims[2] = {1000, 100000}, chunk[2] = {16, 16};
+    H5::DSetCreatPropList props;
+    props.setChunk(2, chunk);
+    f.createDataSet("x", H5::PredType::NATIVE_FLOAT, H5::DataSpace(2, dims), props);
+    hsize_t ldims[1] = {1000};
+    f.createDataSet("y", H5::PredType::NATIVE_INT64, H5::DataSpace(1, ldims));
+  }
+  const std::string stored = error_of([&] { read_hdf5(unwritten, "x", "y", x, y); });
+  EXPECT_NE(stored.find("but the file stores only"), std::string::npos) << stored;
+  EXPECT_NE(stored.find("unwritten.h5"), std::string::npos) << stored;
+  const std::string crash =
+      error_of([&] { read_hdf5(dir + "libhdf5-crash-local-heap.h5", "x", "y", x, y); });
+  EXPECT_NE(crash.find("the HDF5 library crashed reading it"), std::string::npos) << crash;
+}
+
+// The size check leaves compressed data alone: 256 Ki zeros gzip'd about 1000-fold read back.
+TEST(DataHdf5, HighlyCompressedDataSetIsRead) {
+  TempDir dir;
+  const std::string p = dir.file("zeros.h5");
+  {
+    H5::H5File f(p, H5F_ACC_TRUNC);
+    hsize_t dims[2] = {1024, 256};
+    H5::DataSpace space(2, dims);
+    H5::DSetCreatPropList plist;
+    plist.setChunk(2, dims);
+    plist.setDeflate(9);
+    const at::Tensor zeros = at::zeros({1024, 256}, at::kFloat);
+    f.createDataSet("x", H5::PredType::NATIVE_FLOAT, space, plist).write(zeros.data_ptr<float>(), H5::PredType::NATIVE_FLOAT);
+    hsize_t ldims[1] = {1024};
+    H5::DataSpace lspace(1, ldims);
+    const at::Tensor labels = at::zeros({1024}, at::kLong);
+    f.createDataSet("y", H5::PredType::NATIVE_INT64, lspace).write(labels.data_ptr<int64_t>(), H5::PredType::NATIVE_INT64);
+    EXPECT_LT(f.openDataSet("x").getStorageSize(), 1024u * 256u * 4u / 500u);  // really compressed
+  }
+  at::Tensor x, y;
+  read_hdf5(p, "x", "y", x, y);
+  EXPECT_EQ(x.sizes(), (std::vector<int64_t>{1024, 256}));
+  EXPECT_EQ(x.abs().sum().item<float>(), 0.0f);
+  EXPECT_EQ(y.size(0), 1024);
+}
+
 #else  // !SQUEEZE_HAVE_HDF5
 
 TEST(DataHdf5, UnsupportedWithoutHdf5) {

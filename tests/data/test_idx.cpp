@@ -111,6 +111,17 @@ TEST(DataIdx, BigEndianMultiByteTypes) {
   EXPECT_EQ(t[1].item<int>(), -2);
 }
 
+// A header with a zero dimension holds no elements: an empty tensor of that shape (fuzzing found
+// this path leaking its buffer; tests/fuzz/regressions/idx, checked for leaks by make fuzz and
+// make test-sanitize).
+TEST(DataIdx, ZeroElementsGiveAnEmptyTensor) {
+  TempDir dir;
+  write_raw(dir.file("empty"), idx_bytes({0, 3}, {}, 0x0B));
+  const at::Tensor t = read_idx(dir.file("empty"));
+  EXPECT_EQ(t.sizes(), (std::vector<int64_t>{0, 3}));
+  EXPECT_EQ(t.scalar_type(), at::kShort);
+}
+
 TEST(DataIdx, TruncatedFileIsRejected) {
   TempDir dir;
   std::string bytes = idx_bytes({10, 28, 28}, ramp(10 * 28 * 28));
