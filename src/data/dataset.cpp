@@ -425,7 +425,8 @@ std::vector<int64_t> reduce_dims(int64_t rank) {
 
 // Per-feature shift and scale of N x F rows measured on `train`: mean and population standard
 // deviation (standard, as scikit-learn's StandardScaler) or minimum and range (minmax). A
-// constant feature gets scale 1e-8 clamped up to 1, so it maps to 0 instead of dividing by 0.
+// constant feature gets scale 1 (as StandardScaler does), so it maps to 0 instead of dividing
+// by 0.
 Transform feature_scaler(const Dataset& train, const std::string& mode) {
   Transform t;
   const at::Tensor x = train.x.to(at::kDouble);

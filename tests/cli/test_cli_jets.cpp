@@ -5,6 +5,7 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -97,6 +98,31 @@ TEST(CliJets, RawRowsOfTheWrongWidthAreRefused) {
            dir.file("y.npy")});
   EXPECT_EQ(r.code, 2) << r.err;
   EXPECT_NE(r.err.find("16 features"), std::string::npos) << r.err;
+}
+
+// Bad data blocks for the jet formats: exit code 2 before anything runs, naming the key, the
+// value and what is valid.
+TEST(CliJets, BadJetDataKeysAreConfigErrors) {
+  TempDir dir;
+  struct Case {
+    std::string data;
+    std::vector<std::string> words;
+  } cases[] = {
+      {"{dataset: synthetic-jets, rare_class: top}", {"data.rare_class", "one of: g, q, t, w, z", "top"}},
+      {"{dataset: synthetic-jets, rare_fraction: 1.5}", {"data.rare_fraction", "1.5"}},
+      {"{dataset: hdf5, path: x.h5, features: [], labels: y}", {"data.features", "empty"}},
+      {"{dataset: arf, path: x.arff}", {"data.dataset", "arff"}},
+      {"{dataset: arff, path: " + dir.file("missing.arff") + "}", {"data.path", "missing.arff"}},
+  };
+  for (const auto& c : cases) {
+    dir.write("w.yaml", "model: {zoo: jet_tagger}
+data: " + c.data + "
+");
+    auto r = cli({"run", dir.file("w.yaml"), "--out", dir.file("out")});
+    EXPECT_EQ(r.code, 2) << c.data << "\n" << r.err;
+    for (const auto& w : c.words) EXPECT_NE(r.err.find(w), std::string::npos) << w << "\n" << r.err;
+    EXPECT_FALSE(std::filesystem::exists(dir.file("out/report.json"))) << c.data;
+  }
 }
 
 }  // namespace
