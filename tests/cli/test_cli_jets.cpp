@@ -115,9 +115,7 @@ TEST(CliJets, BadJetDataKeysAreConfigErrors) {
       {"{dataset: arff, path: " + dir.file("missing.arff") + "}", {"data.path", "missing.arff"}},
   };
   for (const auto& c : cases) {
-    dir.write("w.yaml", "model: {zoo: jet_tagger}
-data: " + c.data + "
-");
+    dir.write("w.yaml", "model: {zoo: jet_tagger}\ndata: " + c.data + "\n");
     auto r = cli({"run", dir.file("w.yaml"), "--out", dir.file("out")});
     EXPECT_EQ(r.code, 2) << c.data << "\n" << r.err;
     for (const auto& w : c.words) EXPECT_NE(r.err.find(w), std::string::npos) << w << "\n" << r.err;
