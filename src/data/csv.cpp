@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <charconv>
 #include <cmath>
@@ -141,46 +142,55 @@ std::string column_list(const std::vector<std::string>& header) {
   return out;
 }
 
-}  // namespace
-
-void read_csv(const std::string& path, const std::string& label_column,
-              const std::vector<std::string>& feature_columns, at::Tensor& x, at::Tensor& y,
-              std::vector<std::string>* class_names) {
+std::string read_text(const std::string& path, const char* kind) {
   std::ifstream in(path, std::ios::binary);
-  if (!in) throw InputError(msg("cannot open CSV file ", path, ": ", std::strerror(errno)));
+  if (!in) throw InputError(msg("cannot open ", kind, " file ", path, ": ", std::strerror(errno)));
   in.seekg(0, std::ios::end);
   const std::streamoff file_size = in.tellg();
   in.seekg(0);
   // The text, and its values as float32: each value takes at least two characters ("0,").
   if (file_size > 0)
-    check_fits_in_memory(static_cast<uint64_t>(file_size) * 3, msg("CSV file ", path),
+    check_fits_in_memory(static_cast<uint64_t>(file_size) * 3, msg(kind, " file ", path),
                          "use a machine with more memory, or a subset of the file");
   std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  if (in.bad()) throw InputError(msg("cannot read CSV file ", path, ": ", std::strerror(errno)));
+  if (in.bad()) throw InputError(msg("cannot read ", kind, " file ", path, ": ", std::strerror(errno)));
   // A UTF-8 byte order mark would otherwise become part of the first column's name.
   if (text.size() >= 3 && text.compare(0, 3, "\xEF\xBB\xBF") == 0) text.erase(0, 3);
+  return text;
+}
 
+// The table of a CSV text: its first record is the header.
+void parse_table(const std::string& text, const char* kind, const std::string& path,
+                 const std::string& label_column,
+                 const std::vector<std::string>& feature_columns, at::Tensor& x, at::Tensor& y,
+                 std::vector<std::string>* class_names,
+                 const std::vector<int64_t>* line_map = nullptr) {
   CsvParser parser(text, path);
+  // Line numbers of the file, when the text was made from it (ARFF): line_map[text line - 1].
+  auto file_line = [&](int64_t l) {
+    return line_map && l >= 1 && l <= static_cast<int64_t>(line_map->size()) ? (*line_map)[l - 1]
+                                                                            : l;
+  };
   std::vector<std::string> header;
   int64_t line = 0;
   if (!parser.next(header, line)) {
-    throw InputError(msg("CSV ", path, ": the file is empty; expected a header row with the ",
+    throw InputError(msg(kind, " ", path, ": the file is empty; expected a header row with the ",
                          "column names, then one row per sample"));
   }
   std::map<std::string, int64_t> index;
   for (size_t i = 0; i < header.size(); ++i) {
     if (header[i].empty()) {
-      throw InputError(msg("CSV ", path, ": header column ", i + 1,
+      throw InputError(msg(kind, " ", path, ": header column ", i + 1,
                            " has no name; columns: ", column_list(header)));
     }
     if (!index.emplace(header[i], static_cast<int64_t>(i)).second) {
       throw InputError(
-          msg("CSV ", path, ": duplicate column name '", header[i], "' in the header"));
+          msg(kind, " ", path, ": duplicate column name '", header[i], "' in the header"));
     }
   }
   auto it = index.find(label_column);
   if (it == index.end()) {
-    throw InputError(msg("CSV ", path, ": no label column '", label_column,
+    throw InputError(msg(kind, " ", path, ": no label column '", label_column,
                          "'; available columns: ", column_list(header)));
   }
   const int64_t label_idx = it->second;
@@ -194,18 +204,18 @@ void read_csv(const std::string& path, const std::string& label_column,
     for (const auto& name : feature_columns) {
       auto f = index.find(name);
       if (f == index.end()) {
-        throw InputError(msg("CSV ", path, ": no feature column '", name,
+        throw InputError(msg(kind, " ", path, ": no feature column '", name,
                              "'; available columns: ", column_list(header)));
       }
       if (f->second == label_idx) {
-        throw InputError(msg("CSV ", path, ": column '", name,
+        throw InputError(msg(kind, " ", path, ": column '", name,
                              "' is the label column and cannot also be a feature"));
       }
       feat_idx.push_back(f->second);
     }
   }
   if (feat_idx.empty()) {
-    throw InputError(msg("CSV ", path, ": no feature columns (the only column is the label '",
+    throw InputError(msg(kind, " ", path, ": no feature columns (the only column is the label '",
                          label_column, "')"));
   }
 
@@ -217,25 +227,25 @@ void read_csv(const std::string& path, const std::string& label_column,
   while (parser.next(fields, line)) {
     ++row;
     if (fields.size() != header.size()) {
-      throw InputError(msg("CSV ", path, ": row ", row, " (line ", line, ") has ", fields.size(),
+      throw InputError(msg(kind, " ", path, ": row ", row, " (line ", file_line(line), ") has ", fields.size(),
                            " fields but the header has ", header.size(), " columns"));
     }
     for (int64_t c : feat_idx) {
       double v;
       const std::string& cell = fields[c];
       if (!parse_double(cell, v)) {
-        throw InputError(msg("CSV ", path, ": ", cell.empty() ? "empty" : "non-numeric", " cell '",
-                             cell, "' at row ", row, " (line ", line, "), column '", header[c],
+        throw InputError(msg(kind, " ", path, ": ", cell.empty() ? "empty" : "non-numeric", " cell '",
+                             cell, "' at row ", row, " (line ", file_line(line), "), column '", header[c],
                              "'"));
       }
       if (!std::isfinite(v)) {
-        throw InputError(msg("CSV ", path, ": non-finite value '", cell, "' at row ", row,
-                             " (line ", line, "), column '", header[c], "'"));
+        throw InputError(msg(kind, " ", path, ": non-finite value '", cell, "' at row ", row,
+                             " (line ", file_line(line), "), column '", header[c], "'"));
       }
       features.push_back(static_cast<float>(v));
     }
     if (fields[label_idx].empty()) {
-      throw InputError(msg("CSV ", path, ": empty label at row ", row, " (line ", line,
+      throw InputError(msg(kind, " ", path, ": empty label at row ", row, " (line ", file_line(line),
                            "), column '", label_column, "'"));
     }
     label_text.push_back(std::move(fields[label_idx]));
@@ -261,6 +271,112 @@ void read_csv(const std::string& path, const std::string& label_column,
   if (n > 0) std::memcpy(x.data_ptr<float>(), features.data(), features.size() * sizeof(float));
   y = at::empty({n}, at::kLong);
   if (n > 0) std::memcpy(y.data_ptr<int64_t>(), labels.data(), labels.size() * sizeof(int64_t));
+}
+
+std::string lower(std::string s) {
+  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
+// An ARFF attribute name: quoted ('...' or "...") or up to the first blank.
+std::string arff_name(std::string_view rest, std::string_view& after, const std::string& path,
+                      int64_t line) {
+  rest = trim(rest);
+  if (!rest.empty() && (rest.front() == '\'' || rest.front() == '"')) {
+    const size_t end = rest.find(rest.front(), 1);
+    if (end == std::string_view::npos)
+      throw InputError(msg("ARFF ", path, ": unterminated quoted attribute name on line ", line));
+    after = rest.substr(end + 1);
+    return std::string(rest.substr(1, end - 1));
+  }
+  const size_t end = rest.find_first_of(" \t");
+  if (end == std::string_view::npos || rest.empty())
+    throw InputError(msg("ARFF ", path, ": line ", line, ": @attribute needs a name and a type"));
+  after = rest.substr(end);
+  return std::string(rest.substr(0, end));
+}
+
+}  // namespace
+
+void read_csv(const std::string& path, const std::string& label_column,
+              const std::vector<std::string>& feature_columns, at::Tensor& x, at::Tensor& y,
+              std::vector<std::string>* class_names) {
+  parse_table(read_text(path, "CSV"), "CSV", path, label_column, feature_columns, x, y, class_names);
+}
+
+void read_arff(const std::string& path, const std::string& label_column,
+               const std::vector<std::string>& feature_columns, at::Tensor& x, at::Tensor& y,
+               std::vector<std::string>* class_names) {
+  const std::string text = read_text(path, "ARFF");
+  // The header declares the columns; the data section is CSV rows. They become one CSV text
+  // (header row of attribute names), read as CSV files are.
+  std::vector<std::string> names;
+  std::string last_nominal;
+  size_t pos = 0;
+  int64_t line = 0;
+  bool data = false;
+  while (pos < text.size() && !data) {
+    size_t end = text.find('\n', pos);
+    if (end == std::string::npos) end = text.size();
+    std::string_view l = trim(std::string_view(text).substr(pos, end - pos));
+    if (!l.empty() && l.back() == '\r') l = trim(l.substr(0, l.size() - 1));
+    pos = end + 1;
+    ++line;
+    if (l.empty() || l.front() == '%') continue;
+    const std::string head = lower(std::string(l.substr(0, l.find_first_of(" \t"))));
+    if (head == "@relation") continue;
+    if (head == "@data") {
+      data = true;
+    } else if (head == "@attribute") {
+      std::string_view type;
+      const std::string name = arff_name(l.substr(head.size()), type, path, line);
+      type = trim(type);
+      const std::string t = lower(std::string(type.substr(0, type.find_first_of(" \t"))));
+      if (!type.empty() && type.front() == '{') {
+        last_nominal = name;
+      } else if (t != "numeric" && t != "real" && t != "integer") {
+        throw InputError(msg("ARFF ", path, ": line ", line, ": attribute '", name, "' has type '",
+                             std::string(type), "'; supported: numeric, real, integer, or a ",
+                             "nominal {a,b,...} (string, date and relational are not)"));
+      }
+      names.push_back(name);
+    } else {
+      throw InputError(msg("ARFF ", path, ": line ", line, ": expected @relation, @attribute or ",
+                           "@data, got '", std::string(l.substr(0, 40)), "'"));
+    }
+  }
+  if (!data || names.empty())
+    throw InputError(msg("ARFF ", path, ": no ", names.empty() ? "@attribute lines" : "@data line",
+                         "; an ARFF file declares its columns (@attribute NAME TYPE) and then ",
+                         "lists the rows after @data"));
+  std::string csv;
+  for (size_t i = 0; i < names.size(); ++i) {
+    csv += i ? "," : "";
+    csv += '"';
+    for (char c : names[i]) csv += c == '"' ? std::string("\"\"") : std::string(1, c);
+    csv += '"';
+  }
+  csv += '\n';
+  std::vector<int64_t> line_map = {0};  // the header row is not from the file
+  // Data rows, without comment lines; sparse rows ({i v, ...}) are not supported.
+  while (pos < text.size()) {
+    size_t end = text.find('\n', pos);
+    if (end == std::string::npos) end = text.size();
+    std::string_view l = trim(std::string_view(text).substr(pos, end - pos));
+    pos = end + 1;
+    ++line;
+    if (!l.empty() && l.back() == '\r') l = trim(l.substr(0, l.size() - 1));
+    if (l.empty() || l.front() == '%') continue;
+    if (l.front() == '{')
+      throw InputError(msg("ARFF ", path, ": line ", line, ": sparse rows ({index value, ...}) ",
+                           "are not supported; write the rows out in full"));
+    csv.append(l.data(), l.size());
+    csv += '\n';
+    line_map.push_back(line);
+  }
+  // Weka's convention: without a named label, the class is the last attribute.
+  const std::string label = label_column.empty() ? names.back() : label_column;
+  parse_table(csv, "ARFF", path, label, feature_columns, x, y, class_names, &line_map);
 }
 
 }  // namespace squeeze::data

@@ -21,7 +21,7 @@ namespace squeeze::data {
 namespace {
 
 constexpr char kFashionMnistDir[] = "/usr/share/datasets/fashion-mnist";
-constexpr char kDatasets[] = "fashion-mnist, mnist-idx, csv, npy, hdf5, synthetic-jets";
+constexpr char kDatasets[] = "fashion-mnist, mnist-idx, csv, arff, npy, hdf5, synthetic-jets";
 
 const std::vector<std::string>& fashion_mnist_classes() {
   static const std::vector<std::string> names = {"T-shirt/top", "Trouser",   "Pullover", "Dress",
@@ -224,15 +224,20 @@ std::string require(const std::string& value, const std::string& dataset, const 
   return value;
 }
 
+// CSV and ARFF tables.
 Source read_csv_source(const DataOptions& o) {
-  const std::string path = require(o.path, o.dataset, "path", "the CSV file (path: data.csv)");
+  const bool arff = o.dataset == "arff";
+  const std::string path = require(o.path, o.dataset, "path",
+                                   arff ? "the ARFF file (path: data.arff)"
+                                        : "the CSV file (path: data.csv)");
+  auto read = arff ? read_arff : read_csv;
   Source s;
-  read_csv(path, o.label_column, o.feature_columns, s.x, s.y, &s.class_names);
+  read(path, o.label_column, o.feature_columns, s.x, s.y, &s.class_names);
   if (!o.test_path.empty()) {
     std::vector<std::string> tnames;
-    read_csv(o.test_path, o.label_column, o.feature_columns, s.test_x, s.test_y, &tnames);
+    read(o.test_path, o.label_column, o.feature_columns, s.test_x, s.test_y, &tnames);
     if (s.x.size(1) != s.test_x.size(1)) {
-      throw InputError(msg("CSV ", o.test_path, " has ", s.test_x.size(1), " feature columns but ",
+      throw InputError(msg(arff ? "ARFF " : "CSV ", o.test_path, " has ", s.test_x.size(1), " feature columns but ",
                            path, " has ", s.x.size(1)));
     }
     if (!s.class_names.empty() || !tnames.empty()) {
@@ -290,15 +295,22 @@ Source read_npy_source(const DataOptions& o) {
 Source read_hdf5_source(const DataOptions& o) {
   const std::string path = require(o.path, o.dataset, "path", "the HDF5 file (path: data.h5)");
   Source s;
-  read_hdf5(path, o.features, o.labels, s.x, s.y);
-  if (!o.test_path.empty()) read_hdf5(o.test_path, o.features, o.labels, s.test_x, s.test_y);
+  auto read = [&](const std::string& file, at::Tensor& x, at::Tensor& y) {
+    if (o.feature_datasets.empty()) {
+      read_hdf5(file, o.features, o.labels, x, y);
+    } else {
+      read_hdf5_columns(file, o.feature_datasets, o.labels, x, y);
+    }
+  };
+  read(path, s.x, s.y);
+  if (!o.test_path.empty()) read(o.test_path, s.test_x, s.test_y);
   return s;
 }
 
 // ---- splitting and normalization ------------------------------------------------------------
 
 void check_options(const DataOptions& o) {
-  static const std::set<std::string> datasets = {"fashion-mnist", "mnist-idx", "csv",
+  static const std::set<std::string> datasets = {"fashion-mnist", "mnist-idx", "csv", "arff",
                                                  "npy",           "hdf5",      "synthetic-jets"};
   if (!datasets.count(o.dataset)) {
     throw ConfigError(msg("data.dataset: unknown data set '", o.dataset, "'; valid: ", kDatasets));
@@ -411,6 +423,29 @@ std::vector<int64_t> reduce_dims(int64_t rank) {
   return dims;
 }
 
+// Per-feature shift and scale of N x F rows measured on `train`: mean and population standard
+// deviation (standard, as scikit-learn's StandardScaler) or minimum and range (minmax). A
+// constant feature gets scale 1 (as StandardScaler does), so it maps to 0 instead of dividing
+// by 0.
+Transform feature_scaler(const Dataset& train, const std::string& mode) {
+  Transform t;
+  const at::Tensor x = train.x.to(at::kDouble);
+  at::Tensor shift, scale;
+  if (mode == "standard") {
+    shift = x.mean(0);
+    scale = at::var(x, {0}, /*unbiased=*/false).sqrt_();
+  } else {
+    shift = at::amin(x, {0});
+    scale = at::amax(x, {0}) - shift;
+  }
+  for (int64_t f = 0; f < x.size(1); ++f) {
+    const double sc = scale[f].item<double>();
+    t.mean.push_back(shift[f].item<double>());
+    t.std.push_back(sc > 1e-12 ? sc : 1.0);
+  }
+  return t;
+}
+
 void normalize(Splits& s, const std::string& mode) {
   const at::Tensor& x = s.train.x;
   const int64_t rank = x.dim();
@@ -473,7 +508,7 @@ void check_files(const DataOptions& o) {
     need("labels", npy_path(o, o.labels));
     need("test_features", npy_path(o, o.test_features));
     need("test_labels", npy_path(o, o.test_labels));
-  } else if (o.dataset == "csv" || o.dataset == "hdf5") {
+  } else if (o.dataset == "csv" || o.dataset == "arff" || o.dataset == "hdf5") {
     need("path", o.path);
     need("test_path", o.test_path);
   }
@@ -485,17 +520,17 @@ Splits load(const DataOptions& o, uint64_t seed) {
   Source src;
   if (o.dataset == "fashion-mnist" || o.dataset == "mnist-idx") {
     src = read_idx_dir(o);
-  } else if (o.dataset == "csv") {
+  } else if (o.dataset == "csv" || o.dataset == "arff") {
     src = read_csv_source(o);
   } else if (o.dataset == "npy") {
     src = read_npy_source(o);
   } else if (o.dataset == "hdf5") {
     src = read_hdf5_source(o);
   } else {
-    Dataset d = make_synthetic_jets(o.samples, o.rare_fraction, seed);
+    Dataset d = make_synthetic_jets(o.samples, o.rare_fraction, seed, o.rare_class);
     src.x = d.x;
     src.y = d.y;
-    src.class_names = {"class0", "class1", "class2", "class3", "rare"};
+    src.class_names = jet_class_names();
   }
   const std::string where = "data set " + o.dataset + (o.path.empty() ? "" : " (" + o.path + ")");
   check_labels(src.y, where);
@@ -582,12 +617,71 @@ Splits load(const DataOptions& o, uint64_t seed) {
     }
     probe.output_shape(s.sample_shape, key);
     set_transform(s, std::make_shared<const Transform>(make_transform(o, s.train)), key);
+  } else if (s.sample_shape.size() == 1 && (o.normalize == "standard" || o.normalize == "minmax")) {
+    // Rows of features (CSV, ARFF, HDF5, NPY tables, jets): StandardScaler-style statistics of
+    // the train split, kept as a Transform so that the model carries them (graph metadata) and
+    // `squeeze eval` / `squeeze infer` on raw features reproduce them.
+    set_transform(s, std::make_shared<const Transform>(feature_scaler(s.train, o.normalize)),
+                  "data");
   } else {
     normalize(s, o.normalize);
   }
   s.description =
       msg(o.dataset, ": train ", s.train.size(), ", val ", s.val.size(), ", test ", s.test.size());
   return s;
+}
+
+namespace {
+constexpr char kClassesKey[] = "data.classes";
+}  // namespace
+
+std::map<std::string, std::string> class_names_metadata(const std::vector<std::string>& names) {
+  if (names.empty()) return {};
+  std::string text;
+  for (size_t i = 0; i < names.size(); ++i) {
+    if (i) text += ',';
+    for (char c : names[i]) {
+      if (c == ',' || c == '\\') text += '\\';
+      text += c;
+    }
+  }
+  return {{kClassesKey, text}};
+}
+
+std::vector<std::string> class_names_from_metadata(
+    const std::map<std::string, std::string>& metadata) {
+  auto it = metadata.find(kClassesKey);
+  if (it == metadata.end()) return {};
+  std::vector<std::string> names(1);
+  for (size_t i = 0; i < it->second.size(); ++i) {
+    const char c = it->second[i];
+    if (c == '\\' && i + 1 < it->second.size()) {
+      names.back() += it->second[++i];
+    } else if (c == ',') {
+      names.emplace_back();
+    } else {
+      names.back() += c;
+    }
+  }
+  return names;
+}
+
+void map_to_model_classes(Splits& s, const std::vector<std::string>& model_classes,
+                          const std::string& source) {
+  if (model_classes.empty() || s.class_names.empty() || s.class_names == model_classes) return;
+  std::vector<int64_t> table(s.class_names.size());
+  for (size_t i = 0; i < s.class_names.size(); ++i) {
+    auto it = std::find(model_classes.begin(), model_classes.end(), s.class_names[i]);
+    if (it == model_classes.end())
+      throw InputError(msg(source, ": class '", s.class_names[i], "' of the data is not one of ",
+                           "the model's classes (", join(model_classes, ", "), ")"));
+    table[i] = it - model_classes.begin();
+  }
+  const at::Tensor map = index_tensor(table);
+  for (Dataset* part : {&s.train, &s.val, &s.test})
+    if (part->y.defined() && part->y.numel() > 0) part->y = map.index_select(0, part->y);
+  s.class_names = model_classes;
+  s.num_classes = std::max<int64_t>(s.num_classes, static_cast<int64_t>(model_classes.size()));
 }
 
 void set_transform(Splits& s, std::shared_ptr<const Transform> t, const std::string& key) {

@@ -304,7 +304,49 @@ void read_hdf5(const std::string& path, const std::string& features, const std::
   }
 }
 
+void read_hdf5_columns(const std::string& path, const std::vector<std::string>& features,
+                       const std::string& labels, at::Tensor& x, at::Tensor& y) {
+  H5::Exception::dontPrint();
+  if (features.empty())
+    throw ConfigError(msg("hdf5 data source ", path, ": the features list is empty; give the ",
+                          "data set of each feature, or one N x F data set name"));
+  if (::access(path.c_str(), R_OK) != 0) {
+    throw InputError(msg("cannot open HDF5 file ", path, ": ", std::strerror(errno)));
+  }
+  std::vector<at::Tensor> columns;
+  try {
+    if (!H5::H5File::isHdf5(path)) {
+      throw InputError(msg("not an HDF5 file: ", path, " (no HDF5 signature)"));
+    }
+    H5::H5File file(path, H5F_ACC_RDONLY);
+    const H5::DataSet lds = open_dataset(file, path, labels, "labels");
+    const at::Tensor raw = read_all(lds, path, labels, H5::PredType::NATIVE_DOUBLE, at::kDouble);
+    y = to_class_indices(raw, msg("HDF5 file ", path, ", data set '", labels, "'"));
+    for (const auto& name : features) {
+      const H5::DataSet ds = open_dataset(file, path, name, "features");
+      at::Tensor c = read_all(ds, path, name, H5::PredType::NATIVE_FLOAT, at::kFloat);
+      if (c.dim() == 2 && c.size(1) == 1) c = c.squeeze(1);
+      if (c.dim() != 1)
+        throw InputError(msg("HDF5 file ", path, ", data set '", name, "': a feature column must ",
+                             "hold one value per sample (N or N x 1), got shape ", c.sizes()));
+      if (c.size(0) != y.size(0))
+        throw InputError(msg("HDF5 file ", path, ": feature '", name, "' has ", c.size(0),
+                             " rows but labels '", labels, "' have ", y.size(0)));
+      columns.push_back(c);
+    }
+  } catch (const H5::Exception& e) {
+    throw InputError(
+        msg("cannot read HDF5 file ", path, ": ", e.getFuncName(), ": ", e.getDetailMsg()));
+  }
+  x = at::stack(columns, 1);
+}
+
 #else  // !SQUEEZE_HAVE_HDF5
+
+void read_hdf5_columns(const std::string& path, const std::vector<std::string>&,
+                       const std::string& labels, at::Tensor& x, at::Tensor& y) {
+  read_hdf5(path, "", labels, x, y);
+}
 
 void read_hdf5(const std::string& path, const std::string&, const std::string&, at::Tensor&,
                at::Tensor&) {

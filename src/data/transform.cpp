@@ -25,7 +25,7 @@ constexpr char kStdKey[] = "transform.std";
 template <typename T>
 std::string list_text(const std::vector<T>& v) {
   std::ostringstream s;
-  s.precision(9);
+  s.precision(17);  // round-trips a double: eval reproduces the run's inputs exactly
   for (size_t i = 0; i < v.size(); ++i) s << (i ? "," : "") << v[i];
   return s.str();
 }
@@ -55,10 +55,22 @@ std::vector<double> parse_numbers(const std::string& text, const std::string& so
 std::vector<int64_t> Transform::output_shape(const std::vector<int64_t>& shape,
                                              const std::string& key) const {
   if (empty()) return shape;
+  if (shape.size() == 1) {
+    // Tabular samples: only the per-feature normalization applies.
+    if (!resize.empty() || channels != 0)
+      throw ConfigError(msg(key, ": resize and channels apply to image samples (C x H x W or ",
+                            "H x W); these samples are rows of ", shape[0], " features"));
+    if (static_cast<int64_t>(mean.size()) != shape[0] ||
+        static_cast<int64_t>(std.size()) != shape[0])
+      throw ConfigError(msg(key, ".normalize: mean and std need one value per feature: the ",
+                            "samples have ", shape[0], " features, got ", mean.size(),
+                            " means and ", std.size(), " stds"));
+    return shape;
+  }
   if (shape.size() != 2 && shape.size() != 3)
     throw ConfigError(msg(key, ": resize, channels and per-channel normalize apply to image ",
-                          "samples (C x H x W or H x W); these samples have shape [",
-                          list_text(shape), "]"));
+                          "samples (C x H x W or H x W) and per-feature normalize to rows of ",
+                          "features; these samples have shape [", list_text(shape), "]"));
   std::vector<int64_t> out = shape;
   if (out.size() == 2) out.insert(out.begin(), 1);
   const int64_t c = out[0];
@@ -83,6 +95,15 @@ std::vector<int64_t> Transform::output_shape(const std::vector<int64_t>& shape,
 
 at::Tensor Transform::apply(const at::Tensor& batch) const {
   if (empty()) return batch;
+  if (batch.dim() == 2) {
+    // N x F rows of features: (x - mean[f]) / std[f].
+    if (!resize.empty() || channels != 0 || batch.size(1) != static_cast<int64_t>(mean.size()))
+      throw InputError(msg("the input transform (", describe(), ") does not apply to rows of ",
+                           batch.size(1), " features"));
+    const at::Tensor m = at::tensor(mean, at::kDouble).to(at::kFloat).reshape({1, -1});
+    const at::Tensor s = at::tensor(std, at::kDouble).to(at::kFloat).reshape({1, -1});
+    return ((batch.to(at::kFloat) - m) / s).contiguous();
+  }
   at::Tensor x = batch.dim() == 3 ? batch.unsqueeze(1) : batch;
   if (x.dim() != 4)
     throw InputError(msg("the input transform needs images N x C x H x W, got shape ", x.sizes()));

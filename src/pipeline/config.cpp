@@ -24,7 +24,7 @@ namespace squeeze {
 
 namespace {
 
-const std::vector<std::string> kDatasets = {"fashion-mnist", "mnist-idx", "csv",
+const std::vector<std::string> kDatasets = {"fashion-mnist", "mnist-idx", "csv",   "arff",
                                             "npy",           "hdf5",      "synthetic-jets"};
 const std::vector<std::string> kOptimizers = {"sgd", "adam", "adamw"};
 const std::vector<std::string> kSchedules = {"constant", "step", "cosine"};
@@ -102,10 +102,13 @@ DataOptions DataOptions::from_params(Params& p) {
   } else if (ds == "mnist-idx") {
     need(p, "path", "dataset " + ds + " needs the folder holding its IDX files");
     o.path = p.get_string("path", "");
-  } else if (ds == "csv") {
-    need(p, "path", "dataset csv needs the CSV file");
+  } else if (ds == "csv" || ds == "arff") {
+    need(p, "path", ds == "csv" ? "dataset csv needs the CSV file"
+                                : "dataset arff needs the ARFF file (OpenML's download format)");
     o.path = p.get_string("path", "");
     std::string label_key = pick_spelling(p, "label", "label_column");
+    // ARFF: the class is the last attribute unless named (Weka's convention).
+    if (ds == "arff") o.label_column = "";
     o.label_column = p.get_string(label_key, o.label_column);
     o.feature_columns = p.get_strings("features");
     o.test_path = p.get_string("test_path", "");
@@ -125,12 +128,28 @@ DataOptions DataOptions::from_params(Params& p) {
   } else if (ds == "hdf5") {
     need(p, "path", "dataset hdf5 needs the HDF5 file");
     o.path = p.get_string("path", "");
-    o.features = p.get_string("features", "");
+    // features: one N x ... data set, or a list of data sets holding one feature each.
+    const Value* f = p.raw("features");
+    if (f && f->kind() == Value::Kind::kList) {
+      o.feature_datasets = p.get_strings("features");
+      if (o.feature_datasets.empty())
+        throw ConfigError(msg(p.key_path("features"), ": the list is empty; give the data set ",
+                              "of each feature, or one data set name (N x F)"));
+    } else {
+      o.features = p.get_string("features", "");
+    }
+    p.document("features", "a data set name, or a list of data set names (one per feature)",
+               "the features: one N x ... array, or N values per named feature");
     o.labels = p.get_string("labels", "");
     o.test_path = p.get_string("test_path", "");
   } else if (ds == "synthetic-jets") {
     o.samples = p.get_int("samples", o.samples, 1);
     o.rare_fraction = get_bounded(p, "rare_fraction", o.rare_fraction, 0, true, 1, true);
+    p.document("rare_fraction", "a number in [0, 1)",
+               "the fraction of samples of rare_class; 0.2 makes the five classes equal");
+    const auto& classes = data::jet_class_names();
+    const std::string rare = p.get_choice("rare_class", classes[o.rare_class], classes);
+    o.rare_class = std::find(classes.begin(), classes.end(), rare) - classes.begin();
   }
 
   o.batch_size = p.get_int("batch_size", o.batch_size, 1);
@@ -742,6 +761,15 @@ WorkflowConfig parse_config(const std::string& yaml_text, const std::vector<std:
             cfg.output.exports.end())
           cfg.output.exports.push_back(exports[i]);
       }
+      cfg.output.metrics = out->get_strings("metrics");
+      for (size_t i = 0; i < cfg.output.metrics.size(); ++i)
+        if (cfg.output.metrics[i] != "hep")
+          throw ConfigError(msg(out->key_path("metrics"), "[", i, "]: unknown metric set '",
+                                cfg.output.metrics[i], "'; valid: hep (per-class ROC AUC and ",
+                                "background rejection at 50% and 10% signal efficiency)"));
+      out->document("metrics", "a list of: hep",
+                    "hep: per-class ROC AUC and background rejection (1/FPR) at 50% and 10% "
+                    "signal efficiency in the report");
       cfg.output.latency = out->get_bool("latency", cfg.output.latency);
       cfg.output.latency_batches = out->get_ints("latency_batches", cfg.output.latency_batches);
       for (size_t i = 0; i < cfg.output.latency_batches.size(); ++i)
@@ -807,6 +835,10 @@ WorkflowConfig parse_config(const std::string& yaml_text, const std::vector<std:
         cfg.output.fpga = fo;
       }
       out->finish();
+      if (cfg.output.hep() && !cfg.data)
+        throw ConfigError(msg(out->key_path("metrics"), ": hep figures are measured on the test ",
+                              "split of the data, but there is no data: block; add one or ",
+                              "remove hep"));
     }
 
     root.finish();

@@ -18,6 +18,7 @@
 #include "squeeze/pipeline/study.h"
 #include "squeeze/train/distill.h"
 #include "squeeze/train/distributed.h"
+#include "squeeze/train/hep_metrics.h"
 #include "squeeze/train/trainer.h"
 #include "squeeze/util/env.h"
 #include "squeeze/util/error.h"
@@ -95,10 +96,19 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
-report::ModelStats evaluated_stats(ir::Graph& g, const data::Splits* data, int64_t batch_size) {
+report::ModelStats evaluated_stats(ir::Graph& g, const data::Splits* data, int64_t batch_size,
+                                   bool hep) {
   report::ModelStats s = static_stats(g);
   if (!data || data->test.size() == 0) return s;
-  train::Metrics m = train::evaluate(g, data->test, std::max<int64_t>(batch_size, 256));
+  std::vector<float> probs;
+  train::Metrics m = train::evaluate(g, data->test, std::max<int64_t>(batch_size, 256),
+                                     hep ? &probs : nullptr);
+  if (hep) {
+    const at::Tensor y = data->test.y.contiguous();
+    s.hep = train::hep_metrics(probs, m.num_outputs,
+                               std::vector<int64_t>(y.data_ptr<int64_t>(),
+                                                    y.data_ptr<int64_t>() + y.numel()));
+  }
   s.evaluated = true;
   s.accuracy = m.accuracy;
   s.loss = m.loss;
@@ -311,6 +321,10 @@ void Workspace::load() {
     for (const auto& [k, v] : splits_->transform->to_metadata()) baseline_.metadata[k] = v;
     log::info("data: input transform ", splits_->transform->describe());
   }
+  // The class names travel with the model too: eval maps a data file's names onto its outputs.
+  if (splits_)
+    for (const auto& [k, v] : data::class_names_metadata(splits_->class_names))
+      baseline_.metadata[k] = v;
   if (splits_) check_input_shape(baseline_, *splits_);
   // output.fpga on a model the cost model does not cover is refused before anything trains.
   if (config_.output.fpga) fpga_estimate(baseline_);
@@ -416,6 +430,7 @@ void Workspace::start() {
   effective = hide_passwords(effective);
   rep.model_name = baseline_.name;
   rep.data_description = splits_ ? splits_->description : "none";
+  if (splits_) rep.class_names = splits_->class_names;
   rep.recommend = config_.output.recommend;
   if (state_) state_->begin();
   if (dist::writes()) fs::create_directories(out_dir_);
@@ -470,7 +485,7 @@ void Workspace::start() {
     baseline_steps = tr.steps;
     rep.baseline_curve = curve_of(tr, has_validation());
   }
-  rep.baseline = evaluated_stats(baseline_, data(), batch_size_);
+  rep.baseline = evaluated_stats(baseline_, data(), batch_size_, config_.output.hep());
   if (rep.baseline.evaluated) log::info("baseline: test accuracy ", rep.baseline.accuracy);
   // A zoo model starts from random weights: without training, every accuracy and drop in the
   // report is measured against chance, which reads like a result unless it is said loudly.
@@ -555,7 +570,7 @@ std::optional<report::StageRecord> Workspace::stage(ir::Graph& g, PreparedStage&
   }
   ps.pass->finalize(g);
   ir::verify(g);
-  report::ModelStats st = evaluated_stats(g, data(), batch_size_);
+  report::ModelStats st = evaluated_stats(g, data(), batch_size_, config_.output.hep());
   rec.stage = ps.spec->method;
   rec.summary = pr.summary;
   rec.figures = pr.figures;
@@ -580,7 +595,7 @@ report::ExperimentResult Workspace::result(const std::string& name,
   res.name = name;
   for (const auto& rec : history) res.stages.push_back(rec.stage);
   res.history = history;
-  res.stats = evaluated_stats(g, data(), batch_size_);
+  res.stats = evaluated_stats(g, data(), batch_size_, config_.output.hep());
   res.accuracy_drop = report_.baseline.accuracy - res.stats.accuracy;
   res.compression_ratio = ratio(double(report_.baseline.size_bytes), double(res.stats.size_bytes));
   res.param_ratio =
@@ -589,6 +604,8 @@ report::ExperimentResult Workspace::result(const std::string& name,
   // A stage may put a new graph in place (a distillation student); it sees the same inputs.
   if (splits_ && splits_->transform)
     for (const auto& [k, v] : splits_->transform->to_metadata()) g.metadata[k] = v;
+  if (splits_)
+    for (const auto& [k, v] : data::class_names_metadata(splits_->class_names)) g.metadata[k] = v;
   res.artifacts = write_artifacts(g, name, out_dir_, config_.output.exports);
   res.seconds = seconds_since(started);
   return res;

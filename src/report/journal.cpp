@@ -1,4 +1,5 @@
 #include "squeeze/report/journal.h"
+#include "squeeze/report/hep_report.h"
 
 #include <cmath>
 #include <limits>
@@ -68,7 +69,8 @@ Json stats_json(const ModelStats& s) {
           {"params", s.params},       {"nonzero_params", s.nonzero_params},
           {"size_bytes", s.size_bytes}, {"flops", s.flops},
           {"latency_us", latency},    {"per_class", per_class},
-          {"num_classes", s.num_classes}, {"layers", layers}};
+          {"num_classes", s.num_classes}, {"layers", layers},
+          {"hep", s.hep.empty() ? Json(nullptr) : Json(hep_json(s.hep, {}))}};
 }
 
 ModelStats stats_from(const Json& j) {
@@ -91,6 +93,8 @@ ModelStats stats_from(const Json& j) {
     s.per_class.push_back(cs);
   }
   s.num_classes = j.at("num_classes").get<int64_t>();
+  // Journals written before the hep figures existed have no "hep".
+  if (j.contains("hep") && !j.at("hep").is_null()) s.hep = hep_from_json(j.at("hep"));
   for (const auto& l : j.at("layers")) {
     LayerStats ls;
     ls.name = l.at("name").get<std::string>();

@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "squeeze/exec/int8.h"
+#include "squeeze/report/hep_report.h"
 #include "squeeze/util/env.h"
 #include "squeeze/util/error.h"
 #include "squeeze/util/fs.h"
@@ -454,6 +455,7 @@ Json report_json(const Report& r) {
   j["environment"] = env;
   j["model"] = r.model_name;
   j["data"] = r.data_description;
+  if (!r.class_names.empty()) j["class_names"] = r.class_names;
   j["warnings"] = r.warnings;
   if (const auto& m = r.latency_measurement) {
     Json lm = Json::object();
@@ -470,6 +472,7 @@ Json report_json(const Report& r) {
   base["latency_us"] = map_json(r.baseline.latency_us);
   if (!r.baseline_latency.empty()) base["latency"] = latency_json(r.baseline_latency, false);
   base["per_class"] = per_class_json(r.baseline.per_class);
+  if (!r.baseline.hep.empty()) base["hep"] = hep_json(r.baseline.hep, r.class_names);
   base["num_classes"] = r.baseline.num_classes > 0 ? Json(r.baseline.num_classes) : Json(nullptr);
   base["artifacts"] = string_map_json(r.baseline_artifacts);
   base["layers"] = layers_json(r.baseline.layers);
@@ -498,6 +501,7 @@ Json report_json(const Report& r) {
     e["speedup"] = map_json(res.speedup);
     if (!res.latency.empty()) e["latency"] = latency_json(res.latency, true);
     e["per_class"] = per_class_json(res.stats.per_class);
+    if (!res.stats.hep.empty()) e["hep"] = hep_json(res.stats.hep, r.class_names);
     e["history"] = history_json(res.history);
     e["artifacts"] = string_map_json(res.artifacts);
     if (!res.fpga.empty()) e["fpga"] = Json::parse(res.fpga);
@@ -1184,6 +1188,7 @@ std::string report_md(const Report& r) {
     if (!note.empty()) os << note << "\n\n";
     os << md_table(t);
   }
+  os << hep_markdown(r);
   if (!r.config_text.empty()) {
     os << "\n## Configuration\n\n```yaml\n" << r.config_text;
     if (r.config_text.back() != '\n') os << "\n";
@@ -1984,6 +1989,7 @@ std::string report_html(const Report& r) {
     if (!note.empty()) os << "<p>" << esc(note) << "</p>\n";
     os << html_table(t);
   }
+  os << hep_html(r);
   os << "<h2>Environment</h2>\n";
   Table env{{"key", "value"}, {false, false}, {}};
   for (const auto& [k, v] : r.environment) env.rows.push_back({k, v});

@@ -140,8 +140,10 @@ int64_t output_classes(const ir::Graph& graph) {
   return it->second[1] > 0 ? it->second[1] : -1;
 }
 
-Metrics evaluate(ir::Graph& graph, const data::Dataset& data, int64_t batch_size) {
+Metrics evaluate(ir::Graph& graph, const data::Dataset& data, int64_t batch_size,
+                 std::vector<float>* probabilities) {
   Metrics m;
+  if (probabilities) probabilities->clear();
   if (data.size() == 0) return m;
   at::NoGradGuard no_grad;
   exec::Executor ex(graph);
@@ -167,6 +169,11 @@ Metrics evaluate(ir::Graph& graph, const data::Dataset& data, int64_t batch_size
     }
     loss_sum += at::cross_entropy_loss(logits, y, {}, at::Reduction::Sum).item<double>();
     preds.push_back(logits.argmax(1));
+    if (probabilities) {
+      const at::Tensor p = at::softmax(logits.to(at::kFloat), 1).contiguous();
+      probabilities->insert(probabilities->end(), p.data_ptr<float>(),
+                            p.data_ptr<float>() + p.numel());
+    }
   }
   at::Tensor pred = preds.empty() ? at::zeros({0}, at::kLong) : at::cat(preds);
   if (dist::active()) {

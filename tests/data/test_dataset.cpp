@@ -135,21 +135,31 @@ TEST(DataLoad, NormalizationUsesTrainStatisticsOnly) {
   EXPECT_NEAR(s.mean[0].item<float>(), 10.f, 0.3f);
   EXPECT_NEAR(s.mean[1].item<float>(), -5.f, 0.1f);
   EXPECT_NEAR(s.std[0].item<float>(), 2.f, 0.2f);
-  // The train split is standardized exactly; val and test use the same statistics.
-  const at::Tensor m = s.train.x.mean(0), sd = s.train.x.std(0, /*unbiased=*/false);
+  // Rows of features keep their raw values and go through a per-feature transform that the
+  // model carries (graph metadata), so eval and infer on raw features reproduce it.
+  ASSERT_TRUE(s.transform);
+  EXPECT_GT(s.train.x.select(1, 0).mean().item<float>(), 9.f);
+  EXPECT_EQ(s.transform->mean.size(), 2u);
+  // The train split's model inputs are standardized exactly; val and test use the same
+  // statistics.
+  const at::Tensor tin = s.train.inputs(0, s.train.size());
+  const at::Tensor m = tin.mean(0), sd = tin.std(0, /*unbiased=*/false);
   EXPECT_NEAR(m[0].item<float>(), 0.f, 1e-5f);
   EXPECT_NEAR(sd[1].item<float>(), 1.f, 1e-4f);
   const float expected = (100.f - s.mean[0].item<float>()) / s.std[0].item<float>();
-  EXPECT_NEAR(s.test.x[0][0].item<float>(), expected, 1e-4f);
+  EXPECT_NEAR(s.test.inputs(0, 1)[0][0].item<float>(), expected, 1e-4f);
+  EXPECT_EQ(s.test.x[0][0].item<float>(), 100.f);
 
   o.normalize = "minmax";
   const Splits mm = load(o, 0);
-  EXPECT_FLOAT_EQ(mm.train.x.min().item<float>(), 0.f);
-  EXPECT_FLOAT_EQ(mm.train.x.max().item<float>(), 1.f);
-  EXPECT_GT(mm.test.x.min().item<float>(), 1.f);
+  const at::Tensor mtin = mm.train.inputs(0, mm.train.size());
+  EXPECT_NEAR(mtin.min().item<float>(), 0.f, 1e-6f);
+  EXPECT_NEAR(mtin.max().item<float>(), 1.f, 1e-6f);
+  EXPECT_GT(mm.test.inputs(0, mm.test.size()).min().item<float>(), 1.f);
 
   o.normalize = "none";
   const Splits none = load(o, 0);
+  EXPECT_FALSE(none.transform);
   EXPECT_TRUE(none.mean.eq(0).all().item<bool>());
   EXPECT_TRUE(none.std.eq(1).all().item<bool>());
   EXPECT_EQ(none.test.x[0][0].item<float>(), 100.f);

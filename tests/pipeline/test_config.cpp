@@ -323,7 +323,7 @@ TEST(Config, TypeMismatchRejection) {
   m = config_error(std::string(kMinimal) + "data: {path: /d, split: {val: 0.6, test: 0.5}}\n");
   EXPECT_HAS(m, "data.split: val + test must be < 1");
   m = config_error(std::string(kMinimal) + "data: {dataset: parquet}\n");
-  EXPECT_HAS(m, "data.dataset: expected one of: fashion-mnist, mnist-idx, csv, npy, hdf5");
+  EXPECT_HAS(m, "data.dataset: expected one of: fashion-mnist, mnist-idx, csv, arff, npy, hdf5");
   m = config_error(std::string(kMinimal) + "data: [1, 2]\n");
   EXPECT_HAS(m, "data: expected a map");
   m = config_error(std::string(kMinimal) + "experiments: {name: a}\n");

@@ -83,7 +83,7 @@ TEST_F(DistillTest, DistillationPullsTheStudentTowardsTheTeacher) {
   EXPECT_LT(r.teacher_seconds, r.step_seconds);
   // Trained on the teacher's soft targets alone, the student ends far closer to the teacher than
   // the same student trained on the labels.
-  const double kl_plain = kl_to_teacher(plain, teacher, d.test.x), kl_dist = kl_to_teacher(distilled, teacher, d.test.x);
+  const double kl_plain = kl_to_teacher(plain, teacher, d.test.inputs(0, d.test.size())), kl_dist = kl_to_teacher(distilled, teacher, d.test.inputs(0, d.test.size()));
   EXPECT_LT(kl_dist, 0.2 * kl_plain) << "distilled " << kl_dist << " vs plain " << kl_plain;
   // The graph's outputs are its own again after training.
   EXPECT_EQ(distilled.outputs, plain.outputs);

@@ -132,7 +132,7 @@ TEST_F(TrainerTest, EvaluatesAModelWithMoreOutputsThanTheDataHasClasses) {
   ASSERT_EQ(m.per_class_precision.size(), 2u);
 
   // The reference: argmax over all 12 outputs of the executor's logits.
-  at::Tensor pred = exec::Executor(g).forward(d.x, exec::Mode::kEval).argmax(1);
+  at::Tensor pred = exec::Executor(g).forward(d.inputs(0, d.size()), exec::Mode::kEval).argmax(1);
   EXPECT_DOUBLE_EQ(m.accuracy, pred.eq(d.y).to(at::kDouble).mean().item<double>());
   for (size_t i = 0; i < 2; ++i) {
     const int64_t c = m.classes[i];

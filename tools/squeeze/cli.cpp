@@ -231,20 +231,28 @@ int cmd_inspect_fpga(const std::string& model, const deploy::FpgaOptions& fo, bo
 // A model that carries an input transform (trained with resize, channels or normalize in its
 // data block) gets that transform, whatever the data file says about them: the data is read
 // without normalization and goes through the model's transform.
+// A model that carries class names (data.classes) gets the data's labels renumbered to them by
+// name, so a file holding only some classes is evaluated against the right outputs.
 data::Splits load_data_file(const std::string& path, uint64_t seed,
-                            const data::Transform& model_transform = {}) {
+                            const data::Transform& model_transform = {},
+                            const std::vector<std::string>& model_classes = {}) {
   auto root = pipeline::yaml_to_params(read_text(path), path);
   // A workflow file will do: its other top-level keys (seed, model, baseline...) are the run's,
   // not the data's, and are not read here.
   std::shared_ptr<Params> block = root->has("data") ? root->get_map("data") : root;
   data::DataOptions opts = data::DataOptions::from_params(*block);
-  if (model_transform.empty()) return data::load(opts, seed);
-  opts.normalize = "none";
-  opts.resize.clear();
-  opts.channels = 0;
-  data::Splits splits = data::load(opts, seed);
-  data::set_transform(splits, std::make_shared<const data::Transform>(model_transform),
-                      path + ": data");
+  data::Splits splits;
+  if (model_transform.empty()) {
+    splits = data::load(opts, seed);
+  } else {
+    opts.normalize = "none";
+    opts.resize.clear();
+    opts.channels = 0;
+    splits = data::load(opts, seed);
+    data::set_transform(splits, std::make_shared<const data::Transform>(model_transform),
+                        path + ": data");
+  }
+  data::map_to_model_classes(splits, model_classes, path);
   return splits;
 }
 
@@ -253,7 +261,8 @@ int cmd_eval(const std::string& model, const std::string& data_yaml, bool as_jso
   ir::Graph graph = io::load_model(model, g.seed);
   ir::verify(graph);
   const data::Transform transform = data::Transform::from_metadata(graph.metadata, model);
-  data::Splits splits = load_data_file(data_yaml, g.seed, transform);
+  data::Splits splits =
+      load_data_file(data_yaml, g.seed, transform, data::class_names_from_metadata(graph.metadata));
   // The labels need only be valid outputs of the model (a 1000-class model on a few classes).
   // Every split is checked, not only the evaluated one: a bad label anywhere is a bad data file.
   const int64_t k = train::output_classes(graph);
@@ -292,12 +301,21 @@ int cmd_infer(const std::string& model, const std::string& input, const std::str
   // A model trained with an input transform takes raw images, as the data set stores them:
   // bytes are scaled to [0, 1] as the IDX loader does, then transformed batch by batch.
   const data::Transform transform = data::Transform::from_metadata(graph.metadata, model);
-  if (!transform.empty() && x.scalar_type() == at::kByte) x = x.to(at::kFloat).div_(255.0);
-  x = x.to(at::kFloat);
   if (graph.inputs.size() != 1)
     throw UnsupportedError(msg("infer: the model has ", graph.inputs.size(), " inputs; only single-input models are supported"));
   const auto& shape = graph.inputs[0].shape;
-  if (!transform.empty()) {
+  // A per-feature normalization (tabular data: CSV, HDF5, jets) takes raw N x F rows.
+  const bool rows = !transform.empty() && transform.resize.empty() && transform.channels == 0 &&
+                    shape.size() == 2;
+  if (!transform.empty() && !rows && x.scalar_type() == at::kByte) x = x.to(at::kFloat).div_(255.0);
+  x = x.to(at::kFloat);
+  if (rows) {
+    if (x.dim() == 1) x = x.unsqueeze(0);
+    if (x.dim() != 2 || x.size(1) != static_cast<int64_t>(transform.mean.size()))
+      throw InputError(msg(input, ": the model standardizes rows of ", transform.mean.size(),
+                           " features and takes N x ", transform.mean.size(), " raw values; got ",
+                           "shape ", x.sizes()));
+  } else if (!transform.empty()) {
     if (x.dim() != 3 && x.dim() != 4)
       throw InputError(msg(input, ": the model transforms its input (", transform.describe(),
                            ") and takes images N x C x H x W or N x H x W; got shape ", x.sizes()));

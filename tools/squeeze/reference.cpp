@@ -26,7 +26,7 @@ model: {zoo: small_cnn, params: {num_classes: 10}}
 
 # Omit data: for a workflow that needs none (no training, no evaluation).
 data:
-  dataset: fashion-mnist             # fashion-mnist | mnist-idx | csv | npy | hdf5 | synthetic-jets
+  dataset: fashion-mnist             # fashion-mnist | mnist-idx | csv | arff | npy | hdf5 | synthetic-jets
   path: /usr/share/datasets/fashion-mnist
   batch_size: 128
   split: {val: 0.1}                  # validation carved from train with the seed; test: the test split
@@ -34,6 +34,8 @@ data:
   normalize: standard                # standard | minmax | none | imagenet | {mean: [..], std: [..]}
   # resize: [64, 64]                 # images: bilinear resize; channels: 3 replicates gray
   # channels: 3                      # (stored with the model; eval and infer apply them)
+  # Tables (csv, arff, hdf5, npy N x F, synthetic-jets): standard/minmax statistics per feature
+  # from the train split, stored with the model too, so eval and infer take raw features.
 
 # Train the model before compressing it; omit baseline: to evaluate the model as given.
 # Or reuse a baseline another run trained: baseline: {checkpoint: runs/x/models/baseline.sqz}
@@ -80,6 +82,8 @@ output:
   latency_threads: 1                 # threads while measuring (0: all cores); 1 repeats best
   # fpga: {clock_mhz: 200, reuse_factor: 1, precision: 'ap_fixed<16,6>', softmax: true}
   #                                  # hls4ml FPGA cost estimate per model in report.json (docs/fpga.md)
+  # metrics: [hep]                   # per-class ROC AUC and background rejection at 50%/10%
+                                     # signal efficiency (one class against the rest)
 )";
   return text;
 }

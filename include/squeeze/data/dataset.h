@@ -52,17 +52,21 @@ struct Transform {
 extern const std::vector<double> kImagenetMean, kImagenetStd;
 
 struct DataOptions {
-  // fashion-mnist | mnist-idx | csv | npy | hdf5 | synthetic-jets
+  // fashion-mnist | mnist-idx | csv | arff | npy | hdf5 | synthetic-jets
   std::string dataset = "fashion-mnist";
   std::string path;                        // IDX folder; CSV or HDF5 file
   std::string features;                    // npy: features file; hdf5: dataset name
+  std::vector<std::string> feature_datasets;  // hdf5: one data set per feature (instead)
   std::string labels;                      // npy: labels file;   hdf5: dataset name
-  std::string label_column = "label";      // csv
+  std::string label_column = "label";      // csv; arff: empty = the last attribute
   std::vector<std::string> feature_columns;  // csv; empty = all columns but the label
   std::string test_path;                   // csv/npy/hdf5: optional separate test file(s)
   std::string test_features, test_labels;  // npy test split files
   int64_t samples = 100000;                // synthetic-jets
-  double rare_fraction = 0.02;             // synthetic-jets
+  // synthetic-jets: the fraction of samples of class rare_class (0..4 = g q t w z); the other
+  // four classes share the rest equally. 0.2: all five classes equal, as in the real data set.
+  double rare_fraction = 0.2;
+  int64_t rare_class = 2;                  // t
   int64_t batch_size = 128;
   double val_fraction = 0.1;               // carved from train with the seed
   double test_fraction = 0.2;              // carved first when the data set has no test split
@@ -131,6 +135,15 @@ at::Tensor read_idx(const std::string& path);  // gzip or raw; uint8 -> uint8 te
 void read_csv(const std::string& path, const std::string& label_column,
               const std::vector<std::string>& feature_columns, at::Tensor& x, at::Tensor& y,
               std::vector<std::string>* class_names);
+// ARFF (Weka's format; OpenML's download format): a header of `@relation NAME`, then one
+// `@attribute NAME TYPE` per column (numeric, real, integer, or nominal {a,b,...}), then `@data`
+// and one comma-separated row per sample; '%' starts a comment line. Read as read_csv reads a
+// table whose header row is the attribute names; an empty label_column takes the last attribute
+// (Weka's convention for the class). Sparse rows and string/date attributes are refused
+// (InputError naming the file and line).
+void read_arff(const std::string& path, const std::string& label_column,
+               const std::vector<std::string>& feature_columns, at::Tensor& x, at::Tensor& y,
+               std::vector<std::string>* class_names);
 at::Tensor read_npy(const std::string& path);              // float32/float64/int64/int32/uint8/bool
 void write_npy(const std::string& path, const at::Tensor& t);  // atomic; float32/float64/int64
 // HDF5 file with a features data set (any rank; float, double or integer; returned as float32
@@ -139,12 +152,41 @@ void write_npy(const std::string& path, const at::Tensor& t);  // atomic; float3
 // file or data set (listing the data sets present), UnsupportedError if built without HDF5.
 void read_hdf5(const std::string& path, const std::string& features, const std::string& labels,
                at::Tensor& x, at::Tensor& y);
+// The same with one data set per feature (each N or N x 1 values, names may be paths), stacked
+// as the columns of x (N x F) in the order given: the layout of files that store each jet
+// feature under its own name.
+void read_hdf5_columns(const std::string& path, const std::vector<std::string>& features,
+                       const std::string& labels, at::Tensor& x, at::Tensor& y);
 // Class indices (int64 N) from a label array: N integers (or integral floats) as they are, N x 1
 // squeezed, N x K (K > 1) one-hot or probabilities -> argmax over K. `source` names the file for
 // errors; throws InputError for other shapes, non-integral or negative labels.
 at::Tensor to_class_indices(const at::Tensor& labels, const std::string& source);
-// 16 features, 5 classes, class 4 rare with the given fraction; deterministic for a seed.
-Dataset make_synthetic_jets(int64_t samples, double rare_fraction, uint64_t seed);
+// A synthetic stand-in for the hls4ml jet data set (OpenML 42468): the 16 features of
+// jet_feature_names(), classes jet_class_names() (g q t w z = labels 0..4), a groomed-mass peak
+// per heavy class, W and Z nearly degenerate; a float jet_tagger reaches about 0.75 accuracy.
+// `rare_class` gets round(rare_fraction * samples) samples, the others share the rest equally.
+// Deterministic for a seed on every platform. Throws ConfigError for samples < 1, rare_fraction
+// outside [0, 1) or rare_class outside 0..4.
+Dataset make_synthetic_jets(int64_t samples, double rare_fraction, uint64_t seed,
+                            int64_t rare_class = 2);
+// j_zlogz, j_c1_b0_mmdt, ..., j_mass_mmdt, j_multiplicity: the columns of OpenML 42468 in order.
+const std::vector<std::string>& jet_feature_names();
+// g, q, t, w, z.
+const std::vector<std::string>& jet_class_names();
+
+// Class names as graph metadata ("data.classes", the names in label order), so that a model
+// carries the meaning of its outputs; class_names_from_metadata reads them back (empty when
+// absent). Names are joined with ',' (',' and '\' inside a name escaped with '\').
+std::map<std::string, std::string> class_names_metadata(const std::vector<std::string>& names);
+std::vector<std::string> class_names_from_metadata(
+    const std::map<std::string, std::string>& metadata);
+// Renumbers the labels of every split of `s` from its class names to `model_classes` (a model's
+// names, in its output order) and sets s.class_names to them: data whose file holds only some
+// classes, or names them in another order, is evaluated against the right outputs. Throws
+// InputError naming `source` and the class when a data class is not one of the model's. No-op
+// when either list is empty.
+void map_to_model_classes(Splits& s, const std::vector<std::string>& model_classes,
+                          const std::string& source);
 
 // Iterates shuffled (or ordered) batches over a data set. The permutation for epoch e is
 // seeded with seed + e, so runs are reproducible.

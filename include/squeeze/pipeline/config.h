@@ -78,6 +78,14 @@ struct OutputSpec {
   std::optional<deploy::FpgaOptions> fpga;
   int64_t latency_threads = 1;        // intra-op threads while measuring latency (0: all cores);
                                       // 1 by default: the most repeatable on a shared machine
+  // output.metrics: extra figures in the report; "hep": per-class ROC AUC and background
+  // rejection at 50% / 10% signal efficiency (train/hep_metrics.h). Empty by default.
+  std::vector<std::string> metrics;
+  bool hep() const {
+    for (const auto& m : metrics)
+      if (m == "hep") return true;
+    return false;
+  }
 };
 
 struct WorkflowConfig {

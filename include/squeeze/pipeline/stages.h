@@ -158,7 +158,10 @@ class Workspace {
 };
 
 // Test-split statistics of a graph (accuracy, loss, per class) when there is test data.
-report::ModelStats evaluated_stats(ir::Graph& g, const data::Splits* data, int64_t batch_size);
+// With `hep` (output.metrics: [hep]) the stats also hold the per-class ROC AUC and background
+// rejection (report::ModelStats::hep).
+report::ModelStats evaluated_stats(ir::Graph& g, const data::Splits* data, int64_t batch_size,
+                                   bool hep = false);
 
 // Writes the checkpoint and the requested exports of g as models/<name>.*; returns the artifact
 // paths relative to dir.

@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "squeeze/train/hep_metrics.h"
+
 namespace squeeze {
 class Params;
 }
@@ -51,6 +53,9 @@ struct ModelStats {
   int64_t num_classes = 0;           // the model's output width; 0: unknown. Classes below it
                                      // that are not in per_class were absent from the test set
   std::vector<LayerStats> layers;    // in graph order
+  // output.metrics: [hep]: AUC and background rejection per class on the test split (one
+  // against the rest); empty when not asked for (report.json then has no "hep").
+  std::vector<train::HepClass> hep;
 };
 
 // One latency figure in full (report.json "latency" of the baseline and of each result, by batch
@@ -257,6 +262,9 @@ struct Report {
   std::map<std::string, std::string> environment;  // threads, blas, libtorch, host, ...
   std::string model_name;
   std::string data_description;
+  // The data's class names in label order (CSV/ARFF string labels sorted, jets g q t w z);
+  // report.json "class_names" when known.
+  std::vector<std::string> class_names;
   ModelStats baseline;
   std::map<std::string, LatencyDetail> baseline_latency;  // by batch key, when measured
   std::optional<LatencyMeasurement> latency_measurement;

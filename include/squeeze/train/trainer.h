@@ -115,7 +115,10 @@ TrainResult fit(ir::Graph& graph, const data::Splits& splits, const TrainOptions
 // valid: 0 <= label < K; the data may hold any subset of those classes. Throws InputError when
 // the model does not output [batch, K] scores, or when a label is outside [0, K) (see
 // check_labels).
-Metrics evaluate(ir::Graph& graph, const data::Dataset& data, int64_t batch_size);
+// With `probabilities`, it also receives the softmax of the model's scores, N x K row by row
+// (probabilities[i * K + c]), for the ROC figures (train/hep_metrics.h).
+Metrics evaluate(ir::Graph& graph, const data::Dataset& data, int64_t batch_size,
+                 std::vector<float>* probabilities = nullptr);
 
 // Throws InputError when a label of `data` is outside [0, num_outputs), naming the first such
 // label, its row in `data` (0-based), `what` ("test split") and the valid range.

@@ -233,7 +233,7 @@ std::vector<at::Tensor> consumer_reconstruction_error(const ir::Graph& graph, co
   const auto& train = ctx.data->train;
   int64_t bs = std::max<int64_t>(1, o.batch_size), seen = 0;
   for (int64_t b = 0; b < o.batches && b * bs < train.size(); ++b) {
-    at::Tensor x = train.x.narrow(0, b * bs, std::min(bs, train.size() - b * bs));
+    at::Tensor x = train.inputs(b * bs, std::min(bs, train.size() - b * bs));
     auto outs = ex.run({x}, exec::Mode::kEval);
     for (size_t ri = 0; ri < readers.size(); ++ri) {
       const ParamAxis& p = *readers[ri].axis;

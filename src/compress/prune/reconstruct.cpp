@@ -293,7 +293,7 @@ ReconstructSummary reconstruct(const ir::Graph& original, ir::Graph& pruned,
   int64_t bs = std::max<int64_t>(1, o.batch_size);
   std::vector<at::Tensor> batches;
   for (int64_t b = 0; b < o.batches && b * bs < train.size(); ++b)
-    batches.push_back(train.x.narrow(0, b * bs, std::min(bs, train.size() - b * bs)));
+    batches.push_back(train.inputs(b * bs, std::min(bs, train.size() - b * bs)));
 
   // Targets: the unpruned layers' outputs (kept output channels) at sampled positions.
   std::vector<std::string> inputs;
