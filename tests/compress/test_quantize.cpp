@@ -278,6 +278,35 @@ TEST(QuantizePass, PtqInt8SmallCnn) {
   EXPECT_FALSE(g.find_node("conv1")->param("weight").qspec);
 }
 
+TEST(QuantizePass, OutputBitsKeepTheLogitsOnAFinerGrid) {
+  at::manual_seed(0);
+  ir::Graph g = models::build("small_cnn", {}, 0);
+  data::Splits d = tiny_data();
+  const std::string logits = g.outputs.at(0);
+  auto bits_of = [&](const ir::Graph& q, const std::string& value) {
+    const ir::Node* p = q.producer(value);
+    return p && p->out_qspec ? p->out_qspec->bits : -1;
+  };
+  QuantizeOptions o;
+  o.weight_bits = 4;
+  o.act_bits = 4;
+  // Not set: the model's output is on the activation grid like every other point.
+  auto plain = quantize(g, o, &d);
+  EXPECT_EQ(bits_of(plain.graph, logits), 4);
+  EXPECT_EQ(plain.summary.find("model's output"), std::string::npos) << plain.summary;
+  o.output_bits = 8;
+  auto wide = quantize(g, o, &d);
+  EXPECT_EQ(bits_of(wide.graph, logits), 8);
+  EXPECT_EQ(bits_of(wide.graph, wide.graph.find_node("fc1")->outputs[0]), 4);  // only the output
+  EXPECT_EQ(bits_of(wide.graph, "input_quant"), 4);
+  EXPECT_NE(wide.summary.find("the model's output at 8 bits"), std::string::npos) << wide.summary;
+  // 256 levels of logits follow the float model more closely than 16.
+  at::Tensor x = d.test.x.narrow(0, 0, 32);
+  at::Tensor yf = exec::Executor(g).forward(x);
+  auto err = [&](const ir::Graph& q) { return (exec::Executor(q).forward(x) - yf).norm().item<double>(); };
+  EXPECT_LT(err(wide.graph), err(plain.graph));
+}
+
 TEST(QuantizePass, NothingToQuantizeLeavesTheGraph) {
   ir::Graph g = models::build("small_cnn", {}, 0);
   QuantizeOptions o;
@@ -348,6 +377,10 @@ TEST(QuantizePass, OptionsFromParamsValidate) {
   EXPECT_NE(error({{"weight_bits", "9"}}).find("weight_bits"), std::string::npos);
   EXPECT_NE(error({{"weight_bits", "1"}}).find("weight_bits"), std::string::npos);
   EXPECT_NE(error({{"act_bits", "1"}}).find("act_bits"), std::string::npos);
+  EXPECT_NE(error({{"output_bits", "1"}}).find("output_bits"), std::string::npos);
+  EXPECT_NE(error({{"output_bits", "8"}, {"act_bits", "0"}}).find("act_bits: 0"), std::string::npos);
+  EXPECT_NE(error({{"mode", "dynamic"}, {"output_bits", "8"}}).find("output_bits"), std::string::npos);
+  EXPECT_NO_THROW(make({{"mode", "qat"}, {"act_bits", "4"}, {"output_bits", "8"}}));
   EXPECT_NE(error({{"lsq", "true"}}).find("lsq"), std::string::npos);
   EXPECT_NE(error({{"mode", "dynamic"}, {"weight_bits", "4"}}).find("weight_bits"), std::string::npos);
   EXPECT_NE(error({{"mode", "dynamic"}, {"act_bits", "4"}}).find("act_bits"), std::string::npos);

@@ -38,6 +38,10 @@ void QuantizeOptions::validate() const {
   if (mode == "dynamic" && weight_bits != 8)
     throw ConfigError(msg("weight_bits: dynamic quantization is int8 (got ", weight_bits,
                           "); use mode: ptq or qat for other widths"));
+  if (output_bits != 0 && (act_bits == 0 || mode == "dynamic"))
+    throw ConfigError(msg("output_bits: ", output_bits, " sets the bits of the model's quantized output, but ",
+                          mode == "dynamic" ? "mode: dynamic" : "act_bits: 0",
+                          " quantizes no activations (remove output_bits, or use mode ptq/qat with act_bits 2..8)"));
   if (mode == "dynamic" && act_bits != 8)
     throw ConfigError(msg("act_bits: dynamic quantization quantizes activations to 8 bits on the fly (got ", act_bits,
                           "); use mode: ptq for weights-only quantization"));
@@ -76,6 +80,9 @@ QuantizeOptions QuantizeOptions::from_params(Params& p) {
   o.weight_bits = static_cast<int>(p.get_int("weight_bits", o.weight_bits, 2, 8));
   o.act_bits = static_cast<int>(p.get_int("act_bits", o.act_bits, 0, 8));
   if (o.act_bits == 1) throw ConfigError(msg(p.key_path("act_bits"), ": 1 is out of range (expected 2..8, or 0)"));
+  o.output_bits = static_cast<int>(p.get_int("output_bits", o.output_bits, 0, 8));
+  if (o.output_bits == 1)
+    throw ConfigError(msg(p.key_path("output_bits"), ": 1 is out of range (expected 2..8, or 0 for act_bits)"));
   o.per_channel = p.get_bool("per_channel", o.per_channel);
   o.symmetric = p.get_bool("symmetric", o.symmetric);
   o.act_symmetric = p.get_bool("act_symmetric", o.act_symmetric);
@@ -199,6 +206,13 @@ ir::QuantSpec Quantize::weight_spec(int bits, const ir::Node& node) const {
   return s;
 }
 
+ir::QuantSpec Quantize::act_spec_for(const std::string& value) const {
+  ir::QuantSpec s = act_spec();
+  if (options_.output_bits > 0 && std::find(model_outputs_.begin(), model_outputs_.end(), value) != model_outputs_.end())
+    s.bits = options_.output_bits;
+  return s;
+}
+
 ir::QuantSpec Quantize::act_spec() const {
   ir::QuantSpec s;
   s.bits = options_.act_bits;
@@ -299,8 +313,8 @@ void Quantize::calibrate(ir::Graph& g, const std::vector<std::string>& values, c
     auto outs = probe(pg, x);
     for (size_t i = 0; i < values.size(); ++i) obs[i].observe(outs[i]);
   }
-  ir::QuantSpec base = act_spec();
   for (size_t i = 0; i < values.size(); ++i) {
+    const ir::QuantSpec base = act_spec_for(values[i]);
     auto r = obs[i].range(base);
     if (moving && ranges_.count(values[i])) {
       auto& m = ranges_[values[i]];
@@ -381,6 +395,7 @@ PassResult Quantize::run(const ir::Graph& graph, PassContext& ctx) {
                           " needs calibration data: add a data: block, or set act_bits: 0 for weights only"));
   if (options_.bias_correction) correct_biases(g, float_graph, layers, *calib, ctx.batch_size);
   if (acts) {
+    model_outputs_ = g.outputs;  // before fine-tuning adds distillation features to them
     act_values_ = activation_points(g, layers);
     calibrate(g, act_values_, *calib, ctx.batch_size, options_.calibration_batches, false);
   }
@@ -412,7 +427,10 @@ PassResult Quantize::run(const ir::Graph& graph, PassContext& ctx) {
   else if (acts)
     o << "; activations " << (options_.act_signed ? "int" : "uint") << options_.act_bits << " ("
       << options_.observer << ", " << options_.calibration_batches << " calibration batches) at "
-      << act_values_.size() << " points";
+      << act_values_.size() << " points"
+      << (options_.output_bits > 0 && options_.output_bits != options_.act_bits
+              ? msg(" (the model's output at ", options_.output_bits, " bits)")
+              : std::string());
   else
     o << "; activations float";
   if (folded) o << "; folded " << folded << " BatchNorm";

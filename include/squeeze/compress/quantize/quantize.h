@@ -31,6 +31,10 @@ struct QuantizeOptions {
   std::string mode = "ptq";           // ptq | dynamic | qat
   int weight_bits = 8;                // 2..8
   int act_bits = 8;                   // 2..8, 0 = weights only (dynamic: always 8 on the fly)
+  // Bits of the activation points that are graph outputs (a classifier's logits): 2..8, or 0 =
+  // act_bits. Logits on a 4-bit grid have 16 levels, too coarse for the class scores a softmax,
+  // a calibrated probability or a distillation loss reads; 8 keeps them usable at no cost.
+  int output_bits = 0;
   bool per_channel = true;            // weights, along the output channel (dynamic default false)
   bool symmetric = true;              // weights: zero point 0
   bool act_symmetric = false;         // activations: affine uint by default
@@ -88,6 +92,8 @@ class Quantize : public Pass {
  private:
   ir::QuantSpec weight_spec(int bits, const ir::Node& node) const;
   ir::QuantSpec act_spec() const;
+  // act_spec(), with output_bits for a value that is one of the graph's outputs.
+  ir::QuantSpec act_spec_for(const std::string& value) const;
   void quantize_weight(ir::Node& node, int bits) const;
   // reduce_range resolved on this machine for weights of `bits` bits.
   bool reduce_weight_range(int bits) const;
@@ -106,6 +112,7 @@ class Quantize : public Pass {
   int64_t batch_size_ = 128;
   int64_t steps_per_epoch_ = 1;
   std::vector<std::string> act_values_;
+  std::vector<std::string> model_outputs_;  // the graph outputs when the pass ran (output_bits)
   std::map<std::string, std::pair<double, double>> ranges_;  // moving ranges of act_values_
 };
 
