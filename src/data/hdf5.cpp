@@ -144,24 +144,35 @@ at::Tensor read_all(const H5::DataSet& ds, const std::string& path, const std::s
   return t;
 }
 
-// Reads both data sets (in the child process of read_hdf5).
-void read_datasets(const std::string& path, const std::string& features, const std::string& labels,
-                   at::Tensor& x, at::Tensor& raw) {
+// A data set to read: its name, its role in messages ("features", "labels"), and whether it is
+// read as float32 (features) or float64 (labels, turned into class indices by the parent).
+struct Wanted {
+  std::string name;
+  const char* role;
+  bool as_double;
+};
+
+// Reads the data sets (in the child process of read_in_child).
+std::vector<at::Tensor> read_datasets(const std::string& path, const std::vector<Wanted>& wanted) {
   H5::Exception::dontPrint();
+  std::vector<at::Tensor> out;
   try {
     if (!H5::H5File::isHdf5(path)) {
       throw InputError(msg("not an HDF5 file: ", path, " (no HDF5 signature)"));
     }
     H5::H5File file(path, H5F_ACC_RDONLY);
-    const H5::DataSet fds = open_dataset(file, path, features, "features");
-    const H5::DataSet lds = open_dataset(file, path, labels, "labels");
+    std::vector<H5::DataSet> sets;
+    for (const Wanted& w : wanted) sets.push_back(open_dataset(file, path, w.name, w.role));
     const hsize_t size = file.getFileSize();
-    x = read_all(fds, path, features, H5::PredType::NATIVE_FLOAT, at::kFloat, size);
-    raw = read_all(lds, path, labels, H5::PredType::NATIVE_DOUBLE, at::kDouble, size);
+    for (size_t i = 0; i < wanted.size(); ++i)
+      out.push_back(wanted[i].as_double
+                        ? read_all(sets[i], path, wanted[i].name, H5::PredType::NATIVE_DOUBLE, at::kDouble, size)
+                        : read_all(sets[i], path, wanted[i].name, H5::PredType::NATIVE_FLOAT, at::kFloat, size));
   } catch (const H5::Exception& e) {
     throw InputError(
         msg("cannot read HDF5 file ", path, ": ", e.getFuncName(), ": ", e.getDetailMsg()));
   }
+  return out;
 }
 
 // The child's answer on the pipe (native byte order: same machine, same build): a status byte
@@ -195,16 +206,15 @@ bool read_exact(int fd, void* data, size_t n) {
   return true;
 }
 
-[[noreturn]] void child_main(int fd, const std::string& path, const std::string& features,
-                             const std::string& labels) {
+[[noreturn]] void child_main(int fd, const std::string& path, const std::vector<Wanted>& wanted) {
   for (int sig : {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT}) {
     ::signal(sig, [](int) { ::_exit(kLibraryCrashed); });
   }
   uint8_t status = kOk;
   std::string message;
-  at::Tensor x, raw;
+  std::vector<at::Tensor> tensors;
   try {
-    read_datasets(path, features, labels, x, raw);
+    tensors = read_datasets(path, wanted);
   } catch (const ConfigError& e) {
     status = kConfigError;
     message = e.what();
@@ -220,24 +230,21 @@ bool read_exact(int fd, void* data, size_t n) {
     const uint64_t len = message.size();
     ok = ok && write_all(fd, &len, sizeof len) && write_all(fd, message.data(), message.size());
   } else {
-    for (const at::Tensor* t : {&x, &raw}) {
-      const uint64_t rank = static_cast<uint64_t>(t->dim());
+    for (const at::Tensor& t : tensors) {
+      const uint64_t rank = static_cast<uint64_t>(t.dim());
       ok = ok && write_all(fd, &rank, sizeof rank) &&
-           write_all(fd, t->sizes().data(), rank * sizeof(int64_t)) &&
-           write_all(fd, t->data_ptr(), t->numel() * t->element_size());
+           write_all(fd, t.sizes().data(), rank * sizeof(int64_t)) &&
+           write_all(fd, t.data_ptr(), t.numel() * t.element_size());
     }
   }
   ::_exit(ok ? 0 : 1);  // no atexit handlers, no destructors of the parent's state
 }
 
-}  // namespace
-
 // libhdf5 parses the file in a child process: Debian's libhdf5 (1.10) crashes on some damaged
 // files (found by fuzzing, e.g. a corrupt local heap makes H5F__accum_read copy out of bounds),
 // and a crash there must become an error naming the file, not take squeeze down. The child
 // sends the arrays back through a pipe; to_class_indices and every check run here.
-void read_hdf5(const std::string& path, const std::string& features, const std::string& labels,
-               at::Tensor& x, at::Tensor& y) {
+std::vector<at::Tensor> read_in_child(const std::string& path, const std::vector<Wanted>& wanted) {
   if (::access(path.c_str(), R_OK) != 0) {
     throw InputError(msg("cannot open HDF5 file ", path, ": ", std::strerror(errno)));
   }
@@ -254,12 +261,12 @@ void read_hdf5(const std::string& path, const std::string& features, const std::
   }
   if (pid == 0) {
     ::close(fds[0]);
-    child_main(fds[1], path, features, labels);
+    child_main(fds[1], path, wanted);
   }
   ::close(fds[1]);
   uint8_t status = 0xff;
   std::string message;
-  at::Tensor raw;
+  std::vector<at::Tensor> tensors(wanted.size());
   bool complete = read_exact(fds[0], &status, 1);
   if (complete && status != kOk) {
     uint64_t len = 0;
@@ -269,14 +276,14 @@ void read_hdf5(const std::string& path, const std::string& features, const std::
       complete = read_exact(fds[0], message.data(), len);
     }
   } else if (complete) {
-    for (at::Tensor* t : {&x, &raw}) {
+    for (size_t i = 0; i < wanted.size(); ++i) {
       uint64_t rank = 0;
       complete = complete && read_exact(fds[0], &rank, sizeof rank) && rank <= 64;
       std::vector<int64_t> shape(complete ? rank : 0);
       complete = complete && read_exact(fds[0], shape.data(), rank * sizeof(int64_t));
       if (!complete) break;
-      *t = at::empty(shape, at::TensorOptions().dtype(t == &x ? at::kFloat : at::kDouble));
-      complete = read_exact(fds[0], t->data_ptr(), t->numel() * t->element_size());
+      tensors[i] = at::empty(shape, at::TensorOptions().dtype(wanted[i].as_double ? at::kDouble : at::kFloat));
+      complete = read_exact(fds[0], tensors[i].data_ptr(), tensors[i].numel() * tensors[i].element_size());
     }
   }
   ::close(fds[0]);
@@ -297,7 +304,18 @@ void read_hdf5(const std::string& path, const std::string& features, const std::
   if (status == kConfigError) throw ConfigError(message);
   if (status == kInputError) throw InputError(message);
   if (status != kOk) throw Error(message);
-  y = to_class_indices(raw, msg("HDF5 file ", path, ", data set '", labels, "'"));
+  return tensors;
+}
+
+}  // namespace
+
+// libhdf5 parses the file in a child process (read_in_child); to_class_indices and every check
+// run here.
+void read_hdf5(const std::string& path, const std::string& features, const std::string& labels,
+               at::Tensor& x, at::Tensor& y) {
+  std::vector<at::Tensor> t = read_in_child(path, {{features, "features", false}, {labels, "labels", true}});
+  x = t[0];
+  y = to_class_indices(t[1], msg("HDF5 file ", path, ", data set '", labels, "'"));
   if (x.size(0) != y.size(0)) {
     throw InputError(msg("HDF5 file ", path, ": features '", features, "' have ", x.size(0),
                          " rows but labels '", labels, "' have ", y.size(0)));
@@ -306,37 +324,25 @@ void read_hdf5(const std::string& path, const std::string& features, const std::
 
 void read_hdf5_columns(const std::string& path, const std::vector<std::string>& features,
                        const std::string& labels, at::Tensor& x, at::Tensor& y) {
-  H5::Exception::dontPrint();
   if (features.empty())
     throw ConfigError(msg("hdf5 data source ", path, ": the features list is empty; give the ",
                           "data set of each feature, or one N x F data set name"));
-  if (::access(path.c_str(), R_OK) != 0) {
-    throw InputError(msg("cannot open HDF5 file ", path, ": ", std::strerror(errno)));
-  }
+  std::vector<Wanted> wanted{{labels, "labels", true}};
+  for (const auto& name : features) wanted.push_back({name, "features", false});
+  std::vector<at::Tensor> t = read_in_child(path, wanted);
+  y = to_class_indices(t[0], msg("HDF5 file ", path, ", data set '", labels, "'"));
   std::vector<at::Tensor> columns;
-  try {
-    if (!H5::H5File::isHdf5(path)) {
-      throw InputError(msg("not an HDF5 file: ", path, " (no HDF5 signature)"));
-    }
-    H5::H5File file(path, H5F_ACC_RDONLY);
-    const H5::DataSet lds = open_dataset(file, path, labels, "labels");
-    const at::Tensor raw = read_all(lds, path, labels, H5::PredType::NATIVE_DOUBLE, at::kDouble);
-    y = to_class_indices(raw, msg("HDF5 file ", path, ", data set '", labels, "'"));
-    for (const auto& name : features) {
-      const H5::DataSet ds = open_dataset(file, path, name, "features");
-      at::Tensor c = read_all(ds, path, name, H5::PredType::NATIVE_FLOAT, at::kFloat);
-      if (c.dim() == 2 && c.size(1) == 1) c = c.squeeze(1);
-      if (c.dim() != 1)
-        throw InputError(msg("HDF5 file ", path, ", data set '", name, "': a feature column must ",
-                             "hold one value per sample (N or N x 1), got shape ", c.sizes()));
-      if (c.size(0) != y.size(0))
-        throw InputError(msg("HDF5 file ", path, ": feature '", name, "' has ", c.size(0),
-                             " rows but labels '", labels, "' have ", y.size(0)));
-      columns.push_back(c);
-    }
-  } catch (const H5::Exception& e) {
-    throw InputError(
-        msg("cannot read HDF5 file ", path, ": ", e.getFuncName(), ": ", e.getDetailMsg()));
+  for (size_t i = 0; i < features.size(); ++i) {
+    const std::string& name = features[i];
+    at::Tensor c = t[i + 1];
+    if (c.dim() == 2 && c.size(1) == 1) c = c.squeeze(1);
+    if (c.dim() != 1)
+      throw InputError(msg("HDF5 file ", path, ", data set '", name, "': a feature column must ",
+                           "hold one value per sample (N or N x 1), got shape ", c.sizes()));
+    if (c.size(0) != y.size(0))
+      throw InputError(msg("HDF5 file ", path, ": feature '", name, "' has ", c.size(0),
+                           " rows but labels '", labels, "' have ", y.size(0)));
+    columns.push_back(c);
   }
   x = at::stack(columns, 1);
 }
