@@ -152,7 +152,7 @@ TEST_F(TrainerTest, EvaluatesAModelWithMoreOutputsThanTheDataHasClasses) {
   }
   EXPECT_EQ(m.confusion[0][2], (d.y.eq(1) & pred.ne(1) & pred.ne(3)).sum().item<int64_t>());
   const at::Tensor ref_loss =
-      at::cross_entropy_loss(exec::Executor(g).forward(d.x, exec::Mode::kEval), d.y);
+      at::cross_entropy_loss(exec::Executor(g).forward(d.inputs(0, d.size()), exec::Mode::kEval), d.y);
   EXPECT_NEAR(m.loss, ref_loss.item<double>(), 1e-5);
 }
 
