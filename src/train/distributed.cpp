@@ -20,6 +20,7 @@
 #include <fstream>
 #include <memory>
 #include <sstream>
+#include <thread>
 
 #ifdef SQUEEZE_HAVE_GLOO
 #ifndef USE_C10D_GLOO
@@ -86,14 +87,23 @@ std::string lost_description() {
   const State& s = state();
   const std::string me = host_name();
   std::vector<std::string> gone;
-  bool remote = false;
-  for (int q = 0; q < static_cast<int>(s.peers.size()); ++q) {
-    if (q == s.rank) continue;
-    if (s.peers[q].host != me) {
-      remote = true;
-      continue;
+  bool remote = false, local = false;
+  // A killed peer's sockets close while its process is still exiting (before it is a zombie), so
+  // the connection error can arrive first: look again for up to a second.
+  for (int attempt = 0; attempt < 20 && gone.empty(); ++attempt) {
+    if (attempt > 0) {
+      if (!local) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
-    if (process_gone(s.peers[q].pid)) gone.push_back(msg("rank ", q, " (pid ", s.peers[q].pid, ")"));
+    for (int q = 0; q < static_cast<int>(s.peers.size()); ++q) {
+      if (q == s.rank) continue;
+      if (s.peers[q].host != me) {
+        remote = true;
+        continue;
+      }
+      local = true;
+      if (process_gone(s.peers[q].pid)) gone.push_back(msg("rank ", q, " (pid ", s.peers[q].pid, ")"));
+    }
   }
   if (!gone.empty()) {
     std::string out;
