@@ -312,10 +312,9 @@ std::map<int64_t, std::vector<int64_t>> StructuredPrune::select(const ir::Graph&
   return removed;
 }
 
-ir::Graph StructuredPrune::prune_channels(const ir::Graph& graph, double fraction, const PassContext& ctx,
-                                          std::vector<std::string>* notes) const {
-  DependencyGraph deps(graph, options_.dependency_options());
-  if (deps.groups().empty() || fraction <= 0.0) return graph.clone();
+std::vector<at::Tensor> StructuredPrune::channel_scores(const ir::Graph& graph, const DependencyGraph& deps,
+                                                        const PassContext& ctx,
+                                                        std::vector<std::string>* notes) const {
   ImportanceOptions io;
   io.criterion = options_.effective_criterion();
   io.score_from = options_.effective_score_from();
@@ -328,6 +327,14 @@ ir::Graph StructuredPrune::prune_channels(const ir::Graph& graph, double fractio
   if (notes && fallback > 0)
     notes->push_back(msg(fallback, " of ", deps.groups().size(),
                          " groups, read by no weight the criterion scores, ranked by their producers"));
+  return scores;
+}
+
+ir::Graph StructuredPrune::prune_channels(const ir::Graph& graph, double fraction, const PassContext& ctx,
+                                          std::vector<std::string>* notes) const {
+  DependencyGraph deps(graph, options_.dependency_options());
+  if (deps.groups().empty() || fraction <= 0.0) return graph.clone();
+  std::vector<at::Tensor> scores = channel_scores(graph, deps, ctx, notes);
   double max_ratio = options_.max_ratio_per_layer;
   std::map<int64_t, std::vector<int64_t>> removed;
   if (options_.target == "channels") {
@@ -436,18 +443,7 @@ ir::Graph StructuredPrune::prune_for_latency(const ir::Graph& graph, const PassC
               " s (", table.key.describe(), ")", path.empty() ? "" : ", cached in " + path,
               why.empty() ? "" : "; the cached file was not reused: " + why);
 
-  ImportanceOptions io;
-  io.criterion = options_.effective_criterion();
-  io.score_from = options_.effective_score_from();
-  io.positions = options_.reconstruction.positions;
-  io.batches = options_.batches;
-  io.batch_size = std::min<int64_t>(ctx.batch_size, 128);
-  io.seed = options_.seed + ctx.seed;
-  int64_t fallback = 0;
-  std::vector<at::Tensor> scores = channel_importance(graph, deps, io, ctx, &fallback);
-  if (notes && fallback > 0)
-    notes->push_back(msg(fallback, " of ", deps.groups().size(),
-                         " groups, read by no weight the criterion scores, ranked by their producers"));
+  std::vector<at::Tensor> scores = channel_scores(graph, deps, ctx, notes);
   std::vector<bool> eligible;
   std::vector<int64_t> min_counts;
   for (const auto& grp : deps.groups()) {

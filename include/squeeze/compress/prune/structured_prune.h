@@ -115,6 +115,10 @@ class StructuredPrune : public Pass {
                                                  double max_ratio) const;
 
  private:
+  // Each group's channel importance by the configured criterion (notes: groups ranked by their
+  // producers because no scored weight reads them).
+  std::vector<at::Tensor> channel_scores(const ir::Graph& graph, const DependencyGraph& deps,
+                                         const PassContext& ctx, std::vector<std::string>* notes) const;
   StructuredPruneOptions options_;
 };
 
