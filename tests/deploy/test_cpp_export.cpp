@@ -13,6 +13,7 @@
 #include <sys/wait.h>
 
 #include "cli.h"
+#include "testing/cli.h"
 #include "squeeze/compress/prune/magnitude_prune.h"
 #include "squeeze/compress/quantize/fixed_point.h"
 #include "squeeze/deploy/cpp_export.h"
@@ -30,12 +31,12 @@ using testing::TempDir;
 
 bool have_gxx() { return std::system("g++ --version > /dev/null 2>&1") == 0; }
 
-struct Run {
+struct ShellRun {
   int code;
   std::string out;
 };
 
-Run sh(const std::string& cmd) {
+ShellRun sh(const std::string& cmd) {
   FILE* p = popen((cmd + " 2>&1").c_str(), "r");
   std::string out;
   char buf[4096];
@@ -46,8 +47,8 @@ Run sh(const std::string& cmd) {
 }
 
 // Compiles DIR with the flags the issue names and runs its check program.
-Run build_and_check(const std::string& dir) {
-  Run b = sh("cd '" + dir + "' && g++ -O2 -Wall -Wextra -Werror -std=c++17 -o check check.cpp model.cpp");
+ShellRun build_and_check(const std::string& dir) {
+  ShellRun b = sh("cd '" + dir + "' && g++ -O2 -Wall -Wextra -Werror -std=c++17 -o check check.cpp model.cpp");
   if (b.code != 0) return {100 + b.code, "compile failed:\n" + b.out};
   return sh("cd '" + dir + "' && ./check golden.bin");
 }
@@ -94,7 +95,7 @@ class CppExport : public ::testing::Test {
     o.unroll = unroll;
     const std::string out = dir.file("gen");
     deploy::export_cpp(g, o, out);
-    Run r = build_and_check(out);
+    ShellRun r = build_and_check(out);
     EXPECT_EQ(r.code, 0) << r.out;
     EXPECT_NE(r.out.find(std::to_string(n) + " of " + std::to_string(n) + " samples match"), std::string::npos)
         << r.out;
@@ -119,18 +120,26 @@ TEST_F(CppExport, FixedPoint6BitsPrunedMatchesBitForBitOn10000Inputs) {
   expect_matches(fixed(g, o), 10000);
 }
 
-TEST_F(CppExport, FixedPointSaturatingAccumulatorAndEveryRoundingMode) {
-  // An accumulator that saturates: the ordered sum path; results in the other modes.
+TEST_F(CppExport, FixedPointEveryRoundingAndOverflowMode) {
+  // Every quantization mode and overflow mode (saturation bits too) on values, inputs and
+  // accumulators: saturating and N > 0 accumulators take the ordered sum, a wrapping accumulator
+  // with fewer fractional bits than the products the converted wrapping sum.
+  struct Case {
+    const char *value, *input, *accum;
+  };
+  const Case cases[] = {
+      {"ap_fixed<10,4,AP_TRN_ZERO,AP_SAT>", "ap_fixed<12,5,AP_RND,AP_SAT_SYM>", "ap_fixed<14,6,AP_TRN,AP_SAT>"},
+      {"ap_fixed<10,4,AP_RND_ZERO,AP_SAT_ZERO>", "ap_fixed<12,5,AP_RND_MIN_INF>", "ap_fixed<12,5,AP_RND,AP_WRAP,2>"},
+      {"ap_fixed<10,4,AP_RND_INF,AP_WRAP,1>", "ap_ufixed<12,5,AP_RND_CONV,AP_SAT>", "ap_fixed<16,6,AP_RND_CONV>"},
+  };
   ir::Graph g = pruned_jet_tagger();
-  const char* modes[] = {"AP_TRN", "AP_TRN_ZERO", "AP_RND", "AP_RND_ZERO", "AP_RND_MIN_INF", "AP_RND_INF",
-                         "AP_RND_CONV"};
-  const char* ovf[] = {"AP_WRAP", "AP_SAT", "AP_SAT_ZERO", "AP_SAT_SYM"};
-  for (int k = 0; k < 7; ++k) {
+  for (const Case& c : cases) {
     compress::FixedPointOptions o;
-    o.default_type = "ap_fixed<10,4," + std::string(modes[k]) + "," + ovf[k % 4] + ">";
-    o.kinds.accum = k % 2 ? "ap_fixed<14,6,AP_TRN,AP_SAT>" : "ap_fixed<12,5,AP_RND,AP_WRAP,2>";
-    SCOPED_TRACE(o.default_type + " accum " + o.kinds.accum);
-    expect_matches(fixed(g, o), 2000);
+    o.default_type = c.value;
+    o.input = c.input;
+    o.kinds.accum = c.accum;
+    SCOPED_TRACE(std::string(c.value) + " input " + c.input + " accum " + c.accum);
+    expect_matches(fixed(g, o), 1000);
   }
 }
 
@@ -189,7 +198,7 @@ TEST_F(CppExport, CorruptedGoldenFails) {
     f.seekp(-4, std::ios::end);
     f.write(reinterpret_cast<const char*>(&v), 4);
   }
-  Run r = build_and_check(dir.file("gen"));
+  ShellRun r = build_and_check(dir.file("gen"));
   EXPECT_EQ(r.code, 1) << r.out;
   EXPECT_NE(r.out.find("mismatch: sample 15 output 4"), std::string::npos) << r.out;
 }

@@ -205,6 +205,13 @@ std::string identifier(const std::string& s) {
 // ir/fixed_point.h's scalar reference over a constexpr struct (QMode / OMode by their enum order).
 const char* kFixedPrelude = R"(// ap_fixed arithmetic: squeeze's ir/fixed_point.h scalar reference, line by line (from_double with
 // std::ldexp and std::floor replaced by the exact equivalents pow2 and floor62).
+// Inlined at every call, so that each constant type folds its mode switches away.
+#if defined(__GNUC__)
+#define SQZ_INLINE inline __attribute__((always_inline))
+#else
+#define SQZ_INLINE inline
+#endif
+
 struct Fx {
   int width, int_bits;
   bool is_signed;
@@ -217,7 +224,7 @@ struct Fx {
   }
 };
 
-static inline bool round_up(int q, int64_t t, bool qb, bool r, bool negative) {
+static SQZ_INLINE bool round_up(int q, int64_t t, bool qb, bool r, bool negative) {
   switch (q) {
     case 0: return false;
     case 1: return negative && (qb || r);
@@ -230,7 +237,7 @@ static inline bool round_up(int q, int64_t t, bool qb, bool r, bool negative) {
   return false;
 }
 
-static inline int64_t overflow_result(uint64_t low, bool over, bool under, const Fx& t) {
+static SQZ_INLINE int64_t overflow_result(uint64_t low, bool over, bool under, const Fx& t) {
   const int64_t lo = t.is_signed ? -(int64_t(1) << (t.width - 1)) : 0, hi = t.max_mantissa();
   switch (t.overflow) {
     case 1: return over ? hi : lo;
@@ -256,7 +263,7 @@ static inline int64_t overflow_result(uint64_t low, bool over, bool under, const
   return static_cast<int64_t>(u);
 }
 
-static inline int64_t apply_overflow(int64_t R, const Fx& t) {
+static SQZ_INLINE int64_t apply_overflow(int64_t R, const Fx& t) {
   const int64_t lo = t.is_signed ? -(int64_t(1) << (t.width - 1)) : 0, hi = t.max_mantissa();
   const bool over = R > hi;
   const bool under = R < lo || (t.overflow == 3 && t.is_signed && R == lo);
@@ -264,7 +271,7 @@ static inline int64_t apply_overflow(int64_t R, const Fx& t) {
   return overflow_result(static_cast<uint64_t>(R), over, under, t);
 }
 
-static inline int64_t convert(int64_t m, int from_frac, const Fx& t) {
+static SQZ_INLINE int64_t convert(int64_t m, int from_frac, const Fx& t) {
   const int shift = from_frac - t.frac_bits();
   if (shift >= 64) {
     const bool negative = m < 0;
@@ -298,12 +305,12 @@ static constexpr double pow2(int k) {
 }
 
 // std::floor(s) for |s| < 2^62 (exact: the conversions to and from int64 are exact there).
-static inline double floor62(double s) {
+static SQZ_INLINE double floor62(double s) {
   const double t = static_cast<double>(static_cast<int64_t>(s));
   return t > s ? t - 1.0 : t;
 }
 
-static inline int64_t from_double(double v, const Fx& t) {
+static SQZ_INLINE int64_t from_double(double v, const Fx& t) {
   if (std::isnan(v)) return 0;
   const double s = v * pow2(t.frac_bits());
   if (!(std::fabs(s) < 4611686018427387904.0)) {
@@ -625,27 +632,30 @@ class Generator {
            << (plain ? " (products exact in the accumulator)" : modular ? " (wrapping sum)" : " (ordered sum)") << "\n"
            << "inline void " << name << "_run(const int64_t* x, int64_t* y) {\n";
     const std::string acc_t = name + "_acc_t", res_t = name + "_res_t";
-    const std::string finish_conv = "y[$i] = convert(apply_overflow(static_cast<int64_t>(a), " + acc_t + "), " +
-                                    std::to_string(t.accum.frac_bits()) + ", " + res_t + ");";
+    // One instance of each conversion per layer (its modes folded once); the terms call these
+    // small functions, which keeps the compile time of unrolled code linear.
+    consts_ << "inline int64_t " << name << "_p(int64_t p) { return convert(p, " << prod_frac << ", " << acc_t
+           << "); }\n"
+           << "inline int64_t " << name << "_o(int64_t a) { return apply_overflow(a, " << acc_t << "); }\n"
+           << "inline int64_t " << name << "_r(int64_t a) { return convert(a, " << t.accum.frac_bits() << ", " << res_t
+           << "); }\n";
+    const std::string finish_conv = "y[$i] = " + name + "_r(" + name + "_o(static_cast<int64_t>(a)));";
     if (plain) {
       emit_rows(name, rows, "int64_t", un, name + "_b[$i]",
                 [](const std::string& xv, const std::string& wv) { return "a += " + xv + " * " + wv + ";"; },
                 finish_conv, "int64_t");
     } else if (modular) {
-      const std::string pf = std::to_string(prod_frac);
       emit_rows(name, rows, "int64_t", un, "static_cast<uint64_t>(" + name + "_b[$i])",
                 [&](const std::string& xv, const std::string& wv) {
-                  return "a += static_cast<uint64_t>(convert(" + xv + " * " + wv + ", " + pf + ", " + acc_t + "));";
+                  return "a += static_cast<uint64_t>(" + name + "_p(" + xv + " * " + wv + "));";
                 },
                 finish_conv, "uint64_t");
     } else {
-      const std::string pf = std::to_string(prod_frac);
       emit_rows(name, rows, "int64_t", un, name + "_b[$i]",
                 [&](const std::string& xv, const std::string& wv) {
-                  return "a = apply_overflow(a + convert(" + xv + " * " + wv + ", " + pf + ", " + acc_t + "), " +
-                         acc_t + ");";
+                  return "a = " + name + "_o(a + " + name + "_p(" + xv + " * " + wv + "));";
                 },
-                "y[$i] = convert(a, " + std::to_string(t.accum.frac_bits()) + ", " + res_t + ");", "int64_t");
+                "y[$i] = " + name + "_r(a);", "int64_t");
     }
     funcs_ << "}\n\n";
     Val r{Val::kFixed, t.result, 1.0f, 0, out, name + "_y"};
