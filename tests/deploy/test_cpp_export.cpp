@@ -18,6 +18,7 @@
 #include "squeeze/compress/quantize/fixed_point.h"
 #include "squeeze/deploy/cpp_export.h"
 #include "squeeze/exec/int8.h"
+#include "squeeze/ir/builder.h"
 #include "squeeze/models/zoo.h"
 #include "squeeze/util/error.h"
 #include "testing/asserts.h"
@@ -156,6 +157,51 @@ TEST_F(CppExport, FloatWithinToleranceUnrolledAndCompressed) {
   ir::Graph g = pruned_jet_tagger(0.5);
   expect_matches(g, 500, "always");
   expect_matches(g, 500, "never");
+}
+
+// An MLP ending in Softmax: logits bit for bit (fixed point), probabilities within the tolerance.
+ir::Graph mlp_softmax() {
+  ir::GraphBuilder b("mlp_softmax", 3);
+  std::string x = b.input("input", {16});
+  x = b.act("Relu", b.linear(x, 24, true, "fc1"));
+  x = b.dropout(b.flatten(x), 0.1);
+  x = b.linear(x, 5, true, "fc2");
+  return b.finish({b.node("Softmax", {x}, {{"axis", int64_t(-1)}})});
+}
+
+TEST_F(CppExport, FinalSoftmaxFixedAndFloat) {
+  ir::Graph g = mlp_softmax();
+  expect_matches(g, 300);
+  compress::FixedPointOptions o;
+  ir::Graph f = fixed(g, o);
+  expect_matches(f, 300);
+  TempDir dir;
+  deploy::CppExportOptions co;
+  co.golden_count = 2;
+  deploy::export_cpp(f, co, dir.file("gen"));
+  EXPECT_NE(slurp(dir.file("gen/model.cpp")).find("std::exp"), std::string::npos);
+}
+
+TEST(CppExportRefuses, SoftmaxNotLastOrOtherActivation) {
+  ir::GraphBuilder b("bad", 0);
+  std::string x = b.input("input", {8});
+  x = b.node("Softmax", {b.linear(x, 4, true, "fc1")}, {{"axis", int64_t(-1)}});
+  ir::Graph g = b.finish({b.linear(x, 2, true, "fc2")});
+  try {
+    deploy::check_cpp_exportable(g);
+    FAIL() << "no error";
+  } catch (const UnsupportedError& e) {
+    EXPECT_NE(std::string(e.what()).find("follows a Softmax"), std::string::npos) << e.what();
+  }
+  ir::GraphBuilder b2("bad2", 0);
+  std::string y = b2.act("Sigmoid", b2.linear(b2.input("input", {8}), 4, true, "fc1"), "sig");
+  ir::Graph g2 = b2.finish({y});
+  try {
+    deploy::check_cpp_exportable(g2);
+    FAIL() << "no error";
+  } catch (const UnsupportedError& e) {
+    EXPECT_NE(std::string(e.what()).find("'sig' (Sigmoid) is not supported"), std::string::npos) << e.what();
+  }
 }
 
 TEST_F(CppExport, UnrollOptionChoosesTheCodeShape) {

@@ -795,7 +795,7 @@ std::string check_cpp(const std::string& ns, const Plan& p) {
      << "    for (uint64_t i = 0; i < out_size; ++i) {\n"
      << "      float g = want[k * out_size + i];\n"
      << "      bool o = same(yl[i], logits[k * out_size + i], exact, tol) &&\n"
-     << "               same(one[i], g, exact && !softmax, softmax ? ptol : tol) &&\n"
+     << "               same(one[i], g, exact && !softmax, softmax && exact ? ptol : tol) &&\n"
      << "               std::memcmp(&one[i], &y[k * out_size + i], 4) == 0;\n"
      << "      if (!o && shown < 10) {\n"
      << "        ++shown;\n"
