@@ -1,5 +1,6 @@
 #include "squeeze/deploy/export.h"
 
+#include "squeeze/deploy/cpp_export.h"
 #include "squeeze/deploy/torchscript.h"
 #include "squeeze/io/onnx.h"
 #include "squeeze/io/qonnx.h"
@@ -12,7 +13,7 @@ namespace {
 const std::vector<std::string> kAllFormats = {"onnx", "qonnx", "torchscript", "cpp"};
 }
 
-std::vector<std::string> export_formats() { return {"onnx", "qonnx", "torchscript"}; }
+std::vector<std::string> export_formats() { return {"onnx", "qonnx", "torchscript", "cpp"}; }
 
 void check_export_format(const std::string& format, const std::string& where) {
   if (std::find(kAllFormats.begin(), kAllFormats.end(), format) == kAllFormats.end())
@@ -27,7 +28,7 @@ std::string export_extension(const std::string& format) {
   if (format == "onnx") return ".onnx";
   if (format == "qonnx") return ".qonnx.onnx";
   if (format == "torchscript") return ".pt";
-  if (format == "cpp") return ".cpp";
+  if (format == "cpp") return "_cpp";  // a folder
   throw ConfigError(msg("unknown export format '", format, "'"));
 }
 
@@ -36,6 +37,7 @@ void export_model(const ir::Graph& graph, const std::string& format, const std::
   if (format == "onnx") return io::export_onnx(graph, path);
   if (format == "qonnx") return io::export_qonnx(graph, path);
   if (format == "torchscript") return export_torchscript(graph, path);
+  if (format == "cpp") return export_cpp(graph, CppExportOptions{}, path);
 }
 
 }  // namespace squeeze::deploy

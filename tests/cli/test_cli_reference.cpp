@@ -236,9 +236,11 @@ TEST(CliHelp, ShowsDefaultsAndExamples) {
   EXPECT_TRUE(contains(infer.out, "256")) << infer.out;
   for (const char* cmd : {"run", "inspect", "eval", "infer", "export", "zoo", "config", "methods"})
     EXPECT_TRUE(contains(cli({cmd, "--help"}).out, "Example")) << cmd;
-  // export lists only what this build writes.
+  // export lists what this build writes, cpp included, with its options.
   auto exp = cli({"export", "--help"});
-  EXPECT_FALSE(contains(exp.out, "cpp")) << exp.out;
+  EXPECT_TRUE(contains(exp.out, "onnx, qonnx, torchscript, cpp")) << exp.out;
+  EXPECT_TRUE(contains(exp.out, "--cpp-unroll")) << exp.out;
+  EXPECT_TRUE(contains(exp.out, "--golden")) << exp.out;
 }
 
 TEST(CliUsage, BatchZeroSaysWhatIsValid) {

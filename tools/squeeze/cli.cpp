@@ -15,6 +15,7 @@
 #include "squeeze/compress/prune/latency_model.h"
 #include "squeeze/compress/registry.h"
 #include "squeeze/data/dataset.h"
+#include "squeeze/deploy/cpp_export.h"
 #include "squeeze/deploy/export.h"
 #include "squeeze/deploy/fpga.h"
 #include "squeeze/deploy/latency.h"
@@ -391,11 +392,22 @@ int cmd_bench(const std::string& model, std::vector<int64_t> batches, const Benc
   return 0;
 }
 
-int cmd_export(const std::string& model, const std::string& format, const std::string& path, const Globals& g,
-               std::ostream& out) {
+int cmd_export(const std::string& model, const std::string& format, const std::string& path,
+               const deploy::CppExportOptions& cpp, bool cpp_given, const Globals& g, std::ostream& out) {
   deploy::check_export_format(format, "--to");
+  if (cpp_given && format != "cpp")
+    throw ConfigError(msg("--cpp-unroll and --golden apply to --to cpp only (here --to ", format, ")"));
+  cpp.validate();
   ir::Graph graph = io::load_model(model, g.seed);
   ir::verify(graph);
+  if (format == "cpp") {
+    deploy::CppExportOptions o = cpp;
+    o.seed = g.seed;
+    deploy::export_cpp(graph, o, path);
+    out << "wrote " << path << "/ (model.h, model.cpp, check.cpp, golden.bin with " << o.golden_count
+        << " vectors, Makefile, README.md)\n";
+    return 0;
+  }
   deploy::export_model(graph, format, path);
   out << "wrote " << path << "\n";
   return 0;
@@ -721,8 +733,25 @@ int run_cli(const std::vector<std::string>& args, std::ostream& out, std::ostrea
   auto* exp = app.add_subcommand("export", "Export a model");
   exp->add_option("model", model, "MODEL: .onnx, .sqz or zoo:NAME")->required();
   exp->add_option("--to", format, join(deploy::export_formats(), ", "))->required();
-  exp->add_option("--out", output, "Output path")->required();
-  exp->footer("Example:\n  squeeze export runs/quickstart/models/prune50.sqz --to onnx --out prune50.onnx");
+  exp->add_option("--out", output, "Output path (cpp: a new or empty folder)")->required();
+  deploy::CppExportOptions cpp_opts;
+  auto* unroll_opt = exp->add_option("--cpp-unroll", cpp_opts.unroll,
+                                     "cpp: auto (layers with at most 4096 non-zero weights unrolled, larger ones "
+                                     "loop over compressed rows), always, never")
+                         ->check(CLI::IsMember({"auto", "always", "never"}))
+                         ->capture_default_str();
+  auto* golden_opt = exp->add_option("--golden", cpp_opts.golden_count,
+                                     "cpp: golden vectors written and checked (seeded random inputs, --seed)")
+                         ->check(CLI::Range(int64_t(1), int64_t(1000000)))
+                         ->capture_default_str();
+  exp->footer(
+      "--to cpp writes a folder: model.h and model.cpp (standard C++17 only) computing exactly what squeeze\n"
+      "computes for MLP graphs (Linear, Relu, Identity, Dropout, Flatten, Reshape, a final Softmax) in\n"
+      "fixed point (method fixed_point) or int8 (method quantize, int8 kernels) bit for bit, or float\n"
+      "within 1e-4; golden.bin from squeeze's executor, check.cpp and a Makefile that verify it.\n"
+      "Other ops are refused (exit code 2) before anything is written.\n"
+      "Examples:\n  squeeze export runs/quickstart/models/prune50.sqz --to onnx --out prune50.onnx\n"
+      "  squeeze export tagger.sqz --to cpp --out tagger_cpp --golden 10000 && make -C tagger_cpp test");
 
   auto* zoo = app.add_subcommand("zoo", "List the zoo models and compression methods");
   zoo->footer("Example:\n  squeeze zoo");
@@ -793,7 +822,8 @@ int run_cli(const std::vector<std::string>& args, std::ostream& out, std::ostrea
       bench_opts.threads_given = threads_opt->count() > 0;
       return cmd_bench(model, batches, bench_opts, g, out);
     }
-    if (exp->parsed()) return cmd_export(model, format, output, g, out);
+    if (exp->parsed())
+      return cmd_export(model, format, output, cpp_opts, unroll_opt->count() + golden_opt->count() > 0, g, out);
     if (zoo->parsed()) return cmd_zoo(out);
     if (cfg->parsed()) {
       if (example) {

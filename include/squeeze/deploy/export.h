@@ -13,9 +13,9 @@ std::vector<std::string> export_formats();
 // Throws ConfigError (unknown format, listing the valid ones) or UnsupportedError (known but not
 // available in this build). `where` names the config key or CLI option.
 void check_export_format(const std::string& format, const std::string& where);
-// ".onnx", ".qonnx.onnx", ".pt", ".cpp"
+// ".onnx", ".qonnx.onnx", ".pt", "_cpp" (cpp writes a folder: deploy/cpp_export.h)
 std::string export_extension(const std::string& format);
-// Writes atomically.
+// Writes atomically (cpp: a folder of sources with default CppExportOptions; deploy/cpp_export.h).
 void export_model(const ir::Graph& graph, const std::string& format, const std::string& path);
 
 }  // namespace squeeze::deploy
