@@ -714,13 +714,14 @@ WorkflowConfig parse_config(const std::string& yaml_text, const std::vector<std:
       baseline->finish();
     }
 
-    // A pipeline may build its own model (the particle-physics ones); the others need one, which
-    // a baseline checkpoint gives when model: is left out.
+    // Every runner needs a model (the particle-physics pipelines too: they compress the one
+    // given), which a baseline checkpoint gives when model: is left out.
     cfg.model_given = root.has("model");
     if (!cfg.model_given && !cfg.baseline_checkpoint.empty())
       cfg.model.checkpoint = cfg.baseline_checkpoint;
     else if (root.has("model") || !cfg.pipeline || !cfg.pipeline->steps.empty() ||
-             cfg.pipeline->progressive || cfg.pipeline->autotune)
+             cfg.pipeline->progressive || cfg.pipeline->autotune || cfg.pipeline->hep_trigger ||
+             cfg.pipeline->hep_jet)
       cfg.model = parse_model(root);
 
     if (auto data = root.get_map("data")) cfg.data = data::DataOptions::from_params(*data);

@@ -7,6 +7,7 @@
 
 #include "squeeze/compress/registry.h"
 #include "squeeze/pipeline/config.h"
+#include "squeeze/pipeline/hep_trigger.h"
 #include "squeeze/util/error.h"
 #include "testing/errors.h"
 
@@ -530,10 +531,9 @@ TEST(Config, Pipeline) {
   EXPECT_HAS(m, "pipeline.type: expected one of: progressive, validation, combinations, autotune");
   EXPECT_HAS(m, "did you mean 'progressive'?");
 
-  // a pipeline may bring its own model
-  WorkflowConfig p =
-      parse_config("pipeline: {type: validation, guard: {max_drop: 0.02}, steps: [{method: prune}]}\n");
-  EXPECT_TRUE(p.model.zoo.empty());
+  // the hep pipelines compress the model given: it is required
+  m = config_error("pipeline: {type: hep-jet, guard: {max_drop: 0.02}}\n");
+  EXPECT_HAS(m, "missing required key 'model'");
 }
 
 const char* kPipelineHead =

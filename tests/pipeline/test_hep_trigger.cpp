@@ -61,7 +61,7 @@ TEST(HepTriggerPipeline, SearchAndNaiveRecipeEstimatedAndJudged) {
     if (c["role"] == "search") {
       ++search;
       const std::string name = c["name"];
-      if (name == "prune50>prune70" && c["passed_guard"] == true) pruned70 = true;
+      if (name == "prune70" && c["passed_guard"] == true) pruned70 = true;
       if (c["steps"].back()["method"] == "fixed_point") fixed = true;
     } else {
       EXPECT_EQ(c["role"], "naive");
