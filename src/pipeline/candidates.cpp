@@ -105,6 +105,7 @@ const report::CandidateRecord& CandidateStore::add(const std::string& name,
       c.val_relative_drop = baseline_val_ > 0 ? c.val_drop / baseline_val_ : 0.0;
     }
   }
+  if (judge_) judge_(c, g);
   char prefix[32];
   std::snprintf(prefix, sizeof prefix, "%02lld-",
                 static_cast<long long>(c.index + 1));  // as the tables number them
@@ -174,7 +175,8 @@ report::PipelineRecord CandidateStore::record(const std::string& type) const {
   return rec;
 }
 
-report::Report CandidateStore::finish(report::PipelineRecord record) {
+report::Report CandidateStore::finish(report::PipelineRecord record,
+                                      const std::vector<int64_t>& also) {
   record.best = best_;
   std::vector<const ir::Graph*> compressed;
   if (best_ >= 0) {
@@ -193,6 +195,19 @@ report::Report CandidateStore::finish(report::PipelineRecord record) {
     for (const auto& h : best.history) res.seconds += h.seconds;
     ws_.report().results.push_back(std::move(res));
     compressed.push_back(&*best_graph_);
+  }
+  std::vector<ir::Graph> others;
+  others.reserve(also.size());  // compressed points into it
+  for (int64_t i : also) {
+    if (i == best_ || i < 0 || i >= static_cast<int64_t>(candidates_.size())) continue;
+    const report::CandidateRecord& c = candidates_[i];
+    others.push_back(io::load_sqz((fs::path(ws_.out_dir()) / c.checkpoint).string()));
+    report::ExperimentResult res =
+        ws_.result(c.name, c.history, others.back(), std::chrono::steady_clock::now());
+    res.seconds = 0;
+    for (const auto& h : c.history) res.seconds += h.seconds;
+    ws_.report().results.push_back(std::move(res));
+    compressed.push_back(&others.back());
   }
   ws_.report().pipeline = std::move(record);
   return ws_.finish(compressed);

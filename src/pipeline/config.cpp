@@ -16,6 +16,8 @@
 
 #include "squeeze/compress/registry.h"
 #include "squeeze/pipeline/autotune.h"
+#include "squeeze/pipeline/hep_jet.h"
+#include "squeeze/pipeline/hep_trigger.h"
 #include "squeeze/pipeline/progressive.h"
 #include "squeeze/train/distill.h"
 #include "squeeze/util/error.h"
@@ -374,6 +376,10 @@ void TrainOptions::validate() const {
   if (early_stopping < 0) bad("early_stopping", early_stopping, "an integer >= 0");
   if (!(label_smoothing >= 0 && label_smoothing < 1))
     bad("label_smoothing", label_smoothing, "a number in [0, 1)");
+  for (double w : class_weights)
+    if (!(w >= 0) || !std::isfinite(w)) bad("class_weights", w, "finite numbers >= 0");
+  if (!class_weights.empty() && distill)
+    bad("class_weights", "(given)", "none when fine-tuning distills (distill's loss is unweighted)");
 }
 
 }  // namespace train
@@ -612,7 +618,34 @@ PipelineSpec parse_pipeline(Params& block) {
         std::make_shared<const ProgressiveOptions>(ProgressiveOptions::from_params(block));
     block.finish();
   }
-  // Other types: their runner reads the rest of the block (not available in this build yet).
+  if (spec.type == "hep-trigger") {
+    if (!spec.guard)
+      throw ConfigError(
+          msg("missing required key 'guard' in ", block.path(),
+              ": hep-trigger compresses while the accuracy guard holds; give guard: "
+              "{max_drop: 0.01, relative: false} or preserve_accuracy: 0.99"));
+    spec.hep_trigger =
+        std::make_shared<const HepTriggerOptions>(HepTriggerOptions::from_params(block));
+  }
+  if (spec.type == "hep-jet") {
+    if (!spec.guard)
+      throw ConfigError(
+          msg("missing required key 'guard' in ", block.path(),
+              ": hep-jet keeps each step only while the accuracy guard holds; give guard: "
+              "{max_drop: 0.02, relative: false} or preserve_accuracy: 0.98"));
+    if (block.has("steps")) {
+      spec.steps = parse_steps(block);
+    } else {
+      // The common recipe: low rank 64, then 8 bits.
+      auto recipe = yaml_to_params(
+          "steps:\n"
+          "  - {method: lowrank, params: {rank: 64}}\n"
+          "  - {method: quantize, params: {mode: qat, weight_bits: 8, act_bits: 8}}\n",
+          "the hep-jet recipe");
+      spec.steps = parse_steps(*recipe);
+    }
+    spec.hep_jet = std::make_shared<const HepJetOptions>(HepJetOptions::from_params(block));
+  }
   return spec;
 }
 
@@ -681,13 +714,14 @@ WorkflowConfig parse_config(const std::string& yaml_text, const std::vector<std:
       baseline->finish();
     }
 
-    // A pipeline may build its own model (the particle-physics ones); the others need one, which
-    // a baseline checkpoint gives when model: is left out.
+    // Every runner needs a model (the particle-physics pipelines too: they compress the one
+    // given), which a baseline checkpoint gives when model: is left out.
     cfg.model_given = root.has("model");
     if (!cfg.model_given && !cfg.baseline_checkpoint.empty())
       cfg.model.checkpoint = cfg.baseline_checkpoint;
     else if (root.has("model") || !cfg.pipeline || !cfg.pipeline->steps.empty() ||
-             cfg.pipeline->progressive || cfg.pipeline->autotune)
+             cfg.pipeline->progressive || cfg.pipeline->autotune || cfg.pipeline->hep_trigger ||
+             cfg.pipeline->hep_jet)
       cfg.model = parse_model(root);
 
     if (auto data = root.get_map("data")) cfg.data = data::DataOptions::from_params(*data);
@@ -835,11 +869,34 @@ WorkflowConfig parse_config(const std::string& yaml_text, const std::vector<std:
         cfg.output.fpga = fo;
       }
       out->finish();
-      if (cfg.output.hep() && !cfg.data)
-        throw ConfigError(msg(out->key_path("metrics"), ": hep figures are measured on the test ",
-                              "split of the data, but there is no data: block; add one or ",
-                              "remove hep"));
     }
+    // The hep pipelines report the FPGA estimate (hep-trigger, at its budget's clock) and the
+    // per-class HEP figures of every model they put into results.
+    if (cfg.pipeline && cfg.pipeline->hep_trigger) {
+      const deploy::FpgaOptions want = cfg.pipeline->hep_trigger->fpga();
+      if (!cfg.output.fpga) {
+        cfg.output.fpga = want;
+      } else if (cfg.output.fpga->clock_mhz != want.clock_mhz ||
+                 cfg.output.fpga->reuse_factor != want.reuse_factor ||
+                 cfg.output.fpga->precision != want.precision) {
+        throw ConfigError(msg("output.fpga: clock_mhz ", cfg.output.fpga->clock_mhz,
+                              ", reuse_factor ", cfg.output.fpga->reuse_factor, ", precision ",
+                              cfg.output.fpga->precision, " differ from the hep-trigger budget's (",
+                              want.clock_mhz, ", ", want.reuse_factor, ", ", want.precision,
+                              "); remove output.fpga (the pipeline sets it) or make them equal"));
+      }
+    }
+    if (cfg.pipeline && (cfg.pipeline->hep_trigger || cfg.pipeline->hep_jet) && !cfg.output.hep())
+      cfg.output.metrics.push_back("hep");
+    if (cfg.output.hep() && !cfg.data)
+      throw ConfigError(msg(cfg.pipeline && (cfg.pipeline->hep_trigger || cfg.pipeline->hep_jet)
+                                ? "pipeline (" + cfg.pipeline->type + ")"
+                                : std::string("output.metrics"),
+                            ": hep figures are measured on the test split of the data, but there "
+                            "is no data: block; add one",
+                            cfg.pipeline && (cfg.pipeline->hep_trigger || cfg.pipeline->hep_jet)
+                                ? std::string(" (the pipeline fine-tunes and judges on it)")
+                                : std::string(" or remove hep")));
 
     root.finish();
   } catch (const ConfigError& e) {

@@ -11,6 +11,8 @@
 #include "squeeze/models/zoo.h"
 #include "squeeze/pipeline/autotune.h"
 #include "squeeze/pipeline/combinations.h"
+#include "squeeze/pipeline/hep_jet.h"
+#include "squeeze/pipeline/hep_trigger.h"
 #include "squeeze/pipeline/progressive.h"
 #include "squeeze/pipeline/stages.h"
 #include "squeeze/pipeline/validation.h"
@@ -34,6 +36,8 @@ const PipelineRunner kRunners[] = {
     {"combinations", run_combinations},
     {"progressive", run_progressive},
     {"autotune", run_autotune},
+    {"hep-trigger", run_hep_trigger},
+    {"hep-jet", run_hep_jet},
 };
 
 std::vector<std::string> available_pipelines() {

@@ -360,6 +360,13 @@ Json candidate_json(const Report& r, const CandidateRecord& c) {
           {"history", history_json(c.history)},
           {"seconds", c.seconds}};
   if (!c.note.empty()) j["note"] = c.note;  // progressive: what the step did
+  if (!c.role.empty()) j["role"] = c.role;  // hep-trigger: search | naive
+  if (!c.fpga.empty()) j["fpga"] = Json::parse(c.fpga);
+  if (!c.figures.empty()) {
+    Json f = Json::object();
+    for (const auto& [k, v] : c.figures) f[k] = v;
+    j["figures"] = f;
+  }
   return j;
 }
 
@@ -396,6 +403,29 @@ Json pipeline_json(const Report& r, const PipelineRecord& p) {
                       {"val_accuracy", s.val_accuracy},
                       {"tolerated", s.tolerated}});
     j["sensitivity"] = sens;
+  }
+  if (p.budget) {
+    const FpgaBudgetRecord& b = *p.budget;
+    j["budget"] = {{"target_latency_ns", b.target_latency_ns},
+                   {"clock_mhz", b.clock_mhz},
+                   {"reuse_factor", b.reuse_factor},
+                   {"max_dsp", b.max_dsp >= 0 ? Json(b.max_dsp) : Json(nullptr)},
+                   {"max_lut", b.max_lut >= 0 ? Json(b.max_lut) : Json(nullptr)},
+                   {"fits", b.fits},
+                   {"gap", b.gap.empty() ? Json(nullptr) : Json(b.gap)}};
+  }
+  if (p.cpp_latency_ns) j["cpp_latency_ns"] = *p.cpp_latency_ns;
+  if (!p.rare_classes.empty()) {
+    Json rare = Json::array();
+    for (const auto& c : p.rare_classes)
+      rare.push_back({{"class", c.cls},
+                      {"name", c.name},
+                      {"train_share", c.train_share},
+                      {"baseline_val_recall", c.baseline_val_recall},
+                      {"min_val_recall", c.min_val_recall}});
+    j["rare_classes"] = rare;
+    j["rare_tolerance"] = p.rare_tolerance;
+    j["class_weights"] = p.class_weights;
   }
   if (p.best >= 0 && p.best < static_cast<int64_t>(p.candidates.size())) {
     const CandidateRecord& b = p.candidates[p.best];
@@ -779,6 +809,25 @@ std::vector<std::pair<std::string, std::string>> pipeline_facts(const PipelineRe
                                       : "none (every candidate passes)"});
   if (p.target_compression > 0)
     facts.push_back({"target", msg(p.target_compression, "x compression (baseline size / size)")});
+  if (p.budget) {
+    const FpgaBudgetRecord& b = *p.budget;
+    std::string text = msg("latency <= ", b.target_latency_ns, " ns at ", b.clock_mhz,
+                           " MHz, reuse factor ", b.reuse_factor);
+    if (b.max_dsp >= 0) text += msg(", DSP <= ", b.max_dsp);
+    if (b.max_lut >= 0) text += msg(", LUT <= ", b.max_lut);
+    text += b.fits ? "; the chosen model fits" : "; the chosen model misses it: " + b.gap;
+    facts.push_back({"FPGA budget", text});
+  }
+  if (p.cpp_latency_ns)
+    facts.push_back({"generated C++", msg(*p.cpp_latency_ns, " ns per inference at batch 1")});
+  if (!p.rare_classes.empty()) {
+    std::string text;
+    for (const auto& c : p.rare_classes)
+      text += msg(text.empty() ? "" : "; ", c.name.empty() ? std::to_string(c.cls) : c.name, " (",
+                  c.train_share * 100.0, "% of training samples): validation recall >= ",
+                  c.min_val_recall, " (baseline ", c.baseline_val_recall, ")");
+    facts.push_back({"rare classes", text});
+  }
   facts.push_back({"chosen", p.selection});
   facts.push_back({"outcome", p.outcome});
   return facts;

@@ -265,6 +265,11 @@ TrainResult fit(ir::Graph& graph, const data::Splits& splits, const TrainOptions
   const bool profile_comm = parallel && profile_env && std::string(profile_env) == "1";
   double wait_seconds = 0.0;
   auto optimizer = make_optimizer(params, options);
+  at::Tensor class_weights;  // undefined: unweighted
+  if (!options.class_weights.empty())
+    class_weights = at::tensor(std::vector<float>(options.class_weights.begin(),
+                                                  options.class_weights.end()),
+                               at::kFloat);
   exec::Executor ex(graph);
   data::BatchIterator batches(splits.train, batch_size, true, seed);
   int64_t steps_per_epoch = batches.num_batches();
@@ -318,9 +323,14 @@ TrainResult fit(ir::Graph& graph, const data::Splits& splits, const TrainOptions
                                logits.sizes(), " (expected [batch, classes])"));
         check_labels(splits.train, logits.size(1), "the training split");
         check_labels(splits.val, logits.size(1), "the validation split");
+        if (!options.class_weights.empty() &&
+            static_cast<int64_t>(options.class_weights.size()) != logits.size(1))
+          throw InputError(msg("training: ", options.class_weights.size(),
+                               " class weights for a model with ", logits.size(1), " outputs"));
       }
       at::Tensor loss = distiller ? distiller->loss(outputs, x, y, options.label_smoothing)
-                                  : at::cross_entropy_loss(logits, y, {}, at::Reduction::Mean, -100,
+                                  : at::cross_entropy_loss(logits, y, class_weights,
+                                                           at::Reduction::Mean, -100,
                                                            options.label_smoothing);
       if (parallel) {
         (loss * share).backward();

@@ -7,6 +7,7 @@
 
 #include "squeeze/compress/registry.h"
 #include "squeeze/pipeline/config.h"
+#include "squeeze/pipeline/hep_trigger.h"
 #include "squeeze/util/error.h"
 #include "testing/errors.h"
 
@@ -506,22 +507,33 @@ TEST(Config, BadMethodName) {
 }
 
 TEST(Config, Pipeline) {
-  // A type this build cannot run yet keeps its own keys for its runner.
-  WorkflowConfig c =
-      parse_config(std::string(kMinimal) + "pipeline: {type: hep-trigger, steps: 3}\n");
+  // Every type parses its own keys: hep-trigger's budget, and output.fpga and the hep metrics
+  // it implies.
+  const std::string jets = "data: {dataset: synthetic-jets, samples: 500}\n";
+  WorkflowConfig c = parse_config(std::string(kMinimal) + jets +
+                                  "pipeline: {type: hep-trigger, target_latency_ns: 80, "
+                                  "clock_mhz: 250, guard: {max_drop: 0.01}}\n");
   ASSERT_TRUE(c.pipeline);
   EXPECT_EQ(c.pipeline->type, "hep-trigger");
   EXPECT_EQ(c.pipeline->block->path(), "pipeline");
-  EXPECT_EQ(c.pipeline->block->get_int("steps", 0), 3);
-  EXPECT_FALSE(c.pipeline->guard);
+  ASSERT_TRUE(c.pipeline->hep_trigger);
+  EXPECT_DOUBLE_EQ(c.pipeline->hep_trigger->target_latency_ns, 80.0);
+  ASSERT_TRUE(c.output.fpga);
+  EXPECT_DOUBLE_EQ(c.output.fpga->clock_mhz, 250.0);
+  EXPECT_TRUE(c.output.hep());
+  EXPECT_TRUE(c.pipeline->guard);
+  std::string m = config_error(std::string(kMinimal) + jets +
+                               "pipeline: {type: hep-trigger, steps: 3, guard: {max_drop: 0.01}, "
+                               "target_latency_ns: 80}\n");
+  EXPECT_HAS(m, "unknown key 'steps' in pipeline");
 
-  std::string m = config_error(std::string(kMinimal) + "pipeline: {type: progresive}\n");
+  m = config_error(std::string(kMinimal) + "pipeline: {type: progresive}\n");
   EXPECT_HAS(m, "pipeline.type: expected one of: progressive, validation, combinations, autotune");
   EXPECT_HAS(m, "did you mean 'progressive'?");
 
-  // a pipeline may bring its own model
-  WorkflowConfig p = parse_config("pipeline: {type: hep-jet}\n");
-  EXPECT_TRUE(p.model.zoo.empty());
+  // the hep pipelines compress the model given: it is required
+  m = config_error("pipeline: {type: hep-jet, guard: {max_drop: 0.02}}\n");
+  EXPECT_HAS(m, "missing required key 'model'");
 }
 
 const char* kPipelineHead =

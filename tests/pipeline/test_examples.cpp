@@ -28,7 +28,7 @@ TEST(Examples, EveryWorkflowIsValid) {
     // steps (progressive) or instantiates a stage template (autotune).
     EXPECT_NE(!cfg.experiments.empty(),
               cfg.pipeline && (!cfg.pipeline->steps.empty() || cfg.pipeline->progressive ||
-                               cfg.pipeline->autotune));
+                               cfg.pipeline->autotune || cfg.pipeline->hep_trigger));
     for (const auto& ex : cfg.experiments)
       for (const auto& st : ex.stages) {
         auto params = st.params->clone();

@@ -137,9 +137,7 @@ TEST(PipelineInput, BadInputExitsWithTwoNamingTheKeyBeforeAnyTraining) {
        {"pipeline.steps[0].params.ratio"}},
       {"pipeline: {type: combinations, steps: [{method: prune, params: {schedule: polynomial}}]}\n",
        {"pipeline.steps[0] (prune)", "finetune"}},
-      // Planned but not in this build: a clear UnsupportedError naming what is available.
-      {"pipeline: {type: hep-jet}\n",
-       {"pipeline.type: 'hep-jet' is not available", "available: validation, combinations"}},
+      {"pipeline: {type: hep-jet}\n", {"pipeline", "missing required key 'guard'"}},
   };
   testing::expect_refused_before_training(cases);
   // A validation split too small to hold a sample: found when the data is loaded, still before

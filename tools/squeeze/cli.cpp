@@ -28,6 +28,7 @@
 #include "squeeze/models/zoo.h"
 #include "squeeze/pipeline/config.h"
 #include "squeeze/pipeline/autotune.h"
+#include "squeeze/pipeline/hep_trigger.h"
 #include "squeeze/pipeline/progressive.h"
 #include "squeeze/pipeline/workflow.h"
 #include "squeeze/report/cli_json.h"
@@ -505,6 +506,9 @@ int cmd_config_check(const std::string& config_path, const std::vector<std::stri
         << cfg.pipeline->autotune->space.size() << " tuned parameters";
   else if (cfg.pipeline && cfg.pipeline->progressive)
     out << "pipeline progressive, target " << cfg.pipeline->progressive->target_compression << "x";
+  else if (cfg.pipeline && cfg.pipeline->hep_trigger)
+    out << "pipeline hep-trigger, target " << cfg.pipeline->hep_trigger->target_latency_ns << " ns at "
+        << cfg.pipeline->hep_trigger->clock_mhz << " MHz";
   else if (cfg.pipeline)
     out << "pipeline " << cfg.pipeline->type << ", " << cfg.pipeline->steps.size() << " steps";
   else
@@ -603,7 +607,9 @@ int run_cli(const std::vector<std::string>& args, std::ostream& out, std::ostrea
       "run",
       "Run a workflow from a YAML file: experiments (stages from the baseline), or a pipeline "
       "(pipeline: {type: validation | combinations, guard: ..., steps: [...]}, "
-      "{type: progressive, guard: ..., target_compression: 8}, or {type: autotune, ...})");
+      "{type: progressive, guard: ..., target_compression: 8}, {type: autotune, ...}, "
+      "{type: hep-trigger, guard: ..., target_latency_ns: 100, clock_mhz: 200, max_dsp: N}, or "
+      "{type: hep-jet, guard: ..., rare_tolerance: 0.02, steps: [...]})");
   run->add_option("config", config, "Workflow YAML (squeeze config --example prints one)")->required();
   run->add_option("--out", out_dir, "Output folder (default: output.dir of the config)");
   run->add_option("--set", sets, "Override a config value: key.path=value (repeatable)");

@@ -37,6 +37,12 @@ class CandidateStore {
   // The candidate tried last (a pipeline whose candidates build on each other).
   static Better latest();
 
+  // Called by add() after the guard's verdict and before the best is chosen, with the measured
+  // record and its model: a pipeline adds its own figures (hep-trigger: the FPGA estimate) and
+  // may tighten the verdict (hep-jet: the per-class guard sets passed = false and the reason).
+  using Judge = std::function<void(report::CandidateRecord& c, const ir::Graph& g)>;
+  void set_judge(Judge judge) { judge_ = std::move(judge); }
+
   // Throws ConfigError, naming the data, when a guard is given and the loaded data has no
   // validation samples. Call after Workspace::load(), before start() (no training yet).
   static void check_data(const Workspace& ws, const std::optional<GuardOptions>& guard);
@@ -78,7 +84,10 @@ class CandidateStore {
   // Puts the best candidate into results (named after it, artifacts under models/), adds a
   // warning when it does not satisfy the guard, measures latency and writes the report.
   // Without any candidate, results stays empty.
-  report::Report finish(report::PipelineRecord record);
+  // `also`: indices of other candidates to put into results after it (hep-trigger: the naive
+  // reference recipe), each named after its candidate and loaded from its checkpoint; the best
+  // itself is skipped there.
+  report::Report finish(report::PipelineRecord record, const std::vector<int64_t>& also = {});
 
  private:
   bool ahead(const report::CandidateRecord& a, const report::CandidateRecord& b) const;
@@ -87,6 +96,7 @@ class CandidateStore {
   double baseline_val_ = 0.0;  // the baseline's validation accuracy (0 without validation data)
   std::optional<Guard> guard_;
   Better better_;
+  Judge judge_;
   std::vector<report::CandidateRecord> candidates_;
   int64_t best_ = -1;
   std::optional<ir::Graph> best_graph_;

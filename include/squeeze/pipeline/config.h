@@ -50,9 +50,16 @@ struct StepSpec {
 //   combinations: {type: combinations, guard: GUARD, steps: [STAGE...], max_candidates: 64}
 //   progressive:  {type: progressive, guard: GUARD, target_compression: 8, finetune: {...},
 //                  methods: [lowrank, prune, quantize], max_steps: 12}            guard required
+//   hep-trigger:  {type: hep-trigger, guard: GUARD, target_latency_ns: 100, clock_mhz: 200,
+//                  reuse_factor: 1, max_dsp, max_lut, precision, sparsities, weight_bits,
+//                  activation_bits, finetune, naive}         guard required (hep_trigger.h)
+//   hep-jet:      {type: hep-jet, guard: GUARD, preserve_rare_classes: true, rare_tolerance: 0.02,
+//                  rare_below | rare_classes, class_weights, finetune, steps}  (hep_jet.h)
 //   GUARD:        guard: {max_drop: 0.01, relative: true} | guard: {preserve_accuracy: 0.98}
 //                 | preserve_accuracy: 0.98 (in the pipeline block)
 struct ProgressiveOptions;  // pipeline/progressive.h
+struct HepTriggerOptions;   // pipeline/hep_trigger.h
+struct HepJetOptions;       // pipeline/hep_jet.h
 
 struct PipelineSpec {
   std::string type;  // progressive | validation | combinations | autotune | hep-trigger | hep-jet
@@ -64,6 +71,12 @@ struct PipelineSpec {
   std::shared_ptr<Params> block;      // the block as written (a copy; its used flags are its own)
   // autotune: the search (template, space, objective, budgets), parsed by pipeline/autotune.h.
   std::shared_ptr<const AutotuneSpec> autotune;
+  // hep-trigger: the FPGA budget and the search's ladders (pipeline/hep_trigger.h). The config
+  // also sets output.fpga from it (clock, reuse factor, precision) and output.metrics hep.
+  std::shared_ptr<const HepTriggerOptions> hep_trigger;
+  // hep-jet: the rare classes, their tolerance and the class weights (pipeline/hep_jet.h); its
+  // steps are `steps` (default: the common recipe). The config adds output.metrics hep.
+  std::shared_ptr<const HepJetOptions> hep_jet;
 };
 
 struct OutputSpec {

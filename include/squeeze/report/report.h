@@ -149,6 +149,13 @@ struct CandidateRecord {
   std::vector<StageRecord> history;
   double seconds = 0.0;  // time spent on this candidate (stages reused from an earlier
                          // candidate are in its history but not in this time)
+  // hep-trigger: the candidate's FPGA cost estimate (report::fpga_json's object text) and its
+  // role ("search" or "naive", the reference recipe); report.json "fpga" / "role" when set.
+  std::string fpga;
+  std::string role;
+  // Pipeline-specific figures, report.json "figures" when any: hep-trigger "budget_overshoot"
+  // (0 = fits), hep-jet "val_recall.<class>" of each rare class.
+  std::map<std::string, double> figures;
 };
 
 // A candidate the pipeline chose not to run, and why.
@@ -166,6 +173,25 @@ struct SensitivityRecord {
   std::string setting;  // "rank ratio 0.25", "50%", "4 bits"
   double val_accuracy = 0.0;
   bool tolerated = false;  // the one-layer model passes the guard
+};
+
+// hep-trigger: the budget the search works to (report.json pipeline.budget).
+struct FpgaBudgetRecord {
+  double target_latency_ns = 0.0;
+  double clock_mhz = 0.0;
+  int64_t reuse_factor = 1;
+  int64_t max_dsp = -1, max_lut = -1;  // -1: no limit
+  bool fits = false;                   // the chosen model fits every limit
+  std::string gap;                     // what the chosen model misses by; empty when it fits
+};
+
+// hep-jet: one class the per-class guard protects (report.json pipeline.rare_classes).
+struct RareClassRecord {
+  int64_t cls = 0;
+  std::string name;
+  double train_share = 0.0;          // its share of the training split
+  double baseline_val_recall = 0.0;  // what the per-class guard measures against
+  double min_val_recall = 0.0;       // baseline_val_recall - tolerance
 };
 
 // One trial of an autotune search, as the study holds it.
@@ -224,6 +250,15 @@ struct PipelineRecord {
   std::vector<std::string> objective_values; // what each value is: "val_accuracy * ln(...)"
   std::vector<std::string> objective_directions;  // "maximize" / "minimize", one per value
   std::vector<TrialRecord> trials;
+  // hep-trigger (emitted when set): the budget, and the measured batch-1 latency of the chosen
+  // model's generated C++ (deploy::measure_cpp_latency_ns; set where hep_trigger.cpp's
+  // record_cpp_latency says, when C++ generation is part of the build; absent otherwise).
+  std::optional<FpgaBudgetRecord> budget;
+  std::optional<double> cpp_latency_ns;
+  // hep-jet (emitted when rare_classes is not empty): the protected classes and the tolerance.
+  std::vector<RareClassRecord> rare_classes;
+  double rare_tolerance = 0.0;
+  std::vector<double> class_weights;  // the fine-tuning's class weights; empty: unweighted
 };
 
 // env::describe() plus the int8 probe of this machine (exec/int8.h): what measured numbers

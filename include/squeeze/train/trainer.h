@@ -35,6 +35,12 @@ struct TrainOptions {
   bool keep_best = true;            // restore the parameters with the best validation accuracy
   int64_t early_stopping = 0;       // stop after N epochs without improvement (0: off)
   double label_smoothing = 0.0;
+  // Per-class weights of the cross-entropy loss (weight[y] scales a sample of class y; the batch
+  // loss is the weighted mean, as torch.nn.CrossEntropyLoss(weight=...)). Empty: unweighted.
+  // Set by the hep-jet pipeline (inverse class frequency); not a YAML key. Must have one entry
+  // per model output (InputError at the first step otherwise), each finite and >= 0, and cannot
+  // be combined with distill (ConfigError).
+  std::vector<double> class_weights;
   // Distill from a teacher while training (finetune: {distill: ...}); fit() then needs the teacher.
   std::shared_ptr<const DistillOptions> distill;
 
