@@ -386,21 +386,6 @@ void Importer::check_structure() {
   for (const auto& o : graph.output())
     if (!available.count(o.name()) && !producer.count(o.name()))
       throw GraphError(msg(source_, ": graph output '", o.name(), "' is not produced by any node"));
-  // Attributes that libonnx's shape inference divides by, checked before it runs: a zero stride
-  // made it die of SIGFPE in convPoolShapeInference (found by fuzzing); ONNX requires them >= 1.
-  for (const auto& n : graph.node())
-    for (const auto& a : n.attribute()) {
-      if (a.name() != "strides" && a.name() != "dilations" && a.name() != "group" &&
-          a.name() != "blocksize")
-        continue;
-      bool ok = a.i() >= 1 || a.type() == onnx::AttributeProto::INTS;
-      for (int64_t v : a.ints()) ok = ok && v >= 1;
-      if (!ok)
-        throw InputError(msg(source_, ": node '", n.name(), "' (", n.op_type(), "): attribute ",
-                             a.name(), " must be >= 1 (every value), got ",
-                             a.type() == onnx::AttributeProto::INTS ? "a list with a value < 1"
-                                                                    : std::to_string(a.i())));
-    }
 
   // Kahn's algorithm, stable with respect to the file's order.
   std::vector<int> pending(graph.node_size(), 0);
