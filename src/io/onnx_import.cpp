@@ -126,6 +126,7 @@ class Importer {
 
   // --- structure and naming ---
   void check_structure();
+  void check_attribute_ranges();
   void read_opsets();
   std::string fresh_value(const std::string& base);
   std::string fresh_node(const std::string& base);
@@ -357,6 +358,49 @@ void Importer::read_opsets() {
                                "tested with 6 to 17)"));
   if (model_.ir_version() > 9)
     log::warn(source_, ": ONNX IR version ", model_.ir_version(), " is newer than squeeze knows (3 to 8); trying anyway");
+}
+
+// Attributes that ONNX's shape inference (and our own conv padding) divide by must be positive:
+// libonnx divides by a zero stride or block size and dies of SIGFPE (found by fuzzing), so they
+// are checked first, in the main graph, every subgraph (If/Loop/Scan bodies) and the model's
+// local functions.
+void Importer::check_attribute_ranges() {
+  static const std::map<std::string, std::vector<std::string>> kPositive = {
+      {"Conv", {"strides", "dilations", "kernel_shape", "group"}},
+      {"ConvInteger", {"strides", "dilations", "kernel_shape", "group"}},
+      {"QLinearConv", {"strides", "dilations", "kernel_shape", "group"}},
+      {"ConvTranspose", {"strides", "dilations", "kernel_shape", "group"}},
+      {"DeformConv", {"strides", "dilations", "kernel_shape", "group", "offset_group"}},
+      {"MaxPool", {"strides", "dilations", "kernel_shape"}},
+      {"AveragePool", {"strides", "dilations", "kernel_shape"}},
+      {"LpPool", {"strides", "dilations", "kernel_shape"}},
+      {"MaxUnpool", {"strides", "kernel_shape"}},
+      {"Col2Im", {"strides", "dilations"}},
+      {"SpaceToDepth", {"blocksize"}},
+      {"DepthToSpace", {"blocksize"}},
+      {"GroupNormalization", {"num_groups"}},
+  };
+  std::function<void(const google::protobuf::RepeatedPtrField<NodeProto>&, const std::string&)> walk =
+      [&](const google::protobuf::RepeatedPtrField<NodeProto>& nodes, const std::string& where) {
+        for (const auto& n : nodes) {
+          auto it = kPositive.find(n.op_type());
+          for (const auto& a : n.attribute()) {
+            if (a.type() == AttributeProto::GRAPH) walk(a.g().node(), where);
+            if (a.type() == AttributeProto::GRAPHS)
+              for (const auto& g : a.graphs()) walk(g.node(), where);
+            if (it == kPositive.end() || std::find(it->second.begin(), it->second.end(), a.name()) == it->second.end())
+              continue;
+            bool ok = true;
+            for (int64_t v : a.ints()) ok = ok && v > 0;
+            if (a.type() == AttributeProto::INT) ok = a.i() > 0;
+            if (!ok)
+              throw InputError(msg(source_, where, ": node '", n.name(), "' (", n.op_type(), "): attribute '", a.name(),
+                                   "' must hold positive integers"));
+          }
+        }
+      };
+  walk(model_.graph().node(), "");
+  for (const auto& f : model_.functions()) walk(f.node(), msg(" (function '", f.name(), "')"));
 }
 
 // Our own structural check before the ONNX checker: its messages for cycles and missing values
@@ -2246,6 +2290,7 @@ void Importer::mark_fixed_layers() {
 ir::Graph Importer::run() {
   read_opsets();
   check_structure();
+  check_attribute_ranges();
   if (options_.run_checker) {
     try {
       onnx::checker::check_model(model_);
