@@ -30,6 +30,7 @@ import tempfile
 
 RUNTIME = re.compile(r"^(__asan|__lsan|__ubsan|__sanitizer|__interceptor_|___interceptor_|__libc_|"
                      r"__memcpy|__memmove|__memset|__strlen|__strcmp|__GI_|_int_malloc|"
+                     r"__pthread_kill_implementation|raise\b|abort\b|__fortify_fail|__stack_chk_fail|"
                      r"(memcpy|memmove|memset|strlen|strnlen|strcmp|strncmp|memcmp|malloc|calloc|"
                      r"realloc|free|posix_memalign|aligned_alloc|operator new|operator delete)\b)")
 FRAME = re.compile(r"^\s+#(\d+) 0x[0-9a-f]+ in (.*?)(?: (/\S+?):\d+(?::\d+)?)?(?: \((\S+?)\+0x[0-9a-f]+\))?(?: \(BuildId: [0-9a-f]+\))?$")
@@ -64,7 +65,8 @@ def is_runtime(frame):
     func, where = frame
     if RUNTIME.match(func):
         return True
-    if "/sysdeps/" in where or "libc.so" in where or "libstdc++" in where or "libgcc" in where:
+    glibc_dirs = ("/sysdeps/", "nptl/", "stdlib/", "debug/", "signal/", "libio/", "string/", "csu/")
+    if any(d in where for d in glibc_dirs) or "libc.so" in where or "libstdc++" in where or "libgcc" in where:
         return True
     return func.startswith("fuzzer::") or func in ("main", "_start")
 
