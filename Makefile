@@ -39,7 +39,7 @@ fuzz: build
 	  -DSQUEEZE_FUZZ_COVERAGE=ON -DSQUEEZE_BUILD_TESTS=OFF -DSQUEEZE_BUILD_BENCH=OFF \
 	  -DSQUEEZE_FUZZ_BASE_LIB=$(abspath $(BUILD))/libsqueeze_core.a
 	cmake --build $(FUZZ_BUILD) -j $(JOBS) --target fuzzers
-	FUZZ_SECONDS=$(FUZZ_SECONDS) scripts/fuzz.sh $(FUZZ_BUILD) $(FUZZ_RUNS) $(FUZZ_TARGETS)
+	FUZZ_SECONDS=$(FUZZ_SECONDS) SQUEEZE=$(abspath $(BUILD))/squeeze scripts/fuzz.sh $(FUZZ_BUILD) $(FUZZ_RUNS) $(FUZZ_TARGETS)
 
 # The fast suite built with ASan + UBSan (clang) in its own folder; not part of `make test`.
 # detect_leaks=1 with LSan suppressions; see tests/sanitize/ for every option and suppression.

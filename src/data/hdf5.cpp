@@ -5,9 +5,11 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <set>
 #include <string>
 #include <vector>
 
+#include "data/hdf5_internal.h"
 #include "squeeze/data/dataset.h"
 #include "squeeze/util/error.h"
 #include "squeeze/util/memory.h"
@@ -15,6 +17,8 @@
 #ifdef SQUEEZE_HAVE_HDF5
 #include <H5Cpp.h>
 #include <signal.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -39,27 +43,50 @@ std::vector<hsize_t> dims_of(const H5::DataSet& ds) {
   return dims;
 }
 
-// "/jets/x (1000 x 16), /jets/y (1000 x 5)": what the user could have named.
-void list_datasets(const H5::Group& group, const std::string& prefix, std::string& out) {
-  for (hsize_t i = 0; i < group.getNumObjs(); ++i) {
+// "/jets/x (1000 x 16), /jets/y (1000 x 5)": what the user could have named. Each group is
+// visited once, whatever links lead to it (a damaged or hostile file may link a group into
+// itself: fuzzing found the recursion overflowing the stack), and the walk stops after
+// kMaxLinks links or kMaxListed data sets, so a file with millions of links is listed quickly.
+struct Listing {
+  std::string text;
+  int listed = 0;
+  int links = 0;
+  bool cut = false;
+  std::set<haddr_t> groups;
+};
+constexpr int kMaxListed = 32;
+constexpr int kMaxLinks = 1000;
+
+void list_datasets(const H5::Group& group, const std::string& prefix, Listing& out) {
+  H5O_info_t info;
+  if (H5Oget_info2(group.getId(), &info, H5O_INFO_BASIC) < 0) return;
+  if (!out.groups.insert(info.addr).second) return;
+  for (hsize_t i = 0, n = group.getNumObjs(); i < n; ++i) {
+    if (out.listed >= kMaxListed || ++out.links > kMaxLinks) {
+      out.cut = true;
+      return;
+    }
     const std::string name = group.getObjnameByIdx(i);
     const H5O_type_t type = group.childObjType(name);
     if (type == H5O_TYPE_GROUP) {
       list_datasets(group.openGroup(name), prefix + name + "/", out);
     } else if (type == H5O_TYPE_DATASET) {
-      if (!out.empty()) out += ", ";
-      out += prefix + name + " (" + dims_str(dims_of(group.openDataSet(name))) + ")";
+      if (!out.text.empty()) out.text += ", ";
+      out.text += prefix + name + " (" + dims_str(dims_of(group.openDataSet(name))) + ")";
+      ++out.listed;
     }
   }
 }
 
 std::string available(const H5::H5File& file) {
-  std::string out;
+  Listing out;
   try {
     list_datasets(file, "", out);
   } catch (const H5::Exception&) {
   }
-  return out.empty() ? "none" : out;
+  if (out.text.empty())
+    return out.cut ? msg("none in the first ", kMaxLinks, " links") : std::string("none");
+  return out.cut ? out.text + ", ..." : out.text;
 }
 
 H5::DataSet open_dataset(const H5::H5File& file, const std::string& path, const std::string& name,
@@ -74,6 +101,63 @@ H5::DataSet open_dataset(const H5::H5File& file, const std::string& path, const 
     throw InputError(msg("HDF5 file ", path, " has no data set '", name, "' (", role,
                          "); data sets in the file: ", available(file)));
   }
+}
+
+// Set in read_hdf5's child only. libhdf5 may take any amount of memory on a damaged file (fuzzing
+// found a 9 KB file on which it allocated 6 GB in 15 s, growing): the child's data segment
+// (RLIMIT_DATA, which covers malloc's heap and its mappings) is capped at what it uses plus
+// kParseAllowance while libhdf5 parses, raised by a data set's bytes just before that data set is
+// read, so such a file ends in a failed allocation (an error, or a crash the parent reports)
+// rather than in the OOM killer. A user's own lower limit is kept.
+bool g_cap_memory = false;
+rlim_t g_user_data_limit = RLIM_INFINITY;
+constexpr uint64_t kParseAllowance = uint64_t{512} << 20;
+
+void cap_child_memory(uint64_t extra) {
+  if (!g_cap_memory) return;
+  unsigned long size = 0, resident = 0, shared = 0, text = 0, lib = 0, data = 0;
+  FILE* f = std::fopen("/proc/self/statm", "r");
+  if (!f) return;
+  const int got =
+      std::fscanf(f, "%lu %lu %lu %lu %lu %lu", &size, &resident, &shared, &text, &lib, &data);
+  std::fclose(f);
+  if (got != 6) return;
+  struct rlimit rl;
+  if (::getrlimit(RLIMIT_DATA, &rl) != 0) return;
+  const uint64_t page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+  rl.rlim_cur = static_cast<rlim_t>(static_cast<uint64_t>(data) * page + kParseAllowance + extra);
+  if (g_user_data_limit != RLIM_INFINITY && g_user_data_limit < rl.rlim_cur)
+    rl.rlim_cur = g_user_data_limit;
+  if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < rl.rlim_cur) rl.rlim_cur = rl.rlim_max;
+  ::setrlimit(RLIMIT_DATA, &rl);
+}
+
+// An unfiltered chunked data set stores every written chunk whole (edge chunks too): its storage
+// is the number of chunks written times the chunk's bytes. Throws InputError when it is not.
+void check_whole_chunks(const H5::DataSet& ds, const std::string& path, const std::string& name,
+                        size_t file_elem, hsize_t stored) {
+#if H5_VERSION_GE(1, 10, 5)
+  const hid_t dcpl = H5Dget_create_plist(ds.getId());
+  if (dcpl < 0) return;
+  std::vector<hsize_t> chunk(32);
+  const int rank = H5Pget_chunk(dcpl, static_cast<int>(chunk.size()), chunk.data());
+  H5Pclose(dcpl);
+  hsize_t count = 0;
+  if (rank <= 0) return;
+  const H5::DataSpace space = ds.getSpace();  // libhdf5 1.10.8 refuses H5S_ALL here
+  if (H5Dget_num_chunks(ds.getId(), space.getId(), &count) < 0) return;
+  double chunk_bytes = static_cast<double>(file_elem);
+  for (int i = 0; i < std::min<int>(rank, static_cast<int>(chunk.size())); ++i)
+    chunk_bytes *= static_cast<double>(chunk[static_cast<size_t>(i)]);
+  if (static_cast<double>(count) * chunk_bytes != static_cast<double>(stored)) {
+    throw InputError(msg("HDF5 file ", path, ", data set '", name, "': ", count,
+                         " uncompressed chunks of ", chunk_bytes, " bytes should take ",
+                         static_cast<double>(count) * chunk_bytes, " bytes, but the file stores ",
+                         stored, " bytes for them: the file is damaged"));
+  }
+#else
+  (void)ds, (void)path, (void)name, (void)file_elem, (void)stored;
+#endif
 }
 
 // Reads the whole data set converted by HDF5 into `mem_type`, the type of the returned tensor.
@@ -122,9 +206,15 @@ at::Tensor read_all(const H5::DataSet& ds, const std::string& path, const std::s
   const double stored = static_cast<double>(std::min(ds.getStorageSize(), file_size));
   // Scale-offset and n-bit filters store constant data in almost nothing: no ratio bounds them.
   bool unbounded_filter = false;
+  int filters = 0;
+  H5D_layout_t layout = H5D_LAYOUT_ERROR;
+  int external_files = 0;
   const hid_t dcpl = H5Dget_create_plist(ds.getId());
   if (dcpl >= 0) {
-    for (int i = 0, n = H5Pget_nfilters(dcpl); i < n; ++i) {
+    layout = H5Pget_layout(dcpl);
+    external_files = H5Pget_external_count(dcpl);
+    filters = H5Pget_nfilters(dcpl);
+    for (int i = 0; i < filters; ++i) {
       unsigned flags = 0, config = 0;
       size_t cd_count = 0;
       const H5Z_filter_t f = H5Pget_filter2(dcpl, static_cast<unsigned>(i), &flags, &cd_count,
@@ -133,12 +223,37 @@ at::Tensor read_all(const H5::DataSet& ds, const std::string& path, const std::s
     }
     H5Pclose(dcpl);
   }
+  // Data kept in other files (external storage, virtual data sets) is not followed: their paths
+  // come from the file and may name anything on this machine.
+  if (layout == H5D_VIRTUAL || external_files > 0) {
+    throw InputError(msg("HDF5 file ", path, ", data set '", name, "': its data is stored in ",
+                         "other files (",
+                         layout == H5D_VIRTUAL ? "a virtual data set" : "external storage",
+                         "), which squeeze does not follow; copy the data into the file itself"));
+  }
+  // Unfiltered storage holds every element it covers: a compact data set, or a contiguous one once
+  // written, storing fewer bytes than its dimensions need, or unfiltered chunks that are not each
+  // a whole chunk, are damaged. libhdf5 1.10 does not check this and copies past the end of what
+  // it read (fuzzing found heap over-reads that returned garbage instead of an error). An
+  // unwritten contiguous data set or chunk (no storage) reads as fill values, as HDF5 intends.
+  const hsize_t stored_exact = ds.getStorageSize();
+  const double needed = static_cast<double>(file_elem) * (bytes / elem);
+  if ((layout == H5D_COMPACT || (layout == H5D_CONTIGUOUS && stored_exact > 0)) &&
+      static_cast<double>(stored_exact) < needed) {
+    throw InputError(msg("HDF5 file ", path, ", data set '", name, "': its header says ",
+                         dims_str(dims), " elements of ", file_elem, " bytes (", needed,
+                         " bytes) but the file stores only ", stored_exact,
+                         " bytes for it: the file is damaged"));
+  }
+  if (layout == H5D_CHUNKED && filters == 0)
+    check_whole_chunks(ds, path, name, file_elem, stored_exact);
   if ((!unbounded_filter && bytes > kMaxExpansion * stored + 4096.0) || bytes > 9.0e18) {
     throw InputError(msg("HDF5 file ", path, ", data set '", name, "': its header says ",
                          dims_str(dims), " elements (", bytes, " bytes in memory) but the file ",
                          "stores only ", static_cast<uint64_t>(stored), " bytes for it (compression ",
                          "expands data at most ", kMaxExpansion, "-fold): the file is damaged"));
   }
+  cap_child_memory(nbytes);
   at::Tensor t = at::empty(shape, at::TensorOptions().dtype(dtype));
   if (t.numel() > 0) ds.read(t.data_ptr(), mem_type);
   return t;
@@ -206,7 +321,15 @@ bool read_exact(int fd, void* data, size_t n) {
   return true;
 }
 
-[[noreturn]] void child_main(int fd, const std::string& path, const std::vector<Wanted>& wanted) {
+[[noreturn]] void child_main(int fd, const std::string& path, const std::vector<Wanted>& wanted,
+                             pid_t parent) {
+  // A child left behind by a killed squeeze would go on parsing (and allocating) for nobody.
+  ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (::getppid() != parent) ::_exit(1);
+  struct rlimit rl;
+  if (::getrlimit(RLIMIT_DATA, &rl) == 0) g_user_data_limit = rl.rlim_cur;
+  g_cap_memory = true;
+  cap_child_memory(0);
   for (int sig : {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT}) {
     ::signal(sig, [](int) { ::_exit(kLibraryCrashed); });
   }
@@ -252,6 +375,7 @@ std::vector<at::Tensor> read_in_child(const std::string& path, const std::vector
   int fds[2];
   if (::pipe(fds) != 0) throw Error(msg("cannot read HDF5 file ", path, ": pipe: ", std::strerror(errno)));
   std::fflush(nullptr);  // nothing buffered is written twice
+  const pid_t parent = ::getpid();
   const pid_t pid = ::fork();
   if (pid < 0) {
     const int err = errno;
@@ -261,7 +385,7 @@ std::vector<at::Tensor> read_in_child(const std::string& path, const std::vector
   }
   if (pid == 0) {
     ::close(fds[0]);
-    child_main(fds[1], path, wanted);
+    child_main(fds[1], path, wanted, parent);
   }
   ::close(fds[1]);
   uint8_t status = 0xff;
@@ -307,19 +431,34 @@ std::vector<at::Tensor> read_in_child(const std::string& path, const std::vector
   return tensors;
 }
 
-}  // namespace
-
-// libhdf5 parses the file in a child process (read_in_child); to_class_indices and every check
-// run here.
-void read_hdf5(const std::string& path, const std::string& features, const std::string& labels,
-               at::Tensor& x, at::Tensor& y) {
-  std::vector<at::Tensor> t = read_in_child(path, {{features, "features", false}, {labels, "labels", true}});
+// Features and labels from the tensors read (features first); the checks every caller shares.
+void finish_xy(const std::string& path, const std::string& features, const std::string& labels,
+               std::vector<at::Tensor> t, at::Tensor& x, at::Tensor& y) {
   x = t[0];
   y = to_class_indices(t[1], msg("HDF5 file ", path, ", data set '", labels, "'"));
   if (x.size(0) != y.size(0)) {
     throw InputError(msg("HDF5 file ", path, ": features '", features, "' have ", x.size(0),
                          " rows but labels '", labels, "' have ", y.size(0)));
   }
+}
+
+}  // namespace
+
+// libhdf5 parses the file in a child process (read_in_child); to_class_indices and every check
+// run here.
+void read_hdf5(const std::string& path, const std::string& features, const std::string& labels,
+               at::Tensor& x, at::Tensor& y) {
+  finish_xy(path, features, labels,
+            read_in_child(path, {{features, "features", false}, {labels, "labels", true}}), x, y);
+}
+
+void hdf5_detail::read_hdf5_in_process(const std::string& path, const std::string& features,
+                                       const std::string& labels, at::Tensor& x, at::Tensor& y) {
+  if (::access(path.c_str(), R_OK) != 0) {
+    throw InputError(msg("cannot open HDF5 file ", path, ": ", std::strerror(errno)));
+  }
+  finish_xy(path, features, labels,
+            read_datasets(path, {{features, "features", false}, {labels, "labels", true}}), x, y);
 }
 
 void read_hdf5_columns(const std::string& path, const std::vector<std::string>& features,
@@ -348,6 +487,11 @@ void read_hdf5_columns(const std::string& path, const std::vector<std::string>& 
 }
 
 #else  // !SQUEEZE_HAVE_HDF5
+
+void hdf5_detail::read_hdf5_in_process(const std::string& path, const std::string& features,
+                                       const std::string& labels, at::Tensor& x, at::Tensor& y) {
+  read_hdf5(path, features, labels, x, y);
+}
 
 void read_hdf5_columns(const std::string& path, const std::vector<std::string>&,
                        const std::string& labels, at::Tensor& x, at::Tensor& y) {

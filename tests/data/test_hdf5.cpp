@@ -149,6 +149,53 @@ TEST(DataHdf5, DamagedFilesAreInputErrors) {
   EXPECT_NE(crash.find("the HDF5 library crashed reading it"), std::string::npos) << crash;
 }
 
+// Found by the in-process hdf5 fuzz target (tests/fuzz/regressions/hdf5): a group linked into
+// itself (listing the data sets recursed until the stack overflowed), unfiltered chunks shorter
+// than a chunk (libhdf5 copied past the end of what it read: garbage, or a crash), and a file on
+// which libhdf5 allocates without end (the child's memory is capped). Each is an InputError that
+// names the file; no child is left behind.
+TEST(DataHdf5, DamagedMetadataFoundByFuzzing) {
+  const std::string dir = std::string(SQUEEZE_SOURCE_DIR) + "/tests/fuzz/regressions/hdf5/";
+  at::Tensor x, y;
+  const std::string cyclic =
+      error_of([&] { read_hdf5(dir + "cyclic-group-stack-overflow.h5", "x", "y", x, y); });
+  EXPECT_NE(cyclic.find("cyclic-group-stack-overflow.h5"), std::string::npos) << cyclic;
+  for (const char* name : {"unfiltered-chunk-short.h5", "unfiltered-chunk-over-read.h5"}) {
+    const std::string e = error_of([&] { read_hdf5(dir + name, "x", "y", x, y); });
+    EXPECT_NE(e.find("uncompressed chunks of"), std::string::npos) << e;
+    EXPECT_NE(e.find(name), std::string::npos) << e;
+  }
+  const std::string runaway =
+      error_of([&] { read_hdf5(dir + "libhdf5-memory-runaway.h5", "x", "y", x, y); });
+  EXPECT_NE(runaway.find("libhdf5-memory-runaway.h5"), std::string::npos) << runaway;
+}
+
+// Data kept outside the file (external storage) is not followed; the same data set stored in
+// the file is read (must not fire).
+TEST(DataHdf5, ExternalStorageIsRefused) {
+  TempDir dir;
+  const std::string ext = dir.file("ext.h5"), in = dir.file("in.h5");
+  hsize_t dims[1] = {4};
+  for (const std::string& p : {ext, in}) {
+    H5::H5File f(p, H5F_ACC_TRUNC);
+    H5::DSetCreatPropList props;
+    if (p == ext) props.setExternal(dir.file("raw.bin").c_str(), 0, 4 * sizeof(float));
+    const float xs[4] = {1, 2, 3, 4};
+    const int64_t ys[4] = {0, 1, 0, 1};
+    f.createDataSet("x", H5::PredType::NATIVE_FLOAT, H5::DataSpace(1, dims), props)
+        .write(xs, H5::PredType::NATIVE_FLOAT);
+    f.createDataSet("y", H5::PredType::NATIVE_INT64, H5::DataSpace(1, dims))
+        .write(ys, H5::PredType::NATIVE_INT64);
+  }
+  at::Tensor x, y;
+  const std::string e = error_of([&] { read_hdf5(ext, "x", "y", x, y); });
+  EXPECT_NE(e.find("stored in other files (external storage)"), std::string::npos) << e;
+  EXPECT_NE(e.find("ext.h5"), std::string::npos) << e;
+  read_hdf5(in, "x", "y", x, y);
+  EXPECT_EQ(x.size(0), 4);
+  EXPECT_EQ(y.size(0), 4);
+}
+
 // The size check leaves compressed data alone: 256 Ki zeros gzip'd about 1000-fold read back.
 TEST(DataHdf5, HighlyCompressedDataSetIsRead) {
   TempDir dir;
