@@ -4,6 +4,7 @@
 
 #include <string>
 
+#include "cli.h"
 #include "squeeze/pipeline/config.h"
 #include "squeeze/util/error.h"
 #include "testing/asserts.h"
@@ -25,10 +26,10 @@ std::string config_error(const std::string& yaml) {
 TEST(AugmentConfig, ReadsShiftAndFlip) {
   WorkflowConfig c = parse_config(
       "model: {zoo: small_cnn}\ndata: {dataset: fashion-mnist, augment: {shift: 2, hflip: true}}\n");
-  EXPECT_EQ(c.data.augment.shift, 2);
-  EXPECT_TRUE(c.data.augment.hflip);
+  EXPECT_EQ(c.data->augment.shift, 2);
+  EXPECT_TRUE(c.data->augment.hflip);
   WorkflowConfig none = parse_config("model: {zoo: small_cnn}\ndata: {dataset: fashion-mnist}\n");
-  EXPECT_TRUE(none.data.augment.empty());
+  EXPECT_TRUE(none.data->augment.empty());
 }
 
 TEST(AugmentConfig, BadKeysAndValuesNameTheKey) {
