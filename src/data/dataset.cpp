@@ -45,7 +45,7 @@ uint64_t splitmix64(uint64_t z) {
   z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
   return z ^ (z >> 31);
 }
-enum Stream : uint64_t { kTestStream = 1, kValStream = 2, kTestLimitStream = 3 };
+enum Stream : uint64_t { kTestStream = 1, kValStream = 2, kTestLimitStream = 3, kAugmentStream = 4 };
 uint64_t stream_seed(uint64_t seed, Stream s) { return splitmix64(seed ^ splitmix64(s)); }
 
 // Fisher-Yates on mt19937_64, written out so the permutation for a seed does not depend on the
@@ -339,6 +339,15 @@ void check_options(const DataOptions& o) {
                           o.resize.size(), " values"));
   if (o.channels < 0)
     throw ConfigError(msg("data.channels: ", o.channels, " is invalid; valid: 1 or 3"));
+  if (o.augment.shift < 0)
+    throw ConfigError(msg("data.augment.shift: ", o.augment.shift,
+                          " is invalid; valid: an integer >= 0 (pixels; 0 turns it off)"));
+  if (!o.augment.empty() && (o.dataset == "csv" || o.dataset == "arff" ||
+                             o.dataset == "synthetic-jets"))
+    throw ConfigError(msg("data.augment: augmentation applies to images, and dataset ", o.dataset,
+                          " holds tables of features; remove the augment block (image data ",
+                          "sets: fashion-mnist, mnist-idx, and npy or hdf5 holding N x C x H x W "
+                          "arrays)"));
   if (o.normalize == "custom") {
     if (o.mean.empty() || o.mean.size() != o.std.size())
       throw ConfigError(msg("data.normalize: mean and std need the same number of values (one ",
@@ -626,8 +635,19 @@ Splits load(const DataOptions& o, uint64_t seed) {
   } else {
     normalize(s, o.normalize);
   }
+  if (!o.augment.empty()) {
+    // The padding is a zero (black) pixel as the model sees it: normalized like the rest.
+    std::vector<double> fill;
+    if (s.mean.defined() && s.std.defined() && s.mean.numel() == s.std.numel()) {
+      const at::Tensor mean = s.mean.to(at::kDouble), std = s.std.to(at::kDouble);
+      for (int64_t c = 0; c < mean.numel(); ++c)
+        fill.push_back(-mean[c].item<double>() / std[c].item<double>());
+    }
+    s.augment = std::make_shared<const Augment>(o.augment, s.sample_shape, fill, "data.augment");
+  }
   s.description =
-      msg(o.dataset, ": train ", s.train.size(), ", val ", s.val.size(), ", test ", s.test.size());
+      msg(o.dataset, ": train ", s.train.size(), ", val ", s.val.size(), ", test ", s.test.size(),
+          o.augment.empty() ? "" : msg(", training batches augmented: ", o.augment.describe()));
   return s;
 }
 
@@ -712,8 +732,10 @@ at::Tensor Dataset::inputs(int64_t start, int64_t len) const {
   return transform ? transform->apply(b) : b;
 }
 
-BatchIterator::BatchIterator(const Dataset& data, int64_t batch_size, bool shuffle, uint64_t seed)
-    : data_(data), batch_size_(batch_size), shuffle_(shuffle), seed_(seed) {
+BatchIterator::BatchIterator(const Dataset& data, int64_t batch_size, bool shuffle, uint64_t seed,
+                             std::shared_ptr<const Augment> augment)
+    : data_(data), batch_size_(batch_size), shuffle_(shuffle), seed_(seed),
+      augment_(std::move(augment)) {
   if (batch_size <= 0) {
     throw ConfigError(msg("data.batch_size: ", batch_size, " is invalid; valid: >= 1"));
   }
@@ -728,6 +750,7 @@ void BatchIterator::start_epoch(int64_t epoch) {
   const int64_t n = data_.size();
   order_ = shuffle_ ? index_tensor(permutation(n, seed_ + static_cast<uint64_t>(epoch)))
                     : at::arange(n, at::kLong);
+  epoch_ = epoch;
   pos_ = 0;
 }
 
@@ -738,6 +761,13 @@ bool BatchIterator::next(at::Tensor& x, at::Tensor& y) {
   const at::Tensor idx = order_.narrow(0, pos_, len);
   x = data_.x.index_select(0, idx);
   if (data_.transform) x = data_.transform->apply(x);
+  if (augment_) {
+    // A stream apart from the shuffling's (seed + epoch), one seed per (epoch, batch).
+    const uint64_t batch = static_cast<uint64_t>(pos_ / batch_size_);
+    x = augment_->apply(x, stream_seed(splitmix64(seed_ ^ splitmix64(static_cast<uint64_t>(epoch_))) ^
+                                           splitmix64(batch),
+                                       kAugmentStream));
+  }
   y = data_.y.index_select(0, idx);
   pos_ += len;
   return true;

@@ -216,6 +216,22 @@ DataOptions DataOptions::from_params(Params& p) {
                             " (3 replicates a gray channel; 1 takes the luminance of RGB)"));
   }
   p.document("channels", "1 or 3", "3 replicates a gray channel; 1 takes the luminance of RGB");
+  if (auto aug = p.get_map("augment")) {
+    o.augment.shift = aug->get_int("shift", o.augment.shift, 0);
+    aug->document("shift", "an integer >= 0 (pixels)",
+                  "random translation by up to this many pixels along H and W, black padding "
+                  "(training batches only)");
+    o.augment.hflip = aug->get_bool("hflip", o.augment.hflip);
+    aug->document("hflip", "true or false", "random horizontal flip (training batches only)");
+    aug->finish();
+    if (!o.augment.empty() && (ds == "csv" || ds == "arff" || ds == "synthetic-jets"))
+      throw ConfigError(msg(p.key_path("augment"), ": augmentation applies to images, and ",
+                            "dataset ", ds, " holds tables of features; remove the augment ",
+                            "block (image data sets: fashion-mnist, mnist-idx, and npy or hdf5 ",
+                            "holding N x C x H x W arrays)"));
+  }
+  p.document("augment", "{shift: PIXELS, hflip: BOOL}",
+             "random shifts and flips of image training batches, seeded; never of val/test");
   p.finish();
   return o;
 }

@@ -271,7 +271,7 @@ TrainResult fit(ir::Graph& graph, const data::Splits& splits, const TrainOptions
                                                   options.class_weights.end()),
                                at::kFloat);
   exec::Executor ex(graph);
-  data::BatchIterator batches(splits.train, batch_size, true, seed);
+  data::BatchIterator batches(splits.train, batch_size, true, seed, splits.augment);
   int64_t steps_per_epoch = batches.num_batches();
   int64_t total_steps = steps_per_epoch * options.epochs;
   if (options.max_steps >= 0) total_steps = std::min(total_steps, options.max_steps);

@@ -34,6 +34,8 @@ data:
   normalize: standard                # standard | minmax | none | imagenet | {mean: [..], std: [..]}
   # resize: [64, 64]                 # images: bilinear resize; channels: 3 replicates gray
   # channels: 3                      # (stored with the model; eval and infer apply them)
+  # augment: {shift: 2, hflip: true}  # images: random shifts (black padding) and mirror flips of
+  #                                   # training batches only, seeded; never val, test, calibration
   # Tables (csv, arff, hdf5, npy N x F, synthetic-jets): standard/minmax statistics per feature
   # from the train split, stored with the model too, so eval and infer take raw features.
 

@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include "squeeze/data/augment.h"
+
 namespace squeeze {
 class Params;
 }
@@ -80,6 +82,8 @@ struct DataOptions {
   std::vector<int64_t> resize;
   int64_t channels = 0;
   std::vector<double> mean, std;
+  // Random shifts and flips of training batches (images only; see data/augment.h).
+  AugmentOptions augment;
   // True when any image transform is asked for (resize, channels, imagenet or custom
   // normalization): the data then goes through a Transform that is stored with the model.
   bool has_transform() const {
@@ -115,9 +119,13 @@ struct Splits {
   // The transform every split applies per batch (resize, channels, normalization); null when
   // the data block asks for none (the normalization is then applied to x in place).
   std::shared_ptr<const Transform> transform;
+  // The augmentation of training batches (data.augment), for train::fit's BatchIterator; null
+  // when the data block asks for none. Never applied to val, test or calibration samples.
+  std::shared_ptr<const Augment> augment;
 };
 
-// Loads, splits (seeded), normalizes (statistics from the train split only) and applies limits.
+// Loads, splits (seeded), normalizes (statistics from the train split only) and applies limits;
+// makes s.augment from options.augment (ConfigError naming data.augment for non-image samples).
 // Throws InputError naming the file and what is wrong (missing, truncated, non-numeric cell at
 // row R column C, label out of range...).
 Splits load(const DataOptions& options, uint64_t seed);
@@ -189,10 +197,13 @@ void map_to_model_classes(Splits& s, const std::vector<std::string>& model_class
                           const std::string& source);
 
 // Iterates shuffled (or ordered) batches over a data set. The permutation for epoch e is
-// seeded with seed + e, so runs are reproducible.
+// seeded with seed + e, so runs are reproducible. With an `augment`, every batch (after the
+// transform) is augmented with a seed derived from seed, the epoch and the batch's index, so the
+// same seed gives the same augmented batches, whatever ran before in the process.
 class BatchIterator {
  public:
-  BatchIterator(const Dataset& data, int64_t batch_size, bool shuffle, uint64_t seed);
+  BatchIterator(const Dataset& data, int64_t batch_size, bool shuffle, uint64_t seed,
+                std::shared_ptr<const Augment> augment = nullptr);
   int64_t num_batches() const;
   void start_epoch(int64_t epoch);
   bool next(at::Tensor& x, at::Tensor& y);  // false at the end of the epoch
@@ -202,7 +213,9 @@ class BatchIterator {
   int64_t batch_size_;
   bool shuffle_;
   uint64_t seed_;
+  std::shared_ptr<const Augment> augment_;
   at::Tensor order_;
+  int64_t epoch_ = 0;
   int64_t pos_ = 0;
 };
 
