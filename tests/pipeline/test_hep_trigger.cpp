@@ -1,6 +1,7 @@
 // The hep-trigger pipeline through the CLI on a small jet set: the search and the naive recipe
 // both estimated and reported, the budget judged, an impossible budget ending with the closest
 // model and its gap, and the inputs refused before any training.
+#include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -8,7 +9,12 @@
 
 #include "cli.h"
 #include "pipeline/pipeline_test_util.h"
+#include "squeeze/deploy/export.h"
 #include "squeeze/deploy/fpga.h"
+#include "squeeze/exec/executor.h"
+#include "squeeze/exec/fixed.h"
+#include "squeeze/io/onnx.h"
+#include "squeeze/io/sqz.h"
 #include "squeeze/pipeline/hep_trigger.h"
 #include "testing/asserts.h"
 #include "testing/cli.h"
@@ -56,6 +62,20 @@ TEST(HepTriggerPipeline, SearchAndNaiveRecipeEstimatedAndJudged) {
   EXPECT_TRUE(fs::exists(dir.file("out/cpp/golden.bin")));
   // Its own check program agrees bit for bit with squeeze's emulation of the chosen model.
   EXPECT_EQ(std::system(("make -s -C " + dir.file("out/cpp") + " test > /dev/null 2>&1").c_str()), 0);
+  // Its QONNX export passes the ONNX checker (the exporter runs it) and re-imports with
+  // identical outputs, its fixed-point layers intact.
+  {
+    const json& chosen = p["candidates"][p["best"]["index"].get<size_t>()];
+    ir::Graph g = io::load_sqz(dir.file("out/" + chosen["checkpoint"].get<std::string>()));
+    deploy::export_model(g, "qonnx", dir.file("chosen.qonnx.onnx"));
+    ir::Graph back = io::import_onnx(dir.file("chosen.qonnx.onnx"));
+    int fixed_layers = 0;
+    for (const auto& n : back.nodes) fixed_layers += exec::is_fixed_layer(n);
+    EXPECT_GT(fixed_layers, 0);
+    at::manual_seed(5);
+    at::Tensor x = at::randn({256, 16}) * 2.0;
+    EXPECT_TRUE(at::equal(exec::Executor(back).forward(x), exec::Executor(g).forward(x)));
+  }
 
   int search = 0, naive = 0;
   bool pruned70 = false, fixed = false;

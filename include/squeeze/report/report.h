@@ -251,8 +251,8 @@ struct PipelineRecord {
   std::vector<std::string> objective_directions;  // "maximize" / "minimize", one per value
   std::vector<TrialRecord> trials;
   // hep-trigger (emitted when set): the budget, and the measured batch-1 latency of the chosen
-  // model's generated C++ (deploy::measure_cpp_latency_ns; set where hep_trigger.cpp's
-  // record_cpp_latency says, when C++ generation is part of the build; absent otherwise).
+  // model's generated C++ (deploy::measure_cpp_latency_ns, in HepTrigger::measure_generated_cpp;
+  // absent when it could not be measured, with a warning saying why).
   std::optional<FpgaBudgetRecord> budget;
   std::optional<double> cpp_latency_ns;
   // hep-jet (emitted when rare_classes is not empty): the protected classes and the tolerance.
