@@ -2375,6 +2375,10 @@ ir::Graph Importer::convert() {
     if (h == table.end())
       throw UnsupportedError(msg(where(), ", opset ", opset_, ": ONNX op '", n.op_type(),
                                  "' is not supported; supported ONNX ops: ", supported_list()));
+    // Every ONNX op's first output is required; handlers bind it (found by fuzz_onnx: a
+    // DequantizeLinear with no outputs read past the end of its output list).
+    if (n.output_size() == 0 || n.output(0).empty())
+      throw InputError(msg(where(), ": the node has no output (every ", n.op_type(), " produces at least one)"));
     try {
       (this->*(h->second))(n);
     } catch (const Error&) {
