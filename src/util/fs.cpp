@@ -227,13 +227,24 @@ void check_output_folder(const std::string& dir, const std::string& what) {
   auto undo = [&]() {
     for (auto it = created.rbegin(); it != created.rend(); ++it) ::rmdir(it->c_str());
   };
-  for (const fs::path& p : missing) {
-    if (::mkdir(p.c_str(), 0777) != 0 && errno != EEXIST) {
-      const int err = errno;
-      undo();
-      refuse(msg("cannot create folder '", p.string(), "': ", std::strerror(err)));
+  // Only the folders this call made are removed after the test (not one a concurrent process made:
+  // shared-study workers check sibling folders at once), and a parent that vanished under another
+  // process's clean-up is made again.
+  int retries = 0;
+  for (size_t i = 0; i < missing.size(); ++i) {
+    const fs::path& p = missing[i];
+    if (::mkdir(p.c_str(), 0777) == 0) {
+      created.push_back(p);
+      continue;
     }
-    created.push_back(p);
+    if (errno == EEXIST) continue;
+    if (errno == ENOENT && retries++ < 50) {
+      i = static_cast<size_t>(-1);  // again from the outermost missing folder
+      continue;
+    }
+    const int err = errno;
+    undo();
+    refuse(msg("cannot create folder '", p.string(), "': ", std::strerror(err)));
   }
   // Root passes every permission check, so the test is a real file: read-only mounts, /proc and
   // full quotas fail here and not after the work.
