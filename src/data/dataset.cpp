@@ -585,8 +585,8 @@ Splits load(const DataOptions& o, uint64_t seed) {
   }
 
   Splits s;
-  s.train = {to_float(take(src.x, train_idx), src.divisor), take(src.y, train_idx)};
-  s.val = {to_float(take(src.x, val_idx), src.divisor), take(src.y, val_idx)};
+  s.train = {to_float(take(src.x, train_idx), src.divisor), take(src.y, train_idx), nullptr};
+  s.val = {to_float(take(src.x, val_idx), src.divisor), take(src.y, val_idx), nullptr};
   if (has_test) {
     const int64_t nt = src.test_x.size(0);
     if (o.limit_test >= 0 && o.limit_test < nt) {
@@ -594,13 +594,13 @@ Splits load(const DataOptions& o, uint64_t seed) {
       auto perm = permutation(nt, stream_seed(seed, kTestLimitStream));
       perm.resize(static_cast<size_t>(o.limit_test));
       std::sort(perm.begin(), perm.end());
-      s.test = {to_float(take(src.test_x, perm), src.divisor), take(src.test_y, perm)};
+      s.test = {to_float(take(src.test_x, perm), src.divisor), take(src.test_y, perm), nullptr};
     } else {
-      s.test = {to_float(src.test_x, src.divisor), src.test_y};
+      s.test = {to_float(src.test_x, src.divisor), src.test_y, nullptr};
     }
   } else {
     limit(test_idx, o.limit_test);
-    s.test = {to_float(take(src.x, test_idx), src.divisor), take(src.y, test_idx)};
+    s.test = {to_float(take(src.x, test_idx), src.divisor), take(src.y, test_idx), nullptr};
   }
 
   int64_t max_label = src.y.max().item<int64_t>();

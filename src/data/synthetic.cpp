@@ -207,7 +207,7 @@ Dataset make_synthetic_jets(int64_t samples, double rare_fraction, uint64_t seed
   for (int64_t s = 0; s < samples; ++s) make_jet(static_cast<int>(labels[s]), rng, out + s * kFeatures);
   at::Tensor y = at::empty({samples}, at::kLong);
   std::memcpy(y.data_ptr<int64_t>(), labels.data(), labels.size() * sizeof(int64_t));
-  return Dataset{x, y};
+  return Dataset{x, y, nullptr};
 }
 
 }  // namespace squeeze::data

@@ -20,15 +20,23 @@ namespace {
 
 using onnx::TensorProto;
 
+// The element count, refusing shapes whose product (of the non-zero dimensions too: libtorch
+// multiplies them all, and a tensor with one zero dimension and others of 2^40 overflows its
+// int64 arithmetic) would overflow.
 int64_t checked_numel(const TensorProto& t, const std::string& where) {
-  int64_t n = 1;
+  int64_t nonzero = 1;
+  bool empty = false;
   for (int64_t d : t.dims()) {
     if (d < 0) throw InputError(msg(where, ": tensor '", t.name(), "' has a negative dimension ", d));
-    if (d != 0 && n > std::numeric_limits<int64_t>::max() / 16 / d)
-      throw InputError(msg(where, ": tensor '", t.name(), "' has an absurd shape"));
-    n *= d;
+    if (d == 0) {
+      empty = true;
+      continue;
+    }
+    if (nonzero > std::numeric_limits<int64_t>::max() / 16 / d)
+      throw InputError(msg(where, ": tensor '", t.name(), "' has an absurd shape (its dimensions multiply past 2^59)"));
+    nonzero *= d;
   }
-  return n;
+  return empty ? 0 : nonzero;
 }
 
 template <typename Field>
