@@ -80,6 +80,14 @@ Distribution parse_distribution(const Params& given, const std::string& name) {
                               "' given; a distribution is one of ", join(kKinds, ", ")));
       kind = k;
     }
+  if (kind.empty()) {
+    // is_distribution saw a kind's key, so it is there without a value (`lr: {log_float:}`).
+    for (const auto& k : kKinds)
+      if (m->raw(k))
+        throw ConfigError(msg(m->key_path(k), ": no value; expected ",
+                              k == "categorical" ? "a list of choices [a, b, ...]" : "[low, high]"));
+    throw ConfigError(msg(m->path(), ": expected a distribution, one of ", join(kKinds, ", ")));
+  }
   const Value& v = *m->raw(kind);
   const std::string at = m->key_path(kind);
   Distribution d;

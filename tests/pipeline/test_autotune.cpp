@@ -444,6 +444,10 @@ TEST(AutotuneBadInput, RejectedBeforeAnyTraining) {
   expect_rejected(one_stage("{ratio: {categorical: []}}"), "an empty search range");
   expect_rejected(one_stage("{ratio: {log_float: [0, 0.9]}}"), "log_float needs low > 0");
   expect_rejected(one_stage("{ratio: {flot: [0.1, 0.9]}}"), "did you mean 'float'");
+  // A kind without a value (found by fuzz_config: it dereferenced a null entry).
+  expect_rejected(one_stage("{ratio: {log_float: }}"),
+                  "pipeline.stages[0].params.ratio.log_float: no value; expected [low, high]");
+  expect_rejected(one_stage("{ratio: {categorical: }}"), "no value; expected a list of choices");
   expect_rejected(one_stage("{ratio: {int: [1, 5], stpe: 2}}"), "did you mean 'step'");
   expect_rejected(one_stage("{ratio: 0.5}"), "nothing to search");
   // A path that names no parameter of the pass: the pass's own check, before training.
