@@ -113,19 +113,24 @@ bool g_cap_memory = false;
 rlim_t g_user_data_limit = RLIM_INFINITY;
 constexpr uint64_t kParseAllowance = uint64_t{512} << 20;
 
-void cap_child_memory(uint64_t extra) {
-  if (!g_cap_memory) return;
+// This process's data segment in bytes (what RLIMIT_DATA limits), from /proc/self/statm.
+bool data_segment_bytes(uint64_t* bytes) {
   unsigned long size = 0, resident = 0, shared = 0, text = 0, lib = 0, data = 0;
   FILE* f = std::fopen("/proc/self/statm", "r");
-  if (!f) return;
+  if (!f) return false;
   const int got =
       std::fscanf(f, "%lu %lu %lu %lu %lu %lu", &size, &resident, &shared, &text, &lib, &data);
   std::fclose(f);
-  if (got != 6) return;
+  *bytes = static_cast<uint64_t>(data) * static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+  return got == 6;
+}
+
+void cap_child_memory(uint64_t extra) {
+  if (!g_cap_memory) return;
+  uint64_t data = 0;
   struct rlimit rl;
-  if (::getrlimit(RLIMIT_DATA, &rl) != 0) return;
-  const uint64_t page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
-  rl.rlim_cur = static_cast<rlim_t>(static_cast<uint64_t>(data) * page + kParseAllowance + extra);
+  if (!data_segment_bytes(&data) || ::getrlimit(RLIMIT_DATA, &rl) != 0) return;
+  rl.rlim_cur = static_cast<rlim_t>(data + kParseAllowance + extra);
   if (g_user_data_limit != RLIM_INFINITY && g_user_data_limit < rl.rlim_cur)
     rl.rlim_cur = g_user_data_limit;
   if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < rl.rlim_cur) rl.rlim_cur = rl.rlim_max;
@@ -296,6 +301,32 @@ std::vector<at::Tensor> read_datasets(const std::string& path, const std::vector
 enum : uint8_t { kOk = 0, kInputError = 1, kConfigError = 2, kOtherError = 3 };
 // The child's exit code when the HDF5 library crashed (its signal handlers exit with it).
 constexpr int kLibraryCrashed = 86;
+// The child's exit code when its memory cap (cap_child_memory) was reached where no allocation
+// can fail softly: only in builds with AddressSanitizer, whose runtime dies when it cannot map
+// memory for its own bookkeeping (make test-sanitize), where without it malloc returns null.
+constexpr int kMemoryCapReached = 87;
+
+#if defined(__SANITIZE_ADDRESS__)
+#define SQUEEZE_HAS_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define SQUEEZE_HAS_ASAN 1
+#endif
+#endif
+
+#ifdef SQUEEZE_HAS_ASAN
+extern "C" void __sanitizer_set_death_callback(void (*callback)(void));
+
+// Called by the sanitizer runtime before it exits on a fatal error. Within 256 MB of the cap the
+// error is the cap's (a mapping refused by RLIMIT_DATA); anything else is a real report, left to
+// end the child with the runtime's own exit code (the parent then fails loudly).
+void on_sanitizer_death() {
+  struct rlimit rl;
+  uint64_t used = 0;
+  if (::getrlimit(RLIMIT_DATA, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY || !data_segment_bytes(&used)) return;
+  if (used + (uint64_t{256} << 20) >= static_cast<uint64_t>(rl.rlim_cur)) ::_exit(kMemoryCapReached);
+}
+#endif
 
 bool write_all(int fd, const void* data, size_t n) {
   const char* p = static_cast<const char*>(data);
@@ -333,6 +364,9 @@ bool read_exact(int fd, void* data, size_t n) {
   for (int sig : {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT}) {
     ::signal(sig, [](int) { ::_exit(kLibraryCrashed); });
   }
+#ifdef SQUEEZE_HAS_ASAN
+  __sanitizer_set_death_callback(on_sanitizer_death);
+#endif
   uint8_t status = kOk;
   std::string message;
   std::vector<at::Tensor> tensors;
@@ -417,6 +451,11 @@ std::vector<at::Tensor> read_in_child(const std::string& path, const std::vector
   const bool crashed = WIFSIGNALED(wstatus) ||
                        (WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == kLibraryCrashed);
   if (!complete || !WIFEXITED(wstatus) || WEXITSTATUS(wstatus) != 0) {
+    if (WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == kMemoryCapReached) {
+      throw InputError(msg("cannot read HDF5 file ", path, ": the HDF5 library used more than ",
+                           kParseAllowance >> 20, " MB beyond the data sets' own size parsing it; "
+                           "the file is damaged (check it with h5dump, or rewrite it)"));
+    }
     if (crashed) {
       throw InputError(msg("cannot read HDF5 file ", path, ": the HDF5 library crashed reading it",
                            WIFSIGNALED(wstatus) ? msg(" (signal ", WTERMSIG(wstatus), ")") : "",

@@ -293,7 +293,9 @@ TEST(AutotunePipeline, SigintReleasesTheRunningTrialWritesTheReportAndNamesTheRe
   const auto after = study_trials(db);
   EXPECT_EQ(after.size(), 3u);
   for (const auto& t : after) EXPECT_EQ(t.state, pipeline::TrialState::kComplete);
-  for (const auto& t : read_json(dir.file("out/report.json"))["pipeline"]["trials"])
+  // The report is bound to a name: a range-for over a member of a temporary reads freed memory.
+  const json final_report = read_json(dir.file("out/report.json"));
+  for (const auto& t : final_report["pipeline"]["trials"])
     EXPECT_EQ(t["candidate"].is_null(), complete.count(t["number"].get<int64_t>()) == 1);
 }
 
