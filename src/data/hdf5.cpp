@@ -16,6 +16,7 @@
 
 #ifdef SQUEEZE_HAVE_HDF5
 #include <H5Cpp.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -113,16 +114,27 @@ bool g_cap_memory = false;
 rlim_t g_user_data_limit = RLIM_INFINITY;
 constexpr uint64_t kParseAllowance = uint64_t{512} << 20;
 
-// This process's data segment in bytes (what RLIMIT_DATA limits), from /proc/self/statm.
+// This process's data segment in bytes (what RLIMIT_DATA limits): the sixth field of
+// /proc/self/statm, in pages. Plain system calls and no allocation, so that a sanitizer's death
+// callback may call it.
 bool data_segment_bytes(uint64_t* bytes) {
-  unsigned long size = 0, resident = 0, shared = 0, text = 0, lib = 0, data = 0;
-  FILE* f = std::fopen("/proc/self/statm", "r");
-  if (!f) return false;
-  const int got =
-      std::fscanf(f, "%lu %lu %lu %lu %lu %lu", &size, &resident, &shared, &text, &lib, &data);
-  std::fclose(f);
-  *bytes = static_cast<uint64_t>(data) * static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
-  return got == 6;
+  char buf[256];
+  const int fd = ::open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  const ssize_t n = ::read(fd, buf, sizeof buf - 1);
+  ::close(fd);
+  if (n <= 0) return false;
+  buf[n] = '\0';
+  const char* p = buf;
+  uint64_t field = 0;
+  for (int i = 0; i < 6; ++i) {
+    while (*p == ' ') ++p;
+    if (*p < '0' || *p > '9') return false;
+    field = 0;
+    while (*p >= '0' && *p <= '9') field = field * 10 + static_cast<uint64_t>(*p++ - '0');
+  }
+  *bytes = field * static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+  return true;
 }
 
 void cap_child_memory(uint64_t extra) {
