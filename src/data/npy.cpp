@@ -216,13 +216,20 @@ at::Tensor read_npy(const std::string& path) {
             big ? " (big-endian; convert with arr.astype(arr.dtype.newbyteorder('<')))" : "",
             "; supported: ", kValidTypes));
   }
+  // Bounded over the non-zero dimensions even when one is 0 (libtorch multiplies them all).
   int64_t count = 1;
+  bool empty = false;
   for (int64_t d : shape) {
-    if (d != 0 && count > (int64_t{1} << 50) / d) {
+    if (d == 0) {
+      empty = true;
+      continue;
+    }
+    if (count > (int64_t{1} << 50) / d) {
       throw InputError(msg("NPY file ", path, ": implausible shape ", shape_str(shape)));
     }
     count *= d;
   }
+  if (empty) count = 0;
   if (fortran && shape.size() > 1) {
     throw InputError(msg("NPY file ", path, ": Fortran-ordered (column-major) arrays are not ",
                          "supported; save a C-ordered copy with np.save(path, ",

@@ -101,13 +101,25 @@ void check_fits_in_memory(uint64_t bytes, const std::string& what, const std::st
 
 bool checked_bytes(const std::vector<int64_t>& dims, uint64_t element_bytes, uint64_t* out) {
   constexpr uint64_t kMax = static_cast<uint64_t>(std::numeric_limits<int64_t>::max());
-  uint64_t n = element_bytes;
+  // The non-zero dimensions must multiply within range even when another one is 0: libtorch
+  // multiplies them all to size a tensor, and overflows on (0, 2^40, 2^40).
+  uint64_t elements = 1;
+  bool empty = false;
   for (int64_t d : dims) {
     if (d < 0) return false;
-    if (d != 0 && n > kMax / static_cast<uint64_t>(d)) return false;
-    n *= static_cast<uint64_t>(d);
+    if (d == 0) {
+      empty = true;
+      continue;
+    }
+    if (elements > kMax / static_cast<uint64_t>(d)) return false;
+    elements *= static_cast<uint64_t>(d);
   }
-  *out = n;
+  if (empty) {
+    *out = 0;
+    return true;
+  }
+  if (element_bytes != 0 && elements > kMax / element_bytes) return false;
+  *out = elements * element_bytes;
   return true;
 }
 

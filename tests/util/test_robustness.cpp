@@ -74,6 +74,10 @@ TEST(MemoryBudget, CheckedBytesCatchesOverflowAndNegativeDimensions) {
   EXPECT_FALSE(checked_bytes({int64_t{1} << 31, int64_t{1} << 31, 4}, 4, &n));
   EXPECT_FALSE(checked_bytes({1000000000000000, 1000000}, 1, &n));
   EXPECT_FALSE(checked_bytes({-1, 4}, 4, &n));
+  // A zero dimension does not excuse the others (libtorch multiplies them all), in any order.
+  EXPECT_FALSE(checked_bytes({0, int64_t{1} << 40, int64_t{1} << 40}, 4, &n));
+  EXPECT_TRUE(checked_bytes({int64_t{1} << 62, 0}, 8, &n));
+  EXPECT_EQ(n, 0u);
 }
 
 // --- absurd header values, each reader ----------------------------------------------------------
