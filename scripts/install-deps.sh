@@ -34,7 +34,7 @@ install_onnxruntime() {
 
 packages=(
   cmake ninja-build ccache g++ pkg-config
-  libtorch-dev libopenblas0-pthread libgloo-dev
+  libtorch-dev libdnnl-dev libopenblas0-pthread libgloo-dev
   libyaml-cpp-dev nlohmann-json3-dev libcli11-dev
   libonnx-dev libprotobuf-dev protobuf-compiler
   libhdf5-dev libsqlite3-dev zlib1g-dev

@@ -8,6 +8,7 @@
 #include <map>
 #include <set>
 
+#include "kernels_internal.h"
 #include "squeeze/exec/int8.h"
 #include "squeeze/ir/quant_math.h"
 #include "squeeze/util/error.h"
@@ -108,6 +109,21 @@ Executor::Executor(const ir::Graph& graph, ExecutorOptions options) : graph_(gra
     prod.folds = static_cast<int>(k);
     steps_[k].fold_into = from;
   }
+  // Float 2-D convolutions run prepacked (packed_conv) and apply an activation that alone reads them.
+  for (size_t k = 0; k < steps_.size(); ++k) {
+    const ir::Node& n = *steps_[k].node;
+    steps_[k].packable = n.op == "Conv" && !n.out_qspec && n.outputs.size() == 1 && packed_conv_available();
+  }
+  for (size_t k = 0; k < steps_.size(); ++k) {
+    int from = fusable_activation(steps_[k].node->op) ? sole_producer(k) : -1;
+    if (from < 0) continue;
+    if (steps_[static_cast<size_t>(from)].fold_into >= 0) {
+      if (steps_[static_cast<size_t>(from)].node->out_qspec) continue;
+      from = steps_[static_cast<size_t>(from)].fold_into;  // the Conv that computes the BatchNorm
+    }
+    Step& conv = steps_[static_cast<size_t>(from)];
+    if (conv.packable && conv.fused_act < 0) conv.fused_act = static_cast<int>(k);
+  }
   // Relu fusion candidates (int8 kernels apply it in their requantization): a quantized
   // Conv/Linear/Add whose output only this Relu reads, and a Relu that keeps its input's grid.
   for (size_t k = 0; k < steps_.size(); ++k) {
@@ -177,6 +193,68 @@ const ir::Node& Executor::folded_node(size_t k) const {
   return folded_[k] = std::move(f), folded_[k].node;
 }
 
+at::Tensor Executor::packed_conv(size_t k, const ir::Node& node, at::Tensor x, const ir::Node* act) const {
+  if (!x.defined() || x.dim() != 4 || x.scalar_type() != at::kFloat || x.is_quantized() || x.is_mkldnn() ||
+      node.attr_int("quant_dynamic", 0) != 0)
+    return {};
+  const ir::Param& w = node.param("weight");
+  const ir::Param* b = node.has_param("bias") ? &node.param("bias") : nullptr;
+  auto plain = [](const ir::Param& p) {
+    return !p.qspec && p.value.scalar_type() == at::kFloat && !p.value.is_quantized() && !p.value.is_mkldnn();
+  };
+  if (!plain(w) || w.value.dim() != 4 || (b && !plain(*b))) return {};
+  if (at::GradMode::is_enabled() &&
+      (x.requires_grad() || w.value.requires_grad() || (b && b->value.requires_grad())))
+    return {};
+  x = x.contiguous(at::MemoryFormat::ChannelsLast);
+  std::vector<std::pair<const void*, uint32_t>> sources;
+  for (const ir::Param* p : {&w, b})
+    if (p) {
+      sources.emplace_back(p->value.unsafeGetTensorImpl(), p->value._version());
+      sources.emplace_back(p->value.data_ptr(), 0);
+    }
+  auto run_entry = [&](const Packed& e) {
+    if (!e.conv) return at::Tensor();
+    conv_impl_[k] = &packed_conv_impl(*e.conv);
+    return run_packed_conv(*e.conv, x);
+  };
+  std::vector<Packed>& cache = packed_[k];
+  for (const Packed& e : cache)
+    if (e.sources == sources && x.sizes().equals(e.input_sizes)) return run_entry(e);
+  // New weights invalidate every packing of this step; a few input shapes (batch sizes) are kept.
+  cache.erase(std::remove_if(cache.begin(), cache.end(), [&](const Packed& e) { return e.sources != sources; }),
+              cache.end());
+  if (cache.size() >= 4) cache.erase(cache.begin());
+  ConvGeometry g;
+  g.strides = node.attr_ints("strides", g.strides);
+  g.dilations = node.attr_ints("dilations", g.dilations);
+  g.pads = node.attr_ints("pads", g.pads);
+  g.groups = node.attr_int("group", 1);
+  FusedActivation fa;
+  if (act) {
+    fa.op = act->op;
+    if (act->op == "LeakyRelu") fa.alpha = act->attr_float("alpha", 0.01);
+    if ((fa.has_min = act->op == "Clip" && act->has_attr("min"))) fa.alpha = act->attr_float("min", 0);
+    if ((fa.has_max = act->op == "Clip" && act->has_attr("max"))) fa.beta = act->attr_float("max", 0);
+  }
+  Packed fresh;
+  fresh.sources = std::move(sources);
+  fresh.input_sizes = x.sizes().vec();
+  if (g.strides.size() == 2 && g.dilations.size() == 2 && g.pads.size() == 4) {
+    at::NoGradGuard no_grad;
+    fresh.conv = pack_conv(w.value, b ? b->value : at::Tensor(), g, x.sizes(), act ? &fa : nullptr);
+  }
+  cache.push_back(std::move(fresh));
+  return run_entry(cache.back());
+}
+
+std::map<std::string, int64_t> Executor::conv_implementations() const {
+  std::map<std::string, int64_t> out;
+  for (const std::string* impl : conv_impl_)
+    if (impl) ++out[*impl];
+  return out;
+}
+
 std::vector<at::Tensor> Executor::run(const std::vector<at::Tensor>& inputs, Mode mode) const {
   if (inputs.size() != input_slots_.size())
     throw InputError(msg("the model takes ", input_slots_.size(), " inputs; got ", inputs.size()));
@@ -198,6 +276,7 @@ std::vector<at::Tensor> Executor::run(const std::vector<at::Tensor>& inputs, Mod
   std::vector<at::Tensor> args;
   std::vector<char> fused(steps_.size(), 0);  // Relu steps applied by their producer this run
   if (node_us_) node_us_->resize(steps_.size(), 0.0);
+  conv_impl_.resize(steps_.size(), nullptr);
   for (size_t k = 0; k < steps_.size(); ++k) {
     const Step& step = steps_[k];
     auto t0 = node_us_ ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point();
@@ -222,9 +301,21 @@ std::vector<at::Tensor> Executor::run(const std::vector<at::Tensor>& inputs, Mod
       for (auto& a : args)
         if (a.defined() && a.is_quantized()) a = quant::from_quint8(a);
     std::vector<at::Tensor> outs;
+    bool act_applied = false;
     if (!ctx.training && !any_quantized && step.in_place) outs = run_in_place(step, slots, args);
     try {
+      if (!ctx.training && step.packable && !any_quantized)
+        if (at::Tensor y = packed_conv(k, node, args.at(0),
+                                       step.fused_act >= 0 ? steps_[static_cast<size_t>(step.fused_act)].node : nullptr);
+            y.defined()) {
+          outs = {y};
+          act_applied = step.fused_act >= 0;
+        }
       if (any_quantized) outs = quant::quantized_op(node, args, ctx);
+      if (!ctx.training && node.op == "Conv" && (outs.empty() || any_quantized)) {
+        static const std::string plain = "at::convolution", quantized = "quantized (exec/int8.h)";
+        conv_impl_[k] = any_quantized || node.param("weight").qspec ? &quantized : &plain;
+      }
       if (outs.empty()) outs = (*step.kernel)(node, args, ctx);
     } catch (const squeeze::Error&) {
       throw;
@@ -239,9 +330,10 @@ std::vector<at::Tensor> Executor::run(const std::vector<at::Tensor>& inputs, Mod
     // that apply_out_qspec quantizes next has not.
     bool relu_applied = ctx.fuse_relu && outs.size() == 1 && outs[0].is_quantized();
     if (node.out_qspec && !outs.empty()) outs[0] = quant::apply_out_qspec(node, outs[0], ctx);
-    if (relu_applied) {
-      const Step& relu = steps_[static_cast<size_t>(step.relu)];
-      fused[static_cast<size_t>(step.relu)] = 1;
+    if (relu_applied || act_applied) {
+      int relu_step = relu_applied ? step.relu : step.fused_act;
+      const Step& relu = steps_[static_cast<size_t>(relu_step)];
+      fused[static_cast<size_t>(relu_step)] = 1;
       slots[relu.out_slots[0]] = std::move(outs[0]);
       outs.clear();
     }

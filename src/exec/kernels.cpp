@@ -16,10 +16,6 @@
 
 namespace squeeze::exec {
 
-namespace {
-
-using Tensors = std::vector<at::Tensor>;
-
 // Splits ONNX pads [begins..., ends...] into symmetric padding when possible; otherwise pads
 // the input explicitly and returns zero padding.
 std::vector<int64_t> symmetric_pads(const ir::Node& n, at::Tensor& x, size_t nd, double fill) {
@@ -35,6 +31,10 @@ std::vector<int64_t> symmetric_pads(const ir::Node& n, at::Tensor& x, size_t nd,
   x = at::constant_pad_nd(x, torch_pad, fill);
   return std::vector<int64_t>(nd, 0);
 }
+
+namespace {
+
+using Tensors = std::vector<at::Tensor>;
 
 std::vector<int64_t> ints_or(const ir::Node& n, const char* key, size_t nd, int64_t fill) {
   return n.attr_ints(key, std::vector<int64_t>(nd, fill));

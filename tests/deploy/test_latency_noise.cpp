@@ -128,7 +128,7 @@ TEST(LatencyNoise, AMachineLoadedOnPurposeIsFlagged) {
   deploy::LatencyOptions o;
   o.warmup = 2;
   o.fixed_runs = 40;
-  auto stats = deploy::measure_latency({&g}, 8, o);
+  auto stats = deploy::measure_latency({&g}, 64, o);  // runs of ~3 ms, as long as the bursts
   stop = true;
   for (auto& t : load) t.join();
   env::set_threads(before);

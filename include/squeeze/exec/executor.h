@@ -5,6 +5,7 @@
 
 #include <functional>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -13,6 +14,8 @@
 namespace squeeze::exec {
 
 enum class Mode { kEval, kTrain };
+
+struct PackedConv;  // exec/packed_conv.cpp
 
 struct KernelContext {
   bool training = false;
@@ -58,6 +61,11 @@ class Executor {
   // the node's index in graph.nodes (the vector is sized on first use). nullptr stops timing.
   void time_nodes(std::vector<double>* per_node_us) { node_us_ = per_node_us; }
 
+  // The convolution implementations eval runs have used, with how many Conv nodes each: oneDNN's
+  // name for a prepacked primitive ("brgconv:avx512_core", "jit:avx2", "jit_dw:avx2", ...) or
+  // "at::convolution" where the plain kernel ran. Only Convs that ran in eval mode are counted.
+  std::map<std::string, int64_t> conv_implementations() const;
+
  private:
   struct Step {
     const ir::Node* node;
@@ -69,6 +77,11 @@ class Executor {
     int folds = -1;            // eval: this Conv/Linear also applies BatchNorm step `folds`
     bool in_place = false;     // eval: may overwrite a dying input (see run_in_place)
     int relu = -1;             // eval: the Relu step that alone reads this step's output
+    // eval: a float 2-D Conv runs a oneDNN primitive with its weight packed once (see packed_conv)
+    // and applies the activation step fused_act (the one reader of its output, or of its folded
+    // BatchNorm's: Relu, Relu6, Clip, LeakyRelu, Sigmoid, Silu, HardSwish, Tanh) as a post-op
+    bool packable = false;
+    int fused_act = -1;
   };
   std::vector<at::Tensor> run_in_place(const Step& step, std::vector<at::Tensor>& slots,
                                        std::vector<at::Tensor>& args) const;
@@ -79,6 +92,16 @@ class Executor {
     std::vector<std::pair<const void*, uint32_t>> sources;
   };
   const ir::Node& folded_node(size_t step) const;
+  // Eval: the Conv of step k on x through a oneDNN primitive with its weight packed once per weight
+  // version and input shape, the activation node act (if any) fused; undefined when this Conv or
+  // input does not qualify (quantized, not 2-D float, autograd wanted) or oneDNN cannot build it,
+  // and the caller runs the plain kernel (and the activation).
+  struct Packed {
+    std::vector<std::pair<const void*, uint32_t>> sources;
+    std::vector<int64_t> input_sizes;
+    std::shared_ptr<PackedConv> conv;  // nullptr: oneDNN declined; at::convolution runs
+  };
+  at::Tensor packed_conv(size_t k, const ir::Node& node, at::Tensor x, const ir::Node* act) const;
   const ir::Graph& graph_;
   ExecutorOptions options_;
   std::vector<Step> steps_;
@@ -86,6 +109,8 @@ class Executor {
   int num_slots_ = 0;
   std::vector<double>* node_us_ = nullptr;
   mutable std::map<size_t, Folded> folded_;
+  mutable std::map<size_t, std::vector<Packed>> packed_;
+  mutable std::vector<const std::string*> conv_impl_;  // per step: what the last eval run used
 };
 
 // In eval mode 4-D activations flow in channels-last layout from the first 2-D convolution on:
