@@ -15,6 +15,11 @@ namespace squeeze::exec {
 
 enum class Mode { kEval, kTrain };
 
+// Which generation of the executor's kernels runs: part of every cached latency measurement's key
+// (compress/prune/latency_model.h), raised whenever a change makes some op faster or slower.
+// 2: convolutions on prepacked oneDNN primitives with fused activations.
+inline constexpr int kKernelGeneration = 2;
+
 struct PackedConv;  // exec/packed_conv.cpp
 
 struct KernelContext {

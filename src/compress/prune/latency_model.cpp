@@ -231,7 +231,8 @@ LatencyKey current_latency_key(const ir::Graph& graph, int64_t batch) {
   LatencyKey k;
   k.cpu = cpu_model();
   k.isa = quant::int8_probe().isa.empty() ? "unknown" : quant::int8_probe().isa;
-  k.torch = TORCH_VERSION;
+  // The executor's kernels are part of what was measured: a table from older kernels is stale.
+  k.torch = msg(TORCH_VERSION, " exec", exec::kKernelGeneration);
   k.threads = at::get_num_threads();
   k.batch = batch;
   k.model = fingerprint(graph);
