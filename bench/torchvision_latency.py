@@ -12,7 +12,7 @@ batch 1 and batch 32, interleaved in rounds (every engine and variant runs a few
 Same threads everywhere. Prints per model and batch the medians, the pruned speedup over the FLOPs
 gain, and squeeze's latency over PyTorch's and ONNX Runtime's, then the summary the issue asks for.
 
-  /usr/bin/python3 bench/torchvision_latency.py MODEL_DIR [--threads 2] [--models a,b] [--rounds 15]
+  /usr/bin/python3 bench/torchvision_latency.py MODEL_DIR [--threads 2] [--models a,b] [--rounds 6] [--burst 0.25]
         [--batches 1,32] [--json OUT.json]
 MODEL_DIR holds <model>.onnx (bench/torchvision_export.py MODEL_DIR writes them); the pruned files
 are written there too. Needs build/bench/latency_worker (make build) and .deps/onnxruntime (make deps).
@@ -84,15 +84,20 @@ def torch_runner(path, batch):
     return run
 
 
-def measure(runners, rounds, per_round):
-    """Interleaved rounds; returns each runner's timings (microseconds)."""
-    for run in runners.values():  # warm-up: first calls pack weights, build primitives, JIT
+def measure(runners, rounds, burst_s):
+    """Interleaved rounds: each engine in turn runs one untimed call and then about burst_s seconds
+    of timed calls (long bursts: a virtual CPU idle for a while runs its first calls slowly).
+    Returns each runner's timings in microseconds."""
+    per_burst = {}
+    for k, run in runners.items():  # warm-up: first calls pack weights, build primitives, JIT
         run(3)
+        per_burst[k] = max(3, min(200, int(burst_s * 1e6 / statistics.median(run(3)))))
     times = {k: [] for k in runners}
     for _ in range(rounds):
         for k, run in runners.items():
-            times[k] += run(per_round)
-            time.sleep(0.005)  # let the last engine's spinning threads go to sleep
+            run(1)
+            times[k] += run(per_burst[k])
+            time.sleep(args.pause)  # let the last engine's spinning threads go to sleep
     return times
 
 
@@ -103,10 +108,12 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--models", default=",".join(MODELS))
     ap.add_argument("--batches", default="1,32")
-    ap.add_argument("--rounds", type=int, default=15)
+    ap.add_argument("--rounds", type=int, default=6)
     ap.add_argument("--size", type=int, default=64)
     ap.add_argument("--ratio", type=float, default=0.5)
     ap.add_argument("--scope", default="local")
+    ap.add_argument("--burst", type=float, default=0.25, help="seconds each engine runs per round")
+    ap.add_argument("--pause", type=float, default=0.01, help="seconds between engines (their threads stop spinning)")
     ap.add_argument("--json")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -145,8 +152,7 @@ def main():
                        ("pytorch", "base"): torch_runner(f"{stem}_base.pt", batch),
                        ("pytorch", "pruned"): torch_runner(f"{stem}_pruned.pt", batch),
                        ("ort", "base"): ort_run("base"), ("ort", "pruned"): ort_run("pruned")}
-            per_round = 5 if batch == 1 else 2
-            t = measure(runners, args.rounds, per_round)
+            t = measure(runners, args.rounds, args.burst)
             med = {k: statistics.median(v) for k, v in t.items()}
             row = {"model": name, "batch": batch, "flops_gain": flops_gain, "prune_s": pruned["prune_s"],
                    "params": pruned["params"], "pruned_params": pruned["pruned_params"],

@@ -35,7 +35,7 @@ bool layout_agnostic(const std::string& op) {
   static const std::set<std::string> ops = {
       "Conv",    "BatchNormalization", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "Relu",
       "Relu6",   "Clip",    "LeakyRelu", "Sigmoid", "Silu",    "HardSwish",   "HardSigmoid", "Gelu",    "Tanh",
-      "Elu",     "Add",     "Mul",       "Dropout", "Identity"};
+      "Elu",     "Add",     "Mul",       "Dropout", "Identity", "Concat"};
   return ops.count(op) > 0;
 }
 

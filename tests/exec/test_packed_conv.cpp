@@ -129,6 +129,28 @@ TEST(PackedConv, ActivationIsNotFusedWhenTheConvOutputIsAlsoUsedElsewhere) {
   EXPECT_EQ(packed_count(ex), 1);
 }
 
+TEST(PackedConv, BranchesConcatenatedChannelsLastMatchPlainExecution) {
+  // Inception/DenseNet shape: two convolutions of one input, concatenated on channels (Concat keeps
+  // the channels-last layout), then a third convolution and a pooling of the concatenation.
+  ir::GraphBuilder b("concat", 3);
+  std::string x = b.input("x", {6, 10, 10});
+  std::string l = b.act("Relu", b.conv(x, 5, 1, 1, 0, 1, true, "left"));
+  std::string r = b.act("Relu", b.conv(x, 7, 3, 1, 1, 1, true, "right"));
+  std::string c = b.concat({l, r, x}, 1);
+  ir::Graph g = b.finish({b.maxpool(b.conv(c, 4, 3, 2, 1, 1, true, "after"), 2, 2), c});
+  at::NoGradGuard no_grad;
+  at::Tensor x_in = at::randn({3, 6, 10, 10});
+  auto want = exec::Executor(g, plain()).run({x_in});
+  exec::Executor ex(g);
+  auto got = ex.run({x_in});
+  ASSERT_EQ(got.size(), 2u);
+  for (size_t i = 0; i < 2; ++i) {
+    EXPECT_TRUE(got[i].is_contiguous()) << i;
+    EXPECT_TRUE(tensors_close(got[i], want[i], 1e-4, 1e-5)) << i;
+  }
+  EXPECT_EQ(packed_count(ex), 3);
+}
+
 TEST(PackedConv, UnfusableActivationRunsOnItsOwn) {
   ir::GraphBuilder b("gelu", 3);
   std::string x = b.input("x", {3, 8, 8});
