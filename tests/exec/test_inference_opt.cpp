@@ -19,11 +19,7 @@ namespace {
 using testing::node_times;
 using testing::tensors_close;
 
-exec::ExecutorOptions plain() {
-  exec::ExecutorOptions o;
-  o.optimize_inference = false;
-  return o;
-}
+using testing::plain_executor;
 
 // Gives every BatchNorm non-trivial running statistics and affine parameters.
 void randomize_batchnorms(ir::Graph& g) {
@@ -56,7 +52,7 @@ TEST_P(InferenceOptZoo, SameOutputsAsPlainExecution) {
   shape[0] = 3;
   at::Tensor x = at::randn(shape);
   at::Tensor x_copy = x.clone();
-  at::Tensor want = exec::Executor(g, plain()).forward(x);
+  at::Tensor want = exec::Executor(g, plain_executor()).forward(x);
   exec::Executor fast(g);
   for (int run = 0; run < 2; ++run) {  // the second run uses the cached folded weights
     at::Tensor got = fast.forward(x);
@@ -125,7 +121,7 @@ TEST(InferenceOpt, BatchNormIsNotFoldedWhenTheConvOutputIsAlsoUsedElsewhere) {
   at::NoGradGuard no_grad;
   at::Tensor x_in = at::randn({2, 3, 8, 8});
   exec::Executor ex(g);
-  EXPECT_TRUE(tensors_close(ex.forward(x_in), exec::Executor(g, plain()).forward(x_in), 1e-4, 1e-5));
+  EXPECT_TRUE(tensors_close(ex.forward(x_in), exec::Executor(g, plain_executor()).forward(x_in), 1e-4, 1e-5));
   EXPECT_GT(node_times(ex, x_in)[first(g, "BatchNorm")], 0.0) << "the BatchNorm must run";
 }
 
@@ -142,7 +138,7 @@ TEST(InferenceOpt, InPlaceOpsNeverOverwriteLiveValuesOrOutputs) {
   ir::Graph g = b.finish({b.act("Relu", s), h});
   at::NoGradGuard no_grad;
   at::Tensor x_in = at::randn({16, 6});
-  auto want = exec::Executor(g, plain()).run({x_in});
+  auto want = exec::Executor(g, plain_executor()).run({x_in});
   auto got = exec::Executor(g).run({x_in});
   ASSERT_EQ(got.size(), 2u);
   EXPECT_TRUE(tensors_close(got[0], want[0], 1e-4, 1e-5));

@@ -17,11 +17,7 @@ namespace {
 using testing::node_times;
 using testing::tensors_close;
 
-exec::ExecutorOptions plain() {
-  exec::ExecutorOptions o;
-  o.optimize_inference = false;
-  return o;
-}
+using testing::plain_executor;
 
 size_t index_of(const ir::Graph& g, const std::string& name) {
   for (size_t i = 0; i < g.nodes.size(); ++i)
@@ -80,7 +76,7 @@ TEST_P(PackedConvCase, MatchesPlainExecutionAndFusesTheActivation) {
   exec::Executor fast(g);
   for (int64_t batch : {1, 4, 1}) {  // a new shape packs again; the first is still cached
     at::Tensor x = at::randn({batch, c.geometry.in, c.geometry.height, c.geometry.width}) * 2;
-    at::Tensor want = exec::Executor(g, plain()).forward(x);
+    at::Tensor want = exec::Executor(g, plain_executor()).forward(x);
     at::Tensor got = fast.forward(x);
     EXPECT_TRUE(got.is_contiguous());
     EXPECT_TRUE(tensors_close(got, want, 1e-4, 1e-5)) << "batch " << batch;
@@ -124,7 +120,7 @@ TEST(PackedConv, ActivationIsNotFusedWhenTheConvOutputIsAlsoUsedElsewhere) {
   at::NoGradGuard no_grad;
   at::Tensor x_in = at::randn({2, 3, 8, 8});
   exec::Executor ex(g);
-  EXPECT_TRUE(tensors_close(ex.forward(x_in), exec::Executor(g, plain()).forward(x_in), 1e-4, 1e-5));
+  EXPECT_TRUE(tensors_close(ex.forward(x_in), exec::Executor(g, plain_executor()).forward(x_in), 1e-4, 1e-5));
   EXPECT_GT(node_times(ex, x_in)[index_of(g, "act")], 0.0) << "the Relu must run on its own";
   EXPECT_EQ(packed_count(ex), 1);
 }
@@ -140,7 +136,7 @@ TEST(PackedConv, BranchesConcatenatedChannelsLastMatchPlainExecution) {
   ir::Graph g = b.finish({b.maxpool(b.conv(c, 4, 3, 2, 1, 1, true, "after"), 2, 2), c});
   at::NoGradGuard no_grad;
   at::Tensor x_in = at::randn({3, 6, 10, 10});
-  auto want = exec::Executor(g, plain()).run({x_in});
+  auto want = exec::Executor(g, plain_executor()).run({x_in});
   exec::Executor ex(g);
   auto got = ex.run({x_in});
   ASSERT_EQ(got.size(), 2u);
@@ -158,7 +154,7 @@ TEST(PackedConv, UnfusableActivationRunsOnItsOwn) {
   at::NoGradGuard no_grad;
   at::Tensor x_in = at::randn({2, 3, 8, 8});
   exec::Executor ex(g);
-  EXPECT_TRUE(tensors_close(ex.forward(x_in), exec::Executor(g, plain()).forward(x_in), 1e-4, 1e-5));
+  EXPECT_TRUE(tensors_close(ex.forward(x_in), exec::Executor(g, plain_executor()).forward(x_in), 1e-4, 1e-5));
   EXPECT_GT(node_times(ex, x_in)[index_of(g, "act")], 0.0);
 }
 
@@ -172,9 +168,9 @@ TEST(PackedConv, ChangedWeightsArePackedAgain) {
   ex.forward(x_in);
   ir::Node& conv = *g.find_node("conv");
   conv.param("weight").value.mul_(-2.0);  // in place: the version counter moves
-  EXPECT_TRUE(tensors_close(ex.forward(x_in), exec::Executor(g, plain()).forward(x_in), 1e-4, 1e-5));
+  EXPECT_TRUE(tensors_close(ex.forward(x_in), exec::Executor(g, plain_executor()).forward(x_in), 1e-4, 1e-5));
   conv.param("bias").value = at::randn({4});  // replaced
-  EXPECT_TRUE(tensors_close(ex.forward(x_in), exec::Executor(g, plain()).forward(x_in), 1e-4, 1e-5));
+  EXPECT_TRUE(tensors_close(ex.forward(x_in), exec::Executor(g, plain_executor()).forward(x_in), 1e-4, 1e-5));
 }
 
 TEST(PackedConv, AutogradInEvalModeUsesThePlainKernel) {
@@ -199,7 +195,7 @@ TEST(PackedConv, ZooModelsRunEveryConvolutionPrepacked) {
     shape[0] = 2;
     exec::Executor ex(g);
     at::Tensor x = at::randn(shape);
-    EXPECT_TRUE(tensors_close(ex.forward(x), exec::Executor(g, plain()).forward(x), 1e-4, 1e-5)) << name;
+    EXPECT_TRUE(tensors_close(ex.forward(x), exec::Executor(g, plain_executor()).forward(x), 1e-4, 1e-5)) << name;
     int64_t convs = 0;
     for (const auto& n : g.nodes) convs += n.op == "Conv";
     EXPECT_EQ(packed_count(ex), convs) << name;

@@ -39,6 +39,14 @@ inline std::vector<double> node_times(exec::Executor& ex, const at::Tensor& x) {
   return us;
 }
 
+// Executor options without the eval rewrites: every node its own kernel on NCHW tensors, the
+// reference the optimized executor is compared with.
+inline exec::ExecutorOptions plain_executor() {
+  exec::ExecutorOptions o;
+  o.optimize_inference = false;
+  return o;
+}
+
 inline std::string shared_dir() {
   if (const char* env = std::getenv("SQUEEZE_SHARED_DIR")) return env;
 #ifdef SQUEEZE_SHARED_DIR
