@@ -151,7 +151,9 @@ std::vector<LatencyStats> measure_latency(const std::vector<const ir::Graph*>& g
     // Past the budget: stop, unless the figures are still noisy and the extension allows more.
     if (spent >= options.budget_s * std::max(1.0, options.extend) || !any_noisy(summarize())) break;
   }
-  return summarize();
+  std::vector<LatencyStats> out = summarize();
+  for (size_t i = 0; i < out.size(); ++i) out[i].conv_implementations = execs[i].conv_implementations();
+  return out;
 }
 
 std::vector<OpTime> profile_ops(const ir::Graph& graph, int64_t batch, int64_t runs) {

@@ -1,6 +1,7 @@
 #include "squeeze/exec/executor.h"
 
 #include <ATen/ATen.h>
+#include <ATen/Parallel.h>
 #include <torch/csrc/autograd/grad_mode.h>
 
 #include <algorithm>
@@ -218,9 +219,11 @@ at::Tensor Executor::packed_conv(size_t k, const ir::Node& node, at::Tensor x, c
     conv_impl_[k] = &packed_conv_impl(*e.conv);
     return run_packed_conv(*e.conv, x);
   };
+  // oneDNN fixes a primitive's thread split when it builds it: a new thread count builds anew.
+  const int threads = at::get_num_threads();
   std::vector<Packed>& cache = packed_[k];
   for (const Packed& e : cache)
-    if (e.sources == sources && x.sizes().equals(e.input_sizes)) return run_entry(e);
+    if (e.sources == sources && e.threads == threads && x.sizes().equals(e.input_sizes)) return run_entry(e);
   // New weights invalidate every packing of this step; a few input shapes (batch sizes) are kept.
   cache.erase(std::remove_if(cache.begin(), cache.end(), [&](const Packed& e) { return e.sources != sources; }),
               cache.end());
@@ -240,6 +243,7 @@ at::Tensor Executor::packed_conv(size_t k, const ir::Node& node, at::Tensor x, c
   Packed fresh;
   fresh.sources = std::move(sources);
   fresh.input_sizes = x.sizes().vec();
+  fresh.threads = threads;
   if (g.strides.size() == 2 && g.dilations.size() == 2 && g.pads.size() == 4) {
     at::NoGradGuard no_grad;
     fresh.conv = pack_conv(w.value, b ? b->value : at::Tensor(), g, x.sizes(), act ? &fa : nullptr);

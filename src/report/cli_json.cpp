@@ -96,7 +96,8 @@ std::string bench_json(const std::string& model, int threads, const std::vector<
                     {"spread", s.spread},
                     {"noisy", s.noisy},
                     {"samples_per_s", s.samples_per_s},
-                    {"runs", s.runs}});
+                    {"runs", s.runs},
+                    {"convolutions", s.conv_implementations}});
     if (i < profiles.size()) {
       json ops = json::array();
       for (const auto& t : profiles[i])

@@ -80,6 +80,25 @@ TEST(Cli, BenchJsonFollowsTheContract) {
   EXPECT_GT(j["results"][0]["samples_per_s"].get<double>(), 0.0);
 }
 
+TEST(Cli, BenchSaysWhatTheConvolutionsRanOn) {
+  // jet_tagger has no convolution: no line, an empty map. small_cnn's two run prepacked on oneDNN.
+  auto mlp = cli({"bench", "zoo:jet_tagger", "--batch", "1", "--runs", "5", "--json"});
+  ASSERT_EQ(mlp.code, 0) << mlp.err;
+  EXPECT_TRUE(json::parse(mlp.out)["results"][0]["convolutions"].empty());
+  auto r = cli({"bench", "zoo:small_cnn", "--batch", "2", "--runs", "5", "--json"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  json convs = json::parse(r.out)["results"][0]["convolutions"];
+  int64_t total = 0;
+  for (const auto& [impl, count] : convs.items()) {
+    EXPECT_NE(impl, "at::convolution");
+    total += count.get<int64_t>();
+  }
+  EXPECT_EQ(total, 2) << convs.dump();
+  auto text = cli({"bench", "zoo:small_cnn", "--batch", "2", "--runs", "5"});
+  ASSERT_EQ(text.code, 0) << text.err;
+  EXPECT_NE(text.out.find("convolutions at batch 2 ("), std::string::npos) << text.out;
+}
+
 TEST(Cli, InferWritesNpyOutputs) {
   TempDir dir;
   data::write_npy(dir.file("x.npy"), at::randn({5, 16}));

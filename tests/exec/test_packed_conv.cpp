@@ -3,6 +3,7 @@
 // models use, the following activation fused where it alone reads the convolution, and the
 // packing rebuilt when weights or input shapes change.
 #include <ATen/ATen.h>
+#include <ATen/Parallel.h>
 #include <gtest/gtest.h>
 #include <torch/csrc/autograd/grad_mode.h>
 
@@ -171,6 +172,25 @@ TEST(PackedConv, ChangedWeightsArePackedAgain) {
   EXPECT_TRUE(tensors_close(ex.forward(x_in), exec::Executor(g, plain_executor()).forward(x_in), 1e-4, 1e-5));
   conv.param("bias").value = at::randn({4});  // replaced
   EXPECT_TRUE(tensors_close(ex.forward(x_in), exec::Executor(g, plain_executor()).forward(x_in), 1e-4, 1e-5));
+}
+
+TEST(PackedConv, AnotherThreadCountPacksAgainWithTheSameResult) {
+  ir::GraphBuilder b("threads", 3);
+  std::string x = b.input("x", {16, 12, 12});
+  ir::Graph g = b.finish({b.act("Relu", b.conv(x, 32, 3, 1, 1, 1, true, "conv"))});
+  at::NoGradGuard no_grad;
+  at::Tensor x_in = at::randn({4, 16, 12, 12});  // 2.6M multiply-adds: split between threads
+  const int before = at::get_num_threads();
+  exec::Executor ex(g);
+  at::set_num_threads(1);
+  at::Tensor one = ex.forward(x_in);
+  at::set_num_threads(2);
+  at::Tensor two = ex.forward(x_in);
+  at::set_num_threads(before);
+  at::Tensor want = exec::Executor(g, plain_executor()).forward(x_in);
+  EXPECT_TRUE(tensors_close(one, want, 1e-4, 1e-5));
+  EXPECT_TRUE(tensors_close(two, want, 1e-4, 1e-5));
+  EXPECT_EQ(packed_count(ex), 1);
 }
 
 TEST(PackedConv, AutogradInEvalModeUsesThePlainKernel) {

@@ -380,6 +380,19 @@ int cmd_bench(const std::string& model, std::vector<int64_t> batches, const Benc
         << std::setw(11) << s.p10_us << std::setw(11) << s.p90_us << std::setw(7) << std::setprecision(0)
         << 100.0 * s.spread << "%" << std::setprecision(1) << std::setw(12) << s.samples_per_s << std::setw(7)
         << s.runs << (s.noisy ? "  noisy" : "") << "\n";
+  // Where the time is spent depends on the CPU and the kernels oneDNN picked for it: say both.
+  const auto machine = env::describe();
+  const std::string cpu = machine.count("cpu") ? machine.at("cpu") : "unknown CPU";
+  for (const auto& s : all) {
+    if (s.conv_implementations.empty()) continue;
+    out << "convolutions at batch " << s.batch << " (" << cpu << ", oneDNN " << quant::int8_probe().isa << "):";
+    const char* sep = " ";
+    for (const auto& [impl, count] : s.conv_implementations) {
+      out << sep << impl << " x" << count;
+      sep = ", ";
+    }
+    out << "\n";
+  }
   if (noisy)
     out << "warning: a median above is uncertain (its 95% interval is wider than +-"
         << static_cast<int>(100 * deploy::kNoisyHalfWidth) << "%): " << advice << "\n";

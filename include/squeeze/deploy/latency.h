@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -33,6 +34,9 @@ struct LatencyStats {
   double speedup = 1.0, speedup_p25 = 1.0, speedup_p75 = 1.0;
   double speedup_lo = 1.0, speedup_hi = 1.0;
   bool speedup_noisy = false;
+  // What the model's convolutions ran on (exec::Executor::conv_implementations): oneDNN's
+  // implementation names with how many Convs each, e.g. {"brgconv:avx512_core": 17}.
+  std::map<std::string, int64_t> conv_implementations;
 };
 
 struct LatencyOptions {

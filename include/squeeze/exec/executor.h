@@ -97,13 +97,14 @@ class Executor {
     std::vector<std::pair<const void*, uint32_t>> sources;
   };
   const ir::Node& folded_node(size_t step) const;
-  // Eval: the Conv of step k on x through a oneDNN primitive with its weight packed once per weight
-  // version and input shape, the activation node act (if any) fused; undefined when this Conv or
-  // input does not qualify (quantized, not 2-D float, autograd wanted) or oneDNN cannot build it,
-  // and the caller runs the plain kernel (and the activation).
+  // Eval: the Conv of step k on x through a oneDNN primitive with its weight packed once per
+  // weight version, input shape and thread count, the activation node act (if any) fused;
+  // undefined when this Conv or input does not qualify (quantized, not 2-D float, autograd wanted)
+  // or oneDNN cannot build it, and the caller runs the plain kernel (and the activation).
   struct Packed {
     std::vector<std::pair<const void*, uint32_t>> sources;
     std::vector<int64_t> input_sizes;
+    int threads = 0;
     std::shared_ptr<PackedConv> conv;  // nullptr: oneDNN declined; at::convolution runs
   };
   at::Tensor packed_conv(size_t k, const ir::Node& node, at::Tensor x, const ir::Node* act) const;
